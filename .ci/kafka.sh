@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Single-node Apache Kafka (KRaft) from Maven Central jars: no Docker, no tarball.
+# Usage: .ci/kafka.sh start DIR PORT | .ci/kafka.sh stop DIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+cmd=$1; dir=$2
+case "$cmd" in
+start)
+  port=$3
+  mkdir -p "$dir"
+  if [ ! -d "$dir/libs" ] || [ -z "$(ls -A "$dir/libs" 2>/dev/null)" ]; then
+    mvn -q -B -f "$here/kafka-pom.xml" dependency:copy-dependencies -DoutputDirectory="$dir/libs"
+  fi
+  cp="$dir/libs/*"
+  cat > "$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$((port + 1))
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$((port + 1))
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$dir/data
+num.partitions=4
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS
+  cat > "$dir/log4j.properties" <<'PROPS'
+log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=${kafka.logs.dir}/server.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+PROPS
+  rm -rf "$dir/data"
+  java -cp "$cp" kafka.tools.StorageTool format -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid)" \
+    -c "$dir/server.properties" >/dev/null
+  nohup java -Xmx512m -Dkafka.logs.dir="$dir" -Dlog4j.configuration="file:$dir/log4j.properties" \
+    -cp "$cp" kafka.Kafka "$dir/server.properties" >"$dir/stdout.log" 2>&1 &
+  echo $! >"$dir/pid"
+  for _ in $(seq 1 120); do
+    if (echo >/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then echo "kafka up on 127.0.0.1:$port"; exit 0; fi
+    sleep 0.5
+  done
+  echo "kafka did not start; see $dir/stdout.log and $dir/server.log" >&2; exit 1 ;;
+stop)
+  if [ -f "$dir/pid" ]; then kill "$(cat "$dir/pid")" 2>/dev/null || true; rm -f "$dir/pid"; fi ;;
+esac

@@ -1,0 +1,1 @@
+"""Edges of truthstream: Kafka I/O, embedded services and synthetic workloads."""

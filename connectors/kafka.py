@@ -1,0 +1,105 @@
+"""Kafka plumbing with kafka-python: topic set-up, JSON producing and reading topics back."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.serializer import Serializer
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.errors import ConfigError
+
+# How long start-up waits for a broker that is still coming up (a fresh container, a CI service).
+CONNECT_TIMEOUT_S = 30.0
+
+
+def admin(servers: list[str]) -> KafkaAdminClient:
+    """An admin client, retrying until the broker answers or CONNECT_TIMEOUT_S passes."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=servers, client_id="truthstream-admin",
+                                    request_timeout_ms=10000)
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"no Kafka broker answers at {','.join(servers)} ({exc}); "
+                                  "check TRUTHSTREAM_BROKER") from None
+            time.sleep(0.5)
+
+
+def ensure_topics(servers: list[str], topics: Iterable[str], partitions: int) -> dict[str, int]:
+    """Create the topics that do not exist yet; return every topic's partition count."""
+    wanted = list(dict.fromkeys(topics))
+    client = admin(servers)
+    try:
+        existing = set(client.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                client.create_topics([NewTopic(t, partitions, 1) for t in missing], raise_errors=False)
+            except TopicAlreadyExistsError:
+                pass
+        counts: dict[str, int] = {}
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while len(counts) < len(wanted):
+            for meta in client.describe_topics(wanted):
+                if meta.get("partitions") and not meta.get("error_code"):
+                    counts[meta["name"]] = len(meta["partitions"])
+            if len(counts) < len(wanted):
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"topics {sorted(set(wanted) - set(counts))} did not become available")
+                time.sleep(0.2)
+        return counts
+    finally:
+        client.close()
+
+
+class _KeySerializer(Serializer):
+    def serialize(self, topic: str, value: Any) -> bytes | None:
+        return value.encode() if isinstance(value, str) else value
+
+
+class _JsonSerializer(Serializer):
+    def serialize(self, topic: str, value: Any) -> bytes | None:
+        return value if isinstance(value, bytes) or value is None else json.dumps(value).encode()
+
+
+def json_producer(servers: list[str]) -> KafkaProducer:
+    """A producer of JSON values (bytes pass through as they are) keyed by UTF-8 strings."""
+    return KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5,
+                         key_serializer=_KeySerializer(), value_serializer=_JsonSerializer())
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[int]:
+    """The partitions of a topic, waiting for the first metadata response."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        parts = consumer.partitions_for_topic(topic)
+        if parts:
+            return sorted(parts)
+        if time.monotonic() > deadline:
+            raise ConfigError(f"topic {topic!r} does not exist or has no partitions")
+        consumer.poll(timeout_ms=100)  # drives the metadata request
+
+
+def read_topic(servers: list[str], topic: str, idle_s: float = 1.0, deadline_s: float = 30.0) -> Iterator[dict[str, Any]]:
+    """Every message of a topic from its beginning, as decoded JSON (no consumer group, no commits)."""
+    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
+                             auto_offset_reset="earliest", consumer_timeout_ms=int(idle_s * 1000))
+    try:
+        parts = topic_partitions(consumer, topic)
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        end = consumer.end_offsets(tps)
+        stop = time.monotonic() + deadline_s
+        while time.monotonic() < stop and any(consumer.position(tp) < end[tp] for tp in tps):
+            for msg in consumer:
+                yield json.loads(msg.value)
+    finally:
+        consumer.close()

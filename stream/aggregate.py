@@ -1,0 +1,74 @@
+"""Mergeable window state: confusion counts and a score histogram, as plain integer counters.
+
+A window's state is a bag of named counters, so it can live in a Python Counter
+(replay, tests) or a Redis hash updated with HINCRBY (the worker), and two
+partial states merge by adding counters. Its size is bounded by the number of
+classes squared plus the number of score bins, whatever the number of events.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from stream.records import POSITIVE, Joined
+
+SEP = "\x1f"  # cannot occur in class labels that came from JSON text in practice, and keeps fields short
+CELL = "c"
+SCORE = "s"
+
+
+class WindowAggregate:
+    """Counters for one window: confusion cells and, for binary models, a binned score histogram."""
+
+    __slots__ = ("counts", "resolution")
+
+    def __init__(self, resolution: float, counts: Mapping[str, int] | None = None) -> None:
+        self.resolution = resolution
+        self.counts: Counter[str] = Counter(counts or {})
+
+    def add(self, sample: Joined) -> None:
+        """Count one joined sample."""
+        self.counts[f"{CELL}{SEP}{sample.y_true}{SEP}{sample.y_pred}"] += 1
+        if sample.score is not None:
+            positive = 1 if sample.y_true == POSITIVE else 0
+            self.counts[f"{SCORE}{SEP}{self.bin_of(sample.score)}{SEP}{positive}"] += 1
+
+    def bin_of(self, score: float) -> int:
+        """The histogram bin holding `score` (scores are rounded to the resolution)."""
+        return int(round(score / self.resolution))
+
+    def merge(self, other: "WindowAggregate") -> None:
+        """Add another partial state of the same window into this one."""
+        self.counts.update(other.counts)
+
+    @property
+    def sample_count(self) -> int:
+        """Number of joined samples counted."""
+        return sum(n for field, n in self.counts.items() if field.startswith(CELL))
+
+    def confusion(self) -> dict[str, dict[str, int]]:
+        """Nested `{actual: {predicted: count}}`, SageMaker's confusion-matrix shape."""
+        matrix: dict[str, dict[str, int]] = {}
+        for field, n in self.counts.items():
+            kind, first, second = field.split(SEP)
+            if kind == CELL and n:
+                matrix.setdefault(first, {})[second] = n
+        return matrix
+
+    def score_histogram(self) -> list[tuple[float, int, int]]:
+        """`(score, negatives, positives)` per occupied bin, highest score first."""
+        bins: dict[int, list[int]] = {}
+        for field, n in self.counts.items():
+            kind, first, second = field.split(SEP)
+            if kind == SCORE and n:
+                bins.setdefault(int(first), [0, 0])[int(second)] += n
+        return [(b * self.resolution, neg, pos) for b, (neg, pos) in sorted(bins.items(), reverse=True)]
+
+    @classmethod
+    def of(cls, samples: Iterable[Joined], resolution: float) -> "WindowAggregate":
+        """Build the state of a window from its samples."""
+        agg = cls(resolution)
+        for sample in samples:
+            agg.add(sample)
+        return agg

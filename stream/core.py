@@ -1,0 +1,242 @@
+"""The monitor's core: one pure step over a batch of raw messages.
+
+The step reads a `StateView` (the join entries of the batch's event ids, the
+offsets already applied, the partition watermarks) and returns a `StepResult`
+(every state change and every output). It performs no I/O: the Redis store
+(worker) and the memory store (replay, tests) load views and apply results,
+so the worker and the replay compute exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.aggregate import WindowAggregate
+from stream.catalog import Catalog
+from stream.errors import RecordError
+from stream.records import (Inference, Joined, Label, RawMessage, canonical_class, decode_json,
+                            parse_inference, parse_label)
+from stream.reports import dead_letter
+from stream.settings import Settings
+from stream.windows import WindowKey, model_key
+
+PENDING_INFERENCE = "I"
+PENDING_LABEL = "L"
+JOINED = "J"
+UNATTRIBUTED = ""  # counter key for records whose model is not known
+
+
+@dataclass(slots=True)
+class JoinEntry:
+    """What is stored under an event id: a pending side, or a tombstone of a finished join."""
+
+    kind: str
+    expires: float  # event time at which an unmatched entry counts as expired
+    partition: int
+    data: dict[str, Any]
+
+    def encode(self) -> str:
+        """Compact JSON for storage."""
+        return json.dumps([self.kind, self.expires if math.isfinite(self.expires) else None,
+                           self.partition, self.data], separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> "JoinEntry":
+        """Inverse of `encode`."""
+        kind, expires, partition, data = json.loads(text)
+        return cls(kind, math.inf if expires is None else expires, partition, data)
+
+    @property
+    def counter_key(self) -> str:
+        """The model a pending or joined entry is attributed to, if known."""
+        return str(self.data.get("m", UNATTRIBUTED))
+
+
+@dataclass(slots=True)
+class Output:
+    """A record to publish: topic, key and JSON-able value."""
+
+    topic: str
+    key: str
+    value: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StateView:
+    """The part of the state one batch needs, as loaded by a store."""
+
+    entries: dict[str, JoinEntry | None]
+    checkpoints: dict[tuple[str, int], int]
+    watermarks: dict[int, float]
+    floor: float = -math.inf
+
+
+@dataclass(slots=True)
+class StepResult:
+    """Every change and output of one batch, for a store to apply atomically."""
+
+    entries: dict[str, JoinEntry | None] = field(default_factory=dict)  # None deletes
+    unindex: dict[int, set[str]] = field(default_factory=dict)  # expiry-index removals per partition
+    windows: dict[WindowKey, WindowAggregate] = field(default_factory=dict)
+    counters: dict[str, Counter[str]] = field(default_factory=dict)
+    watermarks: dict[int, float] = field(default_factory=dict)
+    checkpoints: dict[tuple[str, int], int] = field(default_factory=dict)
+    dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    rolling: dict[str, list[Joined]] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)  # queued in the outbox with the state change
+    joined: int = 0
+
+    def count(self, key: str, what: str, n: int = 1) -> None:
+        """Add to a per-model counter (late, expired, duplicates, rejected)."""
+        self.counters.setdefault(key, Counter())[what] += n
+
+
+def event_ids(messages: list[RawMessage], settings: Settings) -> set[str]:
+    """The event ids a batch touches, read cheaply so a store can prefetch their entries."""
+    ids = set()
+    for msg in messages:
+        if msg.key:
+            try:
+                ids.add(msg.key.decode("utf-8"))
+                continue
+            except UnicodeDecodeError:
+                pass
+        try:
+            doc = decode_json(msg.value, settings.max_record_bytes)
+        except RecordError:
+            continue
+        if isinstance(doc.get("event_id"), (str, int)) and not isinstance(doc.get("event_id"), bool):
+            ids.add(str(doc["event_id"]).strip())
+    return ids
+
+
+class Step:
+    """Applies one batch to a state view; create one per batch."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, view: StateView) -> None:
+        self.settings, self.catalog, self.view = settings, catalog, view
+        self.result = StepResult()
+        self.watermarks = dict(view.watermarks)
+
+    def run(self, messages: list[RawMessage]) -> StepResult:
+        """Process the batch in order; messages already applied (by offset) are skipped."""
+        for msg in messages:
+            done = self.result.checkpoints.get((msg.topic, msg.partition),
+                                               self.view.checkpoints.get((msg.topic, msg.partition), -1))
+            if msg.offset <= done:
+                continue
+            self.result.checkpoints[(msg.topic, msg.partition)] = msg.offset
+            try:
+                if msg.topic == self.settings.inference_topic:
+                    doc = decode_json(msg.value, self.settings.max_record_bytes)
+                    self._inference(msg, parse_inference(doc, self.catalog.problem_type))
+                else:
+                    doc = decode_json(msg.value, self.settings.max_record_bytes)
+                    self._label(msg, parse_label(doc))
+            except RecordError as exc:
+                self._reject(msg, exc)
+        self.result.watermarks = {p: t for p, t in self.watermarks.items()
+                                  if self.view.watermarks.get(p) != t}
+        self.result.outputs = [Output(self.settings.dead_letter_topic, d["key"] or "", d)
+                               for d in self.result.dead_letters]
+        return self.result
+
+    def sweep(self, candidates: dict[int, list[str]]) -> StepResult:
+        """Expire the listed entries whose time has passed (the store found them in its expiry index)."""
+        for partition, ids in candidates.items():
+            for event_id in ids:
+                self._entry(event_id, partition)  # expires the entry if its time has passed
+        return self.result
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _now(self, partition: int) -> float:
+        return max(self.watermarks.get(partition, -math.inf), self.view.floor)
+
+    def _entry(self, event_id: str, partition: int) -> JoinEntry | None:
+        entry = self.result.entries.get(event_id, self.view.entries.get(event_id))
+        if entry is not None and entry.expires <= self._now(partition):
+            self._expire(event_id, entry)
+            return None
+        return entry
+
+    def _expire(self, event_id: str, entry: JoinEntry) -> None:
+        self.result.entries[event_id] = None
+        self.result.unindex.setdefault(entry.partition, set()).add(event_id)
+        if entry.kind == PENDING_INFERENCE:
+            self.result.count(entry.counter_key, "expired_inferences")
+        elif entry.kind == PENDING_LABEL:
+            self.result.count(UNATTRIBUTED, "expired_labels")
+
+    def _set(self, event_id: str, entry: JoinEntry, replaces: JoinEntry | None) -> None:
+        if replaces is not None and replaces.partition != entry.partition:
+            self.result.unindex.setdefault(replaces.partition, set()).add(event_id)
+        self.result.entries[event_id] = entry
+
+    def _reject(self, msg: RawMessage, exc: RecordError) -> None:
+        self.result.count(exc.model or UNATTRIBUTED, "rejected")
+        self.result.dead_letters.append(dead_letter(msg, exc.reason, exc.field))
+
+    # -- the join --------------------------------------------------------------------------
+    def _pending_inference(self, inf: Inference, partition: int) -> JoinEntry:
+        data = {"m": inf.model, "v": inf.model_version, "t": inf.time, "y": inf.prediction, "s": inf.score}
+        return JoinEntry(PENDING_INFERENCE, inf.time + self.settings.label_ttl, partition, data)
+
+    def _inference(self, msg: RawMessage, inf: Inference) -> None:
+        now = self._now(msg.partition)
+        entry = self._entry(inf.event_id, msg.partition)
+        if inf.time > self.watermarks.get(msg.partition, -math.inf):
+            self.watermarks[msg.partition] = inf.time
+        if entry is None:
+            self._set(inf.event_id, self._pending_inference(inf, msg.partition), None)
+        elif entry.kind == PENDING_LABEL:
+            d = entry.data
+            stored_label = RawMessage(d["tp"], entry.partition, d["o"], inf.event_id.encode(),
+                                      d["raw"].encode())
+            if not self._match(msg.partition, inf, d["y"], now, stored_label, entry):
+                self._set(inf.event_id, self._pending_inference(inf, msg.partition), entry)
+        else:
+            self.result.count(inf.model, "duplicates")
+
+    def _label(self, msg: RawMessage, label: Label) -> None:
+        entry = self._entry(label.event_id, msg.partition)
+        if entry is None:
+            when = label.time if label.time is not None else self.watermarks.get(msg.partition, math.inf)
+            raw = msg.value.decode("utf-8") if msg.value else ""
+            data = {"y": label.label, "raw": raw, "tp": msg.topic, "o": msg.offset}
+            self._set(label.event_id, JoinEntry(PENDING_LABEL, when + self.settings.label_ttl,
+                                                msg.partition, data), None)
+        elif entry.kind == PENDING_INFERENCE:
+            d = entry.data
+            inf = Inference(label.event_id, d["m"], d["v"], d["t"], d["y"], d["s"])
+            self._match(msg.partition, inf, label.label, self._now(msg.partition), msg, entry)
+        else:
+            self.result.count(entry.counter_key, "duplicates")
+
+    def _match(self, partition: int, inf: Inference, label_json: str, now: float,
+               label_msg: RawMessage, stored: JoinEntry) -> bool:
+        """Join `inf` with its label; a label that does not fit the model is dead-lettered instead."""
+        try:
+            y_true = canonical_class(json.loads(label_json), "label", self.catalog.problem_type(inf.model))
+        except RecordError as exc:
+            self.result.count(inf.model, "rejected")
+            self.result.dead_letters.append(dead_letter(label_msg, exc.reason, exc.field))
+            return False
+        self._set(inf.event_id, JoinEntry(JOINED, inf.time + self.settings.label_ttl, partition,
+                                          {"m": inf.model}), stored)
+        sample = Joined(inf.model, inf.model_version, inf.time, y_true, inf.prediction, inf.score)
+        self.result.joined += 1
+        window = WindowKey.of(sample, self.settings.window)
+        if window.end + self.settings.label_grace <= now:
+            self.result.count(inf.model, "late")
+        else:
+            agg = self.result.windows.get(window)
+            if agg is None:
+                agg = self.result.windows[window] = WindowAggregate(self.settings.score_resolution)
+            agg.add(sample)
+        if self.settings.rolling_size > 0:
+            self.result.rolling.setdefault(model_key(inf.model, inf.model_version), []).append(sample)
+        return True

@@ -1,0 +1,112 @@
+"""State held in process memory: the store of replays, backtests and unit tests."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from typing import Any
+
+from stream.aggregate import WindowAggregate
+from stream.core import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
+from stream.engine import RollingDue
+from stream.records import Joined
+from stream.windows import WindowKey, model_key
+
+
+class MemoryStore:
+    """A StateStore in dictionaries; same semantics as the Redis store, without durability."""
+
+    def __init__(self, rolling_size: int = 0, rolling_every: int = 1, resolution: float = 1e-4) -> None:
+        self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
+        self.entries: dict[str, JoinEntry] = {}
+        self.index: dict[int, dict[str, float]] = {}
+        self.checkpoints: dict[tuple[str, int], int] = {}
+        self.watermarks: dict[int, float] = {}
+        self.floor = -math.inf
+        self.windows: dict[WindowKey, WindowAggregate] = {}
+        self.counters: dict[str, Counter[str]] = {}
+        self.rolling: dict[str, deque[Joined]] = {}
+        self.rolling_count: Counter[str] = Counter()
+        self.outbox: list[Output] = []
+
+    async def transact(self, ids: set[str], inputs: set[tuple[str, int]], step: Any) -> tuple[StepResult, list[RollingDue]]:
+        """Run `step` on a view of the state and apply its result."""
+        view = StateView({i: self.entries.get(i) for i in ids},
+                         {k: v for k, v in self.checkpoints.items() if k in inputs},
+                         dict(self.watermarks), self.floor)
+        result: StepResult = step(view)
+        return result, self.apply(result)
+
+    def apply(self, result: StepResult) -> list[RollingDue]:
+        """Apply a step's changes."""
+        for partition, ids in result.unindex.items():
+            for event_id in ids:
+                self.index.get(partition, {}).pop(event_id, None)
+        for event_id, entry in result.entries.items():
+            if entry is None:
+                self.entries.pop(event_id, None)
+                continue
+            self.entries[event_id] = entry
+            if math.isfinite(entry.expires):
+                self.index.setdefault(entry.partition, {})[event_id] = entry.expires
+        for key, agg in result.windows.items():
+            self.windows.setdefault(key, WindowAggregate(agg.resolution)).merge(agg)
+        for key, counts in result.counters.items():
+            self.counters.setdefault(key, Counter()).update(counts)
+        self.watermarks.update(result.watermarks)
+        self.checkpoints.update(result.checkpoints)
+        self.outbox.extend(result.outputs)
+        due = []
+        for mk, samples in result.rolling.items():
+            window = self.rolling.setdefault(mk, deque(maxlen=self.rolling_size))
+            window.extend(samples)
+            before = self.rolling_count[mk]
+            self.rolling_count[mk] += len(samples)
+            if self.rolling_count[mk] // self.rolling_every > before // self.rolling_every:
+                due.append(RollingDue(mk, self.rolling_count[mk], list(window)))
+        return due
+
+    async def expiry_candidates(self, partitions: set[int]) -> dict[int, list[str]]:
+        """Indexed entries whose expiry the partition's stream time has passed."""
+        out = {}
+        for p in partitions:
+            now = max(self.watermarks.get(p, -math.inf), self.floor)
+            out[p] = sorted(i for i, t in self.index.get(p, {}).items() if t <= now)
+        return out
+
+    async def clock(self) -> tuple[dict[int, float], float]:
+        """Partition watermarks and the idle floor."""
+        return dict(self.watermarks), self.floor
+
+    async def raise_floor(self, when: float) -> None:
+        """Advance the idle floor."""
+        self.floor = max(self.floor, when)
+
+    async def open_windows(self, until: float) -> list[WindowKey]:
+        """Open windows ending at or before `until`, oldest first."""
+        return sorted((k for k in self.windows if k.end <= until), key=lambda k: (k.end, k.model, k.version))
+
+    async def close_window(self, key: WindowKey, build: Any) -> list[Output]:
+        """Take the window and its model's counters, build and queue its outputs."""
+        agg = self.windows.pop(key, None)
+        if agg is None:
+            return []
+        counts = self.counters.pop(key.model, Counter()) + self.counters.pop(UNATTRIBUTED, Counter())
+        outputs: list[Output] = build(agg, dict(counts))
+        self.outbox.extend(outputs)
+        return outputs
+
+    async def enqueue(self, outputs: list[Output]) -> None:
+        """Queue outputs."""
+        self.outbox.extend(outputs)
+
+    async def pending_outbox(self) -> list[Output]:
+        """Queued outputs."""
+        return list(self.outbox)
+
+    async def confirm_outbox(self, count: int) -> None:
+        """Drop published outputs."""
+        del self.outbox[:count]
+
+
+__all__ = ["MemoryStore", "model_key"]

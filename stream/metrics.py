@@ -1,0 +1,182 @@
+"""SageMaker-shaped model-quality metrics from a window's counters, computed with river.
+
+Confusion-matrix metrics come from river metrics sharing one ConfusionMatrix
+rebuilt from the window's counts; AUC and the curves come from the window's
+score histogram (exact for scores distinct at the histogram's resolution).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from river import metrics as rm
+
+from stream.aggregate import WindowAggregate
+from stream.records import BINARY, NEGATIVE, POSITIVE, ProblemType
+
+NO_STD = "NaN"  # SageMaker writes the string "NaN" where no standard deviation was computed
+
+BINARY_SCALARS = (
+    "recall", "precision", "accuracy",
+    "recall_best_constant_classifier", "precision_best_constant_classifier",
+    "accuracy_best_constant_classifier",
+    "true_positive_rate", "true_negative_rate", "false_positive_rate", "false_negative_rate",
+    "auc", "f0_5", "f1", "f2",
+    "f0_5_best_constant_classifier", "f1_best_constant_classifier", "f2_best_constant_classifier",
+)
+MULTICLASS_SCALARS = (
+    "accuracy", "weighted_recall", "weighted_precision",
+    "weighted_f0_5", "weighted_f1", "weighted_f2",
+    "accuracy_best_constant_classifier",
+    "weighted_recall_best_constant_classifier", "weighted_precision_best_constant_classifier",
+    "weighted_f0_5_best_constant_classifier", "weighted_f1_best_constant_classifier",
+    "weighted_f2_best_constant_classifier",
+)
+SCALARS: dict[ProblemType, tuple[str, ...]] = {
+    BINARY: BINARY_SCALARS,
+    "MulticlassClassification": MULTICLASS_SCALARS,
+}
+STATISTICS_KEY: dict[ProblemType, str] = {
+    BINARY: "binary_classification_metrics",
+    "MulticlassClassification": "multiclass_classification_metrics",
+}
+
+
+def _river_cm(matrix: dict[str, dict[str, int]]) -> rm.ConfusionMatrix:
+    cm = rm.ConfusionMatrix()
+    for actual, row in sorted(matrix.items()):
+        for predicted, n in sorted(row.items()):
+            cm.update(actual, predicted, w=n)
+    return cm
+
+
+def _constant_matrix(matrix: dict[str, dict[str, int]], predicted: str) -> dict[str, dict[str, int]]:
+    return {actual: {predicted: sum(row.values())} for actual, row in matrix.items()}
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den else 0.0
+
+
+def _binary_scores(matrix: dict[str, dict[str, int]]) -> dict[str, float]:
+    cm = _river_cm(matrix)
+    kw: dict[str, Any] = {"cm": cm, "pos_val": POSITIVE}
+    tp = matrix.get(POSITIVE, {}).get(POSITIVE, 0)
+    fn = sum(matrix.get(POSITIVE, {}).values()) - tp
+    tn = matrix.get(NEGATIVE, {}).get(NEGATIVE, 0)
+    fp = sum(matrix.get(NEGATIVE, {}).values()) - tn
+    return {
+        "recall": rm.Recall(**kw).get(),
+        "precision": rm.Precision(**kw).get(),
+        "accuracy": rm.Accuracy(cm=cm).get(),
+        "f0_5": rm.FBeta(beta=0.5, **kw).get(),
+        "f1": rm.F1(**kw).get(),
+        "f2": rm.FBeta(beta=2.0, **kw).get(),
+        "true_positive_rate": _ratio(tp, tp + fn),
+        "true_negative_rate": _ratio(tn, tn + fp),
+        "false_positive_rate": _ratio(fp, fp + tn),
+        "false_negative_rate": _ratio(fn, fn + tp),
+    }
+
+
+def _multiclass_scores(matrix: dict[str, dict[str, int]]) -> dict[str, float]:
+    cm = _river_cm(matrix)
+    return {
+        "accuracy": rm.Accuracy(cm=cm).get(),
+        "weighted_recall": rm.WeightedRecall(cm=cm).get(),
+        "weighted_precision": rm.WeightedPrecision(cm=cm).get(),
+        "weighted_f0_5": rm.WeightedFBeta(beta=0.5, cm=cm).get(),
+        "weighted_f1": rm.WeightedF1(cm=cm).get(),
+        "weighted_f2": rm.WeightedFBeta(beta=2.0, cm=cm).get(),
+    }
+
+
+def roc_and_pr(histogram: list[tuple[float, int, int]]) -> tuple[float, list[float], list[float], list[float], list[float]]:
+    """AUC, ROC points (fpr, tpr) and PR points (precision, recall) from a descending score histogram.
+
+    The points are those of scikit-learn's `roc_curve(..., drop_intermediate=False)` and
+    `precision_recall_curve`, one per distinct score; AUC is the trapezoidal area (ties count half).
+    """
+    total_pos = sum(pos for _, _, pos in histogram)
+    total_neg = sum(neg for _, neg, _ in histogram)
+    fprs, tprs, precisions, recalls = [0.0], [0.0], [], []
+    tp = fp = 0
+    auc = 0.0
+    for _, neg, pos in histogram:
+        prev_tp, prev_fp = tp, fp
+        tp += pos
+        fp += neg
+        auc += (fp - prev_fp) * (tp + prev_tp) / 2.0
+        fprs.append(_ratio(fp, total_neg) if total_neg else math.nan)
+        tprs.append(_ratio(tp, total_pos) if total_pos else math.nan)
+        precisions.append(_ratio(tp, tp + fp))
+        recalls.append(_ratio(tp, total_pos) if total_pos else math.nan)
+    auc_value = auc / (total_pos * total_neg) if total_pos and total_neg else math.nan
+    # scikit-learn lists PR points by increasing threshold and closes with (precision 1, recall 0).
+    precisions = precisions[::-1] + [1.0]
+    recalls = recalls[::-1] + [0.0]
+    return auc_value, fprs, tprs, precisions, recalls
+
+
+def _thin(values: list[float], keep: list[int]) -> list[float]:
+    return [values[i] for i in keep]
+
+
+def _keep_indexes(n: int, limit: int) -> list[int]:
+    if n <= limit:
+        return list(range(n))
+    step = (n - 1) / (limit - 1)
+    return sorted({round(i * step) for i in range(limit)})
+
+
+def _finite(value: float) -> float | str:
+    return value if math.isfinite(value) else NO_STD
+
+
+def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
+    """The body of a SageMaker `statistics.json` for the problem type (under its key)."""
+    matrix = agg.confusion()
+    out: dict[str, Any] = {"confusion_matrix": matrix}
+    if problem_type == BINARY:
+        scores = _binary_scores(matrix)
+        constant = _binary_scores(_constant_matrix(matrix, POSITIVE))
+        for name in ("recall", "precision", "accuracy", "f0_5", "f1", "f2"):
+            scores[f"{name}_best_constant_classifier"] = constant[name]
+        histogram = agg.score_histogram()
+        if histogram:
+            auc, fprs, tprs, precisions, recalls = roc_and_pr(histogram)
+            scores["auc"] = auc
+            keep = _keep_indexes(len(fprs), curve_points)
+            out["receiver_operating_characteristic_curve"] = {
+                "false_positive_rates": [_finite(v) for v in _thin(fprs, keep)],
+                "true_positive_rates": [_finite(v) for v in _thin(tprs, keep)],
+            }
+            keep = _keep_indexes(len(precisions), curve_points)
+            out["precision_recall_curve"] = {
+                "precisions": [_finite(v) for v in _thin(precisions, keep)],
+                "recalls": [_finite(v) for v in _thin(recalls, keep)],
+            }
+    else:
+        scores = _multiclass_scores(matrix)
+        counts = {actual: sum(row.values()) for actual, row in matrix.items()}
+        if counts:
+            # Multiclass best constant classifier: always predict the most frequent actual class
+            # (ties go to the smallest label so the choice is deterministic).
+            majority = min(counts, key=lambda c: (-counts[c], c))
+            constant = _multiclass_scores(_constant_matrix(matrix, majority))
+            for name, value in constant.items():
+                scores[f"{name}_best_constant_classifier"] = value
+    for name in SCALARS[problem_type]:
+        if name in scores:
+            out[name] = {"value": _finite(scores[name]), "standard_deviation": NO_STD}
+    return out
+
+
+def scalar_values(statistics: dict[str, Any]) -> dict[str, float]:
+    """Flatten `{name: {"value": v, ...}}` into `{name: v}` for the finite scalar metrics."""
+    values = {}
+    for name, entry in statistics.items():
+        if isinstance(entry, dict) and "value" in entry and isinstance(entry["value"], (int, float)):
+            values[name] = float(entry["value"])
+    return values

@@ -1,0 +1,127 @@
+"""The one settings object: defaults that work locally, overridden by TRUTHSTREAM_* variables and flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from stream.errors import ConfigError
+from stream.records import PROBLEM_TYPES
+
+ENV_PREFIX = "TRUTHSTREAM_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of truthstream; each field reads `TRUTHSTREAM_<NAME>` and `--<name>`."""
+
+    broker: str = field(default="kafka://127.0.0.1:9092", metadata={"help": "Kafka bootstrap URL(s), comma separated"})
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis holding the join and window state"})
+    constraints: str = field(default="", metadata={"help": "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path"})
+    problem_type: str = field(default="BinaryClassification", metadata={"help": "problem type of models without constraints", "choices": PROBLEM_TYPES})
+    window: float = field(default=3600.0, metadata={"help": "tumbling window size in seconds of event time"})
+    label_grace: float = field(default=3600.0, metadata={"help": "seconds after a window ends during which its labels may still arrive"})
+    label_ttl: float = field(default=7 * 86400.0, metadata={"help": "seconds of event time an unmatched inference or label waits before it counts as expired"})
+    min_samples: int = field(default=100, metadata={"help": "windows with fewer joined samples are reported but not judged"})
+    rolling_size: int = field(default=1000, metadata={"help": "rolling window: the last N joined samples per model version (0 turns it off)"})
+    rolling_every: int = field(default=100, metadata={"help": "evaluate the rolling window every M joined samples"})
+    idle_close: float = field(default=0.0, metadata={"help": "after this many seconds without input, advance event time to the wall clock so quiet models still report (0: never)"})
+    inference_topic: str = field(default="inferences", metadata={"help": "topic of inference records"})
+    label_topic: str = field(default="labels", metadata={"help": "topic of ground-truth label records"})
+    metrics_topic: str = field(default="metrics", metadata={"help": "topic the metrics records go to"})
+    violations_topic: str = field(default="violations", metadata={"help": "topic the violation records go to"})
+    dead_letter_topic: str = field(default="dead-letters", metadata={"help": "topic rejected input goes to, with the reason"})
+    app_id: str = field(default="truthstream", metadata={"help": "consumer group / Faust app id"})
+    redis_prefix: str = field(default="truthstream", metadata={"help": "prefix of every Redis key this app writes"})
+    max_record_bytes: int = field(default=262144, metadata={"help": "larger input messages are dead-lettered"})
+    score_resolution: float = field(default=1e-4, metadata={"help": "scores are binned at this resolution for AUC and curves"})
+    curve_points: int = field(default=101, metadata={"help": "at most this many points per ROC / PR curve in a metrics record"})
+    batch_size: int = field(default=1000, metadata={"help": "events handled per Redis round trip"})
+    batch_timeout: float = field(default=0.2, metadata={"help": "seconds to wait for a batch to fill"})
+    data_dir: str = field(default="", metadata={"help": "Faust's local data directory (default: a temporary directory)"})
+
+    def validate(self) -> "Settings":
+        """Raise ConfigError for values that cannot work; return self."""
+        positive = {"window": self.window, "label_ttl": self.label_ttl, "rolling_every": self.rolling_every,
+                    "max_record_bytes": self.max_record_bytes, "score_resolution": self.score_resolution,
+                    "batch_size": self.batch_size, "batch_timeout": self.batch_timeout}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
+        for name in ("label_grace", "min_samples", "rolling_size", "idle_close"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative, got {getattr(self, name)}")
+        if self.curve_points < 2:
+            raise ConfigError(f"{ENV_PREFIX}CURVE_POINTS must be at least 2, got {self.curve_points}")
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(f"{ENV_PREFIX}PROBLEM_TYPE must be one of {', '.join(PROBLEM_TYPES)}")
+        topics = [self.inference_topic, self.label_topic, self.metrics_topic, self.violations_topic,
+                  self.dead_letter_topic]
+        if len(set(topics)) != len(topics):
+            raise ConfigError(f"the five topics must be distinct, got {topics}")
+        return self
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """`host:port` entries of the broker URL, for kafka-python and aiokafka."""
+        servers = []
+        for item in self.broker.split(","):
+            item = item.strip()
+            servers.append(urlsplit(item).netloc if "://" in item else item)
+        return servers
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as a dict, with any password in a URL replaced by ***."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        for name in ("broker", "redis_url"):
+            parts = urlsplit(out[name])
+            if parts.password:
+                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+                out[name] = urlunsplit(parts._replace(netloc=netloc))
+        return out
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+        """Defaults, then TRUTHSTREAM_* variables, then explicit overrides (e.g. parsed flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return replace(cls(), **values).validate()
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
+        """Add a `--name` flag per field (defaults left to the environment and the dataclass)."""
+        defaults = cls()
+        for f in fields(cls):
+            if only is not None and f.name not in only:
+                continue
+            kind = {"int": int, "float": float}.get(str(f.type), str)
+            parser.add_argument(
+                "--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                choices=f.metadata.get("choices"),
+                help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {getattr(defaults, f.name)!r}]")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Settings":
+        """Settings from parsed flags over the environment."""
+        names = {f.name for f in fields(cls)}
+        return cls.from_env(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    try:
+        if str(kind) == "int":
+            return int(raw)
+        if str(kind) == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a {kind}") from None
+    return raw

@@ -1,0 +1,38 @@
+"""Event-time parsing and formatting: ISO-8601 or epoch seconds in, epoch floats inside, ISO-8601 UTC out."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+
+def parse_time(value: object) -> float:
+    """Return epoch seconds for an ISO-8601 string or an epoch number; raise ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a time")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            if text.endswith(("Z", "z")):
+                text = text[:-1] + "+00:00"
+            parsed = datetime.fromisoformat(text)
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=timezone.utc)
+            seconds = parsed.timestamp()
+    else:
+        raise ValueError(f"expected ISO-8601 text or epoch seconds, got {type(value).__name__}")
+    if not math.isfinite(seconds):
+        raise ValueError("time is not finite")
+    return seconds
+
+
+def format_time(seconds: float) -> str:
+    """Format epoch seconds as ISO-8601 UTC with a trailing Z (milliseconds kept when present)."""
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

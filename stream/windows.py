@@ -1,0 +1,68 @@
+"""Event-time tumbling windows and the watermark that closes them."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stream.records import Joined
+
+SEP = "\x1f"
+
+
+def model_key(model: str, version: str) -> str:
+    """One string naming a model version (an empty key stands for 'no model known')."""
+    return f"{model}{SEP}{version}"
+
+
+def split_model_key(key: str) -> tuple[str, str]:
+    """Inverse of `model_key`."""
+    model, _, version = key.partition(SEP)
+    return model, version
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class WindowKey:
+    """A tumbling window of one model version: `[start, start + size)` in event time."""
+
+    model: str
+    version: str
+    start: float
+    size: float
+
+    @property
+    def end(self) -> float:
+        """Exclusive end of the window."""
+        return self.start + self.size
+
+    def encode(self) -> str:
+        """A stable string form (used as a storage key)."""
+        return f"{self.model}{SEP}{self.version}{SEP}{self.start!r}{SEP}{self.size!r}"
+
+    @classmethod
+    def decode(cls, text: str) -> "WindowKey":
+        """Inverse of `encode`."""
+        model, version, start, size = text.split(SEP)
+        return cls(model, version, float(start), float(size))
+
+    @classmethod
+    def of(cls, sample: Joined, size: float) -> "WindowKey":
+        """The window that holds a sample, by its inference time."""
+        return cls(sample.model, sample.model_version, math.floor(sample.time / size) * size, size)
+
+
+def stream_time(watermarks: Mapping[int, float], partitions: int, floor: float) -> float:
+    """The stream's event time: the slowest inference partition's, or the idle floor if later.
+
+    Until every partition has shown an event the stream time is the floor alone, so
+    a partition that is merely behind never sees its windows closed under it.
+    """
+    if partitions > 0 and all(p in watermarks for p in range(partitions)):
+        return max(min(watermarks[p] for p in range(partitions)), floor)
+    return floor
+
+
+def is_due(window: WindowKey, now: float, grace: float) -> bool:
+    """Whether the window is final: event time has passed its end plus the label grace."""
+    return window.end + grace <= now

@@ -1,0 +1,42 @@
+"""Builders of contract messages shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from stream.records import RawMessage
+from stream.timefmt import format_time
+
+T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z, a window boundary for 60/600/3600-second windows
+
+
+def inference(event_id: str, t: float, prediction: Any, probability: float | None = None,
+              model: str = "churn", version: str = "1", **extra: Any) -> dict[str, Any]:
+    """An inference record as the contract defines it."""
+    doc = {"event_id": event_id, "model": model, "model_version": version,
+           "inference_time": format_time(t), "prediction": prediction, **extra}
+    if probability is not None:
+        doc["probability"] = probability
+    return doc
+
+
+def label(event_id: str, value: Any, **extra: Any) -> dict[str, Any]:
+    """A label record."""
+    return {"event_id": event_id, "label": value, **extra}
+
+
+class Topic:
+    """Assigns offsets like a Kafka partition would, for feeding the core without a broker."""
+
+    def __init__(self, name: str, partitions: int = 1) -> None:
+        self.name, self.partitions = name, partitions
+        self.offsets = [0] * partitions
+
+    def msg(self, doc: Any, partition: int = 0, raw: bytes | None = None) -> RawMessage:
+        """The next message of a partition, from a document or raw bytes."""
+        value = raw if raw is not None else json.dumps(doc).encode()
+        key = doc.get("event_id") if isinstance(doc, dict) else None
+        offset = self.offsets[partition]
+        self.offsets[partition] += 1
+        return RawMessage(self.name, partition, offset, str(key).encode() if key is not None else None, value)
