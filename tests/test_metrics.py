@@ -1,0 +1,154 @@
+"""Every metric of a window against scikit-learn, the independent oracle."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from stream.aggregate import WindowAggregate
+from stream.metrics import BINARY_SCALARS, MULTICLASS_SCALARS, compute_metrics
+from stream.records import Joined
+
+RES = 1e-4
+
+
+def binary_samples(n: int, seed: int, ties: bool = False) -> list[Joined]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        y = 1 if rng.random() < 0.35 else 0
+        score = min(1.0, max(0.0, rng.gauss(0.35 + 0.3 * y, 0.2)))
+        if ties:
+            score = round(score, 1)
+        out.append(Joined("m", "1", float(i), str(y), str(int(score >= 0.5)), score))
+    return out
+
+
+def arrays(samples: list[Joined]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    y = np.array([int(s.y_true) for s in samples])
+    p = np.array([int(s.y_pred) for s in samples])
+    scores = np.array([round(s.score / RES) * RES for s in samples])
+    return y, p, scores
+
+
+def values(stats: dict) -> dict[str, float]:
+    return {k: v["value"] for k, v in stats.items() if isinstance(v, dict) and "value" in v}
+
+
+@pytest.mark.parametrize("seed,ties", [(1, False), (2, True), (3, False)])
+def test_binary_scalars_match_sklearn(seed: int, ties: bool) -> None:
+    """Every binary scalar equals scikit-learn's value on the same samples to 1e-9."""
+    samples = binary_samples(2000, seed, ties)
+    stats = compute_metrics(WindowAggregate.of(samples, RES), "BinaryClassification", curve_points=100000)
+    got = values(stats)
+    y, p, scores = arrays(samples)
+    ones = np.ones_like(y)
+    tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
+    expected = {
+        "recall": skm.recall_score(y, p), "precision": skm.precision_score(y, p),
+        "accuracy": skm.accuracy_score(y, p),
+        "f0_5": skm.fbeta_score(y, p, beta=0.5), "f1": skm.f1_score(y, p), "f2": skm.fbeta_score(y, p, beta=2),
+        "true_positive_rate": tp / (tp + fn), "true_negative_rate": tn / (tn + fp),
+        "false_positive_rate": fp / (fp + tn), "false_negative_rate": fn / (fn + tp),
+        "recall_best_constant_classifier": skm.recall_score(y, ones),
+        "precision_best_constant_classifier": skm.precision_score(y, ones),
+        "accuracy_best_constant_classifier": skm.accuracy_score(y, ones),
+        "f0_5_best_constant_classifier": skm.fbeta_score(y, ones, beta=0.5),
+        "f1_best_constant_classifier": skm.f1_score(y, ones),
+        "f2_best_constant_classifier": skm.fbeta_score(y, ones, beta=2),
+        "auc": skm.roc_auc_score(y, scores),
+    }
+    assert set(got) == set(BINARY_SCALARS)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(float(value), abs=1e-9), name
+    assert stats["confusion_matrix"] == {"0": {"0": int(tn), "1": int(fp)}, "1": {"0": int(fn), "1": int(tp)}}
+
+
+def test_auc_on_unbinned_scores_is_within_documented_tolerance() -> None:
+    """Binning scores at 1e-4 keeps AUC within 1e-3 of the exact value on raw scores."""
+    samples = binary_samples(5000, 11)
+    stats = compute_metrics(WindowAggregate.of(samples, RES), "BinaryClassification", curve_points=101)
+    y = [int(s.y_true) for s in samples]
+    raw = [s.score for s in samples]
+    assert abs(stats["auc"]["value"] - skm.roc_auc_score(y, raw)) < 1e-3
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_curves_match_sklearn_points(ties: bool) -> None:
+    """Un-thinned ROC and PR curves are scikit-learn's points, in scikit-learn's order."""
+    samples = binary_samples(800, 5, ties)
+    stats = compute_metrics(WindowAggregate.of(samples, RES), "BinaryClassification", curve_points=100000)
+    y, _, scores = arrays(samples)
+    fpr, tpr, _ = skm.roc_curve(y, scores, drop_intermediate=False)
+    roc = stats["receiver_operating_characteristic_curve"]
+    np.testing.assert_allclose(roc["false_positive_rates"], fpr, atol=1e-12)
+    np.testing.assert_allclose(roc["true_positive_rates"], tpr, atol=1e-12)
+    precision, recall, _ = skm.precision_recall_curve(y, scores)
+    pr = stats["precision_recall_curve"]
+    # scikit-learn stops its PR curve once recall reaches 1; the rest of ours is the same points' prefix.
+    np.testing.assert_allclose(pr["precisions"][-len(precision):], precision, atol=1e-12)
+    np.testing.assert_allclose(pr["recalls"][-len(recall):], recall, atol=1e-12)
+
+
+def test_thinned_curves_keep_only_true_points() -> None:
+    """A curve capped at N points keeps its ends and only points of the full curve."""
+    samples = binary_samples(3000, 8)
+    agg = WindowAggregate.of(samples, RES)
+    full = compute_metrics(agg, "BinaryClassification", curve_points=100000)["receiver_operating_characteristic_curve"]
+    thin = compute_metrics(agg, "BinaryClassification", curve_points=51)["receiver_operating_characteristic_curve"]
+    assert len(thin["false_positive_rates"]) <= 51
+    pairs = set(zip(full["false_positive_rates"], full["true_positive_rates"]))
+    assert set(zip(thin["false_positive_rates"], thin["true_positive_rates"])) <= pairs
+    assert (thin["false_positive_rates"][0], thin["false_positive_rates"][-1]) == (0.0, 1.0)
+
+
+def test_multiclass_matches_sklearn() -> None:
+    """Weighted multiclass metrics and the majority-class constant classifier match scikit-learn."""
+    rng = random.Random(4)
+    classes = ["a", "b", "c", "d"]
+    samples = []
+    for i in range(1500):
+        y = rng.choices(classes, weights=[5, 3, 2, 1])[0]
+        pred = y if rng.random() < 0.7 else rng.choice(classes)
+        samples.append(Joined("m", "", float(i), y, pred, None))
+    stats = compute_metrics(WindowAggregate.of(samples, RES), "MulticlassClassification", curve_points=10)
+    got = values(stats)
+    y = [s.y_true for s in samples]
+    p = [s.y_pred for s in samples]
+    majority = ["a"] * len(y)
+    kw = {"average": "weighted", "zero_division": 0}
+    expected = {
+        "accuracy": skm.accuracy_score(y, p),
+        "weighted_recall": skm.recall_score(y, p, **kw),
+        "weighted_precision": skm.precision_score(y, p, **kw),
+        "weighted_f0_5": skm.fbeta_score(y, p, beta=0.5, **kw),
+        "weighted_f1": skm.f1_score(y, p, **kw),
+        "weighted_f2": skm.fbeta_score(y, p, beta=2, **kw),
+        "accuracy_best_constant_classifier": skm.accuracy_score(y, majority),
+        "weighted_recall_best_constant_classifier": skm.recall_score(y, majority, **kw),
+        "weighted_precision_best_constant_classifier": skm.precision_score(y, majority, **kw),
+        "weighted_f0_5_best_constant_classifier": skm.fbeta_score(y, majority, beta=0.5, **kw),
+        "weighted_f1_best_constant_classifier": skm.f1_score(y, majority, **kw),
+        "weighted_f2_best_constant_classifier": skm.fbeta_score(y, majority, beta=2, **kw),
+    }
+    assert set(got) == set(MULTICLASS_SCALARS)
+    for name, value in expected.items():
+        assert got[name] == pytest.approx(float(value), abs=1e-9), name
+    matrix = skm.confusion_matrix(y, p, labels=classes)
+    for i, actual in enumerate(classes):
+        for j, predicted in enumerate(classes):
+            assert stats["confusion_matrix"].get(actual, {}).get(predicted, 0) == matrix[i, j]
+
+
+def test_single_class_window_reports_nan_auc_as_string() -> None:
+    """A window without negatives has no AUC; it is written as SageMaker's "NaN", never a float NaN."""
+    samples = [Joined("m", "", 0.0, "1", "1", 0.9), Joined("m", "", 1.0, "1", "0", 0.2)]
+    stats = compute_metrics(WindowAggregate.of(samples, RES), "BinaryClassification", curve_points=10)
+    assert stats["auc"]["value"] == "NaN"
+    assert stats["recall"]["value"] == 0.5
+    assert all(not (isinstance(v, float) and math.isnan(v))
+               for v in stats["receiver_operating_characteristic_curve"]["true_positive_rates"])

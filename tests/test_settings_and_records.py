@@ -1,0 +1,69 @@
+"""Settings from environment and flags; record parsing corner cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from stream.cli import build_parser
+from stream.errors import ConfigError, RecordError
+from stream.records import canonical_class, parse_inference, parse_label
+from stream.settings import Settings
+from stream.timefmt import format_time, parse_time
+
+
+def test_environment_then_flags_override_defaults() -> None:
+    """TRUTHSTREAM_* variables override defaults, and flags override variables."""
+    env = {"TRUTHSTREAM_WINDOW": "600", "TRUTHSTREAM_BROKER": "kafka://k:9092", "TRUTHSTREAM_MIN_SAMPLES": "5"}
+    s = Settings.from_env(env, window=120.0)
+    assert (s.window, s.broker, s.min_samples, s.label_grace) == (120.0, "kafka://k:9092", 5, 3600.0)
+    args = build_parser().parse_args(["worker", "--label-ttl", "60", "--redis-url", "redis://:pw@h:1/0"])
+    s = Settings.from_args(args)
+    assert s.label_ttl == 60.0 and s.masked()["redis_url"] == "redis://:***@h:1/0"
+    assert Settings(broker="kafka://a:1,b:2").bootstrap_servers == ["a:1", "b:2"]
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"TRUTHSTREAM_WINDOW": "abc"}, "TRUTHSTREAM_WINDOW='abc' is not a float"),
+    ({"TRUTHSTREAM_WINDOW": "0"}, "TRUTHSTREAM_WINDOW must be positive"),
+    ({"TRUTHSTREAM_MIN_SAMPLES": "-1"}, "TRUTHSTREAM_MIN_SAMPLES must not be negative"),
+    ({"TRUTHSTREAM_METRICS_TOPIC": "labels"}, "must be distinct"),
+])
+def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:
+    """A bad value is refused with the variable's name."""
+    with pytest.raises(ConfigError, match=match):
+        Settings.from_env(env)
+
+
+def test_times_accept_iso_and_epoch() -> None:
+    """ISO-8601 with Z, offsets or none (UTC), and epoch seconds all parse to the same instant."""
+    t = 1764000000.25
+    assert parse_time("2025-11-24T16:00:00.250Z") == t
+    assert parse_time("2025-11-24T17:00:00.250+01:00") == t
+    assert parse_time("2025-11-24T16:00:00.250") == t
+    assert parse_time(t) == t and parse_time(str(t)) == t
+    assert format_time(t) == "2025-11-24T16:00:00.250Z"
+    with pytest.raises(ValueError):
+        parse_time(True)
+
+
+def test_class_labels_are_canonical() -> None:
+    """1, 1.0, "1", true all mean the positive class; other binary values are refused."""
+    for value in (1, 1.0, "1", "1.0", True, "true"):
+        assert canonical_class(value, "label", "BinaryClassification") == "1"
+    assert canonical_class("cat", "label", "MulticlassClassification") == "cat"
+    with pytest.raises(RecordError, match="binary classes"):
+        canonical_class("cat", "label", "BinaryClassification")
+    with pytest.raises(RecordError, match="not a class label"):
+        canonical_class(0.5, "label", "BinaryClassification")
+
+
+def test_positive_score_comes_from_probabilities_when_no_probability() -> None:
+    """For binary models the score of class 1 in `probabilities` is used when `probability` is absent."""
+    doc = {"event_id": "e", "model": "m", "inference_time": 0, "prediction": 1,
+           "probabilities": {"0": 0.25, "1": 0.75}}
+    assert parse_inference(doc, lambda m: "BinaryClassification").score == 0.75
+    with pytest.raises(RecordError) as err:
+        parse_inference({**doc, "probabilities": {"0": 2}}, lambda m: "BinaryClassification")
+    assert err.value.field == "probabilities.0" and err.value.model == "m"
+    with pytest.raises(RecordError, match="is required"):
+        parse_label({"event_id": "e"})
