@@ -71,7 +71,7 @@ class StateView:
 
     entries: dict[str, JoinEntry | None]
     checkpoints: dict[tuple[str, int], int]
-    watermarks: dict[int, float]
+    watermarks: dict[str, float]  # "i<partition>" / "l<partition>" -> latest event time seen
     floor: float = -math.inf
 
 
@@ -83,7 +83,7 @@ class StepResult:
     unindex: dict[int, set[str]] = field(default_factory=dict)  # expiry-index removals per partition
     windows: dict[WindowKey, WindowAggregate] = field(default_factory=dict)
     counters: dict[str, Counter[str]] = field(default_factory=dict)
-    watermarks: dict[int, float] = field(default_factory=dict)
+    watermarks: dict[str, float] = field(default_factory=dict)
     checkpoints: dict[tuple[str, int], int] = field(default_factory=dict)
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     rolling: dict[str, list[Joined]] = field(default_factory=dict)
@@ -145,20 +145,27 @@ class Step:
                                for d in self.result.dead_letters]
         return self.result
 
-    def sweep(self, candidates: dict[int, list[str]]) -> StepResult:
-        """Expire the listed entries whose time has passed (the store found them in its expiry index)."""
-        for partition, ids in candidates.items():
+    def sweep(self, candidates: dict[int, list[str]], now: float) -> StepResult:
+        """Expire the listed entries whose time the stream's event time `now` has passed."""
+        for ids in candidates.values():
             for event_id in ids:
-                self._entry(event_id, partition)  # expires the entry if its time has passed
+                self._entry(event_id, now)  # expires the entry if its time has passed
         return self.result
 
     # -- helpers ---------------------------------------------------------------------------
-    def _now(self, partition: int) -> float:
-        return max(self.watermarks.get(partition, -math.inf), self.view.floor)
+    def _now(self, partition: int, side: str = "i") -> float:
+        """Event time of one input partition (`i`: inferences, `l`: labels), or the idle floor if later."""
+        return max(self.watermarks.get(f"{side}{partition}", -math.inf), self.view.floor)
 
-    def _entry(self, event_id: str, partition: int) -> JoinEntry | None:
+    def _advance(self, partition: int, side: str, when: float) -> None:
+        key = f"{side}{partition}"
+        if when > self.watermarks.get(key, -math.inf):
+            self.watermarks[key] = when
+
+    def _entry(self, event_id: str, at: float) -> JoinEntry | None:
+        """The entry of an event id as seen by a record of time `at`: expired entries count and vanish."""
         entry = self.result.entries.get(event_id, self.view.entries.get(event_id))
-        if entry is not None and entry.expires <= self._now(partition):
+        if entry is not None and entry.expires < at:
             self._expire(event_id, entry)
             return None
         return entry
@@ -187,38 +194,47 @@ class Step:
 
     def _inference(self, msg: RawMessage, inf: Inference) -> None:
         now = self._now(msg.partition)
-        entry = self._entry(inf.event_id, msg.partition)
-        if inf.time > self.watermarks.get(msg.partition, -math.inf):
-            self.watermarks[msg.partition] = inf.time
+        entry = self._entry(inf.event_id, max(inf.time, self.view.floor))
+        self._advance(msg.partition, "i", inf.time)
         if entry is None:
             self._set(inf.event_id, self._pending_inference(inf, msg.partition), None)
         elif entry.kind == PENDING_LABEL:
             d = entry.data
             stored_label = RawMessage(d["tp"], entry.partition, d["o"], inf.event_id.encode(),
                                       d["raw"].encode())
-            if not self._match(msg.partition, inf, d["y"], now, stored_label, entry):
+            if not self._match(msg.partition, inf, d["y"], d.get("lt"), now, stored_label, entry):
                 self._set(inf.event_id, self._pending_inference(inf, msg.partition), entry)
         else:
             self.result.count(inf.model, "duplicates")
 
     def _label(self, msg: RawMessage, label: Label) -> None:
-        entry = self._entry(label.event_id, msg.partition)
+        # A timed label is judged by its own time and its partition's, which makes the outcome
+        # independent of how the two topics interleave; an untimed one by its arrival.
+        now = self._now(msg.partition, "l") if label.time is not None else self._now(msg.partition)
+        entry = self._entry(label.event_id, max(label.time, self.view.floor) if label.time is not None else now)
+        if label.time is not None:
+            self._advance(msg.partition, "l", label.time)
         if entry is None:
-            when = label.time if label.time is not None else self.watermarks.get(msg.partition, math.inf)
+            when = label.time if label.time is not None else self.watermarks.get(f"i{msg.partition}", math.inf)
             raw = msg.value.decode("utf-8") if msg.value else ""
-            data = {"y": label.label, "raw": raw, "tp": msg.topic, "o": msg.offset}
+            data = {"y": label.label, "lt": label.time, "raw": raw, "tp": msg.topic, "o": msg.offset}
             self._set(label.event_id, JoinEntry(PENDING_LABEL, when + self.settings.label_ttl,
                                                 msg.partition, data), None)
         elif entry.kind == PENDING_INFERENCE:
             d = entry.data
             inf = Inference(label.event_id, d["m"], d["v"], d["t"], d["y"], d["s"])
-            self._match(msg.partition, inf, label.label, self._now(msg.partition), msg, entry)
+            self._match(msg.partition, inf, label.label, label.time, now, msg, entry)
         else:
             self.result.count(entry.counter_key, "duplicates")
 
-    def _match(self, partition: int, inf: Inference, label_json: str, now: float,
+    def _match(self, partition: int, inf: Inference, label_json: str, label_time: float | None, now: float,
                label_msg: RawMessage, stored: JoinEntry) -> bool:
-        """Join `inf` with its label; a label that does not fit the model is dead-lettered instead."""
+        """Join `inf` with its label; a label that does not fit the model is dead-lettered instead.
+
+        The pair is late when its label's time is past the window's end plus grace, or when
+        the partition the second side came from had already passed that point: then the
+        window may be closed, and no partition behind it can have let it close earlier.
+        """
         try:
             y_true = canonical_class(json.loads(label_json), "label", self.catalog.problem_type(inf.model))
         except RecordError as exc:
@@ -230,7 +246,8 @@ class Step:
         sample = Joined(inf.model, inf.model_version, inf.time, y_true, inf.prediction, inf.score)
         self.result.joined += 1
         window = WindowKey.of(sample, self.settings.window)
-        if window.end + self.settings.label_grace <= now:
+        deadline = window.end + self.settings.label_grace
+        if deadline <= now or (label_time is not None and label_time > deadline):
             self.result.count(inf.model, "late")
         else:
             agg = self.result.windows.get(window)

@@ -46,10 +46,10 @@ class StateStore(Protocol):
     async def transact(self, ids: set[str], inputs: set[tuple[str, int]], step: Any) -> tuple[StepResult, list[RollingDue]]:
         """Load a StateView for `ids` and `inputs`, call `step(view)`, apply its result atomically."""
 
-    async def expiry_candidates(self, partitions: set[int]) -> dict[int, list[str]]:
-        """Event ids whose expiry time the partition's watermark has passed."""
+    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
+        """Event ids of these partitions' expiry indexes due at or before `now`."""
 
-    async def clock(self) -> tuple[dict[int, float], float]:
+    async def clock(self) -> tuple[dict[str, float], float]:
         """Partition watermarks and the idle floor."""
 
     async def raise_floor(self, when: float) -> None:
@@ -91,17 +91,26 @@ class Engine:
             report.dead_letters = len(result.dead_letters)
             if rolling:
                 await self.store.enqueue([out for due in rolling for out in self._rolling(due)])
-            candidates = await self.store.expiry_candidates({m.partition for m in messages})
-            if any(candidates.values()):
-                await self.store.transact(set().union(*candidates.values()), set(),
-                                          lambda view: Step(self.settings, self.catalog, view).sweep(candidates))
+            await self.expire({m.partition for m in messages})
         report.closed_windows = await self.close_due()
         return report
 
+    async def now(self) -> float:
+        """The stream's event time (see `stream_time`)."""
+        watermarks, floor = await self.store.clock()
+        return stream_time(watermarks, self.partitions, floor)
+
+    async def expire(self, partitions: set[int]) -> None:
+        """Expire the waiting entries of these partitions that the stream's event time has passed."""
+        now = await self.now()
+        candidates = await self.store.expiry_candidates(partitions, now)
+        if any(candidates.values()):
+            await self.store.transact(set().union(*candidates.values()), set(),
+                                      lambda view: Step(self.settings, self.catalog, view).sweep(candidates, now))
+
     async def close_due(self) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""
-        watermarks, floor = await self.store.clock()
-        now = stream_time(watermarks, self.partitions, floor)
+        now = await self.now()
         if now == -math.inf:
             return 0
         closed = 0

@@ -21,7 +21,7 @@ class MemoryStore:
         self.entries: dict[str, JoinEntry] = {}
         self.index: dict[int, dict[str, float]] = {}
         self.checkpoints: dict[tuple[str, int], int] = {}
-        self.watermarks: dict[int, float] = {}
+        self.watermarks: dict[str, float] = {}
         self.floor = -math.inf
         self.windows: dict[WindowKey, WindowAggregate] = {}
         self.counters: dict[str, Counter[str]] = {}
@@ -66,15 +66,11 @@ class MemoryStore:
                 due.append(RollingDue(mk, self.rolling_count[mk], list(window)))
         return due
 
-    async def expiry_candidates(self, partitions: set[int]) -> dict[int, list[str]]:
-        """Indexed entries whose expiry the partition's stream time has passed."""
-        out = {}
-        for p in partitions:
-            now = max(self.watermarks.get(p, -math.inf), self.floor)
-            out[p] = sorted(i for i, t in self.index.get(p, {}).items() if t <= now)
-        return out
+    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
+        """Indexed entries of these partitions due at or before `now`."""
+        return {p: sorted(i for i, t in self.index.get(p, {}).items() if t < now) for p in partitions}
 
-    async def clock(self) -> tuple[dict[int, float], float]:
+    async def clock(self) -> tuple[dict[str, float], float]:
         """Partition watermarks and the idle floor."""
         return dict(self.watermarks), self.floor
 

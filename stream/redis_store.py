@@ -4,7 +4,7 @@ Key layout (all under the configured prefix):
   j:{event_id}        a join entry (pending inference, pending label, or joined tombstone)
   x:{partition}       sorted set event_id -> event time at which it expires
   ck:{topic}:{part}   last input offset applied (the exactly-once guard)
-  wm                  hash partition -> watermark (latest inference time seen)
+  wm                  hash i<partition> / l<partition> -> latest inference / label time seen
   floor               idle floor of event time (wall clock after an idle period)
   w:{window}          hash counter field -> count (a WindowAggregate)
   open                sorted set window -> end time
@@ -39,6 +39,7 @@ from stream.windows import WindowKey, split_model_key
 # stopped stream cannot grow Redis without bound. Event-time expiry normally comes first.
 SAFETY_TTL_FACTOR = 2
 OUTBOX_PAGE = 1000  # outbox entries published per round
+EXPIRY_PAGE = 10000  # expired entries handled per partition per batch
 MAX_RETRIES = 50  # optimistic-transaction retries before giving up on a batch
 
 
@@ -77,7 +78,7 @@ class RedisStore:
                                for i, v in zip(id_list, raw)}
                     cks = {inp: int(v) for inp, v in zip(input_list, raw[len(id_list):]) if v is not None}
                     floor = raw[-1]
-                    view = StateView(entries, cks, {int(p): float(t) for p, t in watermarks.items()},
+                    view = StateView(entries, cks, {_text(k) or "": float(t) for k, t in watermarks.items()},
                                      float(floor) if floor is not None else -math.inf)
                     result: StepResult = step(view)
                     pipe.multi()
@@ -111,7 +112,7 @@ class RedisStore:
             for field, n in counts.items():
                 pipe.hincrby(self.key("c", model), field, n)
         if result.watermarks:
-            pipe.hset(self.key("wm"), mapping={str(p): repr(t) for p, t in result.watermarks.items()})
+            pipe.hset(self.key("wm"), mapping={k: repr(t) for k, t in result.watermarks.items()})
         for (topic, partition), offset in result.checkpoints.items():
             pipe.set(self.key("ck", topic, partition), offset)
         self._push(pipe, result.outputs)
@@ -141,23 +142,25 @@ class RedisStore:
         return due
 
     # -- expiry and clock ----------------------------------------------------------------------
-    async def clock(self) -> tuple[dict[int, float], float]:
+    async def clock(self) -> tuple[dict[str, float], float]:
         """Partition watermarks and the idle floor."""
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.key("wm"))
             pipe.get(self.key("floor"))
             watermarks, floor = await pipe.execute()
-        return ({int(p): float(t) for p, t in watermarks.items()},
+        return ({_text(k) or "": float(t) for k, t in watermarks.items()},
                 float(floor) if floor is not None else -math.inf)
 
-    async def expiry_candidates(self, partitions: set[int]) -> dict[int, list[str]]:
-        """Indexed entries whose expiry the partition's event time has passed (a page per call)."""
-        watermarks, floor = await self.clock()
+    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
+        """Indexed entries of these partitions due before `now` (a page per call)."""
         out = {}
-        for p in sorted(partitions):
-            now = max(watermarks.get(p, -math.inf), floor)
-            if now > -math.inf:
-                found = await self.redis.zrangebyscore(self.key("x", p), "-inf", now, start=0, num=10000)
+        if now == -math.inf:
+            return out
+        async with self.redis.pipeline(transaction=False) as pipe:
+            ordered = sorted(partitions)
+            for p in ordered:
+                pipe.zrangebyscore(self.key("x", p), "-inf", f"({now!r}", start=0, num=EXPIRY_PAGE)
+            for p, found in zip(ordered, await pipe.execute()):
                 out[p] = [_text(i) or "" for i in found]
         return out
 

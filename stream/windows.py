@@ -52,14 +52,17 @@ class WindowKey:
         return cls(sample.model, sample.model_version, math.floor(sample.time / size) * size, size)
 
 
-def stream_time(watermarks: Mapping[int, float], partitions: int, floor: float) -> float:
-    """The stream's event time: the slowest inference partition's, or the idle floor if later.
+def stream_time(watermarks: Mapping[str, float], partitions: int, floor: float) -> float:
+    """The stream's event time: the slowest input partition's, or the idle floor if later.
 
-    Until every partition has shown an event the stream time is the floor alone, so
-    a partition that is merely behind never sees its windows closed under it.
+    Watermarks are keyed `i<p>` (inference partitions, by inference time) and `l<p>`
+    (label partitions, by label time, for labels that carry one). Until every
+    inference partition has shown an event the stream time is the floor alone, so a
+    partition that is merely behind never sees its windows closed under it.
     """
-    if partitions > 0 and all(p in watermarks for p in range(partitions)):
-        return max(min(watermarks[p] for p in range(partitions)), floor)
+    required = [f"i{p}" for p in range(partitions)]
+    if partitions > 0 and all(key in watermarks for key in required):
+        return max(min(watermarks.values()), floor)
     return floor
 
 

@@ -282,3 +282,49 @@ def test_rolling_window_is_evaluated_every_m_samples(make) -> None:
     assert rolling[-1]["binary_classification_metrics"]["recall"]["value"] == 0.5
     assert rolling[-1]["window"]["start"] == "2025-11-24T16:00:10Z"
     assert not math.isnan(rolling[0]["binary_classification_metrics"]["accuracy"]["value"])
+
+
+def test_timed_labels_give_the_same_result_however_the_topics_interleave(make) -> None:
+    """With label_time, reading all inferences before any label (a backlog) gives the live result."""
+    inf, lab = Topic("inferences"), Topic("labels")
+    infs, labs = [], []
+    rng = random.Random(9)
+    for i in range(300):
+        t = T0 + i
+        y = rng.randint(0, 1)
+        infs.append(inf.msg(inference(f"e{i}", t, y if rng.random() < 0.7 else 1 - y)))
+        labs.append(lab.msg(label(f"e{i}", y, label_time=t + rng.uniform(0, 20))))
+    infs += tick(inf, T0 + 1000)
+    labs.append(lab.msg(label("end", 0, label_time=T0 + 1000)))
+    interleaved = [m for pair in zip(infs, labs) for m in pair]
+    results = []
+    for order in (interleaved, infs + labs, labs + infs):
+        h = make()
+        h.feed(order, batch=50)
+        results.append([(r["window"]["start"], r["sample_count"],
+                         r["binary_classification_metrics"]["accuracy"]["value"]) for r in h.metrics()])
+    assert results[0] == results[1] == results[2]
+    assert sum(n for _, n, _ in results[0]) == 300
+
+
+def test_label_time_past_the_grace_is_late(make) -> None:
+    """A label whose own time is after its window's end plus grace is late even if read early."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("a", T0 + 1, 1)), inf.msg(inference("b", T0 + 2, 1)),
+            lab.msg(label("b", 1, label_time=T0 + 85)), lab.msg(label("a", 1, label_time=T0 + 95))]
+           + tick(inf, T0 + 200) + [lab.msg(label("x", 1, label_time=T0 + 200))])
+    [record] = h.metrics()
+    assert record["sample_count"] == 1 and record["counts"]["late"] == 1
+
+
+def test_windows_wait_for_label_partitions_with_timed_labels(make) -> None:
+    """A window does not close while the label partition's time is still before its end plus grace."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("other", 1, label_time=T0 + 1))]
+           + tick(inf, T0 + 500))
+    assert h.metrics() == []
+    h.feed([lab.msg(label("a", 1, label_time=T0 + 50)), lab.msg(label("z", 0, label_time=T0 + 95))])
+    [record] = h.metrics()
+    assert record["sample_count"] == 1 and record["counts"]["late"] == 0
