@@ -60,12 +60,12 @@ def ensure_topics(servers: list[str], topics: Iterable[str], partitions: int) ->
 
 
 class _KeySerializer(Serializer):
-    def serialize(self, topic: str, value: Any) -> bytes | None:
+    def serialize(self, topic: str, headers: Any, value: Any) -> bytes | None:
         return value.encode() if isinstance(value, str) else value
 
 
 class _JsonSerializer(Serializer):
-    def serialize(self, topic: str, value: Any) -> bytes | None:
+    def serialize(self, topic: str, headers: Any, value: Any) -> bytes | None:
         return value if isinstance(value, bytes) or value is None else json.dumps(value).encode()
 
 

@@ -1,0 +1,143 @@
+"""Integration fixtures: a worker process on a real broker and Redis, with topics of its own."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaProducer
+
+from connectors.kafka import ensure_topics, json_producer, read_topic
+
+PARTITIONS = 4
+WORKER_READY_S = 60.0  # a cold Faust worker needs a few seconds to join its group; CI machines are slow
+
+
+@dataclass
+class Deployment:
+    """One isolated truthstream deployment: its topics, app id, Redis prefix and worker processes."""
+
+    broker: str
+    redis_url: str
+    name: str
+    logs: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    producer: KafkaProducer | None = None
+
+    @property
+    def servers(self) -> list[str]:
+        return [self.broker.split("://", 1)[-1]]
+
+    def topic(self, kind: str) -> str:
+        return f"{kind}-{self.name}"
+
+    def configure(self, **settings: Any) -> None:
+        """Set the worker's TRUTHSTREAM_* variables and create its topics."""
+        self.env = {
+            "TRUTHSTREAM_BROKER": self.broker, "TRUTHSTREAM_REDIS_URL": self.redis_url,
+            "TRUTHSTREAM_APP_ID": f"app-{self.name}", "TRUTHSTREAM_REDIS_PREFIX": f"ts-{self.name}",
+            "TRUTHSTREAM_INFERENCE_TOPIC": self.topic("inferences"), "TRUTHSTREAM_LABEL_TOPIC": self.topic("labels"),
+            "TRUTHSTREAM_METRICS_TOPIC": self.topic("metrics"), "TRUTHSTREAM_VIOLATIONS_TOPIC": self.topic("violations"),
+            "TRUTHSTREAM_DEAD_LETTER_TOPIC": self.topic("dead-letters"),
+            "TRUTHSTREAM_DATA_DIR": str(self.logs / "data"),
+        }
+        self.env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in settings.items()})
+        ensure_topics(self.servers, [self.topic(k) for k in ("inferences", "labels", "metrics", "violations",
+                                                             "dead-letters")], PARTITIONS)
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        """Start a `truthstream worker` process."""
+        index = len(self.workers)
+        log = open(self.logs / f"worker-{index}.log", "wb")  # noqa: SIM115 - closed with the process
+        env = {**os.environ, **self.env, "TRUTHSTREAM_DATA_DIR": str(self.logs / f"data-{index}")}
+        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.workers.append(proc)
+        return proc
+
+    def kill(self, proc: subprocess.Popen[bytes]) -> None:
+        """SIGKILL a worker: no clean shutdown, no final commit."""
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    def send(self, kind: str, records: list[tuple[str, Any]], partition: int | None = None) -> list[Any]:
+        """Produce (key, value) pairs to one of the input topics; returns their record metadata."""
+        if self.producer is None:
+            self.producer = json_producer(self.servers)
+        futures = [self.producer.send(self.topic(kind), key=k, value=v, partition=partition) for k, v in records]
+        self.producer.flush()
+        return [f.get(timeout=30) for f in futures]
+
+    def close_all_windows(self, t: float) -> None:
+        """Move every input partition's event time to `t`, so every earlier window closes."""
+        from tests.factories import inference, label
+        for p in range(PARTITIONS):
+            self.send("inferences", [(f"close-{p}", inference(f"close-{p}", t, 0, 0.5))], partition=p)
+            self.send("labels", [(f"close-label-{p}", label(f"close-label-{p}", 0, label_time=t))], partition=p)
+
+    def read(self, kind: str) -> list[dict[str, Any]]:
+        """Every record published so far to an output topic."""
+        return list(read_topic(self.servers, self.topic(kind), idle_s=0.5))
+
+    def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
+        """Poll `check` until it returns something truthy; fail with the workers' logs otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for proc in self.workers:
+                if proc.poll() not in (None, -signal.SIGKILL):
+                    pytest.fail(f"worker exited with {proc.returncode} while waiting for {what}:\n{self.tail()}")
+            found = check()
+            if found:
+                return found
+            time.sleep(1.0)
+        pytest.fail(f"timed out waiting for {what}:\n{self.tail()}")
+
+    def tail(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
+                         for p in sorted(self.logs.glob("worker-*.log")))
+
+    def stop(self) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self.producer is not None:
+            self.producer.close()
+
+
+@pytest.fixture
+def deployment(broker: str, redis_url: str, unique: str, tmp_path: Path) -> Iterator[Deployment]:
+    """A fresh deployment whose worker processes are stopped after the test."""
+    dep = Deployment(broker, redis_url, unique, tmp_path)
+    try:
+        yield dep
+    finally:
+        dep.stop()
+
+
+def tumbling(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Tumbling-window metrics records by window start; a window published twice must be identical."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["window"]["kind"] != "tumbling":
+            continue
+        start = r["window"]["start"]
+        if start in out:
+            assert json.dumps(out[start], sort_keys=True) == json.dumps(r, sort_keys=True), \
+                f"window {start} was published twice with different content"
+        out[start] = r
+    return out

@@ -1,0 +1,161 @@
+"""The worker end to end on a real broker and a real Redis, checked against scikit-learn."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+
+from tests.integration.conftest import Deployment, tumbling
+from tests.integration.workload import arrival_order, expected_windows, workload
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 60.0
+GRACE = 30.0
+CONSTRAINTS = {"version": 0.0, "binary_classification_constraints": {
+    "recall": {"threshold": 8.0e-1, "comparison_operator": "LessThanThreshold"},
+    "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanOrEqualToThreshold"}}}
+
+
+def write_constraints(tmp_path: Path) -> str:
+    path = tmp_path / "constraints.json"
+    path.write_text(json.dumps(CONSTRAINTS))
+    return str(path)
+
+
+def produce(dep: Deployment, records: list[tuple[str, str, dict]], chunk: int = 500) -> None:
+    """Produce records in arrival order, a chunk of each topic at a time."""
+    pending: dict[str, list] = {"inferences": [], "labels": []}
+    for kind, key, value in records:
+        pending[kind].append((key, value))
+        if len(pending[kind]) >= chunk:
+            dep.send(kind, pending[kind])
+            pending[kind] = []
+    for kind, rest in pending.items():
+        if rest:
+            dep.send(kind, rest)
+
+
+def assert_matches_sklearn(published: dict[str, dict], expected: dict[str, dict]) -> None:
+    assert sorted(published) == sorted(expected)
+    for start, want in expected.items():
+        record = published[start]
+        stats = record["binary_classification_metrics"]
+        assert record["sample_count"] == want["sample_count"], start
+        for name in ("recall", "precision", "accuracy", "f1", "auc"):
+            assert stats[name]["value"] == pytest.approx(want[name], abs=1e-9), (start, name)
+
+
+def settings(tmp_path: Path, **extra) -> dict:
+    return dict(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=write_constraints(tmp_path),
+                rolling_size=200, rolling_every=100, **extra)
+
+
+def test_drift_raises_violations_only_in_the_windows_after_it(deployment: Deployment, tmp_path: Path) -> None:
+    """Metrics per window equal scikit-learn's; violations name exactly the drifted windows."""
+    pairs = workload(n=1200, per_window=150, window=WINDOW, drift_window=4, seed=1, max_label_delay=20)
+    deployment.configure(**settings(tmp_path))
+    deployment.start_worker()
+    produce(deployment, arrival_order(pairs))
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    expected = expected_windows(pairs, WINDOW)
+    published = deployment.wait_for("8 closed windows",
+                                    lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w)
+    assert_matches_sklearn(published, expected)
+    violations = deployment.read("violations")
+    drifted = sorted(expected)[4:]
+    tumbling_violations = [v for v in violations if v["window"]["kind"] == "tumbling"]
+    assert sorted({v["window"]["start"] for v in tumbling_violations}) == drifted
+    assert {v["metric_name"] for v in tumbling_violations} == {"recall", "accuracy"}
+    for v in tumbling_violations:
+        assert v["model"] == "churn" and v["sample_count"] == 150
+        assert v["description"].startswith(f"Metric {v['metric_name']} with ")
+    assert len({v["violation_id"] for v in tumbling_violations}) == len(tumbling_violations)
+    assert any(r["window"]["kind"] == "rolling" for r in deployment.read("metrics"))
+
+
+def test_bad_records_go_to_dead_letters_and_the_worker_keeps_going(deployment: Deployment, tmp_path: Path) -> None:
+    """Malformed, incomplete, out-of-range and oversized input is dead-lettered with its reason and origin."""
+    pairs = workload(n=300, per_window=150, window=WINDOW, drift_window=99, seed=2, max_label_delay=5)
+    deployment.configure(**settings(tmp_path))
+    deployment.start_worker()
+    good = arrival_order(pairs)
+    produce(deployment, good[:200])
+    bad = {
+        "inferences": [("b1", b"{not json"), ("b2", {"event_id": "b2", "model": "churn", "prediction": 1}),
+                       ("b3", {"event_id": "b3", "model": "churn", "inference_time": pairs[0].time,
+                               "prediction": 1, "probability": 1.5}),
+                       ("b4", {"event_id": "b4", "model": "churn", "inference_time": pairs[0].time,
+                               "prediction": 1, "features": {"blob": "x" * 300_000}})],
+        "labels": [(pairs[0].event_id + "-x", {"event_id": pairs[5].event_id + "-x"}),
+                   ("b5", b"\x00\x01")],
+    }
+    sent = {kind: deployment.send(kind, records) for kind, records in bad.items()}
+    produce(deployment, good[200:])
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    published = deployment.wait_for("2 closed windows",
+                                    lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 2 and w)
+    assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
+    dead = deployment.wait_for("6 dead letters", lambda: (d := deployment.read("dead-letters")) and len(d) >= 6 and d)
+    by_origin = {(d["topic"], d["partition"], d["offset"]): d for d in dead}
+    fields = {}
+    for kind, metas in sent.items():
+        for meta in metas:
+            letter = by_origin[(deployment.topic(kind), meta.partition, meta.offset)]
+            fields[letter["key"]] = letter["field"]
+            assert letter["reason"]
+    assert fields["b2"] == "inference_time" and fields["b3"] == "probability" and fields["b1"] is None
+    assert "over the limit" in by_origin[(deployment.topic("inferences"), sent["inferences"][3].partition,
+                                          sent["inferences"][3].offset)]["reason"]
+    rejected = sum(r["counts"]["rejected"] for r in published.values())
+    assert rejected == 6
+
+
+def test_sigkilled_worker_restarts_without_losing_or_double_counting(deployment: Deployment, tmp_path: Path) -> None:
+    """A worker killed with SIGKILL twice mid-stream and restarted ends with exactly the full data's metrics."""
+    pairs = workload(n=24000, per_window=3000, window=WINDOW, drift_window=5, seed=3, max_label_delay=20)
+    deployment.configure(**settings(tmp_path, batch_size=500))
+    records = arrival_order(pairs)
+    produce(deployment, records[: len(records) // 2])
+    rng = random.Random(5)
+    worker = deployment.start_worker()
+    deployment.wait_for("the first closed window", lambda: tumbling(deployment.read("metrics")))
+    deployment.kill(worker)
+    produce(deployment, records[len(records) // 2:])
+    worker = deployment.start_worker()
+    time.sleep(rng.uniform(12, 16))  # the restarted worker joins its group (10 s session) and gets going
+    deployment.kill(worker)
+    deployment.start_worker()
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    published = deployment.wait_for(
+        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=240)
+    assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
+    counts = [r["counts"] for r in published.values()]
+    assert sum(c["duplicates"] for c in counts) == 0 and sum(c["late"] for c in counts) == 0
+
+
+def test_two_workers_split_the_partitions_and_agree(deployment: Deployment, tmp_path: Path) -> None:
+    """Two workers in one group each take part of the four partitions; results equal scikit-learn's."""
+    pairs = workload(n=4800, per_window=600, window=WINDOW, drift_window=6, seed=4, max_label_delay=20)
+    deployment.configure(**settings(tmp_path))
+    deployment.start_worker()
+    deployment.start_worker()
+    admin = KafkaAdminClient(bootstrap_servers=deployment.servers)
+    try:
+        def members() -> list:
+            group = admin.describe_groups([f"app-{deployment.name}"])[f"app-{deployment.name}"]
+            stable = group.get("group_state") == "Stable" and len(group["members"]) == 2
+            return group["members"] if stable and all(m["member_assignment"] for m in group["members"]) else []
+        deployment.wait_for("both workers to hold partitions", members)
+    finally:
+        admin.close()
+    produce(deployment, arrival_order(pairs))
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    published = deployment.wait_for(
+        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=180)
+    assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
