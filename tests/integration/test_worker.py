@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
 
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.workload import arrival_order, expected_windows, workload
@@ -145,17 +145,38 @@ def test_two_workers_split_the_partitions_and_agree(deployment: Deployment, tmp_
     deployment.configure(**settings(tmp_path))
     deployment.start_worker()
     deployment.start_worker()
-    admin = KafkaAdminClient(bootstrap_servers=deployment.servers)
-    try:
-        def members() -> list:
-            group = admin.describe_groups([f"app-{deployment.name}"])[f"app-{deployment.name}"]
-            stable = group.get("group_state") == "Stable" and len(group["members"]) == 2
-            return group["members"] if stable and all(m["member_assignment"] for m in group["members"]) else []
-        deployment.wait_for("both workers to hold partitions", members)
-    finally:
-        admin.close()
+    split = deployment.wait_for("both workers to hold partitions", lambda: assignments(deployment))
+    inference_sets = [s[deployment.topic("inferences")] for s in split]
+    assert all(inference_sets) and set().union(*inference_sets) == set(range(4))
+    assert not inference_sets[0] & inference_sets[1]
+    assert all(s[deployment.topic("labels")] == s[deployment.topic("inferences")] for s in split)
     produce(deployment, arrival_order(pairs))
     deployment.close_all_windows(pairs[-1].time + 1000)
     published = deployment.wait_for(
         "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=180)
     assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
+
+
+def _partitions(text: str) -> set[int]:
+    """Parse Faust's partition set notation, e.g. `{0-1}` or `{0, 3}`."""
+    out: set[int] = set()
+    for item in text.strip("{} ").split(","):
+        if "-" in item:
+            low, high = item.split("-")
+            out.update(range(int(low), int(high) + 1))
+        elif item.strip():
+            out.add(int(item))
+    return out
+
+
+def assignments(dep: Deployment) -> list[dict[str, set[int]]]:
+    """Each worker's latest assignment, as its log reports it; [] until both have one."""
+    found = []
+    for log in sorted(dep.logs.glob("worker-*.log")):
+        text = log.read_text(errors="replace")
+        last = text.rfind("Setting newly assigned partitions")
+        if last < 0:
+            return []
+        rows = re.findall(r"^\| (\S+)\s+\| (\{[^}]*\})", text[last:last + 2000], re.M)
+        found.append({topic: _partitions(parts) for topic, parts in rows})
+    return found if len(found) == 2 and all(found) and sum(len(f.get(dep.topic("inferences"), ())) for f in found) == 4 else []
