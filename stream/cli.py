@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":
+        # kafka-python logs every connection at INFO; only its problems are worth a user's attention.
+        logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
         if args.command == "worker":
             return run_worker(Settings.from_args(args), args.log_level)
