@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from stream.constraints import ConstraintSet, load_constraint_map
 from stream.records import ProblemType
+from stream.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -34,3 +35,9 @@ class Catalog:
         """Build a catalog from the `TRUTHSTREAM_CONSTRAINTS` value (see `load_constraint_map`)."""
         default, per_model = load_constraint_map(constraints_spec)
         return cls(default_problem_type, default, per_model, dict(problem_types or {}))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "Catalog":
+        """The catalog the settings describe (constraints, default and per-model problem types)."""
+        return cls.load(settings.constraints, settings.problem_type,  # type: ignore[arg-type]
+                        settings.problem_type_map())  # type: ignore[arg-type]

@@ -74,7 +74,7 @@ def run_worker(settings: Settings, log_level: str = "info") -> int:
 
     from stream.worker import create_app
 
-    catalog = Catalog.load(settings.constraints, settings.problem_type)  # type: ignore[arg-type]
+    catalog = Catalog.from_settings(settings)
     app, monitor = create_app(settings, catalog)
     worker = faust.Worker(app, monitor, loglevel=log_level, quiet=True)
     worker.execute_from_commandline()

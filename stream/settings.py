@@ -23,6 +23,7 @@ class Settings:
     redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis holding the join and window state"})
     constraints: str = field(default="", metadata={"help": "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path"})
     problem_type: str = field(default="BinaryClassification", metadata={"help": "problem type of models without constraints", "choices": PROBLEM_TYPES})
+    model_problem_types: str = field(default="", metadata={"help": "per-model problem types, e.g. churn=BinaryClassification,species=MulticlassClassification (overrides the constraints file's)"})
     window: float = field(default=3600.0, metadata={"help": "tumbling window size in seconds of event time"})
     label_grace: float = field(default=3600.0, metadata={"help": "seconds after a window ends during which its labels may still arrive"})
     label_ttl: float = field(default=7 * 86400.0, metadata={"help": "seconds of event time an unmatched inference or label waits before it counts as expired"})
@@ -59,11 +60,22 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}CURVE_POINTS must be at least 2, got {self.curve_points}")
         if self.problem_type not in PROBLEM_TYPES:
             raise ConfigError(f"{ENV_PREFIX}PROBLEM_TYPE must be one of {', '.join(PROBLEM_TYPES)}")
+        self.problem_type_map()
         topics = [self.inference_topic, self.label_topic, self.metrics_topic, self.violations_topic,
                   self.dead_letter_topic]
         if len(set(topics)) != len(topics):
             raise ConfigError(f"the five topics must be distinct, got {topics}")
         return self
+
+    def problem_type_map(self) -> dict[str, str]:
+        """`model_problem_types` as a dict; raises ConfigError on a malformed entry."""
+        out = {}
+        for item in filter(None, (i.strip() for i in self.model_problem_types.split(","))):
+            model, _, kind = item.partition("=")
+            if not model.strip() or kind.strip() not in PROBLEM_TYPES:
+                raise ConfigError(f"{ENV_PREFIX}MODEL_PROBLEM_TYPES entry {item!r} is not model=" + "|".join(PROBLEM_TYPES))
+            out[model.strip()] = kind.strip()
+        return out
 
     @property
     def bootstrap_servers(self) -> list[str]:

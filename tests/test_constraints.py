@@ -88,3 +88,14 @@ def test_regression_is_refused_until_supported() -> None:
     """Regression constraints are refused with a clear message rather than silently ignored."""
     with pytest.raises(ConstraintsError, match="regression"):
         parse_constraints({"regression_constraints": {}}, "r.json")
+
+
+def test_per_model_problem_type_setting_wins() -> None:
+    """TRUTHSTREAM_MODEL_PROBLEM_TYPES sets a model's problem type even without constraints."""
+    from stream.errors import ConfigError
+    from stream.settings import Settings
+    catalog = Catalog.from_settings(Settings(model_problem_types="species=MulticlassClassification"))
+    assert catalog.problem_type("species") == "MulticlassClassification"
+    assert catalog.problem_type("churn") == "BinaryClassification"
+    with pytest.raises(ConfigError, match="MODEL_PROBLEM_TYPES"):
+        Settings.from_env({"TRUTHSTREAM_MODEL_PROBLEM_TYPES": "species=Regression"})
