@@ -75,35 +75,34 @@ def redis_binary() -> str:
 
 
 @contextlib.contextmanager
+def _service(what: str, command: list[str], port: int, workdir: str) -> Iterator[None]:
+    """Run `command` as a child process until the block ends; wait for it to listen on `port`."""
+    log = Path(workdir) / f"{what}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port(port, proc, what, log)
+        yield
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
 def embedded_kafka(port: int | None = None) -> Iterator[str]:
     """Run tansu (in-memory) on loopback; yields the broker URL `kafka://127.0.0.1:PORT`."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="truthstream-tansu-") as tmp:
-        log = Path(tmp) / "tansu.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([tansu_binary(), "broker", "--listener-url", url,
-                                     "--advertised-listener-url", url],
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            wait_for_port(port, proc, "tansu", log)
-            yield f"kafka://127.0.0.1:{port}"
-        finally:
-            _stop(proc)
+    with tempfile.TemporaryDirectory(prefix="truthstream-tansu-") as tmp, \
+            _service("tansu", [tansu_binary(), "broker", "--listener-url", url,
+                               "--advertised-listener-url", url], port, tmp):
+        yield f"kafka://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager
 def embedded_redis(port: int | None = None) -> Iterator[str]:
     """Run redis-server without persistence on loopback; yields `redis://127.0.0.1:PORT/0`."""
     port = port or free_port()
-    with tempfile.TemporaryDirectory(prefix="truthstream-redis-") as tmp:
-        log = Path(tmp) / "redis.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                                     "--save", "", "--appendonly", "no", "--dir", tmp],
-                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        try:
-            wait_for_port(port, proc, "redis-server", log)
-            yield f"redis://127.0.0.1:{port}/0"
-        finally:
-            _stop(proc)
+    with tempfile.TemporaryDirectory(prefix="truthstream-redis-") as tmp, \
+            _service("redis-server", [redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--dir", tmp], port, tmp):
+        yield f"redis://127.0.0.1:{port}/0"
