@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.catalog import Catalog
+from stream.constraints import ConstraintSet
 from stream.aggregate import WindowAggregate
 from stream.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.records import RawMessage
@@ -18,6 +19,7 @@ COUNT_NAMES = ("late", "expired_inferences", "expired_labels", "duplicates", "re
 STATUS_OK = "ok"
 STATUS_INSUFFICIENT = "insufficient_data"
 STATUS_UNCONSTRAINED = "no_constraints"
+STATUS_VIOLATIONS = "violations"
 
 
 def dead_letter(msg: RawMessage, reason: str, field: str | None) -> dict[str, Any]:
@@ -44,36 +46,41 @@ def violation_id(model: str, version: str, window: Mapping[str, Any], metric: st
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
+def judge(record: Mapping[str, Any], constraints: ConstraintSet | None, min_samples: int
+          ) -> tuple[str, list[dict[str, Any]]]:
+    """Status and violation records of a metrics record under a set of constraints.
+
+    The worker judges each window once with its configured constraints; a backtest judges
+    the same records again with candidate constraints.
+    """
+    n = record["sample_count"]
+    if n < min_samples or n == 0:
+        return STATUS_INSUFFICIENT, []
+    if constraints is None:
+        return STATUS_UNCONSTRAINED, []
+    model, version, window = record["model"], record["model_version"], record["window"]
+    violations = [{
+        "violation_id": violation_id(model, version, window, constraint.metric_name),
+        "model": model, "model_version": version, "window": window,
+        "metric_name": constraint.metric_name,
+        "constraint_check_type": constraint.comparison_operator,
+        "threshold": constraint.threshold, "value": value, "sample_count": n,
+        "description": constraint.describe(value),
+    } for constraint, value in constraints.check(scalar_values(record[STATISTICS_KEY[record["problem_type"]]]))]
+    return (STATUS_VIOLATIONS if violations else STATUS_OK), violations
+
+
 def evaluate(model: str, version: str, window: dict[str, Any], agg: WindowAggregate,
              counts: Mapping[str, int], settings: Settings, catalog: Catalog
              ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics record and violation records for one window evaluation."""
     problem_type = catalog.problem_type(model)
-    statistics = compute_metrics(agg, problem_type, settings.curve_points)
-    n = agg.sample_count
-    constraints = catalog.constraints(model)
-    if n < settings.min_samples or n == 0:
-        status = STATUS_INSUFFICIENT
-    elif constraints is None:
-        status = STATUS_UNCONSTRAINED
-    else:
-        status = STATUS_OK
-    violations = []
-    if status == STATUS_OK and constraints is not None:
-        for constraint, value in constraints.check(scalar_values(statistics)):
-            violations.append({
-                "violation_id": violation_id(model, version, window, constraint.metric_name),
-                "model": model, "model_version": version, "window": window,
-                "metric_name": constraint.metric_name,
-                "constraint_check_type": constraint.comparison_operator,
-                "threshold": constraint.threshold, "value": value, "sample_count": n,
-                "description": constraint.describe(value),
-            })
-    record = {
-        "model": model, "model_version": version, "window": window, "sample_count": n,
-        "status": "violations" if violations else status, "violation_count": len(violations),
-        "problem_type": problem_type,
+    record: dict[str, Any] = {
+        "model": model, "model_version": version, "window": window, "sample_count": agg.sample_count,
+        "status": "", "violation_count": 0, "problem_type": problem_type,
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
-        STATISTICS_KEY[problem_type]: statistics,
+        STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, settings.curve_points),
     }
+    record["status"], violations = judge(record, catalog.constraints(model), settings.min_samples)
+    record["violation_count"] = len(violations)
     return record, violations
