@@ -1,0 +1,136 @@
+"""Replay on a real broker: equal to the live worker, two constraint files, charts, spans, republish."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from connectors.kafka_span import SpanError, plan, span_consumer
+from connectors.replay import replay, republish
+from stream.catalog import Catalog
+from stream.settings import Settings
+from tests.integration.conftest import Deployment, tumbling
+from tests.integration.workload import arrival_order, expected_windows, workload
+from tests.integration.test_worker import produce
+
+pytestmark = pytest.mark.integration
+
+WINDOW = 60.0
+GRACE = 30.0
+
+
+def constraints_file(path: Path, recall: float) -> str:
+    path.write_text(json.dumps({"binary_classification_constraints": {
+        "recall": {"threshold": recall, "comparison_operator": "LessThanThreshold"}}}))
+    return str(path)
+
+
+def replay_settings(dep: Deployment, constraints: str) -> Settings:
+    env = {k: v for k, v in dep.env.items() if not k.endswith(("REDIS_URL", "APP_ID", "DATA_DIR"))}
+    return Settings.from_env({**env, "TRUTHSTREAM_CONSTRAINTS": constraints})
+
+
+def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: Deployment, tmp_path: Path) -> None:
+    """Window for window and violation for violation, the replay equals the worker; a stricter file raises more."""
+    current = constraints_file(tmp_path / "current.json", 0.8)
+    strict = constraints_file(tmp_path / "strict.json", 0.93)
+    pairs = workload(n=1600, per_window=200, window=WINDOW, drift_window=5, seed=11, max_label_delay=20)
+    deployment.configure(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=current, rolling_size=0)
+    deployment.start_worker()
+    produce(deployment, arrival_order(pairs))
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    live = deployment.wait_for("8 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w)
+    live_violations = {v["violation_id"] for v in deployment.read("violations")}
+
+    result = replay(replay_settings(deployment, current), Catalog.load(current, "BinaryClassification"), None, None)
+    replayed = {r["window"]["start"]: r for r in result.records}
+    assert sorted(replayed) == sorted(live)
+    for start, record in live.items():
+        assert json.dumps(replayed[start], sort_keys=True) == json.dumps(record, sort_keys=True)
+
+    out = tmp_path / "windows.csv"
+    plot = tmp_path / "chart.png"
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "replay", "--broker", deployment.broker,
+                           "--inference-topic", deployment.topic("inferences"),
+                           "--label-topic", deployment.topic("labels"), "--window", str(WINDOW),
+                           "--label-grace", str(GRACE), "--min-samples", "50", "--constraints", current,
+                           "--compare", strict, "--out", str(out), "--plot", str(plot)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "8 closed windows (1 models)" in done.stdout
+    windows = pd.read_csv(out)
+    violations = pd.read_csv(tmp_path / "windows.violations.csv")
+    expected = expected_windows(pairs, WINDOW)
+    for _, row in windows.iterrows():
+        start = pd.Timestamp(row["window_start"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert row["recall"] == pytest.approx(expected[start]["recall"], abs=1e-9)
+    by_file = violations.groupby("constraints")["violation_id"].apply(set).to_dict()
+    assert by_file["current.json"] == live_violations
+    assert len(by_file["current.json"]) == sum(1 for w in expected.values() if w["recall"] < 0.8)
+    assert len(by_file["strict.json"]) == sum(1 for w in expected.values() if w["recall"] < 0.93)
+    assert len(by_file["strict.json"]) > len(by_file["current.json"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
+
+
+def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None:
+    """--from skips what was produced before it; --to-topic copies a span with partitions and keys kept."""
+    current = constraints_file(tmp_path / "c.json", 0.8)
+    first = workload(n=600, per_window=150, window=WINDOW, drift_window=99, seed=12, max_label_delay=5)
+    second = workload(n=600, per_window=150, window=WINDOW, drift_window=99, seed=13, max_label_delay=5)
+    second = [type(p)(p.event_id, p.time + 600, p.label_time + 600, p.y_true, p.y_pred, p.score) for p in second]
+    deployment.configure(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=current)
+    produce(deployment, arrival_order(first))
+    time.sleep(1.5)
+    middle = time.time()
+    time.sleep(1.5)
+    produce(deployment, arrival_order(second))
+    deployment.close_all_windows(second[-1].time + 1000)
+    settings = replay_settings(deployment, current)
+    result = replay(settings, Catalog.load(current, "BinaryClassification"), middle, None)
+    starts = sorted(r["window"]["start"] for r in result.records)
+    assert starts == sorted(expected_windows(second, WINDOW))
+
+    sent = republish(settings, None, middle, "copy-")
+    assert sent == {f"copy-{deployment.topic('inferences')}": 600, f"copy-{deployment.topic('labels')}": 600}
+    copy = Settings.from_env({"TRUTHSTREAM_BROKER": deployment.broker, "TRUTHSTREAM_WINDOW": str(WINDOW),
+                              "TRUTHSTREAM_LABEL_GRACE": str(GRACE), "TRUTHSTREAM_MIN_SAMPLES": "50",
+                              "TRUTHSTREAM_INFERENCE_TOPIC": f"copy-{deployment.topic('inferences')}",
+                              "TRUTHSTREAM_LABEL_TOPIC": f"copy-{deployment.topic('labels')}"})
+    consumer = span_consumer(copy.bootstrap_servers)
+    try:
+        assert len(plan(consumer, copy.inference_topic, None, None)) == 4
+    finally:
+        consumer.close()
+
+
+def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path) -> None:
+    """Unknown topics, empty spans, reversed times and bad constraints fail clearly and write nothing."""
+    deployment.configure(window=WINDOW)
+    out = tmp_path / "out.csv"
+    base = [sys.executable, "-m", "stream.cli", "replay", "--broker", deployment.broker, "--out", str(out)]
+    cases = [
+        (["--inference-topic", "no-such-topic-" + deployment.name], "does not exist"),
+        (["--inference-topic", deployment.topic("inferences"), "--label-topic", deployment.topic("labels")],
+         "no records"),
+        (["--from", "2026-01-02T00:00:00Z", "--to", "2026-01-01T00:00:00Z"], "is not before"),
+        (["--from", "last tuesday"], "ISO-8601"),
+        (["--constraints", str(tmp_path / "missing.json")], "cannot read"),
+        (["--plot", str(tmp_path / "chart.gif")], ".png or .html"),
+    ]
+    for extra, message in cases:
+        done = subprocess.run(base + extra, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (extra, done.stdout, done.stderr)
+        assert message in done.stderr, (extra, done.stderr)
+    assert not out.exists()
+    with pytest.raises(SpanError):
+        consumer = span_consumer(deployment.servers)
+        try:
+            plan(consumer, "no-such-topic-" + deployment.name, None, None)
+        finally:
+            consumer.close()
