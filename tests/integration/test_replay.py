@@ -96,6 +96,14 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
     starts = sorted(r["window"]["start"] for r in result.records)
     assert starts == sorted(expected_windows(second, WINDOW))
 
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "replay", "--broker", deployment.broker,
+                           "--inference-topic", deployment.topic("inferences"),
+                           "--label-topic", deployment.topic("labels"), "--window", str(WINDOW),
+                           "--label-grace", str(GRACE), "--model", "fraud"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "no closed window of model(s) fraud" in done.stderr
+    assert "models seen: churn" in done.stderr
+
     sent = republish(settings, None, middle, "copy-")
     assert sent == {f"copy-{deployment.topic('inferences')}": 600, f"copy-{deployment.topic('labels')}": 600}
     copy = Settings.from_env({"TRUTHSTREAM_BROKER": deployment.broker, "TRUTHSTREAM_WINDOW": str(WINDOW),
@@ -134,3 +142,25 @@ def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path
             plan(consumer, "no-such-topic-" + deployment.name, None, None)
         finally:
             consumer.close()
+
+
+def test_a_span_before_the_retained_records_is_refused(deployment: Deployment, tmp_path: Path) -> None:
+    """When retention deleted the start of a partition, --from before it is an error, not a silent gap."""
+    from kafka import KafkaAdminClient, TopicPartition
+    from kafka.errors import KafkaError
+
+    deployment.configure(window=WINDOW)
+    before = time.time() - 60
+    produce(deployment, arrival_order(workload(n=200, per_window=100, window=WINDOW, drift_window=99, seed=14,
+                                               max_label_delay=5)))
+    admin = KafkaAdminClient(bootstrap_servers=deployment.servers)
+    try:
+        admin.delete_records({TopicPartition(deployment.topic("inferences"), p): 10 for p in range(4)})
+    except KafkaError as exc:  # tansu keeps everything in memory and has no DeleteRecords
+        pytest.skip(f"this broker cannot delete records: {exc!r}")
+    finally:
+        admin.close()
+    settings = replay_settings(deployment, "")
+    with pytest.raises(SpanError, match="deleted by retention"):
+        replay(settings, Catalog(), before, None)
+    assert replay(settings, Catalog(), None, None).messages == 400 - 40
