@@ -16,6 +16,8 @@ from stream.records import POSITIVE, Joined
 SEP = "\x1f"  # cannot occur in class labels that came from JSON text in practice, and keeps fields short
 CELL = "c"
 SCORE = "s"
+REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, error², y and y²
+REG = "g"
 
 
 class WindowAggregate:
@@ -23,12 +25,18 @@ class WindowAggregate:
 
     __slots__ = ("counts", "resolution")
 
-    def __init__(self, resolution: float, counts: Mapping[str, int] | None = None) -> None:
+    def __init__(self, resolution: float, counts: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
-        self.counts: Counter[str] = Counter(counts or {})
+        self.counts: Counter[str] = Counter(counts or {})  # ints, except the regression sums
 
-    def add(self, sample: Joined) -> None:
-        """Count one joined sample."""
+    def add(self, sample: Joined, regression: bool = False) -> None:
+        """Count one joined sample (a regression sample adds to error sums instead of cells)."""
+        if regression:
+            y, pred = float(sample.y_true), float(sample.y_pred)
+            err = pred - y
+            for name, value in zip(REGRESSION_FIELDS, (1, abs(err), err * err, y, y * y)):
+                self.counts[f"{REG}{SEP}{name}"] += value
+            return
         self.counts[f"{CELL}{SEP}{sample.y_true}{SEP}{sample.y_pred}"] += 1
         if sample.score is not None:
             positive = 1 if sample.y_true == POSITIVE else 0
@@ -45,14 +53,21 @@ class WindowAggregate:
     @property
     def sample_count(self) -> int:
         """Number of joined samples counted."""
-        return sum(n for field, n in self.counts.items() if field.startswith(CELL))
+        return int(self.counts.get(f"{REG}{SEP}n", 0)) + \
+            sum(n for field, n in self.counts.items() if field.startswith(CELL))
+
+    def regression_sums(self) -> dict[str, float]:
+        """`n`, `ae`, `se`, `y`, `yy`: the sufficient statistics of the regression metrics."""
+        return {name: float(self.counts.get(f"{REG}{SEP}{name}", 0.0)) for name in REGRESSION_FIELDS}
 
     def confusion(self) -> dict[str, dict[str, int]]:
         """Nested `{actual: {predicted: count}}`, SageMaker's confusion-matrix shape."""
         matrix: dict[str, dict[str, int]] = {}
         for field, n in self.counts.items():
+            if not field.startswith(CELL):
+                continue
             kind, first, second = field.split(SEP)
-            if kind == CELL and n:
+            if n:
                 matrix.setdefault(first, {})[second] = n
         return matrix
 
@@ -60,15 +75,17 @@ class WindowAggregate:
         """`(score, negatives, positives)` per occupied bin, highest score first."""
         bins: dict[int, list[int]] = {}
         for field, n in self.counts.items():
+            if not field.startswith(SCORE):
+                continue
             kind, first, second = field.split(SEP)
-            if kind == SCORE and n:
+            if n:
                 bins.setdefault(int(first), [0, 0])[int(second)] += n
         return [(b * self.resolution, neg, pos) for b, (neg, pos) in sorted(bins.items(), reverse=True)]
 
     @classmethod
-    def of(cls, samples: Iterable[Joined], resolution: float) -> "WindowAggregate":
+    def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> "WindowAggregate":
         """Build the state of a window from its samples."""
         agg = cls(resolution)
         for sample in samples:
-            agg.add(sample)
+            agg.add(sample, regression)
         return agg

@@ -24,6 +24,7 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
 SECTIONS: dict[str, ProblemType] = {
     "binary_classification_constraints": "BinaryClassification",
     "multiclass_classification_constraints": "MulticlassClassification",
+    "regression_constraints": "Regression",
 }
 
 
@@ -63,8 +64,6 @@ def parse_constraints(doc: Any, source: str) -> ConstraintSet:
     if not isinstance(doc, dict):
         raise ConstraintsError(source, "", "expected a JSON object at the top level")
     sections = [key for key in SECTIONS if key in doc]
-    if "regression_constraints" in doc:
-        raise ConstraintsError(source, "regression_constraints", "regression models are not supported yet")
     if len(sections) != 1:
         raise ConstraintsError(source, "", f"expected exactly one of {', '.join(SECTIONS)}; found {sections or 'none'}")
     section = sections[0]

@@ -18,7 +18,7 @@ from typing import Any
 from stream.aggregate import WindowAggregate
 from stream.catalog import Catalog
 from stream.errors import RecordError
-from stream.records import (Inference, Joined, Label, RawMessage, canonical_class, decode_json,
+from stream.records import (REGRESSION, Inference, Joined, Label, RawMessage, canonical_class, decode_json,
                             parse_inference, parse_label)
 from stream.reports import dead_letter
 from stream.settings import Settings
@@ -253,7 +253,7 @@ class Step:
             agg = self.result.windows.get(window)
             if agg is None:
                 agg = self.result.windows[window] = WindowAggregate(self.settings.score_resolution)
-            agg.add(sample)
+            agg.add(sample, self.catalog.problem_type(inf.model) == REGRESSION)
         if self.settings.rolling_size > 0:
             self.result.rolling.setdefault(model_key(inf.model, inf.model_version), []).append(sample)
         return True

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from stream.aggregate import WindowAggregate
 from stream.catalog import Catalog
 from stream.core import Output, Step, StepResult, event_ids
-from stream.records import Joined, RawMessage
+from stream.records import REGRESSION, Joined, RawMessage
 from stream.reports import evaluate, window_doc
 from stream.settings import Settings
 from stream.windows import WindowKey, is_due, split_model_key, stream_time
@@ -132,7 +132,8 @@ class Engine:
 
     def _rolling(self, due: RollingDue) -> list[Output]:
         model, version = split_model_key(due.model_key)
-        agg = WindowAggregate.of(due.samples, self.settings.score_resolution)
+        agg = WindowAggregate.of(due.samples, self.settings.score_resolution,
+                                 self.catalog.problem_type(model) == REGRESSION)
         times = [s.time for s in due.samples]
         window = window_doc("rolling", min(times), max(times), size=len(due.samples), sequence=due.sequence)
         record, violations = evaluate(model, version, window, agg, {}, self.settings, self.catalog)

@@ -13,7 +13,7 @@ from typing import Any
 from river import metrics as rm
 
 from stream.aggregate import WindowAggregate
-from stream.records import BINARY, NEGATIVE, POSITIVE, ProblemType
+from stream.records import BINARY, NEGATIVE, POSITIVE, REGRESSION, ProblemType
 
 NO_STD = "NaN"  # SageMaker writes the string "NaN" where no standard deviation was computed
 
@@ -33,13 +33,16 @@ MULTICLASS_SCALARS = (
     "weighted_f0_5_best_constant_classifier", "weighted_f1_best_constant_classifier",
     "weighted_f2_best_constant_classifier",
 )
+REGRESSION_SCALARS = ("mae", "mse", "rmse", "r2")
 SCALARS: dict[ProblemType, tuple[str, ...]] = {
     BINARY: BINARY_SCALARS,
     "MulticlassClassification": MULTICLASS_SCALARS,
+    REGRESSION: REGRESSION_SCALARS,
 }
 STATISTICS_KEY: dict[ProblemType, str] = {
     BINARY: "binary_classification_metrics",
     "MulticlassClassification": "multiclass_classification_metrics",
+    REGRESSION: "regression_metrics",
 }
 
 
@@ -134,8 +137,26 @@ def _finite(value: float) -> float | str:
     return value if math.isfinite(value) else NO_STD
 
 
+def regression_scores(sums: dict[str, float]) -> dict[str, float]:
+    """MAE, MSE, RMSE and R² from a window's error sums (R² as scikit-learn defines a constant target)."""
+    n = sums["n"]
+    if not n:
+        return {}
+    mse = sums["se"] / n
+    total = sums["yy"] - sums["y"] * sums["y"] / n
+    if total > 0:
+        r2 = 1.0 - sums["se"] / total
+    else:
+        r2 = 1.0 if sums["se"] == 0 else 0.0
+    return {"mae": sums["ae"] / n, "mse": mse, "rmse": math.sqrt(mse), "r2": r2}
+
+
 def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
     """The body of a SageMaker `statistics.json` for the problem type (under its key)."""
+    if problem_type == REGRESSION:
+        scores = regression_scores(agg.regression_sums())
+        return {name: {"value": _finite(scores[name]), "standard_deviation": NO_STD}
+                for name in REGRESSION_SCALARS if name in scores}
     matrix = agg.confusion()
     out: dict[str, Any] = {"confusion_matrix": matrix}
     if problem_type == BINARY:

@@ -10,10 +10,11 @@ from typing import Any, Literal
 from stream.errors import RecordError
 from stream.timefmt import parse_time
 
-ProblemType = Literal["BinaryClassification", "MulticlassClassification"]
+ProblemType = Literal["BinaryClassification", "MulticlassClassification", "Regression"]
 BINARY: ProblemType = "BinaryClassification"
 MULTICLASS: ProblemType = "MulticlassClassification"
-PROBLEM_TYPES: tuple[ProblemType, ...] = (BINARY, MULTICLASS)
+REGRESSION: ProblemType = "Regression"
+PROBLEM_TYPES: tuple[ProblemType, ...] = (BINARY, MULTICLASS, REGRESSION)
 POSITIVE = "1"
 NEGATIVE = "0"
 
@@ -78,7 +79,10 @@ def decode_json(value: bytes | None, max_bytes: int) -> dict[str, Any]:
 
 
 def canonical_class(value: object, field: str, problem_type: ProblemType) -> str:
-    """Turn a class label (1, 1.0, "1", true) into its canonical string; binary classes are "0" and "1"."""
+    """Turn a class label (1, 1.0, "1", true) into its canonical string; binary classes are "0" and "1".
+    For regression the value must be a finite number; its canonical form is `repr(float)`."""
+    if problem_type == REGRESSION:
+        return repr(_number(value, field))
     if isinstance(value, bool):
         text = POSITIVE if value else NEGATIVE
     elif isinstance(value, int):
@@ -103,6 +107,17 @@ def canonical_class(value: object, field: str, problem_type: ProblemType) -> str
     if problem_type == BINARY and text not in (NEGATIVE, POSITIVE):
         raise RecordError(f"binary classes are 0 and 1, got {value!r}", field)
     return text
+
+
+def _number(value: object, field: str) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise RecordError(f"expected a number, got {value!r}", field) from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise RecordError(f"expected a finite number, got {value!r}", field)
+    return float(value)
 
 
 def _probability(value: object, field: str) -> float:

@@ -47,6 +47,14 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _number(value: bytes) -> float:
+    """A counter as Redis returns it: an integer, or a float written by HINCRBYFLOAT."""
+    try:
+        return int(value)
+    except ValueError:
+        return float(value)
+
+
 class RedisStore:
     """A StateStore over redis-py's asyncio client."""
 
@@ -106,7 +114,10 @@ class RedisStore:
         for window, agg in result.windows.items():
             name = self.key("w", window.encode())
             for field, n in agg.counts.items():
-                pipe.hincrby(name, field, n)
+                if isinstance(n, float):
+                    pipe.hincrbyfloat(name, field, n)
+                else:
+                    pipe.hincrby(name, field, n)
             pipe.zadd(self.key("open"), {window.encode(): window.end})
         for model, counts in result.counters.items():
             for field, n in counts.items():
@@ -190,7 +201,7 @@ class RedisStore:
                         await self.redis.zrem(self.key("open"), key.encode())
                         return []
                     taken = [await pipe.hgetall(k) for k in counter_keys]
-                    agg = WindowAggregate(self.resolution, {_text(f) or "": int(n) for f, n in fields.items()})
+                    agg = WindowAggregate(self.resolution, {_text(f) or "": _number(n) for f, n in fields.items()})
                     counts: dict[str, int] = {}
                     for got in taken:
                         for f, n in got.items():

@@ -84,10 +84,16 @@ def test_directory_and_mapping_give_per_model_constraints(tmp_path: Path) -> Non
         load_constraint_map("churn=")
 
 
-def test_regression_is_refused_until_supported() -> None:
-    """Regression constraints are refused with a clear message rather than silently ignored."""
-    with pytest.raises(ConstraintsError, match="regression"):
-        parse_constraints({"regression_constraints": {}}, "r.json")
+def test_regression_constraints_load_with_error_metrics() -> None:
+    """regression_constraints accept mae/mse/rmse/r2 and refuse classification metrics."""
+    loaded = parse_constraints({"regression_constraints": {
+        "mae": {"threshold": 4.5e1, "comparison_operator": "GreaterThanThreshold"},
+        "r2": {"threshold": 0.3, "comparison_operator": "LessThanThreshold"}}}, "r.json")
+    assert loaded.problem_type == "Regression"
+    assert [c.metric_name for c, _ in loaded.check({"mae": 50.0, "r2": 0.5})] == ["mae"]
+    with pytest.raises(ConstraintsError, match="unknown metric for Regression"):
+        parse_constraints({"regression_constraints": {"recall": {"threshold": 1, "comparison_operator":
+                                                                  "LessThanThreshold"}}}, "r.json")
 
 
 def test_per_model_problem_type_setting_wins() -> None:
@@ -98,4 +104,4 @@ def test_per_model_problem_type_setting_wins() -> None:
     assert catalog.problem_type("species") == "MulticlassClassification"
     assert catalog.problem_type("churn") == "BinaryClassification"
     with pytest.raises(ConfigError, match="MODEL_PROBLEM_TYPES"):
-        Settings.from_env({"TRUTHSTREAM_MODEL_PROBLEM_TYPES": "species=Regression"})
+        Settings.from_env({"TRUTHSTREAM_MODEL_PROBLEM_TYPES": "species=Ranking"})

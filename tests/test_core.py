@@ -328,3 +328,23 @@ def test_windows_wait_for_label_partitions_with_timed_labels(make) -> None:
     h.feed([lab.msg(label("a", 1, label_time=T0 + 50)), lab.msg(label("z", 0, label_time=T0 + 95))])
     [record] = h.metrics()
     assert record["sample_count"] == 1 and record["counts"]["late"] == 0
+
+
+def test_regression_models_join_and_are_judged(make) -> None:
+    """A regression model's numeric predictions and labels give MAE/RMSE/R²; a non-numeric label is refused."""
+    doc = {"regression_constraints": {"mae": {"threshold": 1.0, "comparison_operator": "GreaterThanThreshold"}}}
+    h = make(catalog=catalog(doc))
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = []
+    for i, (pred, y) in enumerate([(10.0, 12.5), (3, 1), ("7.5", 7.5)]):
+        msgs += [inf.msg(inference(f"e{i}", T0 + i, pred)), lab.msg(label(f"e{i}", y))]
+    msgs += [inf.msg(inference("bad", T0 + 4, 1.0)), lab.msg(label("bad", "tall"))]
+    h.feed(msgs + tick(inf, T0 + 100))
+    [record] = h.metrics()
+    stats = record["regression_metrics"]
+    assert stats["mae"]["value"] == pytest.approx(1.5)
+    assert stats["rmse"]["value"] == pytest.approx(math.sqrt((2.5 ** 2 + 2 ** 2) / 3))
+    [violation] = h.records("violations")
+    assert violation["metric_name"] == "mae" and violation["constraint_check_type"] == "GreaterThanThreshold"
+    [dead] = h.records("dead-letters")
+    assert dead["field"] == "label" and "expected a number" in dead["reason"]

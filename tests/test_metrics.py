@@ -152,3 +152,26 @@ def test_single_class_window_reports_nan_auc_as_string() -> None:
     assert stats["recall"]["value"] == 0.5
     assert all(not (isinstance(v, float) and math.isnan(v))
                for v in stats["receiver_operating_characteristic_curve"]["true_positive_rates"])
+
+
+def test_regression_metrics_match_sklearn() -> None:
+    """MAE, MSE, RMSE and R² from a window's sums equal scikit-learn's, also after merging partial windows."""
+    rng = random.Random(6)
+    samples = []
+    for i in range(3000):
+        y = rng.gauss(150, 70)
+        samples.append(Joined("m", "", float(i), repr(y), repr(y + rng.gauss(3, 40)), None))
+    whole = WindowAggregate.of(samples, RES, regression=True)
+    merged = WindowAggregate.of(samples[:1000], RES, regression=True)
+    merged.merge(WindowAggregate.of(samples[1000:], RES, regression=True))
+    y = [float(s.y_true) for s in samples]
+    p = [float(s.y_pred) for s in samples]
+    expected = {"mae": skm.mean_absolute_error(y, p), "mse": skm.mean_squared_error(y, p),
+                "rmse": math.sqrt(skm.mean_squared_error(y, p)), "r2": skm.r2_score(y, p)}
+    for agg in (whole, merged):
+        got = values(compute_metrics(agg, "Regression", curve_points=10))
+        assert set(got) == set(expected)
+        for name, value in expected.items():
+            assert got[name] == pytest.approx(value, rel=1e-9), name
+    constant = WindowAggregate.of([Joined("m", "", 0.0, "2.0", "2.0", None)] * 3, RES, regression=True)
+    assert values(compute_metrics(constant, "Regression", 10))["r2"] == skm.r2_score([2, 2, 2], [2, 2, 2])
