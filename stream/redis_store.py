@@ -43,6 +43,24 @@ EXPIRY_PAGE = 10000  # expired entries handled per partition per batch
 MAX_RETRIES = 50  # optimistic-transaction retries before giving up on a batch
 
 
+# SET each KEYS[i] to ARGV[i + 1] with a TTL of ARGV[1] seconds.
+SET_MANY = """
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1]) end
+return #KEYS
+"""
+# Add ARGV[2i] to field ARGV[2i - 1] of hash KEYS[1]; a value with a point or exponent is a float.
+HINCR_MANY = """
+for i = 1, #ARGV, 2 do
+  if string.find(ARGV[i + 1], '[.eEn]') then
+    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return #ARGV / 2
+"""
+
+
 def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -63,6 +81,8 @@ class RedisStore:
         self.redis, self.prefix = client, prefix
         self.safety_ttl = int(label_ttl * SAFETY_TTL_FACTOR) + 86400
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
+        self._set_many = client.register_script(SET_MANY)
+        self._hincr_many = client.register_script(HINCR_MANY)
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -90,7 +110,7 @@ class RedisStore:
                                      float(floor) if floor is not None else -math.inf)
                     result: StepResult = step(view)
                     pipe.multi()
-                    rolling_at = self._write(pipe, result)
+                    rolling_at = await self._write(pipe, result)
                     replies = await pipe.execute()
                 except WatchError:
                     continue
@@ -98,30 +118,33 @@ class RedisStore:
         raise TruthstreamError(f"Redis transaction kept conflicting {MAX_RETRIES} times; "
                                "is another worker consuming the same partitions?")
 
-    def _write(self, pipe: Any, result: StepResult) -> dict[str, int]:
+    async def _write(self, pipe: Any, result: StepResult) -> dict[str, int]:
+        # A batch's writes are a handful of commands, not a few per event: redis-py spends
+        # more time packing and parsing commands than Redis spends running them.
         for partition, ids in result.unindex.items():
             pipe.zrem(self.key("x", partition), *ids)
         index: dict[int, dict[str, float]] = {}
+        deleted, written = [], []
         for event_id, entry in result.entries.items():
             if entry is None:
-                pipe.delete(self.key("j", event_id))
+                deleted.append(self.key("j", event_id))
                 continue
-            pipe.set(self.key("j", event_id), entry.encode(), ex=self.safety_ttl)
+            written.append((self.key("j", event_id), entry.encode()))
             if math.isfinite(entry.expires):
                 index.setdefault(entry.partition, {})[event_id] = entry.expires
+        if deleted:
+            pipe.delete(*deleted)
+        if written:
+            await self._set_many(keys=[k for k, _ in written], args=[self.safety_ttl, *(v for _, v in written)],
+                                 client=pipe)
         for partition, members in index.items():
             pipe.zadd(self.key("x", partition), members)
         for window, agg in result.windows.items():
-            name = self.key("w", window.encode())
-            for field, n in agg.counts.items():
-                if isinstance(n, float):
-                    pipe.hincrbyfloat(name, field, n)
-                else:
-                    pipe.hincrby(name, field, n)
-            pipe.zadd(self.key("open"), {window.encode(): window.end})
+            await self._add_counts(self.key("w", window.encode()), agg.counts, pipe)
+        if result.windows:
+            pipe.zadd(self.key("open"), {w.encode(): w.end for w in result.windows})
         for model, counts in result.counters.items():
-            for field, n in counts.items():
-                pipe.hincrby(self.key("c", model), field, n)
+            await self._add_counts(self.key("c", model), counts, pipe)
         if result.watermarks:
             pipe.hset(self.key("wm"), mapping={k: repr(t) for k, t in result.watermarks.items()})
         for (topic, partition), offset in result.checkpoints.items():
@@ -135,6 +158,13 @@ class RedisStore:
             rolling_at[mk] = len(pipe.command_stack)
             pipe.hincrby(self.key("rn"), mk, len(samples))
         return rolling_at
+
+    async def _add_counts(self, name: str, counts: dict[str, float], pipe: Any) -> None:
+        args: list[Any] = []
+        for field, n in counts.items():
+            args += [field, repr(n) if isinstance(n, float) else n]
+        if args:
+            await self._hincr_many(keys=[name], args=args, client=pipe)  # queued, not sent
 
     def _push(self, pipe: Any, outputs: Iterable[Output]) -> None:
         values = [json.dumps({"topic": o.topic, "key": o.key, "value": o.value}) for o in outputs]

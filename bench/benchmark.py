@@ -1,0 +1,451 @@
+"""truthstream's benchmark: the worker against the framework's and the client's limits, in one run.
+
+    python bench/benchmark.py [--events 200000] [--models 1] [--classes 2] [--json out.json]
+                              [--broker kafka://HOST:PORT --redis-url redis://HOST:PORT/0]
+
+Without --broker/--redis-url it starts the embedded broker (tansu) and redis-server. It
+produces N inference/label pairs (labels shuffled within chunks) to fresh topics, then
+measures on the same messages, one after the other:
+
+  raw aiokafka     getmany over every partition, no decoding        (the client's limit)
+  faust no-op      an agent that only counts, batching as we do     (the framework's limit)
+  truthstream      one `truthstream worker` process, steady state   (10% -> 90% of messages)
+  truthstream xM   the same with --models-compare models            (1 vs many models)
+  batch            pandas merge + scikit-learn per window, as an hourly job would
+  freshness        label produced -> rolling metrics record, p50/p99, at half the max rate
+  memory           Redis bytes per waiting inference; worker RSS after the main run
+
+and prints a table with the ratios; --json writes the figures, versions and settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from sklearn import metrics as skm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from connectors.embedded import embedded_kafka, embedded_redis  # noqa: E402
+from connectors.kafka import ensure_topics, topic_partitions  # noqa: E402
+from stream.timefmt import format_time  # noqa: E402
+
+PARTITIONS = 4
+T0 = 1_764_000_000.0
+EVENT_STEP_S = 0.01  # event time between inferences: 100 per second of event time
+WINDOW_S = 60.0
+CHUNK = 10_000  # pairs per produced chunk; labels are shuffled within a chunk
+SAMPLE_S = 0.25  # progress sampling period
+RUN_TIMEOUT_S = 900.0
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200_000, help="inference/label pairs (default 200000)")
+    parser.add_argument("--models", type=int, default=1, help="models the pairs are spread over (default 1)")
+    parser.add_argument("--classes", type=int, default=2, help="classes (2: binary; more: multiclass)")
+    parser.add_argument("--models-compare", type=int, default=1000,
+                        help="also run the worker with this many models (0: skip; default 1000)")
+    parser.add_argument("--freshness-seconds", type=float, default=20.0, help="length of the freshness run")
+    parser.add_argument("--pending", type=int, default=20_000, help="unmatched inferences for the memory figure")
+    parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
+    parser.add_argument("--redis-url", help="Redis URL (default: an embedded redis-server)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--seed", type=int, default=1)
+    return parser.parse_args()
+
+
+@contextlib.contextmanager
+def services(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    with contextlib.ExitStack() as stack:
+        broker = args.broker or stack.enter_context(embedded_kafka())
+        redis_url = args.redis_url or stack.enter_context(embedded_redis())
+        yield broker, redis_url
+
+
+# -- workload -----------------------------------------------------------------------------------
+def workload(n: int, models: int, classes: int, seed: int) -> tuple[list[tuple[str, bytes, bytes]], pd.DataFrame]:
+    """(key, inference bytes, label bytes) in production order, and the same data as a table."""
+    rng = random.Random(seed)
+    rows, out = [], []
+    for i in range(n):
+        y = rng.randrange(classes)
+        pred = y if rng.random() < 0.85 else rng.randrange(classes)
+        score = min(1.0, max(0.0, (0.7 if pred == 1 else 0.3) + rng.uniform(-0.29, 0.29)))
+        event_id, model, t = f"b{seed}-{i}", f"m{i % models}", T0 + i * EVENT_STEP_S
+        inference = {"event_id": event_id, "model": model, "model_version": "1", "inference_time": format_time(t),
+                     "prediction": pred, "features": {"f1": round(rng.random(), 4), "f2": rng.randrange(100)}}
+        if classes == 2:
+            inference["probability"] = round(score, 4)
+        out.append((event_id, json.dumps(inference).encode(), json.dumps({"event_id": event_id, "label": y}).encode()))
+        rows.append((event_id, model, t, y, pred, score))
+    return out, pd.DataFrame(rows, columns=["event_id", "model", "time", "label", "prediction", "score"])
+
+
+def produce(servers: list[str], topics: tuple[str, str], pairs: list[tuple[str, bytes, bytes]], seed: int) -> float:
+    rng = random.Random(seed)
+    producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=20, batch_size=256 * 1024)
+    started = time.perf_counter()
+    for start in range(0, len(pairs), CHUNK):
+        chunk = pairs[start:start + CHUNK]
+        for key, inference, _ in chunk:
+            producer.send(topics[0], key=key.encode(), value=inference)
+        shuffled = list(chunk)
+        rng.shuffle(shuffled)
+        for key, _, label in shuffled:
+            producer.send(topics[1], key=key.encode(), value=label)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - started
+
+
+def fresh_topics(servers: list[str], tag: str) -> tuple[str, str]:
+    topics = (f"bench-{tag}-inferences", f"bench-{tag}-labels")
+    ensure_topics(servers, topics, PARTITIONS)
+    return topics
+
+
+# -- consumers ------------------------------------------------------------------------------------
+def raw_aiokafka(servers: list[str], topics: tuple[str, str], total: int) -> float:
+    """Messages per second of a bare aiokafka consumer reading everything (no decoding)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as ATP
+
+    async def run() -> float:
+        consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            parts = [ATP(t, p) for t in topics for p in range(PARTITIONS)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            seen, started = 0, None
+            while seen < total:
+                batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                if started is None and batch:
+                    started = time.perf_counter()
+                seen += sum(len(v) for v in batch.values())
+            return total / (time.perf_counter() - (started or time.perf_counter()))
+        finally:
+            await consumer.stop()
+    return asyncio.run(run())
+
+
+def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
+    """Messages per second between 10 % and 90 % of `total`, interpolated from progress samples."""
+    def when(level: float) -> float:
+        target = level * total
+        for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
+            if n0 <= target <= n1 and n1 > n0:
+                return t0 + (t1 - t0) * (target - n0) / (n1 - n0)
+        raise RuntimeError("progress never reached the level")
+    return 0.8 * total / (when(0.9) - when(0.1))
+
+
+def run_until(command: list[str], env: dict[str, str], progress: Callable[[], int], total: int,
+              log: Path) -> tuple[float, float, int]:
+    """Start a process, sample its progress until `total`, return (steady msgs/s, wall s, RSS bytes)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=ROOT)
+    try:
+        samples, started = [], time.perf_counter()
+        while True:
+            done = progress()
+            samples.append((time.perf_counter(), done))
+            if done >= total:
+                break
+            if proc.poll() is not None or time.perf_counter() - started > RUN_TIMEOUT_S:
+                raise RuntimeError(f"{command} stopped at {done}/{total}; see {log}")
+            time.sleep(SAMPLE_S)
+        rss = rss_bytes(proc.pid)
+        first = next(t for t, n in samples if n > 0)
+        return steady_rate(samples, total), samples[-1][0] - first, rss
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def worker_env(broker: str, redis_url: str, topics: tuple[str, str], tag: str, **extra: Any) -> dict[str, str]:
+    env = {"TRUTHSTREAM_BROKER": broker, "TRUTHSTREAM_REDIS_URL": redis_url, "TRUTHSTREAM_APP_ID": f"bench-{tag}",
+           "TRUTHSTREAM_REDIS_PREFIX": f"bench-{tag}", "TRUTHSTREAM_INFERENCE_TOPIC": topics[0],
+           "TRUTHSTREAM_LABEL_TOPIC": topics[1], "TRUTHSTREAM_METRICS_TOPIC": f"bench-{tag}-metrics",
+           "TRUTHSTREAM_VIOLATIONS_TOPIC": f"bench-{tag}-violations",
+           "TRUTHSTREAM_DEAD_LETTER_TOPIC": f"bench-{tag}-dead-letters", "TRUTHSTREAM_WINDOW": str(WINDOW_S),
+           "TRUTHSTREAM_LABEL_GRACE": "1e9"}
+    env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+def worker_progress(client: redis.Redis, prefix: str, topics: tuple[str, str]) -> Callable[[], int]:
+    keys = [f"{prefix}:ck:{t}:{p}" for t in topics for p in range(PARTITIONS)]
+    return lambda: sum(int(v) + 1 for v in client.mget(keys) if v is not None)
+
+
+def truthstream_run(broker: str, redis_url: str, topics: tuple[str, str], tag: str, total: int,
+                    logs: Path, **extra: Any) -> tuple[float, float, int]:
+    client = redis.Redis.from_url(redis_url)
+    env = worker_env(broker, redis_url, topics, tag, **extra)
+    return run_until([sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"], env,
+                     worker_progress(client, f"bench-{tag}", topics), total, logs / f"worker-{tag}.log")
+
+
+# -- the batch alternative --------------------------------------------------------------------------
+def batch_job(pairs: list[tuple[str, bytes, bytes]], classes: int) -> float:
+    """Pairs per second of an hourly-style job: parse JSON lines, merge, scikit-learn per window."""
+    started = time.perf_counter()
+    inferences = pd.DataFrame([json.loads(i) for _, i, _ in pairs])
+    labels = pd.DataFrame([json.loads(label) for _, _, label in pairs])
+    joined = inferences.merge(labels, on="event_id")
+    joined["window"] = (pd.to_datetime(joined["inference_time"], format="ISO8601").astype("int64") // 10**9
+                        // int(WINDOW_S))
+    for _, group in joined.groupby(["model", "model_version", "window"]):
+        y, p = group["label"].to_numpy(), group["prediction"].to_numpy()
+        average = "binary" if classes == 2 else "weighted"
+        skm.confusion_matrix(y, p)
+        skm.accuracy_score(y, p)
+        skm.precision_score(y, p, average=average, zero_division=0)
+        skm.recall_score(y, p, average=average, zero_division=0)
+        skm.f1_score(y, p, average=average, zero_division=0)
+        if classes == 2 and len(set(y)) == 2:
+            skm.roc_auc_score(y, group["probability"].to_numpy())
+    return len(pairs) / (time.perf_counter() - started)
+
+
+# -- freshness ---------------------------------------------------------------------------------------
+def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, logs: Path) -> dict[str, float]:
+    """Label produced -> first rolling metrics record counting it, at `pairs_per_s`."""
+    servers = [broker.split("://", 1)[-1]]
+    tag = f"fresh{uuid.uuid4().hex[:6]}"
+    topics = fresh_topics(servers, tag)
+    metrics_topic = f"bench-{tag}-metrics"
+    ensure_topics(servers, [metrics_topic], PARTITIONS)
+    env = worker_env(broker, redis_url, topics, tag, rolling_size=500, rolling_every=50, batch_timeout=0.05)
+    log = (logs / f"worker-{tag}.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
+                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    records: list[tuple[float, int]] = []
+    stop = threading.Event()
+
+    def consume() -> None:
+        # A short fetch wait: the measuring consumer must not add latency of its own.
+        consumer = KafkaConsumer(bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest",
+                                 fetch_max_wait_ms=10)
+        tps = [TopicPartition(metrics_topic, p) for p in topic_partitions(consumer, metrics_topic)]
+        consumer.assign(tps)
+        while not stop.is_set():
+            for batch in consumer.poll(timeout_ms=50).values():
+                now = time.perf_counter()
+                for msg in batch:
+                    doc = json.loads(msg.value)
+                    if doc["window"]["kind"] == "rolling":
+                        records.append((now, doc["window"]["sequence"]))
+        consumer.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    reader.start()
+    try:
+        client = redis.Redis.from_url(redis_url)
+        warm = worker_progress(client, f"bench-{tag}", topics)
+        producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=0)
+        # Warm up: the worker must hold its partitions before the clock starts.
+        producer.send(topics[0], key=b"warm", value=json.dumps({"event_id": "warm", "model": "m", "inference_time": T0,
+                                                                 "prediction": 0}).encode())
+        producer.flush()
+        deadline = time.perf_counter() + 120
+        while warm() < 1:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the freshness worker did not start; see {log.name}")
+            time.sleep(0.2)
+        sent: list[float] = []
+        n = int(pairs_per_s * seconds)
+        started = time.perf_counter()
+        for i in range(n):
+            due = started + i / pairs_per_s
+            while (now := time.perf_counter()) < due:
+                time.sleep(min(due - now, 0.002))
+            key = f"f{i}".encode()
+            t = T0 + 1 + i * EVENT_STEP_S
+            producer.send(topics[0], key=key, value=json.dumps({
+                "event_id": f"f{i}", "model": "m", "inference_time": t, "prediction": i % 2, "probability": 0.6}).encode())
+            producer.send(topics[1], key=key, value=json.dumps({"event_id": f"f{i}", "label": (i // 2) % 2}).encode())
+            sent.append(time.perf_counter())
+        producer.flush()
+        deadline = time.perf_counter() + 30
+        while (not records or records[-1][1] < n - 50) and time.perf_counter() < deadline:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        reader.join(10)
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+    seqs = np.array([s for _, s in records])
+    times = np.array([t for t, _ in records])
+    order = np.argsort(seqs)
+    seqs, times = seqs[order], times[order]
+    latencies = []
+    for k, produced in enumerate(sent):
+        idx = np.searchsorted(seqs, k + 1)
+        if idx < len(seqs):
+            latencies.append(float(np.min(times[idx:])) - produced)
+    if not latencies:
+        raise RuntimeError("no rolling record arrived")
+    return {"pairs_per_s": pairs_per_s, "p50_s": float(np.percentile(latencies, 50)),
+            "p99_s": float(np.percentile(latencies, 99)), "measured": len(latencies), "sent": len(sent)}
+
+
+def redis_bytes_per_pending(broker: str, redis_url: str, n: int, logs: Path) -> float:
+    """Redis used_memory growth per unmatched inference held by the worker."""
+    servers = [broker.split("://", 1)[-1]]
+    tag = f"mem{uuid.uuid4().hex[:6]}"
+    topics = fresh_topics(servers, tag)
+    client = redis.Redis.from_url(redis_url)
+    before = int(client.info("memory")["used_memory"])
+    pairs, _ = workload(n, 1, 2, seed=99)
+    producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=20)
+    for key, inference, _ in pairs:
+        producer.send(topics[0], key=key.encode(), value=inference)
+    producer.flush()
+    producer.close()
+    truthstream_run(broker, redis_url, topics, tag, n, logs, rolling_size=0)
+    after = int(client.info("memory")["used_memory"])
+    return (after - before) / n
+
+
+# -- report ----------------------------------------------------------------------------------------
+def versions() -> dict[str, str]:
+    names = ["faust-streaming", "aiokafka", "kafka-python", "river", "redis", "pandas", "scikit-learn"]
+    out = {"python": platform.python_version()}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def main() -> int:
+    args = parse_args()
+    logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"truthstream-bench-{uuid.uuid4().hex[:6]}"
+    logs.mkdir(parents=True)
+    figures: dict[str, Any] = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                               "versions": versions(), "machine": {"cpus": os.cpu_count(),
+                                                                   "platform": platform.platform()}}
+    with services(args) as (broker, redis_url):
+        figures["broker"], figures["redis"] = broker, redis_url
+        servers = [broker.split("://", 1)[-1]]
+        total = 2 * args.events
+        pairs, table = workload(args.events, args.models, args.classes, args.seed)
+        topics = fresh_topics(servers, f"main{uuid.uuid4().hex[:6]}")
+        print(f"producing {total} messages ({args.events} pairs, {args.models} models, {args.classes} classes) ...")
+        figures["produce_s"] = produce(servers, topics, pairs, args.seed)
+
+        print("raw aiokafka consumer ...")
+        figures["raw_aiokafka_msgs_per_s"] = raw_aiokafka(servers, topics, total)
+        print("faust no-op agent ...")
+        client = redis.Redis.from_url(redis_url)
+        noop_tag = f"noop{uuid.uuid4().hex[:6]}"
+        noop_env = worker_env(broker, redis_url, topics, noop_tag)
+        rate, _, _ = run_until([sys.executable, str(ROOT / "bench" / "noop_app.py")], noop_env,
+                               lambda: int(client.get(f"bench-{noop_tag}:noop-count") or 0), total,
+                               logs / "noop.log")
+        figures["faust_noop_msgs_per_s"] = rate
+        print("truthstream worker ...")
+        rate, wall, rss = truthstream_run(broker, redis_url, topics, f"ts{uuid.uuid4().hex[:6]}", total, logs)
+        figures["truthstream_msgs_per_s"] = rate
+        figures["truthstream_pairs_per_s"] = rate / 2
+        figures["truthstream_wall_s"] = wall
+        figures["worker_rss_bytes"] = rss
+        if args.models_compare:
+            print(f"truthstream worker, {args.models_compare} models ...")
+            many, _ = workload(args.events, args.models_compare, args.classes, args.seed + 1)
+            many_topics = fresh_topics(servers, f"many{uuid.uuid4().hex[:6]}")
+            produce(servers, many_topics, many, args.seed)
+            rate, _, _ = truthstream_run(broker, redis_url, many_topics, f"many{uuid.uuid4().hex[:6]}", total, logs)
+            figures[f"truthstream_{args.models_compare}_models_msgs_per_s"] = rate
+        print("batch alternative (pandas + scikit-learn) ...")
+        figures["batch_pairs_per_s"] = batch_job(pairs, args.classes)
+        print("freshness at half the maximum rate ...")
+        figures["freshness"] = freshness(broker, redis_url, figures["truthstream_pairs_per_s"] / 2,
+                                         args.freshness_seconds, logs)
+        print("Redis memory per waiting inference ...")
+        figures["redis_bytes_per_pending_inference"] = redis_bytes_per_pending(broker, redis_url, args.pending, logs)
+    report(figures, args)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def report(f: dict[str, Any], args: argparse.Namespace) -> None:
+    ts = f["truthstream_msgs_per_s"]
+    ratios = {"truthstream / faust no-op": ts / f["faust_noop_msgs_per_s"],
+              "truthstream / raw aiokafka": ts / f["raw_aiokafka_msgs_per_s"],
+              "truthstream / batch (pairs)": f["truthstream_pairs_per_s"] / f["batch_pairs_per_s"]}
+    many = f.get(f"truthstream_{args.models_compare}_models_msgs_per_s")
+    if many:
+        ratios[f"{args.models_compare} models / {args.models} model(s)"] = many / ts
+    f["ratios"] = ratios
+    fresh = f["freshness"]
+    rows = [
+        ("raw aiokafka consumer", f"{f['raw_aiokafka_msgs_per_s']:,.0f} msg/s"),
+        ("faust no-op agent", f"{f['faust_noop_msgs_per_s']:,.0f} msg/s"),
+        ("truthstream worker", f"{ts:,.0f} msg/s = {f['truthstream_pairs_per_s']:,.0f} pairs/s"),
+    ]
+    if many:
+        rows.append((f"truthstream, {args.models_compare} models", f"{many:,.0f} msg/s"))
+    rows += [
+        ("batch: pandas + scikit-learn", f"{f['batch_pairs_per_s']:,.0f} pairs/s"),
+        ("freshness p50 / p99", f"{fresh['p50_s'] * 1000:,.0f} ms / {fresh['p99_s'] * 1000:,.0f} ms "
+                                f"at {fresh['pairs_per_s']:,.0f} pairs/s"),
+        ("Redis per waiting inference", f"{f['redis_bytes_per_pending_inference']:,.0f} bytes"),
+        ("worker RSS after the run", f"{f['worker_rss_bytes'] / 2**20:,.0f} MiB"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print()
+    for name, value in rows:
+        print(f"{name:<{width}}  {value}")
+    print()
+    targets = {"truthstream / faust no-op": 0.7, "truthstream / batch (pairs)": 1.0}
+    for name, value in ratios.items():
+        target = targets.get(name)
+        if name.endswith("model(s)"):
+            target = 0.8
+        mark = "" if target is None else f"   target >= {target:g}: {'met' if value >= target else 'NOT met'}"
+        print(f"{name:<{width}}  {value:.2f}{mark}")
+    print(f"{'p99 freshness':<{width}}  {fresh['p99_s']:.3f} s   target < 1 s: {'met' if fresh['p99_s'] < 1 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

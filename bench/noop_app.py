@@ -1,0 +1,38 @@
+"""The framework's limit: a faust-streaming agent over the same topics that only counts.
+
+It batches exactly as the truthstream worker does (`take_events`) and reports its count to
+Redis once per batch, so the benchmark measures both the same way.
+Run: python bench/noop_app.py (settings from TRUTHSTREAM_* variables).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import faust
+import redis.asyncio as aioredis
+
+from stream.settings import Settings
+from stream.worker import HEARTBEAT_S, SESSION_TIMEOUT_S
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    app = faust.App(settings.app_id, broker=settings.broker, datadir=tempfile.mkdtemp(), web_enabled=False,
+                    key_serializer="raw", value_serializer="raw", consumer_auto_offset_reset="earliest",
+                    broker_session_timeout=SESSION_TIMEOUT_S, broker_heartbeat_interval=HEARTBEAT_S,
+                    topic_disable_leader=True)
+    topics = app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
+    counter = f"{settings.redis_prefix}:noop-count"
+
+    @app.agent(topics)
+    async def count(stream: faust.StreamT) -> None:
+        client = aioredis.from_url(settings.redis_url)
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
+            await client.incrby(counter, len(events))
+
+    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
