@@ -59,6 +59,7 @@ WINDOW_S = 60.0
 CHUNK = 10_000  # pairs per produced chunk; labels are shuffled within a chunk
 SAMPLE_S = 0.25  # progress sampling period
 RUN_TIMEOUT_S = 900.0
+BATCH_ENV = {k: v for k, v in os.environ.items() if k in ("TRUTHSTREAM_BATCH_SIZE", "TRUTHSTREAM_BATCH_TIMEOUT")}
 
 
 def parse_args() -> argparse.Namespace:
@@ -204,7 +205,7 @@ def worker_env(broker: str, redis_url: str, topics: tuple[str, str], tag: str, *
            "TRUTHSTREAM_LABEL_TOPIC": topics[1], "TRUTHSTREAM_METRICS_TOPIC": f"bench-{tag}-metrics",
            "TRUTHSTREAM_VIOLATIONS_TOPIC": f"bench-{tag}-violations",
            "TRUTHSTREAM_DEAD_LETTER_TOPIC": f"bench-{tag}-dead-letters", "TRUTHSTREAM_WINDOW": str(WINDOW_S),
-           "TRUTHSTREAM_LABEL_GRACE": "1e9"}
+           "TRUTHSTREAM_LABEL_GRACE": "1e9", **BATCH_ENV}
     env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in extra.items()})
     return env
 

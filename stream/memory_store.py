@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import Counter, deque
 from typing import Any
@@ -20,6 +21,7 @@ class MemoryStore:
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
         self.entries: dict[str, JoinEntry] = {}
         self.index: dict[int, dict[str, float]] = {}
+        self.due: dict[int, list[tuple[float, str]]] = {}  # heaps over `index`, stale items skipped
         self.checkpoints: dict[tuple[str, int], int] = {}
         self.watermarks: dict[str, float] = {}
         self.floor = -math.inf
@@ -49,6 +51,7 @@ class MemoryStore:
             self.entries[event_id] = entry
             if math.isfinite(entry.expires):
                 self.index.setdefault(entry.partition, {})[event_id] = entry.expires
+                heapq.heappush(self.due.setdefault(entry.partition, []), (entry.expires, event_id))
         for key, agg in result.windows.items():
             self.windows.setdefault(key, WindowAggregate(agg.resolution)).merge(agg)
         for key, counts in result.counters.items():
@@ -67,8 +70,17 @@ class MemoryStore:
         return due
 
     async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
-        """Indexed entries of these partitions due at or before `now`."""
-        return {p: sorted(i for i, t in self.index.get(p, {}).items() if t < now) for p in partitions}
+        """Indexed entries of these partitions due before `now` (each returned once: the sweep expires them)."""
+        out: dict[int, list[str]] = {}
+        for p in partitions:
+            heap, index = self.due.get(p, []), self.index.get(p, {})
+            found = []
+            while heap and heap[0][0] < now:
+                expires, event_id = heapq.heappop(heap)
+                if index.get(event_id) == expires:
+                    found.append(event_id)
+            out[p] = sorted(found)
+        return out
 
     async def clock(self) -> tuple[dict[str, float], float]:
         """Partition watermarks and the idle floor."""
