@@ -56,7 +56,9 @@ PARTITIONS = 4
 T0 = 1_764_000_000.0
 EVENT_STEP_S = 0.01  # event time between inferences: 100 per second of event time
 WINDOW_S = 60.0
-CHUNK = 10_000  # pairs per produced chunk; labels are shuffled within a chunk
+CHUNK = 10_000  # pairs per produced chunk; labels are shuffled within a chunk (100 s of event time)
+LABEL_DELAY_S = 1.0
+GRACE_S = 300.0  # more than a chunk's span: a shuffled label is never late, so results are exact
 SAMPLE_S = 0.25  # progress sampling period
 RUN_TIMEOUT_S = 900.0
 BATCH_ENV = {k: v for k, v in os.environ.items() if k in ("TRUTHSTREAM_BATCH_SIZE", "TRUTHSTREAM_BATCH_TIMEOUT")}
@@ -69,6 +71,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--classes", type=int, default=2, help="classes (2: binary; more: multiclass)")
     parser.add_argument("--models-compare", type=int, default=1000,
                         help="also run the worker with this many models (0: skip; default 1000)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="also run this many worker processes on the same topics and check their "
+                             "windows against the data (1: skip; default 2)")
     parser.add_argument("--freshness-seconds", type=float, default=20.0, help="length of the freshness run")
     parser.add_argument("--pending", type=int, default=20_000, help="unmatched inferences for the memory figure")
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
@@ -100,7 +105,8 @@ def workload(n: int, models: int, classes: int, seed: int) -> tuple[list[tuple[s
                      "prediction": pred, "features": {"f1": round(rng.random(), 4), "f2": rng.randrange(100)}}
         if classes == 2:
             inference["probability"] = round(score, 4)
-        out.append((event_id, json.dumps(inference).encode(), json.dumps({"event_id": event_id, "label": y}).encode()))
+        label = {"event_id": event_id, "label": y, "label_time": format_time(t + LABEL_DELAY_S)}
+        out.append((event_id, json.dumps(inference).encode(), json.dumps(label).encode()))
         rows.append((event_id, model, t, y, pred, score))
     return out, pd.DataFrame(rows, columns=["event_id", "model", "time", "label", "prediction", "score"])
 
@@ -166,11 +172,14 @@ def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
 
 
 def run_until(command: list[str], env: dict[str, str], progress: Callable[[], int], total: int,
-              log: Path) -> tuple[float, float, int]:
-    """Start a process, sample its progress until `total`, return (steady msgs/s, wall s, RSS bytes)."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                cwd=ROOT)
+              log: Path, processes: int = 1) -> tuple[float, float, int]:
+    """Start processes, sample their progress until `total`, return (steady msgs/s, wall s, RSS of the first)."""
+    procs = []
+    for i in range(processes):
+        with log.with_suffix(f".{i}.log").open("wb") as out:
+            procs.append(subprocess.Popen(command, env={**os.environ, **env}, stdout=out,
+                                          stderr=subprocess.STDOUT, cwd=ROOT))
+    proc = procs[0]
     try:
         samples, started = [], time.perf_counter()
         while True:
@@ -185,11 +194,13 @@ def run_until(command: list[str], env: dict[str, str], progress: Callable[[], in
         first = next(t for t, n in samples if n > 0)
         return steady_rate(samples, total), samples[-1][0] - first, rss
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def rss_bytes(pid: int) -> int:
@@ -205,7 +216,7 @@ def worker_env(broker: str, redis_url: str, topics: tuple[str, str], tag: str, *
            "TRUTHSTREAM_LABEL_TOPIC": topics[1], "TRUTHSTREAM_METRICS_TOPIC": f"bench-{tag}-metrics",
            "TRUTHSTREAM_VIOLATIONS_TOPIC": f"bench-{tag}-violations",
            "TRUTHSTREAM_DEAD_LETTER_TOPIC": f"bench-{tag}-dead-letters", "TRUTHSTREAM_WINDOW": str(WINDOW_S),
-           "TRUTHSTREAM_LABEL_GRACE": "1e9", **BATCH_ENV}
+           "TRUTHSTREAM_LABEL_GRACE": str(GRACE_S), **BATCH_ENV}
     env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in extra.items()})
     return env
 
@@ -216,11 +227,31 @@ def worker_progress(client: redis.Redis, prefix: str, topics: tuple[str, str]) -
 
 
 def truthstream_run(broker: str, redis_url: str, topics: tuple[str, str], tag: str, total: int,
-                    logs: Path, **extra: Any) -> tuple[float, float, int]:
+                    logs: Path, workers: int = 1, **extra: Any) -> tuple[float, float, int]:
     client = redis.Redis.from_url(redis_url)
     env = worker_env(broker, redis_url, topics, tag, **extra)
     return run_until([sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"], env,
-                     worker_progress(client, f"bench-{tag}", topics), total, logs / f"worker-{tag}.log")
+                     worker_progress(client, f"bench-{tag}", topics), total, logs / f"worker-{tag}.log",
+                     processes=workers)
+
+
+def check_results(redis_url: str, tag: str, table: pd.DataFrame, broker: str) -> int:
+    """Windows whose published sample counts and accuracy differ from the data's (0 means correct)."""
+    servers = [broker.split("://", 1)[-1]]
+    from connectors.kafka import read_topic
+    published = {(r["model"], r["window"]["start"]): r for r in read_topic(servers, f"bench-{tag}-metrics")
+                 if r["window"]["kind"] == "tumbling"}
+    table = table.assign(start=[format_time(math.floor(t / WINDOW_S) * WINDOW_S) for t in table["time"]])
+    wrong = 0
+    for (model, start), group in table.groupby(["model", "start"]):
+        record = published.get((model, start))
+        if record is None:
+            continue  # still open: the run ends before the last windows close
+        stats = next(v for k, v in record.items() if k.endswith("_metrics"))
+        if record["sample_count"] != len(group) or \
+                abs(stats["accuracy"]["value"] - float((group["label"] == group["prediction"]).mean())) > 1e-9:
+            wrong += 1
+    return wrong
 
 
 # -- the batch alternative --------------------------------------------------------------------------
@@ -383,11 +414,20 @@ def main() -> int:
                                logs / "noop.log")
         figures["faust_noop_msgs_per_s"] = rate
         print("truthstream worker ...")
-        rate, wall, rss = truthstream_run(broker, redis_url, topics, f"ts{uuid.uuid4().hex[:6]}", total, logs)
+        main_tag = f"ts{uuid.uuid4().hex[:6]}"
+        rate, wall, rss = truthstream_run(broker, redis_url, topics, main_tag, total, logs)
         figures["truthstream_msgs_per_s"] = rate
         figures["truthstream_pairs_per_s"] = rate / 2
         figures["truthstream_wall_s"] = wall
         figures["worker_rss_bytes"] = rss
+        figures["truthstream_wrong_windows"] = check_results(redis_url, main_tag, table, broker)
+        if args.workers > 1:
+            print(f"truthstream, {args.workers} workers ...")
+            tag = f"scale{uuid.uuid4().hex[:6]}"
+            rate, _, _ = truthstream_run(broker, redis_url, topics, tag, total, logs, workers=args.workers)
+            figures[f"truthstream_{args.workers}_workers_msgs_per_s"] = rate
+            time.sleep(3)  # the last outbox flush
+            figures[f"truthstream_{args.workers}_workers_wrong_windows"] = check_results(redis_url, tag, table, broker)
         if args.models_compare:
             print(f"truthstream worker, {args.models_compare} models ...")
             many, _ = workload(args.events, args.models_compare, args.classes, args.seed + 1)
@@ -422,10 +462,15 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
     rows = [
         ("raw aiokafka consumer", f"{f['raw_aiokafka_msgs_per_s']:,.0f} msg/s"),
         ("faust no-op agent", f"{f['faust_noop_msgs_per_s']:,.0f} msg/s"),
-        ("truthstream worker", f"{ts:,.0f} msg/s = {f['truthstream_pairs_per_s']:,.0f} pairs/s"),
+        ("truthstream worker", f"{ts:,.0f} msg/s = {f['truthstream_pairs_per_s']:,.0f} pairs/s, "
+                               f"{f['truthstream_wrong_windows']} wrong windows"),
     ]
     if many:
         rows.append((f"truthstream, {args.models_compare} models", f"{many:,.0f} msg/s"))
+    scaled = f.get(f"truthstream_{args.workers}_workers_msgs_per_s")
+    if scaled:
+        rows.append((f"truthstream, {args.workers} workers", f"{scaled:,.0f} msg/s, "
+                     f"{f[f'truthstream_{args.workers}_workers_wrong_windows']} wrong windows"))
     rows += [
         ("batch: pandas + scikit-learn", f"{f['batch_pairs_per_s']:,.0f} pairs/s"),
         ("freshness p50 / p99", f"{fresh['p50_s'] * 1000:,.0f} ms / {fresh['p99_s'] * 1000:,.0f} ms "

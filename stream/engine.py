@@ -58,10 +58,11 @@ class StateStore(Protocol):
     async def open_windows(self, until: float) -> list[WindowKey]:
         """Open windows whose end is at or before `until`."""
 
-    async def close_window(self, key: WindowKey, build: Any) -> list[Output]:
-        """Atomically take the window's aggregate and its model's counters, call
-        `build(agg, counts)` for the outputs (counts include the unattributed ones), queue them
-        in the outbox and delete the window. Returns [] if another worker closed it first."""
+    async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
+        """Atomically take the windows (oldest first) and their models' counters, call
+        `build(key, agg, counts)` for each window's outputs (a model's counts, and the
+        unattributed ones, go to its first window), queue them in the outbox and delete the
+        windows. Returns how many closed (one closed by another worker first is skipped)."""
 
     async def enqueue(self, outputs: list[Output]) -> None:
         """Queue outputs in the outbox."""
@@ -113,12 +114,9 @@ class Engine:
         now = await self.now()
         if now == -math.inf:
             return 0
-        closed = 0
-        for key in await self.store.open_windows(now - self.settings.label_grace):
-            if is_due(key, now, self.settings.label_grace):
-                if await self.store.close_window(key, lambda agg, counts, key=key: self._evaluate(key, agg, counts)):
-                    closed += 1
-        return closed
+        due = [k for k in await self.store.open_windows(now - self.settings.label_grace)
+               if is_due(k, now, self.settings.label_grace)]
+        return await self.store.close_windows(due, self._evaluate) if due else 0
 
     async def idle(self, wall_clock: float) -> int:
         """Called when no input came for `idle_close` seconds: event time jumps to the wall clock."""

@@ -94,15 +94,17 @@ class MemoryStore:
         """Open windows ending at or before `until`, oldest first."""
         return sorted((k for k in self.windows if k.end <= until), key=lambda k: (k.end, k.model, k.version))
 
-    async def close_window(self, key: WindowKey, build: Any) -> list[Output]:
-        """Take the window and its model's counters, build and queue its outputs."""
-        agg = self.windows.pop(key, None)
-        if agg is None:
-            return []
-        counts = self.counters.pop(key.model, Counter()) + self.counters.pop(UNATTRIBUTED, Counter())
-        outputs: list[Output] = build(agg, dict(counts))
-        self.outbox.extend(outputs)
-        return outputs
+    async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
+        """Take each window and its model's counters, build and queue its outputs."""
+        closed = 0
+        for key in keys:
+            agg = self.windows.pop(key, None)
+            if agg is None:
+                continue
+            counts = self.counters.pop(key.model, Counter()) + self.counters.pop(UNATTRIBUTED, Counter())
+            self.outbox.extend(build(key, agg, dict(counts)))
+            closed += 1
+        return closed
 
     async def enqueue(self, outputs: list[Output]) -> None:
         """Queue outputs."""

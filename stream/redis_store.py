@@ -48,16 +48,41 @@ SET_MANY = """
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ARGV[1]) end
 return #KEYS
 """
-# Add ARGV[2i] to field ARGV[2i - 1] of hash KEYS[1]; a value with a point or exponent is a float.
+# For each hash KEYS[k], ARGV holds a field count n then n (field, increment) pairs; an
+# increment with a point or exponent is a float.
 HINCR_MANY = """
-for i = 1, #ARGV, 2 do
-  if string.find(ARGV[i + 1], '[.eEn]') then
-    redis.call('HINCRBYFLOAT', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+local a = 1
+for k = 1, #KEYS do
+  local n = tonumber(ARGV[a])
+  for i = a + 1, a + 2 * n, 2 do
+    if string.find(ARGV[i + 1], '[.eEn]') then
+      redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
+    else
+      redis.call('HINCRBY', KEYS[k], ARGV[i], ARGV[i + 1])
+    end
   end
+  a = a + 1 + 2 * n
 end
-return #ARGV / 2
+return #KEYS
+"""
+# HGETALL of every key, in one round trip (reads under WATCH cannot be pipelined).
+HGETALL_MANY = """
+local out = {}
+for k = 1, #KEYS do out[k] = redis.call('HGETALL', KEYS[k]) end
+return out
+"""
+# For each list KEYS[k + 1] (k >= 1): ARGV holds the counter field and n then n samples to
+# append; each list keeps its last ARGV[1] items and HINCRBY KEYS[1] field n. Returns the totals.
+ROLLING_PUSH = """
+local a, totals = 2, {}
+for k = 2, #KEYS do
+  local field, n = ARGV[a], tonumber(ARGV[a + 1])
+  for i = a + 2, a + 1 + n do redis.call('RPUSH', KEYS[k], ARGV[i]) end
+  redis.call('LTRIM', KEYS[k], -tonumber(ARGV[1]), -1)
+  totals[#totals + 1] = redis.call('HINCRBY', KEYS[1], field, n)
+  a = a + 2 + n
+end
+return totals
 """
 
 
@@ -83,6 +108,7 @@ class RedisStore:
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
         self._set_many = client.register_script(SET_MANY)
         self._hincr_many = client.register_script(HINCR_MANY)
+        self._rolling_push = client.register_script(ROLLING_PUSH)
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -118,7 +144,7 @@ class RedisStore:
         raise TruthstreamError(f"Redis transaction kept conflicting {MAX_RETRIES} times; "
                                "is another worker consuming the same partitions?")
 
-    async def _write(self, pipe: Any, result: StepResult) -> dict[str, int]:
+    async def _write(self, pipe: Any, result: StepResult) -> int | None:
         # A batch's writes are a handful of commands, not a few per event: redis-py spends
         # more time packing and parsing commands than Redis spends running them.
         for partition, ids in result.unindex.items():
@@ -139,42 +165,43 @@ class RedisStore:
                                  client=pipe)
         for partition, members in index.items():
             pipe.zadd(self.key("x", partition), members)
-        for window, agg in result.windows.items():
-            await self._add_counts(self.key("w", window.encode()), agg.counts, pipe)
+        hashes = [(self.key("w", w.encode()), agg.counts) for w, agg in result.windows.items()]
+        hashes += [(self.key("c", model), counts) for model, counts in result.counters.items()]
+        if hashes:
+            args: list[Any] = []
+            for _, counts in hashes:
+                args.append(len(counts))
+                for field, n in counts.items():
+                    args += [field, repr(n) if isinstance(n, float) else n]
+            await self._hincr_many(keys=[k for k, _ in hashes], args=args, client=pipe)  # queued, not sent
         if result.windows:
             pipe.zadd(self.key("open"), {w.encode(): w.end for w in result.windows})
-        for model, counts in result.counters.items():
-            await self._add_counts(self.key("c", model), counts, pipe)
         if result.watermarks:
             pipe.hset(self.key("wm"), mapping={k: repr(t) for k, t in result.watermarks.items()})
         for (topic, partition), offset in result.checkpoints.items():
             pipe.set(self.key("ck", topic, partition), offset)
         self._push(pipe, result.outputs)
-        rolling_at = {}
+        if not result.rolling:
+            return None
+        args = [self.rolling_size]
         for mk, samples in result.rolling.items():
-            name = self.key("r", mk)
-            pipe.rpush(name, *(json.dumps([s.time, s.y_true, s.y_pred, s.score]) for s in samples))
-            pipe.ltrim(name, -self.rolling_size, -1)
-            rolling_at[mk] = len(pipe.command_stack)
-            pipe.hincrby(self.key("rn"), mk, len(samples))
-        return rolling_at
-
-    async def _add_counts(self, name: str, counts: dict[str, float], pipe: Any) -> None:
-        args: list[Any] = []
-        for field, n in counts.items():
-            args += [field, repr(n) if isinstance(n, float) else n]
-        if args:
-            await self._hincr_many(keys=[name], args=args, client=pipe)  # queued, not sent
+            args += [mk, len(samples), *(json.dumps([s.time, s.y_true, s.y_pred, s.score]) for s in samples)]
+        at = len(pipe.command_stack)
+        await self._rolling_push(keys=[self.key("rn"), *(self.key("r", mk) for mk in result.rolling)], args=args,
+                                 client=pipe)
+        return at
 
     def _push(self, pipe: Any, outputs: Iterable[Output]) -> None:
         values = [json.dumps({"topic": o.topic, "key": o.key, "value": o.value}) for o in outputs]
         if values:
             pipe.rpush(self.key("outbox"), *values)
 
-    async def _rolling_due(self, result: StepResult, replies: list[Any], rolling_at: dict[str, int]) -> list[RollingDue]:
+    async def _rolling_due(self, result: StepResult, replies: list[Any], rolling_at: int | None) -> list[RollingDue]:
         due = []
-        for mk, at in rolling_at.items():
-            total = int(replies[at])
+        if rolling_at is None:
+            return due
+        for mk, total in zip(result.rolling, replies[rolling_at]):
+            total = int(total)
             before = total - len(result.rolling[mk])
             if total // self.rolling_every > before // self.rolling_every:
                 rows = await self.redis.lrange(self.key("r", mk), 0, -1)
@@ -218,38 +245,49 @@ class RedisStore:
         found = await self.redis.zrangebyscore(self.key("open"), "-inf", until)
         return sorted((WindowKey.decode(_text(k) or "") for k in found), key=lambda k: (k.end, k.model, k.version))
 
-    async def close_window(self, key: WindowKey, build: Any) -> list[Output]:
-        """Take the window and its counters, queue its outputs, delete it: one transaction."""
-        name = self.key("w", key.encode())
-        counter_keys = [self.key("c", key.model), self.key("c", UNATTRIBUTED)]
+    async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
+        """Take the windows and their models' counters, queue their outputs, delete them: one
+        transaction for all (WATCH, one read script, MULTI/EXEC), however many windows close."""
+        names = [self.key("w", k.encode()) for k in keys]
+        models = sorted({k.model for k in keys} | {UNATTRIBUTED})
+        counter_keys = [self.key("c", m) for m in models]
         for _ in range(MAX_RETRIES):
             async with self.redis.pipeline(transaction=True) as pipe:
                 try:
-                    await pipe.watch(name)
-                    fields = await pipe.hgetall(name)
-                    if not fields:
-                        await self.redis.zrem(self.key("open"), key.encode())
-                        return []
-                    taken = [await pipe.hgetall(k) for k in counter_keys]
-                    agg = WindowAggregate(self.resolution, {_text(f) or "": _number(n) for f, n in fields.items()})
-                    counts: dict[str, int] = {}
-                    for got in taken:
-                        for f, n in got.items():
-                            counts[_text(f) or ""] = counts.get(_text(f) or "", 0) + int(n)
-                    outputs: list[Output] = build(agg, counts)
+                    await pipe.watch(*names)
+                    replies = await pipe.eval(HGETALL_MANY, len(names) + len(counter_keys), *names, *counter_keys)
+                    hashes = [{_text(f) or "": _number(n) for f, n in zip(flat[::2], flat[1::2])} for flat in replies]
+                    windows, counters = hashes[:len(names)], dict(zip(models, hashes[len(names):]))
+                    outputs: list[Output] = []
+                    closed = 0
+                    for key, fields in zip(keys, windows):
+                        if not fields:  # another worker closed it first
+                            continue
+                        counts: dict[str, int] = {}
+                        for got in (counters.pop(key.model, {}), counters.pop(UNATTRIBUTED, {})):
+                            for f, n in got.items():
+                                counts[f] = counts.get(f, 0) + int(n)
+                        outputs += build(key, WindowAggregate(self.resolution, fields), counts)
+                        closed += 1
                     pipe.multi()
-                    pipe.delete(name)
-                    pipe.zrem(self.key("open"), key.encode())
-                    for k, got in zip(counter_keys, taken):
-                        for f, n in got.items():
-                            if int(n):
-                                pipe.hincrby(k, f, -int(n))
+                    pipe.delete(*names)
+                    pipe.zrem(self.key("open"), *(k.encode() for k in keys))
+                    taken = [(self.key("c", m), {f: -int(n) for f, n in c.items() if int(n)})
+                             for m, c in zip(models, hashes[len(names):]) if m not in counters]
+                    taken = [(k, c) for k, c in taken if c]
+                    if taken:
+                        args: list[Any] = []
+                        for _, c in taken:
+                            args.append(len(c))
+                            for f, n in c.items():
+                                args += [f, n]
+                        await self._hincr_many(keys=[k for k, _ in taken], args=args, client=pipe)
                     self._push(pipe, outputs)
                     await pipe.execute()
-                    return outputs
+                    return closed
                 except WatchError:
                     continue
-        raise TruthstreamError(f"could not close window {key} after {MAX_RETRIES} attempts")
+        raise TruthstreamError(f"could not close {len(keys)} windows after {MAX_RETRIES} attempts")
 
     # -- outbox --------------------------------------------------------------------------------
     async def enqueue(self, outputs: list[Output]) -> None:
