@@ -28,7 +28,6 @@ import math
 import os
 import platform
 import random
-import statistics
 import subprocess
 import sys
 import threading
@@ -69,11 +68,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=200_000, help="inference/label pairs (default 200000)")
     parser.add_argument("--models", type=int, default=1, help="models the pairs are spread over (default 1)")
     parser.add_argument("--classes", type=int, default=2, help="classes (2: binary; more: multiclass)")
-    parser.add_argument("--models-compare", type=int, default=1000,
-                        help="also run the worker with this many models (0: skip; default 1000)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="also run this many worker processes on the same topics and check their "
-                             "windows against the data (1: skip; default 2)")
+    parser.add_argument(
+        "--models-compare",
+        type=int,
+        default=1000,
+        help="also run the worker with this many models (0: skip; default 1000)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="also run this many worker processes on the same topics and check their "
+        "windows against the data (1: skip; default 2)",
+    )
     parser.add_argument("--freshness-seconds", type=float, default=20.0, help="length of the freshness run")
     parser.add_argument("--pending", type=int, default=20_000, help="unmatched inferences for the memory figure")
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
@@ -101,8 +108,14 @@ def workload(n: int, models: int, classes: int, seed: int) -> tuple[list[tuple[s
         pred = y if rng.random() < 0.85 else rng.randrange(classes)
         score = min(1.0, max(0.0, (0.7 if pred == 1 else 0.3) + rng.uniform(-0.29, 0.29)))
         event_id, model, t = f"b{seed}-{i}", f"m{i % models}", T0 + i * EVENT_STEP_S
-        inference = {"event_id": event_id, "model": model, "model_version": "1", "inference_time": format_time(t),
-                     "prediction": pred, "features": {"f1": round(rng.random(), 4), "f2": rng.randrange(100)}}
+        inference = {
+            "event_id": event_id,
+            "model": model,
+            "model_version": "1",
+            "inference_time": format_time(t),
+            "prediction": pred,
+            "features": {"f1": round(rng.random(), 4), "f2": rng.randrange(100)},
+        }
         if classes == 2:
             inference["probability"] = round(score, 4)
         label = {"event_id": event_id, "label": y, "label_time": format_time(t + LABEL_DELAY_S)}
@@ -116,7 +129,7 @@ def produce(servers: list[str], topics: tuple[str, str], pairs: list[tuple[str, 
     producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=20, batch_size=256 * 1024)
     started = time.perf_counter()
     for start in range(0, len(pairs), CHUNK):
-        chunk = pairs[start:start + CHUNK]
+        chunk = pairs[start : start + CHUNK]
         for key, inference, _ in chunk:
             producer.send(topics[0], key=key.encode(), value=inference)
         shuffled = list(chunk)
@@ -141,8 +154,9 @@ def raw_aiokafka(servers: list[str], topics: tuple[str, str], total: int) -> flo
     from aiokafka.structs import TopicPartition as ATP
 
     async def run() -> float:
-        consumer = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None,
-                                    auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=servers, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+        )
         await consumer.start()
         try:
             parts = [ATP(t, p) for t in topics for p in range(PARTITIONS)]
@@ -157,28 +171,33 @@ def raw_aiokafka(servers: list[str], topics: tuple[str, str], total: int) -> flo
             return total / (time.perf_counter() - (started or time.perf_counter()))
         finally:
             await consumer.stop()
+
     return asyncio.run(run())
 
 
 def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
     """Messages per second between 10 % and 90 % of `total`, interpolated from progress samples."""
+
     def when(level: float) -> float:
         target = level * total
         for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
             if n0 <= target <= n1 and n1 > n0:
                 return t0 + (t1 - t0) * (target - n0) / (n1 - n0)
         raise RuntimeError("progress never reached the level")
+
     return 0.8 * total / (when(0.9) - when(0.1))
 
 
-def run_until(command: list[str], env: dict[str, str], progress: Callable[[], int], total: int,
-              log: Path, processes: int = 1) -> tuple[float, float, int]:
+def run_until(
+    command: list[str], env: dict[str, str], progress: Callable[[], int], total: int, log: Path, processes: int = 1
+) -> tuple[float, float, int]:
     """Start processes, sample their progress until `total`, return (steady msgs/s, wall s, RSS of the first)."""
     procs = []
     for i in range(processes):
         with log.with_suffix(f".{i}.log").open("wb") as out:
-            procs.append(subprocess.Popen(command, env={**os.environ, **env}, stdout=out,
-                                          stderr=subprocess.STDOUT, cwd=ROOT))
+            procs.append(
+                subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+            )
     proc = procs[0]
     try:
         samples, started = [], time.perf_counter()
@@ -211,12 +230,20 @@ def rss_bytes(pid: int) -> int:
 
 
 def worker_env(broker: str, redis_url: str, topics: tuple[str, str], tag: str, **extra: Any) -> dict[str, str]:
-    env = {"TRUTHSTREAM_BROKER": broker, "TRUTHSTREAM_REDIS_URL": redis_url, "TRUTHSTREAM_APP_ID": f"bench-{tag}",
-           "TRUTHSTREAM_REDIS_PREFIX": f"bench-{tag}", "TRUTHSTREAM_INFERENCE_TOPIC": topics[0],
-           "TRUTHSTREAM_LABEL_TOPIC": topics[1], "TRUTHSTREAM_METRICS_TOPIC": f"bench-{tag}-metrics",
-           "TRUTHSTREAM_VIOLATIONS_TOPIC": f"bench-{tag}-violations",
-           "TRUTHSTREAM_DEAD_LETTER_TOPIC": f"bench-{tag}-dead-letters", "TRUTHSTREAM_WINDOW": str(WINDOW_S),
-           "TRUTHSTREAM_LABEL_GRACE": str(GRACE_S), **BATCH_ENV}
+    env = {
+        "TRUTHSTREAM_BROKER": broker,
+        "TRUTHSTREAM_REDIS_URL": redis_url,
+        "TRUTHSTREAM_APP_ID": f"bench-{tag}",
+        "TRUTHSTREAM_REDIS_PREFIX": f"bench-{tag}",
+        "TRUTHSTREAM_INFERENCE_TOPIC": topics[0],
+        "TRUTHSTREAM_LABEL_TOPIC": topics[1],
+        "TRUTHSTREAM_METRICS_TOPIC": f"bench-{tag}-metrics",
+        "TRUTHSTREAM_VIOLATIONS_TOPIC": f"bench-{tag}-violations",
+        "TRUTHSTREAM_DEAD_LETTER_TOPIC": f"bench-{tag}-dead-letters",
+        "TRUTHSTREAM_WINDOW": str(WINDOW_S),
+        "TRUTHSTREAM_LABEL_GRACE": str(GRACE_S),
+        **BATCH_ENV,
+    }
     env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in extra.items()})
     return env
 
@@ -226,21 +253,38 @@ def worker_progress(client: redis.Redis, prefix: str, topics: tuple[str, str]) -
     return lambda: sum(int(v) + 1 for v in client.mget(keys) if v is not None)
 
 
-def truthstream_run(broker: str, redis_url: str, topics: tuple[str, str], tag: str, total: int,
-                    logs: Path, workers: int = 1, **extra: Any) -> tuple[float, float, int]:
+def truthstream_run(
+    broker: str,
+    redis_url: str,
+    topics: tuple[str, str],
+    tag: str,
+    total: int,
+    logs: Path,
+    workers: int = 1,
+    **extra: Any,
+) -> tuple[float, float, int]:
     client = redis.Redis.from_url(redis_url)
     env = worker_env(broker, redis_url, topics, tag, **extra)
-    return run_until([sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"], env,
-                     worker_progress(client, f"bench-{tag}", topics), total, logs / f"worker-{tag}.log",
-                     processes=workers)
+    return run_until(
+        [sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
+        env,
+        worker_progress(client, f"bench-{tag}", topics),
+        total,
+        logs / f"worker-{tag}.log",
+        processes=workers,
+    )
 
 
 def check_results(redis_url: str, tag: str, table: pd.DataFrame, broker: str) -> int:
     """Windows whose published sample counts and accuracy differ from the data's (0 means correct)."""
     servers = [broker.split("://", 1)[-1]]
     from connectors.kafka import read_topic
-    published = {(r["model"], r["window"]["start"]): r for r in read_topic(servers, f"bench-{tag}-metrics")
-                 if r["window"]["kind"] == "tumbling"}
+
+    published = {
+        (r["model"], r["window"]["start"]): r
+        for r in read_topic(servers, f"bench-{tag}-metrics")
+        if r["window"]["kind"] == "tumbling"
+    }
     table = table.assign(start=[format_time(math.floor(t / WINDOW_S) * WINDOW_S) for t in table["time"]])
     wrong = 0
     for (model, start), group in table.groupby(["model", "start"]):
@@ -248,8 +292,10 @@ def check_results(redis_url: str, tag: str, table: pd.DataFrame, broker: str) ->
         if record is None:
             continue  # still open: the run ends before the last windows close
         stats = next(v for k, v in record.items() if k.endswith("_metrics"))
-        if record["sample_count"] != len(group) or \
-                abs(stats["accuracy"]["value"] - float((group["label"] == group["prediction"]).mean())) > 1e-9:
+        if (
+            record["sample_count"] != len(group)
+            or abs(stats["accuracy"]["value"] - float((group["label"] == group["prediction"]).mean())) > 1e-9
+        ):
             wrong += 1
     return wrong
 
@@ -261,8 +307,9 @@ def batch_job(pairs: list[tuple[str, bytes, bytes]], classes: int) -> float:
     inferences = pd.DataFrame([json.loads(i) for _, i, _ in pairs])
     labels = pd.DataFrame([json.loads(label) for _, _, label in pairs])
     joined = inferences.merge(labels, on="event_id")
-    joined["window"] = (pd.to_datetime(joined["inference_time"], format="ISO8601").astype("int64") // 10**9
-                        // int(WINDOW_S))
+    joined["window"] = (
+        pd.to_datetime(joined["inference_time"], format="ISO8601").astype("int64") // 10**9 // int(WINDOW_S)
+    )
     for _, group in joined.groupby(["model", "model_version", "window"]):
         y, p = group["label"].to_numpy(), group["prediction"].to_numpy()
         average = "binary" if classes == 2 else "weighted"
@@ -286,15 +333,21 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
     ensure_topics(servers, [metrics_topic], PARTITIONS)
     env = worker_env(broker, redis_url, topics, tag, rolling_size=500, rolling_every=50, batch_timeout=0.05)
     log = (logs / f"worker-{tag}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
-                            env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
+        env={**os.environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     records: list[tuple[float, int]] = []
     stop = threading.Event()
 
     def consume() -> None:
         # A short fetch wait: the measuring consumer must not add latency of its own.
-        consumer = KafkaConsumer(bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest",
-                                 fetch_max_wait_ms=10)
+        consumer = KafkaConsumer(
+            bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=10
+        )
         tps = [TopicPartition(metrics_topic, p) for p in topic_partitions(consumer, metrics_topic)]
         consumer.assign(tps)
         while not stop.is_set():
@@ -313,8 +366,11 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
         warm = worker_progress(client, f"bench-{tag}", topics)
         producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=0)
         # Warm up: the worker must hold its partitions before the clock starts.
-        producer.send(topics[0], key=b"warm", value=json.dumps({"event_id": "warm", "model": "m", "inference_time": T0,
-                                                                 "prediction": 0}).encode())
+        producer.send(
+            topics[0],
+            key=b"warm",
+            value=json.dumps({"event_id": "warm", "model": "m", "inference_time": T0, "prediction": 0}).encode(),
+        )
         producer.flush()
         deadline = time.perf_counter() + 120
         while warm() < 1:
@@ -330,8 +386,13 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
                 time.sleep(min(due - now, 0.002))
             key = f"f{i}".encode()
             t = T0 + 1 + i * EVENT_STEP_S
-            producer.send(topics[0], key=key, value=json.dumps({
-                "event_id": f"f{i}", "model": "m", "inference_time": t, "prediction": i % 2, "probability": 0.6}).encode())
+            producer.send(
+                topics[0],
+                key=key,
+                value=json.dumps(
+                    {"event_id": f"f{i}", "model": "m", "inference_time": t, "prediction": i % 2, "probability": 0.6}
+                ).encode(),
+            )
             producer.send(topics[1], key=key, value=json.dumps({"event_id": f"f{i}", "label": (i // 2) % 2}).encode())
             sent.append(time.perf_counter())
         producer.flush()
@@ -355,8 +416,13 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
             latencies.append(float(np.min(times[idx:])) - produced)
     if not latencies:
         raise RuntimeError("no rolling record arrived")
-    return {"pairs_per_s": pairs_per_s, "p50_s": float(np.percentile(latencies, 50)),
-            "p99_s": float(np.percentile(latencies, 99)), "measured": len(latencies), "sent": len(sent)}
+    return {
+        "pairs_per_s": pairs_per_s,
+        "p50_s": float(np.percentile(latencies, 50)),
+        "p99_s": float(np.percentile(latencies, 99)),
+        "measured": len(latencies),
+        "sent": len(sent),
+    }
 
 
 def redis_bytes_per_pending(broker: str, redis_url: str, n: int, logs: Path) -> float:
@@ -391,9 +457,11 @@ def main() -> int:
     args = parse_args()
     logs = Path(os.environ.get("TMPDIR", "/tmp")) / f"truthstream-bench-{uuid.uuid4().hex[:6]}"
     logs.mkdir(parents=True)
-    figures: dict[str, Any] = {"settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                               "versions": versions(), "machine": {"cpus": os.cpu_count(),
-                                                                   "platform": platform.platform()}}
+    figures: dict[str, Any] = {
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "versions": versions(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    }
     with services(args) as (broker, redis_url):
         figures["broker"], figures["redis"] = broker, redis_url
         servers = [broker.split("://", 1)[-1]]
@@ -409,9 +477,13 @@ def main() -> int:
         client = redis.Redis.from_url(redis_url)
         noop_tag = f"noop{uuid.uuid4().hex[:6]}"
         noop_env = worker_env(broker, redis_url, topics, noop_tag)
-        rate, _, _ = run_until([sys.executable, str(ROOT / "bench" / "noop_app.py")], noop_env,
-                               lambda: int(client.get(f"bench-{noop_tag}:noop-count") or 0), total,
-                               logs / "noop.log")
+        rate, _, _ = run_until(
+            [sys.executable, str(ROOT / "bench" / "noop_app.py")],
+            noop_env,
+            lambda: int(client.get(f"bench-{noop_tag}:noop-count") or 0),
+            total,
+            logs / "noop.log",
+        )
         figures["faust_noop_msgs_per_s"] = rate
         print("truthstream worker ...")
         main_tag = f"ts{uuid.uuid4().hex[:6]}"
@@ -438,8 +510,9 @@ def main() -> int:
         print("batch alternative (pandas + scikit-learn) ...")
         figures["batch_pairs_per_s"] = batch_job(pairs, args.classes)
         print("freshness at half the maximum rate ...")
-        figures["freshness"] = freshness(broker, redis_url, figures["truthstream_pairs_per_s"] / 2,
-                                         args.freshness_seconds, logs)
+        figures["freshness"] = freshness(
+            broker, redis_url, figures["truthstream_pairs_per_s"] / 2, args.freshness_seconds, logs
+        )
         print("Redis memory per waiting inference ...")
         figures["redis_bytes_per_pending_inference"] = redis_bytes_per_pending(broker, redis_url, args.pending, logs)
     report(figures, args)
@@ -451,9 +524,11 @@ def main() -> int:
 
 def report(f: dict[str, Any], args: argparse.Namespace) -> None:
     ts = f["truthstream_msgs_per_s"]
-    ratios = {"truthstream / faust no-op": ts / f["faust_noop_msgs_per_s"],
-              "truthstream / raw aiokafka": ts / f["raw_aiokafka_msgs_per_s"],
-              "truthstream / batch (pairs)": f["truthstream_pairs_per_s"] / f["batch_pairs_per_s"]}
+    ratios = {
+        "truthstream / faust no-op": ts / f["faust_noop_msgs_per_s"],
+        "truthstream / raw aiokafka": ts / f["raw_aiokafka_msgs_per_s"],
+        "truthstream / batch (pairs)": f["truthstream_pairs_per_s"] / f["batch_pairs_per_s"],
+    }
     many = f.get(f"truthstream_{args.models_compare}_models_msgs_per_s")
     if many:
         ratios[f"{args.models_compare} models / {args.models} model(s)"] = many / ts
@@ -462,19 +537,28 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
     rows = [
         ("raw aiokafka consumer", f"{f['raw_aiokafka_msgs_per_s']:,.0f} msg/s"),
         ("faust no-op agent", f"{f['faust_noop_msgs_per_s']:,.0f} msg/s"),
-        ("truthstream worker", f"{ts:,.0f} msg/s = {f['truthstream_pairs_per_s']:,.0f} pairs/s, "
-                               f"{f['truthstream_wrong_windows']} wrong windows"),
+        (
+            "truthstream worker",
+            f"{ts:,.0f} msg/s = {f['truthstream_pairs_per_s']:,.0f} pairs/s, "
+            f"{f['truthstream_wrong_windows']} wrong windows",
+        ),
     ]
     if many:
         rows.append((f"truthstream, {args.models_compare} models", f"{many:,.0f} msg/s"))
     scaled = f.get(f"truthstream_{args.workers}_workers_msgs_per_s")
     if scaled:
-        rows.append((f"truthstream, {args.workers} workers", f"{scaled:,.0f} msg/s, "
-                     f"{f[f'truthstream_{args.workers}_workers_wrong_windows']} wrong windows"))
+        rows.append(
+            (
+                f"truthstream, {args.workers} workers",
+                f"{scaled:,.0f} msg/s, {f[f'truthstream_{args.workers}_workers_wrong_windows']} wrong windows",
+            )
+        )
     rows += [
         ("batch: pandas + scikit-learn", f"{f['batch_pairs_per_s']:,.0f} pairs/s"),
-        ("freshness p50 / p99", f"{fresh['p50_s'] * 1000:,.0f} ms / {fresh['p99_s'] * 1000:,.0f} ms "
-                                f"at {fresh['pairs_per_s']:,.0f} pairs/s"),
+        (
+            "freshness p50 / p99",
+            f"{fresh['p50_s'] * 1000:,.0f} ms / {fresh['p99_s'] * 1000:,.0f} ms at {fresh['pairs_per_s']:,.0f} pairs/s",
+        ),
         ("Redis per waiting inference", f"{f['redis_bytes_per_pending_inference']:,.0f} bytes"),
         ("worker RSS after the run", f"{f['worker_rss_bytes'] / 2**20:,.0f} MiB"),
     ]
@@ -490,7 +574,8 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
             target = 0.8
         mark = "" if target is None else f"   target >= {target:g}: {'met' if value >= target else 'NOT met'}"
         print(f"{name:<{width}}  {value:.2f}{mark}")
-    print(f"{'p99 freshness':<{width}}  {fresh['p99_s']:.3f} s   target < 1 s: {'met' if fresh['p99_s'] < 1 else 'NOT met'}")
+    verdict = "met" if fresh["p99_s"] < 1 else "NOT met"
+    print(f"{'p99 freshness':<{width}}  {fresh['p99_s']:.3f} s   target < 1 s: {verdict}")
 
 
 if __name__ == "__main__":

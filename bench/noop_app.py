@@ -18,10 +18,18 @@ from stream.worker import HEARTBEAT_S, SESSION_TIMEOUT_S
 
 def main() -> None:
     settings = Settings.from_env()
-    app = faust.App(settings.app_id, broker=settings.broker, datadir=tempfile.mkdtemp(), web_enabled=False,
-                    key_serializer="raw", value_serializer="raw", consumer_auto_offset_reset="earliest",
-                    broker_session_timeout=SESSION_TIMEOUT_S, broker_heartbeat_interval=HEARTBEAT_S,
-                    topic_disable_leader=True)
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker,
+        datadir=tempfile.mkdtemp(),
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_S,
+        topic_disable_leader=True,
+    )
     topics = app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
     counter = f"{settings.redis_prefix}:noop-count"
 

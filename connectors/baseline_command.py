@@ -17,7 +17,7 @@ from tqdm import tqdm
 from connectors.tables import TableError, read_chunks, table_format, total_rows
 from stream.baseline import Baseline, problem_type_of, suggest_constraints
 from stream.errors import RecordError, TruthstreamError
-from stream.records import BINARY, REGRESSION, ProblemType, canonical_class
+from stream.records import BINARY, ProblemType, canonical_class
 
 
 class BaselineError(TruthstreamError):
@@ -27,28 +27,47 @@ class BaselineError(TruthstreamError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The baseline subcommand's flags (SageMaker's attribute names)."""
     parser.add_argument("data", nargs="?", help="labelled data set: CSV, JSON Lines or Parquet")
-    parser.add_argument("--problem-type", choices=["BinaryClassification", "MulticlassClassification", "Regression"],
-                        help="what the model predicts (required with DATA)")
+    parser.add_argument(
+        "--problem-type",
+        choices=["BinaryClassification", "MulticlassClassification", "Regression"],
+        help="what the model predicts (required with DATA)",
+    )
     parser.add_argument("--output-dir", required=True, help="where statistics.json and constraints.json go")
     parser.add_argument("--inference-attribute", help="column of the model's prediction (a class, or a number)")
     parser.add_argument("--probability-attribute", help="column of the positive-class probability (binary)")
-    parser.add_argument("--probability-threshold-attribute", type=float, default=0.5,
-                        help="cut-off turning a probability into the positive class when there is no "
-                             "--inference-attribute: probability >= cut-off means 1 (default 0.5)")
+    parser.add_argument(
+        "--probability-threshold-attribute",
+        type=float,
+        default=0.5,
+        help="cut-off turning a probability into the positive class when there is no "
+        "--inference-attribute: probability >= cut-off means 1 (default 0.5)",
+    )
     parser.add_argument("--ground-truth-attribute", help="column of the true label (required with DATA)")
     parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="file format (default: by extension)")
-    parser.add_argument("--no-header", action="store_true",
-                        help="the CSV has no header: attributes are 0-based column indexes, as in SageMaker")
-    parser.add_argument("--margin-stds", type=float, default=3.0,
-                        help="suggested thresholds sit this many standard deviations beyond the baseline (default 3)")
-    parser.add_argument("--fallback-margin", type=float, default=0.1,
-                        help="without a standard deviation (< 200 rows), the margin is this fraction of the "
-                             "value (default 0.1)")
+    parser.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the CSV has no header: attributes are 0-based column indexes, as in SageMaker",
+    )
+    parser.add_argument(
+        "--margin-stds",
+        type=float,
+        default=3.0,
+        help="suggested thresholds sit this many standard deviations beyond the baseline (default 3)",
+    )
+    parser.add_argument(
+        "--fallback-margin",
+        type=float,
+        default=0.1,
+        help="without a standard deviation (< 200 rows), the margin is this fraction of the value (default 0.1)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsamples behind the standard deviations")
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time (bounds memory)")
-    parser.add_argument("--from-statistics", metavar="STATISTICS_JSON",
-                        help="instead of DATA: suggest constraints from an existing statistics.json "
-                             "(SageMaker's or ours)")
+    parser.add_argument(
+        "--from-statistics",
+        metavar="STATISTICS_JSON",
+        help="instead of DATA: suggest constraints from an existing statistics.json (SageMaker's or ours)",
+    )
 
 
 def _column(chunk: pd.DataFrame, name: str, path: Path, flag: str) -> pd.Series:
@@ -62,8 +81,9 @@ def _fail(path: Path, column: str, row: Any, value: Any, why: str, header: bool,
     return BaselineError(f"{path}: column {column!r}, row {int(row) + 1}{line}: {why}: {value!r}")
 
 
-def _canonical(series: pd.Series, problem_type: ProblemType, path: Path, column: str, header: bool,
-               fmt: str) -> list[str]:
+def _canonical(
+    series: pd.Series, problem_type: ProblemType, path: Path, column: str, header: bool, fmt: str
+) -> list[str]:
     missing = series.isna()
     if missing.any():
         row = missing.idxmax()
@@ -96,8 +116,10 @@ def baseline_file(args: argparse.Namespace) -> Baseline:
     if not args.ground_truth_attribute:
         raise BaselineError("--ground-truth-attribute is required")
     if not args.inference_attribute and not (problem_type == BINARY and args.probability_attribute):
-        raise BaselineError("--inference-attribute is required (or, for BinaryClassification, "
-                            "--probability-attribute with --probability-threshold-attribute)")
+        raise BaselineError(
+            "--inference-attribute is required (or, for BinaryClassification, "
+            "--probability-attribute with --probability-threshold-attribute)"
+        )
     if args.probability_attribute and problem_type != BINARY:
         raise BaselineError("--probability-attribute applies to BinaryClassification only")
     fmt = table_format(path, args.format)
@@ -105,15 +127,32 @@ def baseline_file(args: argparse.Namespace) -> Baseline:
     baseline = Baseline(problem_type, seed=args.seed)
     with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", unit_scale=True, leave=False) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):
-            truth = _canonical(_column(chunk, args.ground_truth_attribute, path, "--ground-truth-attribute"),
-                               problem_type, path, args.ground_truth_attribute, header, fmt)
+            truth = _canonical(
+                _column(chunk, args.ground_truth_attribute, path, "--ground-truth-attribute"),
+                problem_type,
+                path,
+                args.ground_truth_attribute,
+                header,
+                fmt,
+            )
             scores = None
             if args.probability_attribute:
-                scores = _scores(_column(chunk, args.probability_attribute, path, "--probability-attribute"),
-                                 path, args.probability_attribute, header, fmt)
+                scores = _scores(
+                    _column(chunk, args.probability_attribute, path, "--probability-attribute"),
+                    path,
+                    args.probability_attribute,
+                    header,
+                    fmt,
+                )
             if args.inference_attribute:
-                predicted = _canonical(_column(chunk, args.inference_attribute, path, "--inference-attribute"),
-                                       problem_type, path, args.inference_attribute, header, fmt)
+                predicted = _canonical(
+                    _column(chunk, args.inference_attribute, path, "--inference-attribute"),
+                    problem_type,
+                    path,
+                    args.inference_attribute,
+                    header,
+                    fmt,
+                )
             else:
                 assert scores is not None  # noqa: S101 - checked above
                 predicted = np.where(scores >= args.probability_threshold_attribute, "1", "0").tolist()
@@ -157,8 +196,9 @@ def run_baseline(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise BaselineError(f"{source}: cannot read a statistics.json: {exc}") from None
         problem_type_of(statistics, str(source))
-        docs = {"constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin,
-                                                        str(source))}
+        docs = {
+            "constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin, str(source))
+        }
     else:
         if not args.data or not args.problem_type:
             raise BaselineError("give DATA and --problem-type (or --from-statistics FILE)")
@@ -167,19 +207,26 @@ def run_baseline(args: argparse.Namespace) -> int:
         except TableError as exc:
             raise BaselineError(str(exc)) from None
         statistics = baseline.statistics()
-        docs = {"statistics.json": statistics,
-                "constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin)}
+        docs = {
+            "statistics.json": statistics,
+            "constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin),
+        }
     _write_json_atomically(docs, out_dir)
-    for name, doc in docs.items():
+    for name in docs:
         print(f"wrote {out_dir / name}")
     if "statistics.json" in docs:
         body = next(v for k, v in docs["statistics.json"].items() if k.endswith("_metrics"))
-        shown = [k for k in ("accuracy", "recall", "precision", "f1", "auc", "weighted_f1", "mae", "rmse", "r2")
-                 if k in body]
-        print(f"{docs['statistics.json']['dataset']['item_count']} rows: " + ", ".join(
-            f"{k} {body[k]['value']:.4f}" if isinstance(body[k]['value'], float) else f"{k} {body[k]['value']}"
-            for k in shown))
+        shown = [
+            k for k in ("accuracy", "recall", "precision", "f1", "auc", "weighted_f1", "mae", "rmse", "r2") if k in body
+        ]
+        print(
+            f"{docs['statistics.json']['dataset']['item_count']} rows: "
+            + ", ".join(
+                f"{k} {body[k]['value']:.4f}" if isinstance(body[k]["value"], float) else f"{k} {body[k]['value']}"
+                for k in shown
+            )
+        )
     return 0
 
 
-__all__ = ["BaselineError", "REGRESSION", "add_arguments", "run_baseline"]
+__all__ = ["BaselineError", "add_arguments", "run_baseline"]

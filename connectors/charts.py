@@ -23,8 +23,9 @@ def panels(windows: pd.DataFrame, catalog: Catalog) -> list[tuple[str, Constrain
     return out
 
 
-def _series(windows: pd.DataFrame, violations: pd.DataFrame, model: str, c: Constraint
-            ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _series(
+    windows: pd.DataFrame, violations: pd.DataFrame, model: str, c: Constraint
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = windows[windows["model"] == model].sort_values("window_start")
     bad = violations[(violations["model"] == model) & (violations["metric_name"] == c.metric_name)]
     return rows, bad
@@ -33,6 +34,7 @@ def _series(windows: pd.DataFrame, violations: pd.DataFrame, model: str, c: Cons
 def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
     """A matplotlib Figure, one panel per (model, constrained metric)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -43,11 +45,22 @@ def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: 
     for ax, (model, c) in zip(axes[:, 0], todo):
         rows, bad = _series(windows, violations, model, c)
         ax.plot(rows["window_start"], rows[c.metric_name], marker=".", color="tab:blue", label=c.metric_name)
-        ax.axhline(c.threshold, color="tab:orange", linestyle="--",
-                   label=f"threshold: violation if {c.comparison_operator} {c.threshold:g}")
+        ax.axhline(
+            c.threshold,
+            color="tab:orange",
+            linestyle="--",
+            label=f"threshold: violation if {c.comparison_operator} {c.threshold:g}",
+        )
         if not bad.empty:
-            ax.scatter(bad["window_start"], bad["value"], color="tab:red", marker="x", s=60, zorder=3,
-                       label=f"violations ({len(bad)})")
+            ax.scatter(
+                bad["window_start"],
+                bad["value"],
+                color="tab:red",
+                marker="x",
+                s=60,
+                zorder=3,
+                label=f"violations ({len(bad)})",
+            )
         ax.set_title(f"{model}: {c.metric_name}", loc="left", fontsize=10)
         ax.set_ylabel(c.metric_name)
         ax.grid(alpha=0.3)
@@ -66,21 +79,42 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
     todo = panels(windows, catalog)
     if not todo:
         raise TruthstreamError("nothing to plot: no replayed model has constraints (give --constraints)")
-    fig = make_subplots(rows=len(todo), cols=1, shared_xaxes=True,
-                        subplot_titles=[f"{m}: {c.metric_name}" for m, c in todo])
+    fig = make_subplots(
+        rows=len(todo), cols=1, shared_xaxes=True, subplot_titles=[f"{m}: {c.metric_name}" for m, c in todo]
+    )
     for i, (model, c) in enumerate(todo, start=1):
         rows, bad = _series(windows, violations, model, c)
-        fig.add_trace(go.Scatter(x=rows["window_start"], y=rows[c.metric_name], mode="lines+markers",
-                                 name=f"{model} {c.metric_name}"), row=i, col=1)
-        fig.add_trace(go.Scatter(x=[rows["window_start"].min(), rows["window_start"].max()],
-                                 y=[c.threshold, c.threshold], mode="lines", line={"dash": "dash"},
-                                 name=f"{model} {c.metric_name} {c.comparison_operator} {c.threshold:g}"),
-                      row=i, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=rows["window_start"], y=rows[c.metric_name], mode="lines+markers", name=f"{model} {c.metric_name}"
+            ),
+            row=i,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[rows["window_start"].min(), rows["window_start"].max()],
+                y=[c.threshold, c.threshold],
+                mode="lines",
+                line={"dash": "dash"},
+                name=f"{model} {c.metric_name} {c.comparison_operator} {c.threshold:g}",
+            ),
+            row=i,
+            col=1,
+        )
         if not bad.empty:
-            fig.add_trace(go.Scatter(x=bad["window_start"], y=bad["value"], mode="markers",
-                                     marker={"symbol": "x", "size": 10, "color": "red"},
-                                     text=bad["description"], name=f"{model} {c.metric_name} violations"),
-                          row=i, col=1)
+            fig.add_trace(
+                go.Scatter(
+                    x=bad["window_start"],
+                    y=bad["value"],
+                    mode="markers",
+                    marker={"symbol": "x", "size": 10, "color": "red"},
+                    text=bad["description"],
+                    name=f"{model} {c.metric_name} violations",
+                ),
+                row=i,
+                col=1,
+            )
     fig.update_layout(height=280 * len(todo) + 100, title="truthstream replay")
     return fig
 

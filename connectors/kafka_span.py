@@ -36,8 +36,13 @@ class Span:
 
 def span_consumer(servers: list[str]) -> KafkaConsumer:
     """A consumer outside any group (it never commits, so it cannot disturb a live worker)."""
-    return KafkaConsumer(bootstrap_servers=servers, group_id=None, enable_auto_commit=False,
-                         allow_auto_create_topics=False, auto_offset_reset="earliest")
+    return KafkaConsumer(
+        bootstrap_servers=servers,
+        group_id=None,
+        enable_auto_commit=False,
+        allow_auto_create_topics=False,
+        auto_offset_reset="earliest",
+    )
 
 
 def plan(consumer: KafkaConsumer, topic: str, from_s: float | None, to_s: float | None) -> list[Span]:
@@ -63,7 +68,8 @@ def plan(consumer: KafkaConsumer, topic: str, from_s: float | None, to_s: float 
                 if first is not None and first > from_s * 1000:
                     raise SpanError(
                         f"{topic}[{tp.partition}] no longer holds records before {format_time(first / 1000)}: "
-                        f"older ones were deleted by retention, so --from {format_time(from_s)} cannot be replayed")
+                        f"older ones were deleted by retention, so --from {format_time(from_s)} cannot be replayed"
+                    )
     to_ms = None if to_s is None else int(to_s * 1000)
     from_ms = None if from_s is None else int(from_s * 1000)
     return [Span(tp, starts[tp], max(starts[tp], stops[tp]), from_ms, to_ms) for tp in tps]
@@ -79,8 +85,9 @@ def first_timestamp(consumer: KafkaConsumer, tp: TopicPartition, offset: int) ->
     return None
 
 
-def read(consumer: KafkaConsumer, spans: list[Span], desc: str = "reading",
-         batch_size: int = 5000) -> Iterator[list[ConsumerRecord]]:
+def read(
+    consumer: KafkaConsumer, spans: list[Span], desc: str = "reading", batch_size: int = 5000
+) -> Iterator[list[ConsumerRecord]]:
     """Every record of the spans in batches, merged across partitions by timestamp, with a
     progress bar on stderr.
 
@@ -98,8 +105,9 @@ def read(consumer: KafkaConsumer, spans: list[Span], desc: str = "reading",
     buffers: dict[TopicPartition, deque[ConsumerRecord]] = {tp: deque() for tp in active}
     empty = 0
     batch: list[ConsumerRecord] = []
-    with tqdm(total=sum(s.stop - s.start for s in active.values()), desc=desc, unit="rec",
-              unit_scale=True, leave=False) as bar:
+    with tqdm(
+        total=sum(s.stop - s.start for s in active.values()), desc=desc, unit="rec", unit_scale=True, leave=False
+    ) as bar:
         while active or any(buffers.values()):
             hungry = [tp for tp in active if not buffers[tp]]
             if hungry:
@@ -115,8 +123,12 @@ def read(consumer: KafkaConsumer, spans: list[Span], desc: str = "reading",
                         continue
                     kept = [r for r in records if r.offset < span.stop]
                     bar.update(len(kept))
-                    buffers[tp].extend(r for r in kept if (span.from_ms is None or r.timestamp >= span.from_ms)
-                                       and (span.to_ms is None or r.timestamp < span.to_ms))
+                    buffers[tp].extend(
+                        r
+                        for r in kept
+                        if (span.from_ms is None or r.timestamp >= span.from_ms)
+                        and (span.to_ms is None or r.timestamp < span.to_ms)
+                    )
                     if records[-1].offset + 1 >= span.stop:
                         del active[tp]
                 continue

@@ -57,9 +57,11 @@ def replay(settings: Settings, catalog: Catalog, from_s: float | None, to_s: flo
         spans += plan(consumer, settings.label_topic, from_s, label_to)
         partitions = sum(1 for s in spans if s.tp.topic == settings.inference_topic)
         if sum(s.stop - s.start for s in spans) == 0:
-            raise ReplayError(f"no records in {settings.inference_topic}/{settings.label_topic} between "
-                              f"{format_time(from_s) if from_s is not None else 'the beginning'} and "
-                              f"{format_time(to_s) if to_s is not None else 'the end'}")
+            raise ReplayError(
+                f"no records in {settings.inference_topic}/{settings.label_topic} between "
+                f"{format_time(from_s) if from_s is not None else 'the beginning'} and "
+                f"{format_time(to_s) if to_s is not None else 'the end'}"
+            )
         store = MemoryStore(0, 1, settings.score_resolution)
         engine = Engine(settings, catalog, store, partitions)
         result = Replay()
@@ -70,6 +72,7 @@ def replay(settings: Settings, catalog: Catalog, from_s: float | None, to_s: flo
                 report = await engine.process([raw(r) for r in batch])
                 result.dead_letters += report.dead_letters
                 _collect(store, settings, result)
+
         asyncio.run(run())
         result.open_windows = len(store.windows)
         return result
@@ -88,9 +91,14 @@ def windows_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per (model, version, window): sample and record counts, status, every scalar metric."""
     rows = []
     for r in records:
-        row = {"model": r["model"], "model_version": r["model_version"],
-               "window_start": r["window"]["start"], "window_end": r["window"]["end"],
-               "sample_count": r["sample_count"], "status": r["status"]}
+        row = {
+            "model": r["model"],
+            "model_version": r["model_version"],
+            "window_start": r["window"]["start"],
+            "window_end": r["window"]["end"],
+            "sample_count": r["sample_count"],
+            "status": r["status"],
+        }
         row.update({name: r["counts"][name] for name in COUNT_NAMES})
         row.update(scalar_values(r[STATISTICS_KEY[r["problem_type"]]]))
         rows.append(row)
@@ -102,8 +110,20 @@ def windows_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-VIOLATION_COLUMNS = ["constraints", "violation_id", "model", "model_version", "window_start", "window_end",
-                     "metric_name", "constraint_check_type", "threshold", "value", "sample_count", "description"]
+VIOLATION_COLUMNS = [
+    "constraints",
+    "violation_id",
+    "model",
+    "model_version",
+    "window_start",
+    "window_end",
+    "metric_name",
+    "constraint_check_type",
+    "threshold",
+    "value",
+    "sample_count",
+    "description",
+]
 
 
 def violations_frame(records: list[dict[str, Any]], catalogs: dict[str, Catalog], min_samples: int) -> pd.DataFrame:
@@ -113,9 +133,15 @@ def violations_frame(records: list[dict[str, Any]], catalogs: dict[str, Catalog]
         for r in records:
             _, violations = judge(r, catalog.constraints(r["model"]), min_samples)
             for v in violations:
-                rows.append({"constraints": name, **{k: v[k] for k in VIOLATION_COLUMNS[1:4]},
-                             "window_start": v["window"]["start"], "window_end": v["window"]["end"],
-                             **{k: v[k] for k in VIOLATION_COLUMNS[6:]}})
+                rows.append(
+                    {
+                        "constraints": name,
+                        **{k: v[k] for k in VIOLATION_COLUMNS[1:4]},
+                        "window_start": v["window"]["start"],
+                        "window_end": v["window"]["end"],
+                        **{k: v[k] for k in VIOLATION_COLUMNS[6:]},
+                    }
+                )
     frame = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
     for col in ("window_start", "window_end"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
@@ -148,14 +174,17 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> str:
     """A short text report: windows, violations per metric (per constraints file), worst windows."""
-    lines = [f"replayed {result.messages} records: {len(windows)} closed windows"
-             f" ({windows['model'].nunique() if not windows.empty else 0} models), "
-             f"{result.open_windows} still open at the end of the span, {result.dead_letters} dead letters"]
+    lines = [
+        f"replayed {result.messages} records: {len(windows)} closed windows"
+        f" ({windows['model'].nunique() if not windows.empty else 0} models), "
+        f"{result.open_windows} still open at the end of the span, {result.dead_letters} dead letters"
+    ]
     if violations.empty:
         lines.append("no violations")
         return "\n".join(lines)
-    table = violations.pivot_table(index="metric_name", columns="constraints", values="violation_id",
-                                   aggfunc="count", fill_value=0)
+    table = violations.pivot_table(
+        index="metric_name", columns="constraints", values="violation_id", aggfunc="count", fill_value=0
+    )
     lines += ["", "violations per metric:", table.to_string()]
     worst = violations.assign(margin=(violations["value"] - violations["threshold"]).abs())
     worst = worst.sort_values("margin", ascending=False).drop_duplicates(["model", "window_start", "metric_name"])
@@ -177,15 +206,18 @@ def republish(settings: Settings, from_s: float | None, to_s: float | None, pref
         created = ensure_topics(settings.bootstrap_servers, [prefix + t for t in partitions], max(partitions.values()))
         for topic, n in partitions.items():
             if created[prefix + topic] != n:
-                raise ReplayError(f"{prefix + topic} has {created[prefix + topic]} partitions, {topic} has {n}: "
-                                  "they must match so that records keep their partitions")
+                raise ReplayError(
+                    f"{prefix + topic} has {created[prefix + topic]} partitions, {topic} has {n}: "
+                    "they must match so that records keep their partitions"
+                )
         producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20)
         sent: Counter[str] = Counter()
         try:
             for batch in read(consumer, spans, desc="republishing"):
                 for r in batch:
-                    producer.send(prefix + r.topic, key=r.key, value=r.value, partition=r.partition,
-                                  timestamp_ms=r.timestamp)
+                    producer.send(
+                        prefix + r.topic, key=r.key, value=r.value, partition=r.partition, timestamp_ms=r.timestamp
+                    )
                     sent[prefix + r.topic] += 1
             producer.flush()
         finally:

@@ -47,22 +47,27 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     catalog = Catalog.from_settings(settings)
     catalogs = {Path(settings.constraints).name if settings.constraints else "constraints": catalog}
     if args.compare:
-        catalogs[Path(args.compare).name if args.compare != settings.constraints else "compare"] = \
-            Catalog.load(args.compare, settings.problem_type, settings.problem_type_map())  # type: ignore[arg-type]
+        catalogs[Path(args.compare).name if args.compare != settings.constraints else "compare"] = Catalog.load(
+            args.compare, settings.problem_type, settings.problem_type_map()
+        )  # type: ignore[arg-type]
     result = replay(settings, catalog, from_s, to_s)
     if args.model:
         seen = {r["model"] for r in result.records}
         unknown = sorted(set(args.model) - seen)
         if unknown:
-            raise ReplayError(f"no closed window of model(s) {', '.join(unknown)} in the span; "
-                              f"models seen: {', '.join(sorted(seen)) or 'none'}")
+            raise ReplayError(
+                f"no closed window of model(s) {', '.join(unknown)} in the span; "
+                f"models seen: {', '.join(sorted(seen)) or 'none'}"
+            )
         result.records = [r for r in result.records if r["model"] in set(args.model)]
     windows = windows_frame(result.records)
     violations = violations_frame(result.records, catalogs, settings.min_samples)
     print(summary(windows, violations, result))
     if plot is not None and not panels(windows, catalog):
-        raise ReplayError("nothing to plot: no replayed window belongs to a model with constraints "
-                          "(give --constraints); no file was written")
+        raise ReplayError(
+            "nothing to plot: no replayed window belongs to a model with constraints "
+            "(give --constraints); no file was written"
+        )
     if out is not None:
         write_frame(windows, out)
         write_frame(violations, out.with_name(f"{out.stem}.violations{out.suffix}"))

@@ -32,16 +32,21 @@ class Event:
     at: float  # event time of the record
 
 
-def drifting_workload(events: int, start: float, step: float, max_label_delay: float, seed: int,
-                      model: str = "churn") -> Iterator[Event]:
+def drifting_workload(
+    events: int, start: float, step: float, max_label_delay: float, seed: int, model: str = "churn"
+) -> Iterator[Event]:
     """Inference and label records in event-time order; the concept drifts at the middle event."""
     rng = random.Random(seed)
     learner = tree.HoeffdingTreeClassifier(grace_period=50)
     for x, y in itertools.islice(synth.Agrawal(classification_function=0, seed=seed), TRAINING_SAMPLES):
         learner.learn_one(x, y)
-    stream = synth.ConceptDriftStream(stream=synth.Agrawal(classification_function=0, seed=seed + 1),
-                                      drift_stream=synth.Agrawal(classification_function=4, seed=seed + 2),
-                                      position=events // 2, width=max(1, events // 100), seed=seed + 3)
+    stream = synth.ConceptDriftStream(
+        stream=synth.Agrawal(classification_function=0, seed=seed + 1),
+        drift_stream=synth.Agrawal(classification_function=4, seed=seed + 2),
+        position=events // 2,
+        width=max(1, events // 100),
+        seed=seed + 3,
+    )
     pending: list[Event] = []
     for i, (x, y) in enumerate(itertools.islice(stream, events)):
         t = start + i * step
@@ -50,13 +55,29 @@ def drifting_workload(events: int, start: float, step: float, max_label_delay: f
         if rng.random() < LABEL_NOISE:
             y = 1 - y
         label_time = t + rng.uniform(0, max_label_delay)
-        pending.append(Event("labels", event_id, {"event_id": event_id, "label": int(y),
-                                                  "label_time": format_time(label_time)}, label_time))
+        pending.append(
+            Event(
+                "labels",
+                event_id,
+                {"event_id": event_id, "label": int(y), "label_time": format_time(label_time)},
+                label_time,
+            )
+        )
         pending.sort(key=lambda e: e.at)
         while pending and pending[0].at <= t:
             yield pending.pop(0)
-        yield Event("inferences", event_id, {
-            "event_id": event_id, "model": model, "model_version": "1", "inference_time": format_time(t),
-            "prediction": int(score >= 0.5), "probability": round(score, 6),
-            "features": {k: round(v, 3) if isinstance(v, float) else v for k, v in x.items()}}, t)
+        yield Event(
+            "inferences",
+            event_id,
+            {
+                "event_id": event_id,
+                "model": model,
+                "model_version": "1",
+                "inference_time": format_time(t),
+                "prediction": int(score >= 0.5),
+                "probability": round(score, 6),
+                "features": {k: round(v, 3) if isinstance(v, float) else v for k, v in x.items()},
+            },
+            t,
+        )
     yield from pending

@@ -9,8 +9,15 @@ import pandas as pd
 
 from stream.errors import TruthstreamError
 
-FORMATS = {".csv": "csv", ".txt": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
-           ".parquet": "parquet", ".pq": "parquet"}
+FORMATS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
 
 
 class TableError(TruthstreamError):
@@ -31,6 +38,7 @@ def total_rows(path: Path, fmt: str) -> int | None:
     """Row count where it is cheap to know (Parquet metadata), else None."""
     if fmt == "parquet":
         import pyarrow.parquet as pq
+
         return int(pq.ParquetFile(path).metadata.num_rows)
     return None
 
@@ -45,8 +53,14 @@ def read_chunks(path: Path, fmt: str, header: bool = True, chunk_rows: int = 100
         raise TableError(f"{path}: no such file")
     try:
         if fmt == "csv":
-            reader = pd.read_csv(path, chunksize=chunk_rows, header=0 if header else None, dtype=str,
-                                 keep_default_na=False, na_values=[""])
+            reader = pd.read_csv(
+                path,
+                chunksize=chunk_rows,
+                header=0 if header else None,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+            )
             for chunk in reader:
                 chunk.columns = [str(c) for c in chunk.columns]
                 yield chunk
@@ -56,6 +70,7 @@ def read_chunks(path: Path, fmt: str, header: bool = True, chunk_rows: int = 100
                 yield chunk
         elif fmt == "parquet":
             import pyarrow.parquet as pq
+
             start = 0
             for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
                 chunk = batch.to_pandas()

@@ -55,8 +55,9 @@ class WindowAggregate:
     @property
     def sample_count(self) -> int:
         """Number of joined samples counted."""
-        return int(self.counts.get(f"{REG}{SEP}n", 0)) + \
-            sum(n for field, n in self.counts.items() if field.startswith(CELL))
+        return int(self.counts.get(f"{REG}{SEP}n", 0)) + sum(
+            n for field, n in self.counts.items() if field.startswith(CELL)
+        )
 
     def regression_sums(self) -> dict[str, float]:
         """`n`, `ae`, `se`, `y`, `yy`: the sufficient statistics of the regression metrics."""
@@ -84,19 +85,24 @@ class WindowAggregate:
                 bins.setdefault(int(first), [0, 0])[int(second)] += n
         return [(b * self.resolution, neg, pos) for b, (neg, pos) in sorted(bins.items(), reverse=True)]
 
-    def add_columns(self, y_true: Sequence[str], y_pred: Sequence[str], scores: Sequence[float] | None,
-                    regression: bool = False) -> None:
+    def add_columns(
+        self, y_true: Sequence[str], y_pred: Sequence[str], scores: Sequence[float] | None, regression: bool = False
+    ) -> None:
         """Count many samples at once (canonical values, as `add` takes them); the same counters as
         calling `add` per sample, with the counting done by numpy."""
         if regression:
             y, pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
             err = pred - y
-            for name, value in zip(REGRESSION_FIELDS, (len(y), float(np.abs(err).sum()), float((err * err).sum()),
-                                                      float(y.sum()), float((y * y).sum()))):
+            for name, value in zip(
+                REGRESSION_FIELDS,
+                (len(y), float(np.abs(err).sum()), float((err * err).sum()), float(y.sum()), float((y * y).sum())),
+            ):
                 self.counts[f"{REG}{SEP}{name}"] += value
             return
-        cells, counts = np.unique(np.char.add(np.char.add(np.asarray(y_true, dtype=str), SEP),
-                                              np.asarray(y_pred, dtype=str)), return_counts=True)
+        cells, counts = np.unique(
+            np.char.add(np.char.add(np.asarray(y_true, dtype=str), SEP), np.asarray(y_pred, dtype=str)),
+            return_counts=True,
+        )
         for cell, n in zip(cells.tolist(), counts.tolist()):
             self.counts[f"{CELL}{SEP}{cell}"] += n
         if scores is not None:

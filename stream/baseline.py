@@ -66,10 +66,14 @@ class Baseline:
                     values = [s.get(name, {}).get("value") for s in samples]
                     if all(isinstance(v, (int, float)) for v in values):
                         entry["standard_deviation"] = float(np.std(values, ddof=1))
-        return {"version": 0.0,
-                "dataset": {"item_count": self.rows,
-                            "evaluation_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
-                STATISTICS_KEY[self.problem_type]: metrics}
+        return {
+            "version": 0.0,
+            "dataset": {
+                "item_count": self.rows,
+                "evaluation_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            },
+            STATISTICS_KEY[self.problem_type]: metrics,
+        }
 
 
 def problem_type_of(statistics: dict[str, Any], source: str) -> ProblemType:
@@ -91,8 +95,9 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
-def suggest_constraints(statistics: dict[str, Any], margin_stds: float, fallback_margin: float,
-                        source: str = "statistics.json") -> dict[str, Any]:
+def suggest_constraints(
+    statistics: dict[str, Any], margin_stds: float, fallback_margin: float, source: str = "statistics.json"
+) -> dict[str, Any]:
     """A constraints.json for the metrics of a statistics.json, with how each threshold was chosen.
 
     Quality metrics alert when they fall below `value - margin`, error metrics when they rise
@@ -116,16 +121,30 @@ def suggest_constraints(statistics: dict[str, Any], margin_stds: float, fallback
         if std is not None:
             margin, rule = margin_stds * std, f"{margin_stds:g} standard deviations"
         else:
-            margin, rule = max(abs(value) * fallback_margin, 0.01), f"{fallback_margin:g} of the value (no standard deviation)"
+            margin, rule = (
+                max(abs(value) * fallback_margin, 0.01),
+                f"{fallback_margin:g} of the value (no standard deviation)",
+            )
         rising = name in ERROR_METRICS
         threshold = value + margin if rising else value - margin
         if name in UNIT_INTERVAL:
             threshold = min(1.0, max(0.0, threshold))
         operator = "GreaterThanThreshold" if rising else "LessThanThreshold"
         constraints[name] = {"threshold": threshold, "comparison_operator": operator}
-        explained[name] = {"baseline_value": value, "standard_deviation": std if std is not None else NO_STD,
-                           "margin": margin, "rule": rule}
-    return {"version": 0.0, section: constraints,
-            # SageMaker's readers look only at the section above; this says how it was derived.
-            "truthstream_suggestion": {"generated_by": "truthstream baseline", "margin_stds": margin_stds,
-                                       "fallback_margin": fallback_margin, "metrics": explained}}
+        explained[name] = {
+            "baseline_value": value,
+            "standard_deviation": std if std is not None else NO_STD,
+            "margin": margin,
+            "rule": rule,
+        }
+    return {
+        "version": 0.0,
+        section: constraints,
+        # SageMaker's readers look only at the section above; this says how it was derived.
+        "truthstream_suggestion": {
+            "generated_by": "truthstream baseline",
+            "margin_stds": margin_stds,
+            "fallback_margin": fallback_margin,
+            "metrics": explained,
+        },
+    }

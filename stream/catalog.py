@@ -30,8 +30,12 @@ class Catalog:
         return found.problem_type if found else self.default_problem_type
 
     @classmethod
-    def load(cls, constraints_spec: str, default_problem_type: ProblemType,
-             problem_types: dict[str, ProblemType] | None = None) -> "Catalog":
+    def load(
+        cls,
+        constraints_spec: str,
+        default_problem_type: ProblemType,
+        problem_types: dict[str, ProblemType] | None = None,
+    ) -> "Catalog":
         """Build a catalog from the `TRUTHSTREAM_CONSTRAINTS` value (see `load_constraint_map`)."""
         default, per_model = load_constraint_map(constraints_spec)
         return cls(default_problem_type, default, per_model, dict(problem_types or {}))
@@ -39,5 +43,8 @@ class Catalog:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Catalog":
         """The catalog the settings describe (constraints, default and per-model problem types)."""
-        return cls.load(settings.constraints, settings.problem_type,  # type: ignore[arg-type]
-                        settings.problem_type_map())  # type: ignore[arg-type]
+        return cls.load(
+            settings.constraints,
+            settings.problem_type,  # type: ignore[arg-type]
+            settings.problem_type_map(),
+        )  # type: ignore[arg-type]

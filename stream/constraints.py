@@ -12,7 +12,7 @@ from typing import Any
 
 from stream.errors import ConstraintsError
 from stream.metrics import SCALARS
-from stream.records import PROBLEM_TYPES, ProblemType
+from stream.records import ProblemType
 
 # The operator names the condition that is a *violation*.
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -55,8 +55,11 @@ class ConstraintSet:
 
     def check(self, values: dict[str, float]) -> list[tuple[Constraint, float]]:
         """The constraints broken by these metric values (metrics absent from `values` are not judged)."""
-        return [(c, values[c.metric_name]) for c in self.constraints
-                if c.metric_name in values and c.violated(values[c.metric_name])]
+        return [
+            (c, values[c.metric_name])
+            for c in self.constraints
+            if c.metric_name in values and c.violated(values[c.metric_name])
+        ]
 
 
 def parse_constraints(doc: Any, source: str) -> ConstraintSet:
@@ -89,7 +92,9 @@ def parse_constraints(doc: Any, source: str) -> ConstraintSet:
             except ValueError:
                 pass
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
-            raise ConstraintsError(source, f"{key}.threshold", f"expected a finite number, got {spec.get('threshold')!r}")
+            raise ConstraintsError(
+                source, f"{key}.threshold", f"expected a finite number, got {spec.get('threshold')!r}"
+            )
         constraints.append(Constraint(name, float(threshold), op))
     return ConstraintSet(problem_type, tuple(constraints), source)
 
@@ -128,7 +133,3 @@ def load_constraint_map(spec: str) -> tuple[ConstraintSet | None, dict[str, Cons
             raise ConstraintsError(spec, "", "directory holds no MODEL.json files")
         return None, {f.stem: load_constraints(f) for f in files}
     return load_constraints(path), {}
-
-
-__all__ = ["Constraint", "ConstraintSet", "OPERATORS", "PROBLEM_TYPES", "load_constraint_map",
-           "load_constraints", "parse_constraints"]

@@ -18,8 +18,17 @@ from typing import Any
 from stream.aggregate import WindowAggregate
 from stream.catalog import Catalog
 from stream.errors import RecordError
-from stream.records import (REGRESSION, Inference, Joined, Label, RawMessage, canonical_class, decode_json,
-                            parse_inference, parse_label)
+from stream.records import (
+    REGRESSION,
+    Inference,
+    Joined,
+    Label,
+    RawMessage,
+    canonical_class,
+    decode_json,
+    parse_inference,
+    parse_label,
+)
 from stream.reports import dead_letter
 from stream.settings import Settings
 from stream.windows import WindowKey, model_key
@@ -41,8 +50,10 @@ class JoinEntry:
 
     def encode(self) -> str:
         """Compact JSON for storage."""
-        return json.dumps([self.kind, self.expires if math.isfinite(self.expires) else None,
-                           self.partition, self.data], separators=(",", ":"))
+        return json.dumps(
+            [self.kind, self.expires if math.isfinite(self.expires) else None, self.partition, self.data],
+            separators=(",", ":"),
+        )
 
     @classmethod
     def decode(cls, text: str | bytes) -> "JoinEntry":
@@ -125,8 +136,9 @@ class Step:
     def run(self, messages: list[RawMessage]) -> StepResult:
         """Process the batch in order; messages already applied (by offset) are skipped."""
         for msg in messages:
-            done = self.result.checkpoints.get((msg.topic, msg.partition),
-                                               self.view.checkpoints.get((msg.topic, msg.partition), -1))
+            done = self.result.checkpoints.get(
+                (msg.topic, msg.partition), self.view.checkpoints.get((msg.topic, msg.partition), -1)
+            )
             if msg.offset <= done:
                 continue
             self.result.checkpoints[(msg.topic, msg.partition)] = msg.offset
@@ -139,10 +151,10 @@ class Step:
                     self._label(msg, parse_label(doc))
             except RecordError as exc:
                 self._reject(msg, exc)
-        self.result.watermarks = {p: t for p, t in self.watermarks.items()
-                                  if self.view.watermarks.get(p) != t}
-        self.result.outputs = [Output(self.settings.dead_letter_topic, d["key"] or "", d)
-                               for d in self.result.dead_letters]
+        self.result.watermarks = {p: t for p, t in self.watermarks.items() if self.view.watermarks.get(p) != t}
+        self.result.outputs = [
+            Output(self.settings.dead_letter_topic, d["key"] or "", d) for d in self.result.dead_letters
+        ]
         return self.result
 
     def sweep(self, candidates: dict[int, list[str]], now: float) -> StepResult:
@@ -200,8 +212,7 @@ class Step:
             self._set(inf.event_id, self._pending_inference(inf, msg.partition), None)
         elif entry.kind == PENDING_LABEL:
             d = entry.data
-            stored_label = RawMessage(d["tp"], entry.partition, d["o"], inf.event_id.encode(),
-                                      d["raw"].encode())
+            stored_label = RawMessage(d["tp"], entry.partition, d["o"], inf.event_id.encode(), d["raw"].encode())
             if not self._match(msg.partition, inf, d["y"], d.get("lt"), now, stored_label, entry):
                 self._set(inf.event_id, self._pending_inference(inf, msg.partition), entry)
         else:
@@ -218,8 +229,9 @@ class Step:
             when = label.time if label.time is not None else self.watermarks.get(f"i{msg.partition}", math.inf)
             raw = msg.value.decode("utf-8") if msg.value else ""
             data = {"y": label.label, "lt": label.time, "raw": raw, "tp": msg.topic, "o": msg.offset}
-            self._set(label.event_id, JoinEntry(PENDING_LABEL, when + self.settings.label_ttl,
-                                                msg.partition, data), None)
+            self._set(
+                label.event_id, JoinEntry(PENDING_LABEL, when + self.settings.label_ttl, msg.partition, data), None
+            )
         elif entry.kind == PENDING_INFERENCE:
             d = entry.data
             inf = Inference(label.event_id, d["m"], d["v"], d["t"], d["y"], d["s"])
@@ -227,8 +239,16 @@ class Step:
         else:
             self.result.count(entry.counter_key, "duplicates")
 
-    def _match(self, partition: int, inf: Inference, label_json: str, label_time: float | None, now: float,
-               label_msg: RawMessage, stored: JoinEntry) -> bool:
+    def _match(
+        self,
+        partition: int,
+        inf: Inference,
+        label_json: str,
+        label_time: float | None,
+        now: float,
+        label_msg: RawMessage,
+        stored: JoinEntry,
+    ) -> bool:
         """Join `inf` with its label; a label that does not fit the model is dead-lettered instead.
 
         The pair is late when its label's time is past the window's end plus grace, or when
@@ -241,8 +261,9 @@ class Step:
             self.result.count(inf.model, "rejected")
             self.result.dead_letters.append(dead_letter(label_msg, exc.reason, exc.field))
             return False
-        self._set(inf.event_id, JoinEntry(JOINED, inf.time + self.settings.label_ttl, partition,
-                                          {"m": inf.model}), stored)
+        self._set(
+            inf.event_id, JoinEntry(JOINED, inf.time + self.settings.label_ttl, partition, {"m": inf.model}), stored
+        )
         sample = Joined(inf.model, inf.model_version, inf.time, y_true, inf.prediction, inf.score)
         self.result.joined += 1
         window = WindowKey.of(sample, self.settings.window)

@@ -43,7 +43,9 @@ class BatchReport:
 class StateStore(Protocol):
     """Where the state lives (Redis for the worker, memory for replay); every method is atomic."""
 
-    async def transact(self, ids: set[str], inputs: set[tuple[str, int]], step: Any) -> tuple[StepResult, list[RollingDue]]:
+    async def transact(
+        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
+    ) -> tuple[StepResult, list[RollingDue]]:
         """Load a StateView for `ids` and `inputs`, call `step(view)`, apply its result atomically."""
 
     async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
@@ -87,7 +89,8 @@ class Engine:
             ids = event_ids(messages, self.settings)
             inputs = {(m.topic, m.partition) for m in messages}
             result, rolling = await self.store.transact(
-                ids, inputs, lambda view: Step(self.settings, self.catalog, view).run(messages))
+                ids, inputs, lambda view: Step(self.settings, self.catalog, view).run(messages)
+            )
             report.joined = result.joined
             report.dead_letters = len(result.dead_letters)
             if rolling:
@@ -106,16 +109,22 @@ class Engine:
         now = await self.now()
         candidates = await self.store.expiry_candidates(partitions, now)
         if any(candidates.values()):
-            await self.store.transact(set().union(*candidates.values()), set(),
-                                      lambda view: Step(self.settings, self.catalog, view).sweep(candidates, now))
+            await self.store.transact(
+                set().union(*candidates.values()),
+                set(),
+                lambda view: Step(self.settings, self.catalog, view).sweep(candidates, now),
+            )
 
     async def close_due(self) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""
         now = await self.now()
         if now == -math.inf:
             return 0
-        due = [k for k in await self.store.open_windows(now - self.settings.label_grace)
-               if is_due(k, now, self.settings.label_grace)]
+        due = [
+            k
+            for k in await self.store.open_windows(now - self.settings.label_grace)
+            if is_due(k, now, self.settings.label_grace)
+        ]
         return await self.store.close_windows(due, self._evaluate) if due else 0
 
     async def idle(self, wall_clock: float) -> int:
@@ -130,8 +139,9 @@ class Engine:
 
     def _rolling(self, due: RollingDue) -> list[Output]:
         model, version = split_model_key(due.model_key)
-        agg = WindowAggregate.of(due.samples, self.settings.score_resolution,
-                                 self.catalog.problem_type(model) == REGRESSION)
+        agg = WindowAggregate.of(
+            due.samples, self.settings.score_resolution, self.catalog.problem_type(model) == REGRESSION
+        )
         times = [s.time for s in due.samples]
         window = window_doc("rolling", min(times), max(times), size=len(due.samples), sequence=due.sequence)
         record, violations = evaluate(model, version, window, agg, {}, self.settings, self.catalog)

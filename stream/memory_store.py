@@ -11,7 +11,7 @@ from stream.aggregate import WindowAggregate
 from stream.core import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
 from stream.engine import RollingDue
 from stream.records import Joined
-from stream.windows import WindowKey, model_key
+from stream.windows import WindowKey
 
 
 class MemoryStore:
@@ -31,11 +31,16 @@ class MemoryStore:
         self.rolling_count: Counter[str] = Counter()
         self.outbox: list[Output] = []
 
-    async def transact(self, ids: set[str], inputs: set[tuple[str, int]], step: Any) -> tuple[StepResult, list[RollingDue]]:
+    async def transact(
+        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
+    ) -> tuple[StepResult, list[RollingDue]]:
         """Run `step` on a view of the state and apply its result."""
-        view = StateView({i: self.entries.get(i) for i in ids},
-                         {k: v for k, v in self.checkpoints.items() if k in inputs},
-                         dict(self.watermarks), self.floor)
+        view = StateView(
+            {i: self.entries.get(i) for i in ids},
+            {k: v for k, v in self.checkpoints.items() if k in inputs},
+            dict(self.watermarks),
+            self.floor,
+        )
         result: StepResult = step(view)
         return result, self.apply(result)
 
@@ -117,6 +122,3 @@ class MemoryStore:
     async def confirm_outbox(self, count: int) -> None:
         """Drop published outputs."""
         del self.outbox[:count]
-
-
-__all__ = ["MemoryStore", "model_key"]

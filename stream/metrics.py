@@ -18,19 +18,36 @@ from stream.records import BINARY, NEGATIVE, POSITIVE, REGRESSION, ProblemType
 NO_STD = "NaN"  # SageMaker writes the string "NaN" where no standard deviation was computed
 
 BINARY_SCALARS = (
-    "recall", "precision", "accuracy",
-    "recall_best_constant_classifier", "precision_best_constant_classifier",
+    "recall",
+    "precision",
+    "accuracy",
+    "recall_best_constant_classifier",
+    "precision_best_constant_classifier",
     "accuracy_best_constant_classifier",
-    "true_positive_rate", "true_negative_rate", "false_positive_rate", "false_negative_rate",
-    "auc", "f0_5", "f1", "f2",
-    "f0_5_best_constant_classifier", "f1_best_constant_classifier", "f2_best_constant_classifier",
+    "true_positive_rate",
+    "true_negative_rate",
+    "false_positive_rate",
+    "false_negative_rate",
+    "auc",
+    "f0_5",
+    "f1",
+    "f2",
+    "f0_5_best_constant_classifier",
+    "f1_best_constant_classifier",
+    "f2_best_constant_classifier",
 )
 MULTICLASS_SCALARS = (
-    "accuracy", "weighted_recall", "weighted_precision",
-    "weighted_f0_5", "weighted_f1", "weighted_f2",
+    "accuracy",
+    "weighted_recall",
+    "weighted_precision",
+    "weighted_f0_5",
+    "weighted_f1",
+    "weighted_f2",
     "accuracy_best_constant_classifier",
-    "weighted_recall_best_constant_classifier", "weighted_precision_best_constant_classifier",
-    "weighted_f0_5_best_constant_classifier", "weighted_f1_best_constant_classifier",
+    "weighted_recall_best_constant_classifier",
+    "weighted_precision_best_constant_classifier",
+    "weighted_f0_5_best_constant_classifier",
+    "weighted_f1_best_constant_classifier",
     "weighted_f2_best_constant_classifier",
 )
 REGRESSION_SCALARS = ("mae", "mse", "rmse", "r2")
@@ -95,7 +112,9 @@ def _multiclass_scores(matrix: dict[str, dict[str, int]]) -> dict[str, float]:
     }
 
 
-def roc_and_pr(histogram: list[tuple[float, int, int]]) -> tuple[float, list[float], list[float], list[float], list[float]]:
+def roc_and_pr(
+    histogram: list[tuple[float, int, int]],
+) -> tuple[float, list[float], list[float], list[float], list[float]]:
     """AUC, ROC points (fpr, tpr) and PR points (precision, recall) from a descending score histogram.
 
     The points are those of scikit-learn's `roc_curve(..., drop_intermediate=False)` and
@@ -155,8 +174,11 @@ def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_point
     """The body of a SageMaker `statistics.json` for the problem type (under its key)."""
     if problem_type == REGRESSION:
         scores = regression_scores(agg.regression_sums())
-        return {name: {"value": _finite(scores[name]), "standard_deviation": NO_STD}
-                for name in REGRESSION_SCALARS if name in scores}
+        return {
+            name: {"value": _finite(scores[name]), "standard_deviation": NO_STD}
+            for name in REGRESSION_SCALARS
+            if name in scores
+        }
     matrix = agg.confusion()
     out: dict[str, Any] = {"confusion_matrix": matrix}
     if problem_type == BINARY:

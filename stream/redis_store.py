@@ -101,8 +101,15 @@ def _number(value: bytes) -> float:
 class RedisStore:
     """A StateStore over redis-py's asyncio client."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, label_ttl: float, rolling_size: int = 0,
-                 rolling_every: int = 1, resolution: float = 1e-4) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str,
+        label_ttl: float,
+        rolling_size: int = 0,
+        rolling_every: int = 1,
+        resolution: float = 1e-4,
+    ) -> None:
         self.redis, self.prefix = client, prefix
         self.safety_ttl = int(label_ttl * SAFETY_TTL_FACTOR) + 86400
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
@@ -116,7 +123,9 @@ class RedisStore:
         return ":".join([self.prefix, *map(str, parts)])
 
     # -- batches -------------------------------------------------------------------------------
-    async def transact(self, ids: set[str], inputs: set[tuple[str, int]], step: Any) -> tuple[StepResult, list[RollingDue]]:
+    async def transact(
+        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
+    ) -> tuple[StepResult, list[RollingDue]]:
         """Load the view, run `step`, write its result and offsets atomically; retry on conflict."""
         id_list = sorted(ids)
         input_list = sorted(inputs)
@@ -128,12 +137,15 @@ class RedisStore:
                     await pipe.watch(*ck_keys, floor_key)
                     raw = await pipe.mget([self.key("j", i) for i in id_list] + ck_keys + [floor_key])
                     watermarks = await pipe.hgetall(self.key("wm"))
-                    entries = {i: JoinEntry.decode(v) if v is not None else None
-                               for i, v in zip(id_list, raw)}
-                    cks = {inp: int(v) for inp, v in zip(input_list, raw[len(id_list):]) if v is not None}
+                    entries = {i: JoinEntry.decode(v) if v is not None else None for i, v in zip(id_list, raw)}
+                    cks = {inp: int(v) for inp, v in zip(input_list, raw[len(id_list) :]) if v is not None}
                     floor = raw[-1]
-                    view = StateView(entries, cks, {_text(k) or "": float(t) for k, t in watermarks.items()},
-                                     float(floor) if floor is not None else -math.inf)
+                    view = StateView(
+                        entries,
+                        cks,
+                        {_text(k) or "": float(t) for k, t in watermarks.items()},
+                        float(floor) if floor is not None else -math.inf,
+                    )
                     result: StepResult = step(view)
                     pipe.multi()
                     rolling_at = await self._write(pipe, result)
@@ -141,8 +153,9 @@ class RedisStore:
                 except WatchError:
                     continue
             return result, await self._rolling_due(result, replies, rolling_at)
-        raise TruthstreamError(f"Redis transaction kept conflicting {MAX_RETRIES} times; "
-                               "is another worker consuming the same partitions?")
+        raise TruthstreamError(
+            f"Redis transaction kept conflicting {MAX_RETRIES} times; is another worker consuming the same partitions?"
+        )
 
     async def _write(self, pipe: Any, result: StepResult) -> int | None:
         # A batch's writes are a handful of commands, not a few per event: redis-py spends
@@ -161,8 +174,9 @@ class RedisStore:
         if deleted:
             pipe.delete(*deleted)
         if written:
-            await self._set_many(keys=[k for k, _ in written], args=[self.safety_ttl, *(v for _, v in written)],
-                                 client=pipe)
+            await self._set_many(
+                keys=[k for k, _ in written], args=[self.safety_ttl, *(v for _, v in written)], client=pipe
+            )
         for partition, members in index.items():
             pipe.zadd(self.key("x", partition), members)
         hashes = [(self.key("w", w.encode()), agg.counts) for w, agg in result.windows.items()]
@@ -187,8 +201,9 @@ class RedisStore:
         for mk, samples in result.rolling.items():
             args += [mk, len(samples), *(json.dumps([s.time, s.y_true, s.y_pred, s.score]) for s in samples)]
         at = len(pipe.command_stack)
-        await self._rolling_push(keys=[self.key("rn"), *(self.key("r", mk) for mk in result.rolling)], args=args,
-                                 client=pipe)
+        await self._rolling_push(
+            keys=[self.key("rn"), *(self.key("r", mk) for mk in result.rolling)], args=args, client=pipe
+        )
         return at
 
     def _push(self, pipe: Any, outputs: Iterable[Output]) -> None:
@@ -216,8 +231,10 @@ class RedisStore:
             pipe.hgetall(self.key("wm"))
             pipe.get(self.key("floor"))
             watermarks, floor = await pipe.execute()
-        return ({_text(k) or "": float(t) for k, t in watermarks.items()},
-                float(floor) if floor is not None else -math.inf)
+        return (
+            {_text(k) or "": float(t) for k, t in watermarks.items()},
+            float(floor) if floor is not None else -math.inf,
+        )
 
     async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
         """Indexed entries of these partitions due before `now` (a page per call)."""
@@ -237,7 +254,10 @@ class RedisStore:
         await self.redis.eval(
             "local v = tonumber(redis.call('GET', KEYS[1]) or '-inf') "
             "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 1",
-            1, self.key("floor"), repr(when))
+            1,
+            self.key("floor"),
+            repr(when),
+        )
 
     # -- windows -------------------------------------------------------------------------------
     async def open_windows(self, until: float) -> list[WindowKey]:
@@ -257,7 +277,7 @@ class RedisStore:
                     await pipe.watch(*names)
                     replies = await pipe.eval(HGETALL_MANY, len(names) + len(counter_keys), *names, *counter_keys)
                     hashes = [{_text(f) or "": _number(n) for f, n in zip(flat[::2], flat[1::2])} for flat in replies]
-                    windows, counters = hashes[:len(names)], dict(zip(models, hashes[len(names):]))
+                    windows, counters = hashes[: len(names)], dict(zip(models, hashes[len(names) :]))
                     outputs: list[Output] = []
                     closed = 0
                     for key, fields in zip(keys, windows):
@@ -272,8 +292,11 @@ class RedisStore:
                     pipe.multi()
                     pipe.delete(*names)
                     pipe.zrem(self.key("open"), *(k.encode() for k in keys))
-                    taken = [(self.key("c", m), {f: -int(n) for f, n in c.items() if int(n)})
-                             for m, c in zip(models, hashes[len(names):]) if m not in counters]
+                    taken = [
+                        (self.key("c", m), {f: -int(n) for f, n in c.items() if int(n)})
+                        for m, c in zip(models, hashes[len(names) :])
+                        if m not in counters
+                    ]
                     taken = [(k, c) for k, c in taken if c]
                     if taken:
                         args: list[Any] = []

@@ -29,10 +29,17 @@ def dead_letter(msg: RawMessage, reason: str, field: str | None) -> dict[str, An
         text: str | None = value.decode("utf-8")
     except UnicodeDecodeError:
         text = None
-    return {"reason": reason, "field": field, "topic": msg.topic, "partition": msg.partition,
-            "offset": msg.offset, "key": msg.key.decode("utf-8", "replace") if msg.key else None,
-            "value": text, "value_base64": base64.b64encode(value).decode("ascii"),
-            "value_bytes": len(value)}
+    return {
+        "reason": reason,
+        "field": field,
+        "topic": msg.topic,
+        "partition": msg.partition,
+        "offset": msg.offset,
+        "key": msg.key.decode("utf-8", "replace") if msg.key else None,
+        "value": text,
+        "value_base64": base64.b64encode(value).decode("ascii"),
+        "value_bytes": len(value),
+    }
 
 
 def window_doc(kind: str, start: float, end: float, **extra: Any) -> dict[str, Any]:
@@ -46,8 +53,9 @@ def violation_id(model: str, version: str, window: Mapping[str, Any], metric: st
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
-def judge(record: Mapping[str, Any], constraints: ConstraintSet | None, min_samples: int
-          ) -> tuple[str, list[dict[str, Any]]]:
+def judge(
+    record: Mapping[str, Any], constraints: ConstraintSet | None, min_samples: int
+) -> tuple[str, list[dict[str, Any]]]:
     """Status and violation records of a metrics record under a set of constraints.
 
     The worker judges each window once with its configured constraints; a backtest judges
@@ -59,25 +67,43 @@ def judge(record: Mapping[str, Any], constraints: ConstraintSet | None, min_samp
     if constraints is None:
         return STATUS_UNCONSTRAINED, []
     model, version, window = record["model"], record["model_version"], record["window"]
-    violations = [{
-        "violation_id": violation_id(model, version, window, constraint.metric_name),
-        "model": model, "model_version": version, "window": window,
-        "metric_name": constraint.metric_name,
-        "constraint_check_type": constraint.comparison_operator,
-        "threshold": constraint.threshold, "value": value, "sample_count": n,
-        "description": constraint.describe(value),
-    } for constraint, value in constraints.check(scalar_values(record[STATISTICS_KEY[record["problem_type"]]]))]
+    violations = [
+        {
+            "violation_id": violation_id(model, version, window, constraint.metric_name),
+            "model": model,
+            "model_version": version,
+            "window": window,
+            "metric_name": constraint.metric_name,
+            "constraint_check_type": constraint.comparison_operator,
+            "threshold": constraint.threshold,
+            "value": value,
+            "sample_count": n,
+            "description": constraint.describe(value),
+        }
+        for constraint, value in constraints.check(scalar_values(record[STATISTICS_KEY[record["problem_type"]]]))
+    ]
     return (STATUS_VIOLATIONS if violations else STATUS_OK), violations
 
 
-def evaluate(model: str, version: str, window: dict[str, Any], agg: WindowAggregate,
-             counts: Mapping[str, int], settings: Settings, catalog: Catalog
-             ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def evaluate(
+    model: str,
+    version: str,
+    window: dict[str, Any],
+    agg: WindowAggregate,
+    counts: Mapping[str, int],
+    settings: Settings,
+    catalog: Catalog,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics record and violation records for one window evaluation."""
     problem_type = catalog.problem_type(model)
     record: dict[str, Any] = {
-        "model": model, "model_version": version, "window": window, "sample_count": agg.sample_count,
-        "status": "", "violation_count": 0, "problem_type": problem_type,
+        "model": model,
+        "model_version": version,
+        "window": window,
+        "sample_count": agg.sample_count,
+        "status": "",
+        "violation_count": 0,
+        "problem_type": problem_type,
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
         STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, settings.curve_points),
     }

@@ -15,41 +15,66 @@ from stream.records import PROBLEM_TYPES
 ENV_PREFIX = "TRUTHSTREAM_"
 
 
+def setting(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - argparse's word
+    """A settings field: its default and the help text shown by `--help`."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every knob of truthstream; each field reads `TRUTHSTREAM_<NAME>` and `--<name>`."""
 
-    broker: str = field(default="kafka://127.0.0.1:9092", metadata={"help": "Kafka bootstrap URL(s), comma separated"})
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis holding the join and window state"})
-    constraints: str = field(default="", metadata={"help": "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path"})
-    problem_type: str = field(default="BinaryClassification", metadata={"help": "problem type of models without constraints", "choices": PROBLEM_TYPES})
-    model_problem_types: str = field(default="", metadata={"help": "per-model problem types, e.g. churn=BinaryClassification,species=MulticlassClassification (overrides the constraints file's)"})
-    window: float = field(default=3600.0, metadata={"help": "tumbling window size in seconds of event time"})
-    label_grace: float = field(default=3600.0, metadata={"help": "seconds after a window ends during which its labels may still arrive"})
-    label_ttl: float = field(default=7 * 86400.0, metadata={"help": "seconds of event time an unmatched inference or label waits before it counts as expired"})
-    min_samples: int = field(default=100, metadata={"help": "windows with fewer joined samples are reported but not judged"})
-    rolling_size: int = field(default=1000, metadata={"help": "rolling window: the last N joined samples per model version (0 turns it off)"})
-    rolling_every: int = field(default=100, metadata={"help": "evaluate the rolling window every M joined samples"})
-    idle_close: float = field(default=0.0, metadata={"help": "after this many seconds without input, advance event time to the wall clock so quiet models still report (0: never)"})
-    inference_topic: str = field(default="inferences", metadata={"help": "topic of inference records"})
-    label_topic: str = field(default="labels", metadata={"help": "topic of ground-truth label records"})
-    metrics_topic: str = field(default="metrics", metadata={"help": "topic the metrics records go to"})
-    violations_topic: str = field(default="violations", metadata={"help": "topic the violation records go to"})
-    dead_letter_topic: str = field(default="dead-letters", metadata={"help": "topic rejected input goes to, with the reason"})
-    app_id: str = field(default="truthstream", metadata={"help": "consumer group / Faust app id"})
-    redis_prefix: str = field(default="truthstream", metadata={"help": "prefix of every Redis key this app writes"})
-    max_record_bytes: int = field(default=262144, metadata={"help": "larger input messages are dead-lettered"})
-    score_resolution: float = field(default=1e-4, metadata={"help": "scores are binned at this resolution for AUC and curves"})
-    curve_points: int = field(default=101, metadata={"help": "at most this many points per ROC / PR curve in a metrics record"})
-    batch_size: int = field(default=1000, metadata={"help": "events handled per Redis round trip"})
-    batch_timeout: float = field(default=0.2, metadata={"help": "seconds to wait for a batch to fill"})
-    data_dir: str = field(default="", metadata={"help": "Faust's local data directory (default: a temporary directory)"})
+    broker: str = setting("kafka://127.0.0.1:9092", "Kafka bootstrap URL(s), comma separated")
+    redis_url: str = setting("redis://127.0.0.1:6379/0", "Redis holding the join and window state")
+    constraints: str = setting(
+        "", "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path"
+    )
+    problem_type: str = setting(
+        "BinaryClassification", "problem type of models without constraints", choices=PROBLEM_TYPES
+    )
+    model_problem_types: str = setting(
+        "",
+        "per-model problem types, e.g. churn=BinaryClassification,species=MulticlassClassification "
+        "(overrides the constraints file's)",
+    )
+    window: float = setting(3600.0, "tumbling window size in seconds of event time")
+    label_grace: float = setting(3600.0, "seconds after a window ends during which its labels may still arrive")
+    label_ttl: float = setting(
+        7 * 86400.0, "seconds of event time an unmatched inference or label waits before it counts as expired"
+    )
+    min_samples: int = setting(100, "windows with fewer joined samples are reported but not judged")
+    rolling_size: int = setting(1000, "rolling window: the last N joined samples per model version (0: off)")
+    rolling_every: int = setting(100, "evaluate the rolling window every M joined samples")
+    idle_close: float = setting(
+        0.0,
+        "after this many seconds without input, advance event time to the wall clock so quiet models "
+        "still report (0: never)",
+    )
+    inference_topic: str = setting("inferences", "topic of inference records")
+    label_topic: str = setting("labels", "topic of ground-truth label records")
+    metrics_topic: str = setting("metrics", "topic the metrics records go to")
+    violations_topic: str = setting("violations", "topic the violation records go to")
+    dead_letter_topic: str = setting("dead-letters", "topic rejected input goes to, with the reason")
+    app_id: str = setting("truthstream", "consumer group / Faust app id")
+    redis_prefix: str = setting("truthstream", "prefix of every Redis key this app writes")
+    max_record_bytes: int = setting(262144, "larger input messages are dead-lettered")
+    score_resolution: float = setting(1e-4, "scores are binned at this resolution for AUC and curves")
+    curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record")
+    batch_size: int = setting(1000, "events handled per Redis round trip")
+    batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill")
+    data_dir: str = setting("", "Faust's local data directory (default: a temporary directory)")
 
     def validate(self) -> "Settings":
         """Raise ConfigError for values that cannot work; return self."""
-        positive = {"window": self.window, "label_ttl": self.label_ttl, "rolling_every": self.rolling_every,
-                    "max_record_bytes": self.max_record_bytes, "score_resolution": self.score_resolution,
-                    "batch_size": self.batch_size, "batch_timeout": self.batch_timeout}
+        positive = {
+            "window": self.window,
+            "label_ttl": self.label_ttl,
+            "rolling_every": self.rolling_every,
+            "max_record_bytes": self.max_record_bytes,
+            "score_resolution": self.score_resolution,
+            "batch_size": self.batch_size,
+            "batch_timeout": self.batch_timeout,
+        }
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
@@ -61,8 +86,13 @@ class Settings:
         if self.problem_type not in PROBLEM_TYPES:
             raise ConfigError(f"{ENV_PREFIX}PROBLEM_TYPE must be one of {', '.join(PROBLEM_TYPES)}")
         self.problem_type_map()
-        topics = [self.inference_topic, self.label_topic, self.metrics_topic, self.violations_topic,
-                  self.dead_letter_topic]
+        topics = [
+            self.inference_topic,
+            self.label_topic,
+            self.metrics_topic,
+            self.violations_topic,
+            self.dead_letter_topic,
+        ]
         if len(set(topics)) != len(topics):
             raise ConfigError(f"the five topics must be distinct, got {topics}")
         return self
@@ -73,7 +103,9 @@ class Settings:
         for item in filter(None, (i.strip() for i in self.model_problem_types.split(","))):
             model, _, kind = item.partition("=")
             if not model.strip() or kind.strip() not in PROBLEM_TYPES:
-                raise ConfigError(f"{ENV_PREFIX}MODEL_PROBLEM_TYPES entry {item!r} is not model=" + "|".join(PROBLEM_TYPES))
+                raise ConfigError(
+                    f"{ENV_PREFIX}MODEL_PROBLEM_TYPES entry {item!r} is not model=" + "|".join(PROBLEM_TYPES)
+                )
             out[model.strip()] = kind.strip()
         return out
 
@@ -117,9 +149,13 @@ class Settings:
                 continue
             kind = {"int": int, "float": float}.get(str(f.type), str)
             parser.add_argument(
-                "--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
+                "--" + f.name.replace("_", "-"),
+                dest=f.name,
+                type=kind,
+                default=None,
                 choices=f.metadata.get("choices"),
-                help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {getattr(defaults, f.name)!r}]")
+                help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {getattr(defaults, f.name)!r}]",
+            )
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Settings":

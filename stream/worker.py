@@ -57,18 +57,22 @@ class Monitor(mode.Service):
         try:
             await self.redis.ping()
         except Exception as exc:
-            raise ConfigError(f"Redis at {s.masked()['redis_url']} does not answer ({exc}); "
-                              "check TRUTHSTREAM_REDIS_URL") from None
+            raise ConfigError(
+                f"Redis at {s.masked()['redis_url']} does not answer ({exc}); check TRUTHSTREAM_REDIS_URL"
+            ) from None
         counts = await asyncio.to_thread(
-            ensure_topics, s.bootstrap_servers,
+            ensure_topics,
+            s.bootstrap_servers,
             [s.inference_topic, s.label_topic, s.metrics_topic, s.violations_topic, s.dead_letter_topic],
-            DEFAULT_PARTITIONS)
+            DEFAULT_PARTITIONS,
+        )
         if counts[s.inference_topic] != counts[s.label_topic]:
-            raise ConfigError(f"topics {s.inference_topic} ({counts[s.inference_topic]} partitions) and "
-                              f"{s.label_topic} ({counts[s.label_topic]}) must have the same number of "
-                              "partitions, so that an inference and its label meet in one worker")
-        store = RedisStore(self.redis, s.redis_prefix, s.label_ttl, s.rolling_size, s.rolling_every,
-                           s.score_resolution)
+            raise ConfigError(
+                f"topics {s.inference_topic} ({counts[s.inference_topic]} partitions) and "
+                f"{s.label_topic} ({counts[s.label_topic]}) must have the same number of "
+                "partitions, so that an inference and its label meet in one worker"
+            )
+        store = RedisStore(self.redis, s.redis_prefix, s.label_ttl, s.rolling_size, s.rolling_every, s.score_resolution)
         self.engine = Engine(s, self.catalog, store, counts[s.inference_topic])
         self.ready.set()
         log.info("truthstream monitor ready: %s", json.dumps(s.masked(), default=str))
@@ -118,8 +122,10 @@ class Monitor(mode.Service):
             pending = await store.pending_outbox()
             if not pending:
                 return sent
-            futures = [await self.app.producer.send(o.topic, o.key.encode(), json.dumps(o.value).encode(),
-                                                    None, None, None) for o in pending]
+            futures = [
+                await self.app.producer.send(o.topic, o.key.encode(), json.dumps(o.value).encode(), None, None, None)
+                for o in pending
+            ]
             await asyncio.gather(*futures)
             await store.confirm_outbox(len(pending))
             sent += len(pending)
@@ -157,8 +163,12 @@ def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, Monitor
     @app.agent(inputs, name="monitor")
     async def monitor_agent(stream: faust.StreamT) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
-            await monitor.handle([RawMessage(e.message.topic, e.message.partition, e.message.offset,
-                                             e.message.key, e.message.value) for e in events])
+            await monitor.handle(
+                [
+                    RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
+                    for e in events
+                ]
+            )
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:

@@ -11,11 +11,24 @@ from stream.timefmt import format_time
 T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z, a window boundary for 60/600/3600-second windows
 
 
-def inference(event_id: str, t: float, prediction: Any, probability: float | None = None,
-              model: str = "churn", version: str = "1", **extra: Any) -> dict[str, Any]:
+def inference(
+    event_id: str,
+    t: float,
+    prediction: Any,
+    probability: float | None = None,
+    model: str = "churn",
+    version: str = "1",
+    **extra: Any,
+) -> dict[str, Any]:
     """An inference record as the contract defines it."""
-    doc = {"event_id": event_id, "model": model, "model_version": version,
-           "inference_time": format_time(t), "prediction": prediction, **extra}
+    doc = {
+        "event_id": event_id,
+        "model": model,
+        "model_version": version,
+        "inference_time": format_time(t),
+        "prediction": prediction,
+        **extra,
+    }
     if probability is not None:
         doc["probability"] = probability
     return doc

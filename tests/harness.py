@@ -19,8 +19,15 @@ from stream.settings import Settings
 class Harness:
     """Feeds batches to an Engine and collects what it publishes."""
 
-    def __init__(self, kind: str, settings: Settings, catalog: Catalog | None = None, partitions: int = 1,
-                 redis_url: str | None = None, prefix: str = "test") -> None:
+    def __init__(
+        self,
+        kind: str,
+        settings: Settings,
+        catalog: Catalog | None = None,
+        partitions: int = 1,
+        redis_url: str | None = None,
+        prefix: str = "test",
+    ) -> None:
         self.kind, self.settings, self.partitions = kind, settings, partitions
         self.catalog = catalog or Catalog()
         self.redis_url, self.prefix = redis_url, prefix
@@ -31,8 +38,14 @@ class Harness:
         client = None
         if self.kind == "redis":
             client = aioredis.from_url(self.redis_url)
-            store: Any = RedisStore(client, self.prefix, self.settings.label_ttl, self.settings.rolling_size,
-                                    self.settings.rolling_every, self.settings.score_resolution)
+            store: Any = RedisStore(
+                client,
+                self.prefix,
+                self.settings.label_ttl,
+                self.settings.rolling_size,
+                self.settings.rolling_every,
+                self.settings.score_resolution,
+            )
         else:
             store = self.memory
         try:
@@ -50,9 +63,11 @@ class Harness:
 
     def feed(self, messages: list[RawMessage], batch: int = 1000) -> None:
         """Process messages in batches of `batch`."""
+
         async def work(engine: Engine) -> None:
             for i in range(0, len(messages), batch):
-                await engine.process(messages[i:i + batch])
+                await engine.process(messages[i : i + batch])
+
         asyncio.run(self._with_engine(work))
 
     def idle(self, wall_clock: float) -> None:

@@ -42,8 +42,16 @@ def run(tmp_path: Path, data: Path, *extra: str) -> tuple[int, dict, dict]:
     return code, json.loads((out / "statistics.json").read_text()), json.loads((out / "constraints.json").read_text())
 
 
-BINARY_ARGS = ("--problem-type", "BinaryClassification", "--inference-attribute", "prediction",
-               "--probability-attribute", "probability", "--ground-truth-attribute", "label")
+BINARY_ARGS = (
+    "--problem-type",
+    "BinaryClassification",
+    "--inference-attribute",
+    "prediction",
+    "--probability-attribute",
+    "probability",
+    "--ground-truth-attribute",
+    "label",
+)
 
 
 def test_binary_statistics_match_sklearn_key_by_key(cancer: pd.DataFrame, tmp_path: Path) -> None:
@@ -54,19 +62,28 @@ def test_binary_statistics_match_sklearn_key_by_key(cancer: pd.DataFrame, tmp_pa
     assert code == 0
     assert stats["version"] == 0.0 and stats["dataset"]["item_count"] == len(cancer)
     body = stats["binary_classification_metrics"]
-    assert set(body) == set(BINARY_SCALARS) | {"confusion_matrix", "receiver_operating_characteristic_curve",
-                                              "precision_recall_curve"}
+    assert set(body) == set(BINARY_SCALARS) | {
+        "confusion_matrix",
+        "receiver_operating_characteristic_curve",
+        "precision_recall_curve",
+    }
     for name in BINARY_SCALARS:
         assert set(body[name]) == {"value", "standard_deviation"}
         assert isinstance(body[name]["standard_deviation"], float), name  # 569 rows >= 200
     y, p = cancer["label"].to_numpy(), cancer["prediction"].to_numpy()
     ones = np.ones_like(y)
     binned = np.round(cancer["probability"].to_numpy() / RES) * RES
-    expected = {"recall": skm.recall_score(y, p), "precision": skm.precision_score(y, p),
-                "accuracy": skm.accuracy_score(y, p), "f0_5": skm.fbeta_score(y, p, beta=0.5),
-                "f1": skm.f1_score(y, p), "f2": skm.fbeta_score(y, p, beta=2), "auc": skm.roc_auc_score(y, binned),
-                "accuracy_best_constant_classifier": skm.accuracy_score(y, ones),
-                "f1_best_constant_classifier": skm.f1_score(y, ones)}
+    expected = {
+        "recall": skm.recall_score(y, p),
+        "precision": skm.precision_score(y, p),
+        "accuracy": skm.accuracy_score(y, p),
+        "f0_5": skm.fbeta_score(y, p, beta=0.5),
+        "f1": skm.f1_score(y, p),
+        "f2": skm.fbeta_score(y, p, beta=2),
+        "auc": skm.roc_auc_score(y, binned),
+        "accuracy_best_constant_classifier": skm.accuracy_score(y, ones),
+        "f1_best_constant_classifier": skm.f1_score(y, ones),
+    }
     for name, value in expected.items():
         assert body[name]["value"] == pytest.approx(value, abs=1e-9), name
     assert abs(body["auc"]["value"] - skm.roc_auc_score(y, cancer["probability"])) < 1e-3
@@ -101,11 +118,24 @@ def test_every_format_gives_the_same_statistics(cancer: pd.DataFrame, tmp_path: 
     cancer.to_csv(tmp_path / "n.csv", index=False, header=False)
     cancer.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
     cancer.to_parquet(tmp_path / "d.parquet", index=False)
-    results = [run(tmp_path / "1", tmp_path / "h.csv", *BINARY_ARGS)[1],
-               run(tmp_path / "2", tmp_path / "n.csv", "--no-header", "--problem-type", "BinaryClassification",
-                   "--inference-attribute", "1", "--probability-attribute", "2", "--ground-truth-attribute", "0")[1],
-               run(tmp_path / "3", tmp_path / "d.jsonl", *BINARY_ARGS)[1],
-               run(tmp_path / "4", tmp_path / "d.parquet", *BINARY_ARGS)[1]]
+    results = [
+        run(tmp_path / "1", tmp_path / "h.csv", *BINARY_ARGS)[1],
+        run(
+            tmp_path / "2",
+            tmp_path / "n.csv",
+            "--no-header",
+            "--problem-type",
+            "BinaryClassification",
+            "--inference-attribute",
+            "1",
+            "--probability-attribute",
+            "2",
+            "--ground-truth-attribute",
+            "0",
+        )[1],
+        run(tmp_path / "3", tmp_path / "d.jsonl", *BINARY_ARGS)[1],
+        run(tmp_path / "4", tmp_path / "d.parquet", *BINARY_ARGS)[1],
+    ]
     bodies = [json.dumps(r["binary_classification_metrics"], sort_keys=True) for r in results]
     assert len(set(bodies)) == 1
 
@@ -114,8 +144,18 @@ def test_prediction_from_probability_uses_greater_or_equal(tmp_path: Path) -> No
     """Without an inference attribute, probability >= threshold is the positive class."""
     data = tmp_path / "t.csv"
     pd.DataFrame({"y": [1, 0, 1, 0], "p": [0.7, 0.7, 0.2, 0.1]}).to_csv(data, index=False)
-    _, stats, _ = run(tmp_path, data, "--problem-type", "BinaryClassification", "--probability-attribute", "p",
-                      "--probability-threshold-attribute", "0.7", "--ground-truth-attribute", "y")
+    _, stats, _ = run(
+        tmp_path,
+        data,
+        "--problem-type",
+        "BinaryClassification",
+        "--probability-attribute",
+        "p",
+        "--probability-threshold-attribute",
+        "0.7",
+        "--ground-truth-attribute",
+        "y",
+    )
     assert stats["binary_classification_metrics"]["confusion_matrix"] == {"1": {"1": 1, "0": 1}, "0": {"1": 1, "0": 1}}
 
 
@@ -125,15 +165,26 @@ def test_multiclass_wine_matches_sklearn(tmp_path: Path) -> None:
     pred = LogisticRegression(max_iter=10000).fit(x[::3], y[::3]).predict(x)
     data = tmp_path / "wine.parquet"
     pd.DataFrame({"label": y, "prediction": pred}).to_parquet(data)
-    _, stats, constraints = run(tmp_path, data, "--problem-type", "MulticlassClassification",
-                                "--inference-attribute", "prediction", "--ground-truth-attribute", "label")
+    _, stats, constraints = run(
+        tmp_path,
+        data,
+        "--problem-type",
+        "MulticlassClassification",
+        "--inference-attribute",
+        "prediction",
+        "--ground-truth-attribute",
+        "label",
+    )
     body = stats["multiclass_classification_metrics"]
     assert set(body) == set(MULTICLASS_SCALARS) | {"confusion_matrix"}
     kw = {"average": "weighted", "zero_division": 0}
-    for name, value in {"accuracy": skm.accuracy_score(y, pred), "weighted_f1": skm.f1_score(y, pred, **kw),
-                        "weighted_recall": skm.recall_score(y, pred, **kw),
-                        "weighted_precision": skm.precision_score(y, pred, **kw),
-                        "weighted_f2": skm.fbeta_score(y, pred, beta=2, **kw)}.items():
+    for name, value in {
+        "accuracy": skm.accuracy_score(y, pred),
+        "weighted_f1": skm.f1_score(y, pred, **kw),
+        "weighted_recall": skm.recall_score(y, pred, **kw),
+        "weighted_precision": skm.precision_score(y, pred, **kw),
+        "weighted_f2": skm.fbeta_score(y, pred, beta=2, **kw),
+    }.items():
         assert body[name]["value"] == pytest.approx(value, abs=1e-9), name
     assert "multiclass_classification_constraints" in constraints
 
@@ -144,12 +195,24 @@ def test_regression_diabetes_matches_sklearn_and_constraints_point_the_right_way
     pred = LinearRegression().fit(x[::2], y[::2]).predict(x)
     data = tmp_path / "diabetes.jsonl"
     pd.DataFrame({"target": y, "score": pred}).to_json(data, orient="records", lines=True)
-    _, stats, constraints = run(tmp_path, data, "--problem-type", "Regression", "--inference-attribute", "score",
-                                "--ground-truth-attribute", "target")
+    _, stats, constraints = run(
+        tmp_path,
+        data,
+        "--problem-type",
+        "Regression",
+        "--inference-attribute",
+        "score",
+        "--ground-truth-attribute",
+        "target",
+    )
     body = stats["regression_metrics"]
     assert set(body) == set(REGRESSION_SCALARS)
-    expected = {"mae": skm.mean_absolute_error(y, pred), "mse": skm.mean_squared_error(y, pred),
-                "rmse": math.sqrt(skm.mean_squared_error(y, pred)), "r2": skm.r2_score(y, pred)}
+    expected = {
+        "mae": skm.mean_absolute_error(y, pred),
+        "mse": skm.mean_squared_error(y, pred),
+        "rmse": math.sqrt(skm.mean_squared_error(y, pred)),
+        "r2": skm.r2_score(y, pred),
+    }
     for name, value in expected.items():
         assert body[name]["value"] == pytest.approx(value, rel=1e-9), name
     section = constraints["regression_constraints"]
@@ -174,8 +237,9 @@ def test_suggested_constraints_load_and_explain_themselves(cancer: pd.DataFrame,
     body = stats["binary_classification_metrics"]
     fpr = constraints["binary_classification_constraints"]["false_positive_rate"]
     assert fpr["comparison_operator"] == "GreaterThanThreshold"
-    assert fpr["threshold"] == pytest.approx(body["false_positive_rate"]["value"]
-                                             + 2 * body["false_positive_rate"]["standard_deviation"])
+    assert fpr["threshold"] == pytest.approx(
+        body["false_positive_rate"]["value"] + 2 * body["false_positive_rate"]["standard_deviation"]
+    )
     explained = constraints["truthstream_suggestion"]["metrics"]["recall"]
     assert explained["rule"] == "2 standard deviations" and explained["baseline_value"] == body["recall"]["value"]
     # The baseline's own data never violates its suggested constraints.
@@ -184,13 +248,17 @@ def test_suggested_constraints_load_and_explain_themselves(cancer: pd.DataFrame,
 
 def test_sagemaker_statistics_file_is_accepted(tmp_path: Path) -> None:
     """A statistics.json as SageMaker writes it ("NaN" deviations included) yields suggested constraints."""
-    sagemaker = {"version": 0.0, "dataset": {"item_count": 150, "evaluation_time": "2022-02-14T18:00:00.000Z"},
-                 "binary_classification_metrics": {
-                     "confusion_matrix": {"0": {"0": 100, "1": 10}, "1": {"0": 5, "1": 35}},
-                     "recall": {"value": 0.875, "standard_deviation": "NaN"},
-                     "precision": {"value": 0.7777777777777778, "standard_deviation": 0.012},
-                     "false_positive_rate": {"value": 0.09, "standard_deviation": "NaN"},
-                     "auc": {"value": 0.93, "standard_deviation": "NaN"}}}
+    sagemaker = {
+        "version": 0.0,
+        "dataset": {"item_count": 150, "evaluation_time": "2022-02-14T18:00:00.000Z"},
+        "binary_classification_metrics": {
+            "confusion_matrix": {"0": {"0": 100, "1": 10}, "1": {"0": 5, "1": 35}},
+            "recall": {"value": 0.875, "standard_deviation": "NaN"},
+            "precision": {"value": 0.7777777777777778, "standard_deviation": 0.012},
+            "false_positive_rate": {"value": 0.09, "standard_deviation": "NaN"},
+            "auc": {"value": 0.93, "standard_deviation": "NaN"},
+        },
+    }
     source = tmp_path / "statistics.json"
     source.write_text(json.dumps(sagemaker))
     assert main(["baseline", "--from-statistics", str(source), "--output-dir", str(tmp_path / "o")]) == 0
@@ -210,8 +278,10 @@ def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFram
     inf, lab = Topic("inferences"), Topic("labels")
     msgs = []
     for i, row in cancer.iterrows():
-        msgs += [inf.msg(inference(f"e{i}", T0 + i, int(row["prediction"]), float(row["probability"]))),
-                 lab.msg(label(f"e{i}", int(row["label"])))]
+        msgs += [
+            inf.msg(inference(f"e{i}", T0 + i, int(row["prediction"]), float(row["probability"]))),
+            lab.msg(label(f"e{i}", int(row["label"]))),
+        ]
     h.feed(msgs + [inf.msg(inference("end", T0 + 7200, 0))])
     [record] = h.metrics()
     worker = record["binary_classification_metrics"]
@@ -223,23 +293,44 @@ def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFram
 
 
 BAD_CASES = [
-    ("missing column", {"label": [1, 0], "prediction": [1, 0], "probability": [0.9, 0.1]},
-     ("--ground-truth-attribute", "truth"), "no column 'truth'"),
+    (
+        "missing column",
+        {"label": [1, 0], "prediction": [1, 0], "probability": [0.9, 0.1]},
+        ("--ground-truth-attribute", "truth"),
+        "no column 'truth'",
+    ),
     ("empty file", None, (), "empty"),
-    ("non-numeric probability", {"label": [1, 0, 1], "prediction": [1, 0, 1], "probability": [0.9, "high", 0.2]},
-     (), "column 'probability', row 2 (line 3): not a number: 'high'"),
-    ("probability above 1", {"label": [1, 0], "prediction": [1, 0], "probability": [0.9, 1.5]},
-     (), "row 2 (line 3): probability outside [0, 1]"),
-    ("missing label", {"label": [1, None, 0], "prediction": [1, 0, 1], "probability": [0.9, 0.1, 0.2]},
-     (), "column 'label', row 2 (line 3): missing value"),
-    ("three classes for binary", {"label": [1, 0, 2], "prediction": [1, 0, 1], "probability": [0.9, 0.1, 0.2]},
-     (), "column 'label', row 3 (line 4): binary classes are 0 and 1"),
+    (
+        "non-numeric probability",
+        {"label": [1, 0, 1], "prediction": [1, 0, 1], "probability": [0.9, "high", 0.2]},
+        (),
+        "column 'probability', row 2 (line 3): not a number: 'high'",
+    ),
+    (
+        "probability above 1",
+        {"label": [1, 0], "prediction": [1, 0], "probability": [0.9, 1.5]},
+        (),
+        "row 2 (line 3): probability outside [0, 1]",
+    ),
+    (
+        "missing label",
+        {"label": [1, None, 0], "prediction": [1, 0, 1], "probability": [0.9, 0.1, 0.2]},
+        (),
+        "column 'label', row 2 (line 3): missing value",
+    ),
+    (
+        "three classes for binary",
+        {"label": [1, 0, 2], "prediction": [1, 0, 1], "probability": [0.9, 0.1, 0.2]},
+        (),
+        "column 'label', row 3 (line 4): binary classes are 0 and 1",
+    ),
 ]
 
 
 @pytest.mark.parametrize("case,columns,extra,message", BAD_CASES, ids=[c[0] for c in BAD_CASES])
-def test_bad_input_names_file_column_and_row_and_writes_nothing(tmp_path: Path, capsys, case, columns, extra,
-                                                                 message) -> None:
+def test_bad_input_names_file_column_and_row_and_writes_nothing(
+    tmp_path: Path, capsys, case, columns, extra, message
+) -> None:
     """Each bad input exits non-zero with the file, column and first offending row, and leaves no output."""
     data = tmp_path / "bad.csv"
     if columns is None:

@@ -12,12 +12,19 @@ from stream.constraints import Constraint, load_constraint_map, load_constraints
 from stream.errors import ConstraintsError
 
 
-@pytest.mark.parametrize("op,value,violated", [
-    ("LessThanThreshold", 0.7, True), ("LessThanThreshold", 0.8, False),
-    ("LessThanOrEqualToThreshold", 0.8, True), ("LessThanOrEqualToThreshold", 0.81, False),
-    ("GreaterThanThreshold", 0.9, True), ("GreaterThanThreshold", 0.8, False),
-    ("GreaterThanOrEqualToThreshold", 0.8, True), ("GreaterThanOrEqualToThreshold", 0.79, False),
-])
+@pytest.mark.parametrize(
+    "op,value,violated",
+    [
+        ("LessThanThreshold", 0.7, True),
+        ("LessThanThreshold", 0.8, False),
+        ("LessThanOrEqualToThreshold", 0.8, True),
+        ("LessThanOrEqualToThreshold", 0.81, False),
+        ("GreaterThanThreshold", 0.9, True),
+        ("GreaterThanThreshold", 0.8, False),
+        ("GreaterThanOrEqualToThreshold", 0.8, True),
+        ("GreaterThanOrEqualToThreshold", 0.79, False),
+    ],
+)
 def test_operators_name_the_violating_condition(op: str, value: float, violated: bool) -> None:
     """Each operator fires exactly when its condition holds against the threshold."""
     assert Constraint("recall", 0.8, op).violated(value) is violated
@@ -26,28 +33,61 @@ def test_operators_name_the_violating_condition(op: str, value: float, violated:
 def test_sagemaker_file_with_scientific_notation_loads(tmp_path: Path) -> None:
     """A file as SageMaker writes it, thresholds in scientific notation included, loads as written."""
     path = tmp_path / "constraints.json"
-    path.write_text('{"version": 0.0, "binary_classification_constraints": {'
-                    '"recall": {"threshold": 7.8E-1, "comparison_operator": "LessThanThreshold"},'
-                    '"false_positive_rate": {"threshold": 1e-1, "comparison_operator": "GreaterThanThreshold"}}}')
+    path.write_text(
+        '{"version": 0.0, "binary_classification_constraints": {'
+        '"recall": {"threshold": 7.8E-1, "comparison_operator": "LessThanThreshold"},'
+        '"false_positive_rate": {"threshold": 1e-1, "comparison_operator": "GreaterThanThreshold"}}}'
+    )
     loaded = load_constraints(path)
     assert loaded.problem_type == "BinaryClassification"
     assert {c.metric_name: c.threshold for c in loaded.constraints} == {"recall": 0.78, "false_positive_rate": 0.1}
     assert loaded.check({"recall": 0.7, "false_positive_rate": 0.05}) == [(loaded.constraints[0], 0.7)]
 
 
-@pytest.mark.parametrize("doc,key,problem", [
-    ({"binary_classification_constraints": {"recal": {"threshold": 1, "comparison_operator": "LessThanThreshold"}}},
-     "binary_classification_constraints.recal", "unknown metric"),
-    ({"binary_classification_constraints": {"recall": {"threshold": 1, "comparison_operator": "Below"}}},
-     "binary_classification_constraints.recall.comparison_operator", "is not one of"),
-    ({"binary_classification_constraints": {"recall": {"threshold": "high", "comparison_operator": "LessThanThreshold"}}},
-     "binary_classification_constraints.recall.threshold", "finite number"),
-    ({"binary_classification_constraints": {"recall": 0.8}}, "binary_classification_constraints.recall", "expected an object"),
-    ({"multiclass_classification_constraints": {"recall": {"threshold": 1, "comparison_operator": "LessThanThreshold"}}},
-     "multiclass_classification_constraints.recall", "unknown metric"),
-    ({"version": 0.0}, "", "expected exactly one of"),
-    ([1, 2], "", "JSON object"),
-])
+@pytest.mark.parametrize(
+    "doc,key,problem",
+    [
+        (
+            {
+                "binary_classification_constraints": {
+                    "recal": {"threshold": 1, "comparison_operator": "LessThanThreshold"}
+                }
+            },
+            "binary_classification_constraints.recal",
+            "unknown metric",
+        ),
+        (
+            {"binary_classification_constraints": {"recall": {"threshold": 1, "comparison_operator": "Below"}}},
+            "binary_classification_constraints.recall.comparison_operator",
+            "is not one of",
+        ),
+        (
+            {
+                "binary_classification_constraints": {
+                    "recall": {"threshold": "high", "comparison_operator": "LessThanThreshold"}
+                }
+            },
+            "binary_classification_constraints.recall.threshold",
+            "finite number",
+        ),
+        (
+            {"binary_classification_constraints": {"recall": 0.8}},
+            "binary_classification_constraints.recall",
+            "expected an object",
+        ),
+        (
+            {
+                "multiclass_classification_constraints": {
+                    "recall": {"threshold": 1, "comparison_operator": "LessThanThreshold"}
+                }
+            },
+            "multiclass_classification_constraints.recall",
+            "unknown metric",
+        ),
+        ({"version": 0.0}, "", "expected exactly one of"),
+        ([1, 2], "", "JSON object"),
+    ],
+)
 def test_malformed_files_name_the_file_and_key(tmp_path: Path, doc, key: str, problem: str) -> None:
     """Every malformed file is refused with its path, the offending key and what is wrong."""
     path = tmp_path / "bad.json"
@@ -70,13 +110,21 @@ def test_invalid_json_and_missing_file_are_refused(tmp_path: Path) -> None:
 
 def test_directory_and_mapping_give_per_model_constraints(tmp_path: Path) -> None:
     """A directory of MODEL.json files, or a model=path list, sets constraints (and problem type) per model."""
-    binary = {"binary_classification_constraints": {"f1": {"threshold": 0.5, "comparison_operator": "LessThanThreshold"}}}
-    multi = {"multiclass_classification_constraints": {"accuracy": {"threshold": 0.5, "comparison_operator": "LessThanThreshold"}}}
+    binary = {
+        "binary_classification_constraints": {"f1": {"threshold": 0.5, "comparison_operator": "LessThanThreshold"}}
+    }
+    multi = {
+        "multiclass_classification_constraints": {
+            "accuracy": {"threshold": 0.5, "comparison_operator": "LessThanThreshold"}
+        }
+    }
     (tmp_path / "churn.json").write_text(json.dumps(binary))
     (tmp_path / "species.json").write_text(json.dumps(multi))
     default, per_model = load_constraint_map(str(tmp_path))
     assert default is None and set(per_model) == {"churn", "species"}
-    mapped = Catalog.load(f"churn={tmp_path / 'churn.json'},species={tmp_path / 'species.json'}", "BinaryClassification")
+    mapped = Catalog.load(
+        f"churn={tmp_path / 'churn.json'},species={tmp_path / 'species.json'}", "BinaryClassification"
+    )
     assert mapped.problem_type("species") == "MulticlassClassification"
     assert mapped.problem_type("other") == "BinaryClassification"
     assert mapped.constraints("other") is None
@@ -86,20 +134,29 @@ def test_directory_and_mapping_give_per_model_constraints(tmp_path: Path) -> Non
 
 def test_regression_constraints_load_with_error_metrics() -> None:
     """regression_constraints accept mae/mse/rmse/r2 and refuse classification metrics."""
-    loaded = parse_constraints({"regression_constraints": {
-        "mae": {"threshold": 4.5e1, "comparison_operator": "GreaterThanThreshold"},
-        "r2": {"threshold": 0.3, "comparison_operator": "LessThanThreshold"}}}, "r.json")
+    loaded = parse_constraints(
+        {
+            "regression_constraints": {
+                "mae": {"threshold": 4.5e1, "comparison_operator": "GreaterThanThreshold"},
+                "r2": {"threshold": 0.3, "comparison_operator": "LessThanThreshold"},
+            }
+        },
+        "r.json",
+    )
     assert loaded.problem_type == "Regression"
     assert [c.metric_name for c, _ in loaded.check({"mae": 50.0, "r2": 0.5})] == ["mae"]
     with pytest.raises(ConstraintsError, match="unknown metric for Regression"):
-        parse_constraints({"regression_constraints": {"recall": {"threshold": 1, "comparison_operator":
-                                                                  "LessThanThreshold"}}}, "r.json")
+        parse_constraints(
+            {"regression_constraints": {"recall": {"threshold": 1, "comparison_operator": "LessThanThreshold"}}},
+            "r.json",
+        )
 
 
 def test_per_model_problem_type_setting_wins() -> None:
     """TRUTHSTREAM_MODEL_PROBLEM_TYPES sets a model's problem type even without constraints."""
     from stream.errors import ConfigError
     from stream.settings import Settings
+
     catalog = Catalog.from_settings(Settings(model_problem_types="species=MulticlassClassification"))
     assert catalog.problem_type("species") == "MulticlassClassification"
     assert catalog.problem_type("churn") == "BinaryClassification"

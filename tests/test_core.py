@@ -19,17 +19,21 @@ from stream.settings import Settings
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness
 
-RECALL_AT_LEAST_0_8 = {"binary_classification_constraints": {
-    "recall": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"}}}
+RECALL_AT_LEAST_0_8 = {
+    "binary_classification_constraints": {"recall": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"}}
+}
 
 
 @pytest.fixture(params=["memory", "redis"])
 def make(request: pytest.FixtureRequest):
     """A factory of harnesses over the parametrised store."""
+
     def factory(settings: Settings | None = None, catalog: Catalog | None = None, partitions: int = 1) -> Harness:
         url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-        return Harness(request.param, settings or base_settings(), catalog, partitions, url,
-                       prefix=f"t-{uuid.uuid4().hex[:8]}")
+        return Harness(
+            request.param, settings or base_settings(), catalog, partitions, url, prefix=f"t-{uuid.uuid4().hex[:8]}"
+        )
+
     return factory
 
 
@@ -52,8 +56,15 @@ def test_labels_join_in_either_order(make) -> None:
     """A label before its inference and a label after it both join, once each."""
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
-    h.feed([lab.msg(label("a", 1)), inf.msg(inference("a", T0 + 1, 1, 0.9)),
-            inf.msg(inference("b", T0 + 2, 0, 0.2)), lab.msg(label("b", 1))] + tick(inf, T0 + 100))
+    h.feed(
+        [
+            lab.msg(label("a", 1)),
+            inf.msg(inference("a", T0 + 1, 1, 0.9)),
+            inf.msg(inference("b", T0 + 2, 0, 0.2)),
+            lab.msg(label("b", 1)),
+        ]
+        + tick(inf, T0 + 100)
+    )
     [record] = h.metrics()
     assert record["sample_count"] == 2
     stats = record["binary_classification_metrics"]
@@ -65,8 +76,13 @@ def test_duplicates_are_counted_once(make) -> None:
     """Repeated inferences and labels for one event id add one sample and are reported as duplicates."""
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
-    msgs = [inf.msg(inference("a", T0 + 1, 1)), inf.msg(inference("a", T0 + 1, 1)),
-            lab.msg(label("a", 1)), lab.msg(label("a", 1)), inf.msg(inference("a", T0 + 1, 1))]
+    msgs = [
+        inf.msg(inference("a", T0 + 1, 1)),
+        inf.msg(inference("a", T0 + 1, 1)),
+        lab.msg(label("a", 1)),
+        lab.msg(label("a", 1)),
+        inf.msg(inference("a", T0 + 1, 1)),
+    ]
     h.feed(msgs + tick(inf, T0 + 100), batch=2)
     [record] = h.metrics()
     assert record["sample_count"] == 1
@@ -89,11 +105,14 @@ def test_late_label_is_counted_in_next_record_not_the_closed_window(make) -> Non
     """A label for a closed window is counted as late in the next metrics record."""
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
-    h.feed([inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("a", 1)),
-            inf.msg(inference("late", T0 + 2, 1))] + tick(inf, T0 + 95))
+    h.feed(
+        [inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("a", 1)), inf.msg(inference("late", T0 + 2, 1))]
+        + tick(inf, T0 + 95)
+    )
     assert [r["sample_count"] for r in h.metrics()] == [1]
-    h.feed([lab.msg(label("late", 0)), inf.msg(inference("c", T0 + 130, 1)), lab.msg(label("c", 1))]
-           + tick(inf, T0 + 300))
+    h.feed(
+        [lab.msg(label("late", 0)), inf.msg(inference("c", T0 + 130, 1)), lab.msg(label("c", 1))] + tick(inf, T0 + 300)
+    )
     first, second = h.metrics()[:2]
     assert first["counts"]["late"] == 0
     assert second["counts"]["late"] == 1 and second["sample_count"] == 1
@@ -173,22 +192,55 @@ BAD_INFERENCES = [
     (json.dumps([1, 2]).encode(), None, "expected a JSON object"),
     (json.dumps({"model": "churn", "inference_time": T0, "prediction": 1}).encode(), "event_id", "is required"),
     (json.dumps({"event_id": "x", "model": "churn", "prediction": 1}).encode(), "inference_time", "is required"),
-    (json.dumps({"event_id": "x", "model": "churn", "inference_time": "yesterday", "prediction": 1}).encode(),
-     "inference_time", "Invalid isoformat"),
+    (
+        json.dumps({"event_id": "x", "model": "churn", "inference_time": "yesterday", "prediction": 1}).encode(),
+        "inference_time",
+        "Invalid isoformat",
+    ),
     (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0}).encode(), "prediction", "is required"),
-    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1,
-                 "probability": 1.5}).encode(), "probability", "outside [0, 1]"),
-    (b'{"event_id": "x", "model": "churn", "inference_time": 1, "prediction": 1, "probability": NaN}',
-     "probability", "outside [0, 1]"),
-    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1,
-                 "probability": "high"}).encode(), "probability", "expected a number"),
-    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 3}).encode(),
-     "prediction", "binary classes are 0 and 1"),
-    (json.dumps({"event_id": "x", "model": ["churn"], "inference_time": T0, "prediction": 1}).encode(),
-     "model", "expected a string"),
+    (
+        json.dumps(
+            {"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1, "probability": 1.5}
+        ).encode(),
+        "probability",
+        "outside [0, 1]",
+    ),
+    (
+        b'{"event_id": "x", "model": "churn", "inference_time": 1, "prediction": 1, "probability": NaN}',
+        "probability",
+        "outside [0, 1]",
+    ),
+    (
+        json.dumps(
+            {"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1, "probability": "high"}
+        ).encode(),
+        "probability",
+        "expected a number",
+    ),
+    (
+        json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 3}).encode(),
+        "prediction",
+        "binary classes are 0 and 1",
+    ),
+    (
+        json.dumps({"event_id": "x", "model": ["churn"], "inference_time": T0, "prediction": 1}).encode(),
+        "model",
+        "expected a string",
+    ),
     (b"\xff\xfe binary", None, "not valid UTF-8 JSON"),
-    (json.dumps({"event_id": "x", "model": "churn", "inference_time": T0, "prediction": 1,
-                 "features": {"blob": "z" * 300_000}}).encode(), None, "over the limit"),
+    (
+        json.dumps(
+            {
+                "event_id": "x",
+                "model": "churn",
+                "inference_time": T0,
+                "prediction": 1,
+                "features": {"blob": "z" * 300_000},
+            }
+        ).encode(),
+        None,
+        "over the limit",
+    ),
 ]
 
 
@@ -205,6 +257,7 @@ def test_bad_inferences_go_to_dead_letters_and_the_rest_still_counts(make, raw, 
     assert reason in dead["reason"]
     assert (dead["topic"], dead["partition"], dead["offset"]) == ("inferences", 0, bad.offset)
     import base64
+
     assert base64.b64decode(dead["value_base64"]) == raw
     [record] = h.metrics()
     assert record["sample_count"] == 1
@@ -232,8 +285,12 @@ def test_a_batch_seen_twice_changes_nothing(make) -> None:
     """Messages at offsets already applied (a redelivery after a crash) are skipped."""
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
-    msgs = [inf.msg(inference("a", T0, 1)), lab.msg(label("a", 1)), inf.msg(inference("b", T0, 0)),
-            lab.msg(label("b", 0))]
+    msgs = [
+        inf.msg(inference("a", T0, 1)),
+        lab.msg(label("a", 1)),
+        inf.msg(inference("b", T0, 0)),
+        lab.msg(label("b", 0)),
+    ]
     h.feed(msgs)
     h.feed(msgs)
     h.feed(tick(inf, T0 + 100))
@@ -243,8 +300,11 @@ def test_a_batch_seen_twice_changes_nothing(make) -> None:
 
 def test_multiclass_problem_type_comes_from_the_constraints(make) -> None:
     """A multiclass constraints file makes the worker publish multiclass metrics and accept any class."""
-    doc = {"multiclass_classification_constraints": {
-        "accuracy": {"threshold": 0.9, "comparison_operator": "LessThanThreshold"}}}
+    doc = {
+        "multiclass_classification_constraints": {
+            "accuracy": {"threshold": 0.9, "comparison_operator": "LessThanThreshold"}
+        }
+    }
     h = make(catalog=catalog(doc))
     inf, lab = Topic("inferences"), Topic("labels")
     msgs = []
@@ -301,8 +361,12 @@ def test_timed_labels_give_the_same_result_however_the_topics_interleave(make) -
     for order in (interleaved, infs + labs, labs + infs):
         h = make()
         h.feed(order, batch=50)
-        results.append([(r["window"]["start"], r["sample_count"],
-                         r["binary_classification_metrics"]["accuracy"]["value"]) for r in h.metrics()])
+        results.append(
+            [
+                (r["window"]["start"], r["sample_count"], r["binary_classification_metrics"]["accuracy"]["value"])
+                for r in h.metrics()
+            ]
+        )
     assert results[0] == results[1] == results[2]
     assert sum(n for _, n, _ in results[0]) == 300
 
@@ -311,9 +375,16 @@ def test_label_time_past_the_grace_is_late(make) -> None:
     """A label whose own time is after its window's end plus grace is late even if read early."""
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
-    h.feed([inf.msg(inference("a", T0 + 1, 1)), inf.msg(inference("b", T0 + 2, 1)),
-            lab.msg(label("b", 1, label_time=T0 + 85)), lab.msg(label("a", 1, label_time=T0 + 95))]
-           + tick(inf, T0 + 200) + [lab.msg(label("x", 1, label_time=T0 + 200))])
+    h.feed(
+        [
+            inf.msg(inference("a", T0 + 1, 1)),
+            inf.msg(inference("b", T0 + 2, 1)),
+            lab.msg(label("b", 1, label_time=T0 + 85)),
+            lab.msg(label("a", 1, label_time=T0 + 95)),
+        ]
+        + tick(inf, T0 + 200)
+        + [lab.msg(label("x", 1, label_time=T0 + 200))]
+    )
     [record] = h.metrics()
     assert record["sample_count"] == 1 and record["counts"]["late"] == 1
 
@@ -322,8 +393,7 @@ def test_windows_wait_for_label_partitions_with_timed_labels(make) -> None:
     """A window does not close while the label partition's time is still before its end plus grace."""
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
-    h.feed([inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("other", 1, label_time=T0 + 1))]
-           + tick(inf, T0 + 500))
+    h.feed([inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("other", 1, label_time=T0 + 1))] + tick(inf, T0 + 500))
     assert h.metrics() == []
     h.feed([lab.msg(label("a", 1, label_time=T0 + 50)), lab.msg(label("z", 0, label_time=T0 + 95))])
     [record] = h.metrics()
@@ -343,7 +413,7 @@ def test_regression_models_join_and_are_judged(make) -> None:
     [record] = h.metrics()
     stats = record["regression_metrics"]
     assert stats["mae"]["value"] == pytest.approx(1.5)
-    assert stats["rmse"]["value"] == pytest.approx(math.sqrt((2.5 ** 2 + 2 ** 2) / 3))
+    assert stats["rmse"]["value"] == pytest.approx(math.sqrt((2.5**2 + 2**2) / 3))
     [violation] = h.records("violations")
     assert violation["metric_name"] == "mae" and violation["constraint_check_type"] == "GreaterThanThreshold"
     [dead] = h.records("dead-letters")

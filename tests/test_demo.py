@@ -10,8 +10,12 @@ import sys
 
 def test_demo_reports_the_drift_and_cleans_up() -> None:
     """The demo prints every window, flags only the windows after the drift, exits 0 and stops its services."""
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "demo", "--events", "3000", "--duration", "8"],
-                          capture_output=True, text=True, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "demo", "--events", "3000", "--duration", "8"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = re.findall(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d) \+10m\s+(\d+)\s.*\s(ok|violations)$", done.stdout, re.M)
     assert len(rows) == 5, done.stdout

@@ -49,11 +49,16 @@ def test_binary_scalars_match_sklearn(seed: int, ties: bool) -> None:
     ones = np.ones_like(y)
     tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
     expected = {
-        "recall": skm.recall_score(y, p), "precision": skm.precision_score(y, p),
+        "recall": skm.recall_score(y, p),
+        "precision": skm.precision_score(y, p),
         "accuracy": skm.accuracy_score(y, p),
-        "f0_5": skm.fbeta_score(y, p, beta=0.5), "f1": skm.f1_score(y, p), "f2": skm.fbeta_score(y, p, beta=2),
-        "true_positive_rate": tp / (tp + fn), "true_negative_rate": tn / (tn + fp),
-        "false_positive_rate": fp / (fp + tn), "false_negative_rate": fn / (fn + tp),
+        "f0_5": skm.fbeta_score(y, p, beta=0.5),
+        "f1": skm.f1_score(y, p),
+        "f2": skm.fbeta_score(y, p, beta=2),
+        "true_positive_rate": tp / (tp + fn),
+        "true_negative_rate": tn / (tn + fp),
+        "false_positive_rate": fp / (fp + tn),
+        "false_negative_rate": fn / (fn + tp),
         "recall_best_constant_classifier": skm.recall_score(y, ones),
         "precision_best_constant_classifier": skm.precision_score(y, ones),
         "accuracy_best_constant_classifier": skm.accuracy_score(y, ones),
@@ -90,8 +95,8 @@ def test_curves_match_sklearn_points(ties: bool) -> None:
     precision, recall, _ = skm.precision_recall_curve(y, scores)
     pr = stats["precision_recall_curve"]
     # scikit-learn stops its PR curve once recall reaches 1; the rest of ours is the same points' prefix.
-    np.testing.assert_allclose(pr["precisions"][-len(precision):], precision, atol=1e-12)
-    np.testing.assert_allclose(pr["recalls"][-len(recall):], recall, atol=1e-12)
+    np.testing.assert_allclose(pr["precisions"][-len(precision) :], precision, atol=1e-12)
+    np.testing.assert_allclose(pr["recalls"][-len(recall) :], recall, atol=1e-12)
 
 
 def test_thinned_curves_keep_only_true_points() -> None:
@@ -150,8 +155,10 @@ def test_single_class_window_reports_nan_auc_as_string() -> None:
     stats = compute_metrics(WindowAggregate.of(samples, RES), "BinaryClassification", curve_points=10)
     assert stats["auc"]["value"] == "NaN"
     assert stats["recall"]["value"] == 0.5
-    assert all(not (isinstance(v, float) and math.isnan(v))
-               for v in stats["receiver_operating_characteristic_curve"]["true_positive_rates"])
+    assert all(
+        not (isinstance(v, float) and math.isnan(v))
+        for v in stats["receiver_operating_characteristic_curve"]["true_positive_rates"]
+    )
 
 
 def test_regression_metrics_match_sklearn() -> None:
@@ -166,8 +173,12 @@ def test_regression_metrics_match_sklearn() -> None:
     merged.merge(WindowAggregate.of(samples[1000:], RES, regression=True))
     y = [float(s.y_true) for s in samples]
     p = [float(s.y_pred) for s in samples]
-    expected = {"mae": skm.mean_absolute_error(y, p), "mse": skm.mean_squared_error(y, p),
-                "rmse": math.sqrt(skm.mean_squared_error(y, p)), "r2": skm.r2_score(y, p)}
+    expected = {
+        "mae": skm.mean_absolute_error(y, p),
+        "mse": skm.mean_squared_error(y, p),
+        "rmse": math.sqrt(skm.mean_squared_error(y, p)),
+        "r2": skm.r2_score(y, p),
+    }
     for agg in (whole, merged):
         got = values(compute_metrics(agg, "Regression", curve_points=10))
         assert set(got) == set(expected)

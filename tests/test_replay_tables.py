@@ -18,16 +18,23 @@ from tests.harness import Harness
 
 
 def constraints(threshold: float) -> Catalog:
-    return Catalog(default=parse_constraints({"binary_classification_constraints": {
-        "recall": {"threshold": threshold, "comparison_operator": "LessThanThreshold"},
-        "accuracy": {"threshold": 0.5, "comparison_operator": "LessThanThreshold"}}}, f"c{threshold}.json"))
+    return Catalog(
+        default=parse_constraints(
+            {
+                "binary_classification_constraints": {
+                    "recall": {"threshold": threshold, "comparison_operator": "LessThanThreshold"},
+                    "accuracy": {"threshold": 0.5, "comparison_operator": "LessThanThreshold"},
+                }
+            },
+            f"c{threshold}.json",
+        )
+    )
 
 
 @pytest.fixture(scope="module")
 def records() -> list[dict]:
     """Six 60-second windows of two models whose recall falls from the fourth window on."""
-    h = Harness("memory", Settings(window=60.0, label_grace=10.0, min_samples=10, rolling_size=0),
-                constraints(0.8))
+    h = Harness("memory", Settings(window=60.0, label_grace=10.0, min_samples=10, rolling_size=0), constraints(0.8))
     inf, lab = Topic("inferences"), Topic("labels")
     rng = random.Random(2)
     msgs = []
@@ -36,8 +43,10 @@ def records() -> list[dict]:
         model = "churn" if i % 2 else "fraud"
         y = rng.randint(0, 1)
         good = rng.random() < (0.95 if t < T0 + 180 else 0.6)
-        msgs += [inf.msg(inference(f"e{i}", t, y if good else 1 - y, rng.random(), model=model)),
-                 lab.msg(label(f"e{i}", y, label_time=t + 1))]
+        msgs += [
+            inf.msg(inference(f"e{i}", t, y if good else 1 - y, rng.random(), model=model)),
+            lab.msg(label(f"e{i}", y, label_time=t + 1)),
+        ]
     msgs += [inf.msg(inference("end", T0 + 1000, 0)), lab.msg(label("end-l", 0, label_time=T0 + 1000))]
     h.feed(msgs, batch=100)
     return h.metrics()
@@ -72,7 +81,11 @@ def test_charts_draw_metric_threshold_and_violations_per_panel(records, tmp_path
     windows = windows_frame(records)
     violations = violations_frame(records, {"c": catalog}, min_samples=10)
     assert [(m, c.metric_name) for m, c in panels(windows, catalog)] == [
-        ("churn", "recall"), ("churn", "accuracy"), ("fraud", "recall"), ("fraud", "accuracy")]
+        ("churn", "recall"),
+        ("churn", "accuracy"),
+        ("fraud", "recall"),
+        ("fraud", "accuracy"),
+    ]
     fig = matplotlib_figure(windows, violations, catalog)
     for ax in fig.axes:
         assert len(ax.lines) == 2  # metric and threshold

@@ -22,12 +22,15 @@ def test_environment_then_flags_override_defaults() -> None:
     assert Settings(broker="kafka://a:1,b:2").bootstrap_servers == ["a:1", "b:2"]
 
 
-@pytest.mark.parametrize("env,match", [
-    ({"TRUTHSTREAM_WINDOW": "abc"}, "TRUTHSTREAM_WINDOW='abc' is not a float"),
-    ({"TRUTHSTREAM_WINDOW": "0"}, "TRUTHSTREAM_WINDOW must be positive"),
-    ({"TRUTHSTREAM_MIN_SAMPLES": "-1"}, "TRUTHSTREAM_MIN_SAMPLES must not be negative"),
-    ({"TRUTHSTREAM_METRICS_TOPIC": "labels"}, "must be distinct"),
-])
+@pytest.mark.parametrize(
+    "env,match",
+    [
+        ({"TRUTHSTREAM_WINDOW": "abc"}, "TRUTHSTREAM_WINDOW='abc' is not a float"),
+        ({"TRUTHSTREAM_WINDOW": "0"}, "TRUTHSTREAM_WINDOW must be positive"),
+        ({"TRUTHSTREAM_MIN_SAMPLES": "-1"}, "TRUTHSTREAM_MIN_SAMPLES must not be negative"),
+        ({"TRUTHSTREAM_METRICS_TOPIC": "labels"}, "must be distinct"),
+    ],
+)
 def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:
     """A bad value is refused with the variable's name."""
     with pytest.raises(ConfigError, match=match):
@@ -59,8 +62,7 @@ def test_class_labels_are_canonical() -> None:
 
 def test_positive_score_comes_from_probabilities_when_no_probability() -> None:
     """For binary models the score of class 1 in `probabilities` is used when `probability` is absent."""
-    doc = {"event_id": "e", "model": "m", "inference_time": 0, "prediction": 1,
-           "probabilities": {"0": 0.25, "1": 0.75}}
+    doc = {"event_id": "e", "model": "m", "inference_time": 0, "prediction": 1, "probabilities": {"0": 0.25, "1": 0.75}}
     assert parse_inference(doc, lambda m: "BinaryClassification").score == 0.75
     with pytest.raises(RecordError) as err:
         parse_inference({**doc, "probabilities": {"0": 2}}, lambda m: "BinaryClassification")

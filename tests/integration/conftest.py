@@ -44,24 +44,36 @@ class Deployment:
     def configure(self, **settings: Any) -> None:
         """Set the worker's TRUTHSTREAM_* variables and create its topics."""
         self.env = {
-            "TRUTHSTREAM_BROKER": self.broker, "TRUTHSTREAM_REDIS_URL": self.redis_url,
-            "TRUTHSTREAM_APP_ID": f"app-{self.name}", "TRUTHSTREAM_REDIS_PREFIX": f"ts-{self.name}",
-            "TRUTHSTREAM_INFERENCE_TOPIC": self.topic("inferences"), "TRUTHSTREAM_LABEL_TOPIC": self.topic("labels"),
-            "TRUTHSTREAM_METRICS_TOPIC": self.topic("metrics"), "TRUTHSTREAM_VIOLATIONS_TOPIC": self.topic("violations"),
+            "TRUTHSTREAM_BROKER": self.broker,
+            "TRUTHSTREAM_REDIS_URL": self.redis_url,
+            "TRUTHSTREAM_APP_ID": f"app-{self.name}",
+            "TRUTHSTREAM_REDIS_PREFIX": f"ts-{self.name}",
+            "TRUTHSTREAM_INFERENCE_TOPIC": self.topic("inferences"),
+            "TRUTHSTREAM_LABEL_TOPIC": self.topic("labels"),
+            "TRUTHSTREAM_METRICS_TOPIC": self.topic("metrics"),
+            "TRUTHSTREAM_VIOLATIONS_TOPIC": self.topic("violations"),
             "TRUTHSTREAM_DEAD_LETTER_TOPIC": self.topic("dead-letters"),
             "TRUTHSTREAM_DATA_DIR": str(self.logs / "data"),
         }
         self.env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in settings.items()})
-        ensure_topics(self.servers, [self.topic(k) for k in ("inferences", "labels", "metrics", "violations",
-                                                             "dead-letters")], PARTITIONS)
+        ensure_topics(
+            self.servers,
+            [self.topic(k) for k in ("inferences", "labels", "metrics", "violations", "dead-letters")],
+            PARTITIONS,
+        )
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         """Start a `truthstream worker` process."""
         index = len(self.workers)
         log = open(self.logs / f"worker-{index}.log", "wb")  # noqa: SIM115 - closed with the process
         env = {**os.environ, **self.env, "TRUTHSTREAM_DATA_DIR": str(self.logs / f"data-{index}")}
-        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"], env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         self.workers.append(proc)
         return proc
 
@@ -81,6 +93,7 @@ class Deployment:
     def close_all_windows(self, t: float) -> None:
         """Move every input partition's event time to `t`, so every earlier window closes."""
         from tests.factories import inference, label
+
         for p in range(PARTITIONS):
             self.send("inferences", [(f"close-{p}", inference(f"close-{p}", t, 0, 0.5))], partition=p)
             self.send("labels", [(f"close-label-{p}", label(f"close-label-{p}", 0, label_time=t))], partition=p)
@@ -103,8 +116,9 @@ class Deployment:
         pytest.fail(f"timed out waiting for {what}:\n{self.tail()}")
 
     def tail(self) -> str:
-        return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
-                         for p in sorted(self.logs.glob("worker-*.log")))
+        return "\n".join(
+            f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(self.logs.glob("worker-*.log"))
+        )
 
     def stop(self) -> None:
         for proc in self.workers:
@@ -137,7 +151,8 @@ def tumbling(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue
         start = r["window"]["start"]
         if start in out:
-            assert json.dumps(out[start], sort_keys=True) == json.dumps(r, sort_keys=True), \
+            assert json.dumps(out[start], sort_keys=True) == json.dumps(r, sort_keys=True), (
                 f"window {start} was published twice with different content"
+            )
         out[start] = r
     return out

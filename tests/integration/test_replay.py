@@ -26,8 +26,15 @@ GRACE = 30.0
 
 
 def constraints_file(path: Path, recall: float) -> str:
-    path.write_text(json.dumps({"binary_classification_constraints": {
-        "recall": {"threshold": recall, "comparison_operator": "LessThanThreshold"}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "binary_classification_constraints": {
+                    "recall": {"threshold": recall, "comparison_operator": "LessThanThreshold"}
+                }
+            }
+        )
+    )
     return str(path)
 
 
@@ -56,12 +63,37 @@ def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: De
 
     out = tmp_path / "windows.csv"
     plot = tmp_path / "chart.png"
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "replay", "--broker", deployment.broker,
-                           "--inference-topic", deployment.topic("inferences"),
-                           "--label-topic", deployment.topic("labels"), "--window", str(WINDOW),
-                           "--label-grace", str(GRACE), "--min-samples", "50", "--constraints", current,
-                           "--compare", strict, "--out", str(out), "--plot", str(plot)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "replay",
+            "--broker",
+            deployment.broker,
+            "--inference-topic",
+            deployment.topic("inferences"),
+            "--label-topic",
+            deployment.topic("labels"),
+            "--window",
+            str(WINDOW),
+            "--label-grace",
+            str(GRACE),
+            "--min-samples",
+            "50",
+            "--constraints",
+            current,
+            "--compare",
+            strict,
+            "--out",
+            str(out),
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "8 closed windows (1 models)" in done.stdout
     windows = pd.read_csv(out)
@@ -96,20 +128,44 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
     starts = sorted(r["window"]["start"] for r in result.records)
     assert starts == sorted(expected_windows(second, WINDOW))
 
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "replay", "--broker", deployment.broker,
-                           "--inference-topic", deployment.topic("inferences"),
-                           "--label-topic", deployment.topic("labels"), "--window", str(WINDOW),
-                           "--label-grace", str(GRACE), "--model", "fraud"], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream.cli",
+            "replay",
+            "--broker",
+            deployment.broker,
+            "--inference-topic",
+            deployment.topic("inferences"),
+            "--label-topic",
+            deployment.topic("labels"),
+            "--window",
+            str(WINDOW),
+            "--label-grace",
+            str(GRACE),
+            "--model",
+            "fraud",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2 and "no closed window of model(s) fraud" in done.stderr
     assert "models seen: churn" in done.stderr
 
     sent = republish(settings, None, middle, "copy-")
     assert sent == {f"copy-{deployment.topic('inferences')}": 600, f"copy-{deployment.topic('labels')}": 600}
-    copy = Settings.from_env({"TRUTHSTREAM_BROKER": deployment.broker, "TRUTHSTREAM_WINDOW": str(WINDOW),
-                              "TRUTHSTREAM_LABEL_GRACE": str(GRACE), "TRUTHSTREAM_MIN_SAMPLES": "50",
-                              "TRUTHSTREAM_INFERENCE_TOPIC": f"copy-{deployment.topic('inferences')}",
-                              "TRUTHSTREAM_LABEL_TOPIC": f"copy-{deployment.topic('labels')}"})
+    copy = Settings.from_env(
+        {
+            "TRUTHSTREAM_BROKER": deployment.broker,
+            "TRUTHSTREAM_WINDOW": str(WINDOW),
+            "TRUTHSTREAM_LABEL_GRACE": str(GRACE),
+            "TRUTHSTREAM_MIN_SAMPLES": "50",
+            "TRUTHSTREAM_INFERENCE_TOPIC": f"copy-{deployment.topic('inferences')}",
+            "TRUTHSTREAM_LABEL_TOPIC": f"copy-{deployment.topic('labels')}",
+        }
+    )
     consumer = span_consumer(copy.bootstrap_servers)
     try:
         assert len(plan(consumer, copy.inference_topic, None, None)) == 4
@@ -124,8 +180,10 @@ def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path
     base = [sys.executable, "-m", "stream.cli", "replay", "--broker", deployment.broker, "--out", str(out)]
     cases = [
         (["--inference-topic", "no-such-topic-" + deployment.name], "does not exist"),
-        (["--inference-topic", deployment.topic("inferences"), "--label-topic", deployment.topic("labels")],
-         "no records"),
+        (
+            ["--inference-topic", deployment.topic("inferences"), "--label-topic", deployment.topic("labels")],
+            "no records",
+        ),
         (["--from", "2026-01-02T00:00:00Z", "--to", "2026-01-01T00:00:00Z"], "is not before"),
         (["--from", "last tuesday"], "ISO-8601"),
         (["--constraints", str(tmp_path / "missing.json")], "cannot read"),
@@ -151,8 +209,10 @@ def test_a_span_before_the_retained_records_is_refused(deployment: Deployment, t
 
     deployment.configure(window=WINDOW)
     before = time.time() - 60
-    produce(deployment, arrival_order(workload(n=200, per_window=100, window=WINDOW, drift_window=99, seed=14,
-                                               max_label_delay=5)))
+    produce(
+        deployment,
+        arrival_order(workload(n=200, per_window=100, window=WINDOW, drift_window=99, seed=14, max_label_delay=5)),
+    )
     admin = KafkaAdminClient(bootstrap_servers=deployment.servers)
     try:
         admin.delete_records({TopicPartition(deployment.topic("inferences"), p): 10 for p in range(4)})

@@ -17,9 +17,13 @@ pytestmark = pytest.mark.integration
 
 WINDOW = 60.0
 GRACE = 30.0
-CONSTRAINTS = {"version": 0.0, "binary_classification_constraints": {
-    "recall": {"threshold": 8.0e-1, "comparison_operator": "LessThanThreshold"},
-    "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanOrEqualToThreshold"}}}
+CONSTRAINTS = {
+    "version": 0.0,
+    "binary_classification_constraints": {
+        "recall": {"threshold": 8.0e-1, "comparison_operator": "LessThanThreshold"},
+        "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanOrEqualToThreshold"},
+    },
+}
 
 
 def write_constraints(tmp_path: Path) -> str:
@@ -52,8 +56,15 @@ def assert_matches_sklearn(published: dict[str, dict], expected: dict[str, dict]
 
 
 def settings(tmp_path: Path, **extra) -> dict:
-    return dict(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=write_constraints(tmp_path),
-                rolling_size=200, rolling_every=100, **extra)
+    return dict(
+        window=WINDOW,
+        label_grace=GRACE,
+        min_samples=50,
+        constraints=write_constraints(tmp_path),
+        rolling_size=200,
+        rolling_every=100,
+        **extra,
+    )
 
 
 def test_drift_raises_violations_only_in_the_windows_after_it(deployment: Deployment, tmp_path: Path) -> None:
@@ -64,8 +75,9 @@ def test_drift_raises_violations_only_in_the_windows_after_it(deployment: Deploy
     produce(deployment, arrival_order(pairs))
     deployment.close_all_windows(pairs[-1].time + 1000)
     expected = expected_windows(pairs, WINDOW)
-    published = deployment.wait_for("8 closed windows",
-                                    lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w)
+    published = deployment.wait_for(
+        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w
+    )
     assert_matches_sklearn(published, expected)
     violations = deployment.read("violations")
     drifted = sorted(expected)[4:]
@@ -87,19 +99,38 @@ def test_bad_records_go_to_dead_letters_and_the_worker_keeps_going(deployment: D
     good = arrival_order(pairs)
     produce(deployment, good[:200])
     bad = {
-        "inferences": [("b1", b"{not json"), ("b2", {"event_id": "b2", "model": "churn", "prediction": 1}),
-                       ("b3", {"event_id": "b3", "model": "churn", "inference_time": pairs[0].time,
-                               "prediction": 1, "probability": 1.5}),
-                       ("b4", {"event_id": "b4", "model": "churn", "inference_time": pairs[0].time,
-                               "prediction": 1, "features": {"blob": "x" * 300_000}})],
-        "labels": [(pairs[0].event_id + "-x", {"event_id": pairs[5].event_id + "-x"}),
-                   ("b5", b"\x00\x01")],
+        "inferences": [
+            ("b1", b"{not json"),
+            ("b2", {"event_id": "b2", "model": "churn", "prediction": 1}),
+            (
+                "b3",
+                {
+                    "event_id": "b3",
+                    "model": "churn",
+                    "inference_time": pairs[0].time,
+                    "prediction": 1,
+                    "probability": 1.5,
+                },
+            ),
+            (
+                "b4",
+                {
+                    "event_id": "b4",
+                    "model": "churn",
+                    "inference_time": pairs[0].time,
+                    "prediction": 1,
+                    "features": {"blob": "x" * 300_000},
+                },
+            ),
+        ],
+        "labels": [(pairs[0].event_id + "-x", {"event_id": pairs[5].event_id + "-x"}), ("b5", b"\x00\x01")],
     }
     sent = {kind: deployment.send(kind, records) for kind, records in bad.items()}
     produce(deployment, good[200:])
     deployment.close_all_windows(pairs[-1].time + 1000)
-    published = deployment.wait_for("2 closed windows",
-                                    lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 2 and w)
+    published = deployment.wait_for(
+        "2 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 2 and w
+    )
     assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
     dead = deployment.wait_for("6 dead letters", lambda: (d := deployment.read("dead-letters")) and len(d) >= 6 and d)
     by_origin = {(d["topic"], d["partition"], d["offset"]): d for d in dead}
@@ -110,8 +141,12 @@ def test_bad_records_go_to_dead_letters_and_the_worker_keeps_going(deployment: D
             fields[letter["key"]] = letter["field"]
             assert letter["reason"]
     assert fields["b2"] == "inference_time" and fields["b3"] == "probability" and fields["b1"] is None
-    assert "over the limit" in by_origin[(deployment.topic("inferences"), sent["inferences"][3].partition,
-                                          sent["inferences"][3].offset)]["reason"]
+    assert (
+        "over the limit"
+        in by_origin[(deployment.topic("inferences"), sent["inferences"][3].partition, sent["inferences"][3].offset)][
+            "reason"
+        ]
+    )
     rejected = sum(r["counts"]["rejected"] for r in published.values())
     assert rejected == 6
 
@@ -126,14 +161,15 @@ def test_sigkilled_worker_restarts_without_losing_or_double_counting(deployment:
     worker = deployment.start_worker()
     deployment.wait_for("the first closed window", lambda: tumbling(deployment.read("metrics")))
     deployment.kill(worker)
-    produce(deployment, records[len(records) // 2:])
+    produce(deployment, records[len(records) // 2 :])
     worker = deployment.start_worker()
     time.sleep(rng.uniform(12, 16))  # the restarted worker joins its group (10 s session) and gets going
     deployment.kill(worker)
     deployment.start_worker()
     deployment.close_all_windows(pairs[-1].time + 1000)
     published = deployment.wait_for(
-        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=240)
+        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=240
+    )
     assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
     counts = [r["counts"] for r in published.values()]
     assert sum(c["duplicates"] for c in counts) == 0 and sum(c["late"] for c in counts) == 0
@@ -153,7 +189,8 @@ def test_two_workers_split_the_partitions_and_agree(deployment: Deployment, tmp_
     produce(deployment, arrival_order(pairs))
     deployment.close_all_windows(pairs[-1].time + 1000)
     published = deployment.wait_for(
-        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=180)
+        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=180
+    )
     assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
 
 
@@ -177,9 +214,13 @@ def assignments(dep: Deployment) -> list[dict[str, set[int]]]:
         last = text.rfind("Setting newly assigned partitions")
         if last < 0:
             return []
-        rows = re.findall(r"^\| (\S+)\s+\| (\{[^}]*\})", text[last:last + 2000], re.M)
+        rows = re.findall(r"^\| (\S+)\s+\| (\{[^}]*\})", text[last : last + 2000], re.M)
         found.append({topic: _partitions(parts) for topic, parts in rows})
-    return found if len(found) == 2 and all(found) and sum(len(f.get(dep.topic("inferences"), ())) for f in found) == 4 else []
+    return (
+        found
+        if len(found) == 2 and all(found) and sum(len(f.get(dep.topic("inferences"), ())) for f in found) == 4
+        else []
+    )
 
 
 def test_regression_model_end_to_end(deployment: Deployment, tmp_path: Path) -> None:
@@ -190,8 +231,11 @@ def test_regression_model_end_to_end(deployment: Deployment, tmp_path: Path) -> 
     from tests.factories import T0
 
     path = tmp_path / "regression.json"
-    path.write_text(json.dumps({"regression_constraints": {
-        "mae": {"threshold": 12.0, "comparison_operator": "GreaterThanThreshold"}}}))
+    path.write_text(
+        json.dumps(
+            {"regression_constraints": {"mae": {"threshold": 12.0, "comparison_operator": "GreaterThanThreshold"}}}
+        )
+    )
     deployment.configure(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=str(path), rolling_size=0)
     deployment.start_worker()
     rng = random.Random(8)
@@ -203,12 +247,15 @@ def test_regression_model_end_to_end(deployment: Deployment, tmp_path: Path) -> 
         rows.append((f"r{i}", t, y, y + rng.gauss(0, noise)))
     records = []
     for event_id, t, y, pred in rows:
-        records.append(("inferences", event_id, {"event_id": event_id, "model": "price", "inference_time": t,
-                                                 "prediction": pred}))
+        records.append(
+            ("inferences", event_id, {"event_id": event_id, "model": "price", "inference_time": t, "prediction": pred})
+        )
         records.append(("labels", event_id, {"event_id": event_id, "label": y, "label_time": format_time(t + 1)}))
     produce(deployment, records)
     deployment.close_all_windows(T0 + 2000)
-    published = deployment.wait_for("4 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 4 and w)
+    published = deployment.wait_for(
+        "4 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 4 and w
+    )
     for start, record in published.items():
         window = [(y, p) for _, t, y, p in rows if format_time(t - (t - T0) % WINDOW) == start]
         ys, ps = zip(*window)

@@ -25,8 +25,9 @@ class Pair:
     score: float
 
 
-def workload(n: int, per_window: int, window: float, drift_window: int, seed: int,
-             max_label_delay: float) -> list[Pair]:
+def workload(
+    n: int, per_window: int, window: float, drift_window: int, seed: int, max_label_delay: float
+) -> list[Pair]:
     """`n` pairs, `per_window` per window; from window `drift_window` on, the model is often wrong."""
     rng = random.Random(seed)
     pairs = []
@@ -42,8 +43,15 @@ def workload(n: int, per_window: int, window: float, drift_window: int, seed: in
 
 
 def inference_doc(p: Pair, model: str = "churn") -> dict[str, Any]:
-    return {"event_id": p.event_id, "model": model, "model_version": "1", "inference_time": format_time(p.time),
-            "prediction": p.y_pred, "probability": p.score, "features": {"x": 1}}
+    return {
+        "event_id": p.event_id,
+        "model": model,
+        "model_version": "1",
+        "inference_time": format_time(p.time),
+        "prediction": p.y_pred,
+        "probability": p.score,
+        "features": {"x": 1},
+    }
 
 
 def label_doc(p: Pair) -> dict[str, Any]:
