@@ -100,6 +100,7 @@ class StepResult:
     rolling: dict[str, list[Joined]] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)  # queued in the outbox with the state change
     joined: int = 0
+    missing: set[str] = field(default_factory=set)  # ids the view lacked: the store loads them and runs again
 
     def count(self, key: str, what: str, n: int = 1) -> None:
         """Add to a per-model counter (late, expired, duplicates, rejected)."""
@@ -176,6 +177,9 @@ class Step:
 
     def _entry(self, event_id: str, at: float) -> JoinEntry | None:
         """The entry of an event id as seen by a record of time `at`: expired entries count and vanish."""
+        if event_id not in self.result.entries and event_id not in self.view.entries:
+            self.result.missing.add(event_id)  # a message keyed by something else than its event id
+            return None
         entry = self.result.entries.get(event_id, self.view.entries.get(event_id))
         if entry is not None and entry.expires < at:
             self._expire(event_id, entry)

@@ -35,14 +35,17 @@ class MemoryStore:
         self, ids: set[str], inputs: set[tuple[str, int]], step: Any
     ) -> tuple[StepResult, list[RollingDue]]:
         """Run `step` on a view of the state and apply its result."""
-        view = StateView(
-            {i: self.entries.get(i) for i in ids},
-            {k: v for k, v in self.checkpoints.items() if k in inputs},
-            dict(self.watermarks),
-            self.floor,
-        )
-        result: StepResult = step(view)
-        return result, self.apply(result)
+        while True:
+            view = StateView(
+                {i: self.entries.get(i) for i in ids},
+                {k: v for k, v in self.checkpoints.items() if k in inputs},
+                dict(self.watermarks),
+                self.floor,
+            )
+            result: StepResult = step(view)
+            if not result.missing:
+                return result, self.apply(result)
+            ids = ids | result.missing
 
     def apply(self, result: StepResult) -> list[RollingDue]:
         """Apply a step's changes."""

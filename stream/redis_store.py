@@ -147,6 +147,9 @@ class RedisStore:
                         float(floor) if floor is not None else -math.inf,
                     )
                     result: StepResult = step(view)
+                    if result.missing:  # messages keyed otherwise than by event id: load those too
+                        id_list = sorted(set(id_list) | result.missing)
+                        continue
                     pipe.multi()
                     rolling_at = await self._write(pipe, result)
                     replies = await pipe.execute()

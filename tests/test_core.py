@@ -15,6 +15,7 @@ import pytest
 
 from stream.catalog import Catalog
 from stream.constraints import parse_constraints
+from stream.records import RawMessage
 from stream.settings import Settings
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness
@@ -418,3 +419,16 @@ def test_regression_models_join_and_are_judged(make) -> None:
     assert violation["metric_name"] == "mae" and violation["constraint_check_type"] == "GreaterThanThreshold"
     [dead] = h.records("dead-letters")
     assert dead["field"] == "label" and "expected a number" in dead["reason"]
+
+
+def test_messages_keyed_by_something_else_still_join(make) -> None:
+    """A producer that keys by another field (or not at all) still gets its records joined once."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    first = inf.msg(inference("a", T0, 1))
+    unkeyed = lab.msg(label("a", 1))
+    h.feed([first])
+    h.feed([RawMessage(unkeyed.topic, unkeyed.partition, unkeyed.offset, b"customer-7", unkeyed.value)])
+    h.feed([lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    [record] = h.metrics()
+    assert record["sample_count"] == 1 and record["counts"]["duplicates"] == 1
