@@ -153,9 +153,10 @@ def baseline_file(args: argparse.Namespace) -> Baseline:
                     header,
                     fmt,
                 )
-            else:
-                assert scores is not None  # noqa: S101 - checked above
+            elif scores is not None:
                 predicted = np.where(scores >= args.probability_threshold_attribute, "1", "0").tolist()
+            else:  # excluded by the argument checks above
+                raise BaselineError("no --inference-attribute and no --probability-attribute")
             baseline.add(truth, predicted, scores)
             bar.update(len(chunk))
     if baseline.rows == 0:

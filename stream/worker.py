@@ -82,13 +82,18 @@ class Monitor(mode.Service):
         if self.redis is not None:
             await self.redis.aclose()
 
+    def _engine(self) -> Engine:
+        if self.engine is None:
+            raise RuntimeError("the monitor is used before it started")
+        return self.engine
+
     async def handle(self, messages: list[RawMessage]) -> None:
         """Process one batch and publish what it produced."""
         await self.ready.wait()  # agents may start consuming before this service finished starting
-        assert self.engine is not None  # noqa: S101 - set before `ready`
+        engine = self._engine()
         self.last_input = time.monotonic()
         async with self.lock:
-            report = await self._retrying(lambda: self.engine.process(messages))
+            report = await self._retrying(lambda: engine.process(messages))
             await self._retrying(self.flush)
         if report.closed_windows or report.dead_letters:
             log.info("batch: %s", report)
@@ -115,8 +120,7 @@ class Monitor(mode.Service):
 
     async def flush(self) -> int:
         """Publish the outbox and drop what Kafka acknowledged."""
-        assert self.engine is not None  # noqa: S101
-        store = self.engine.store
+        store = self._engine().store
         sent = 0
         while True:
             pending = await store.pending_outbox()
@@ -137,7 +141,8 @@ class Monitor(mode.Service):
         async with self.lock:
             idle_for = time.monotonic() - self.last_input
             if self.settings.idle_close and idle_for >= self.settings.idle_close:
-                await self._retrying(lambda: self.engine.idle(time.time()))
+                engine = self._engine()
+                await self._retrying(lambda: engine.idle(time.time()))
             await self._retrying(self.flush)
 
 
