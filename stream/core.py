@@ -30,6 +30,7 @@ from stream.records import (
     parse_label,
 )
 from stream.reports import dead_letter
+from stream.sagemaker import capture_to_inference, ground_truth_to_label, is_capture, is_ground_truth
 from stream.settings import Settings
 from stream.windows import WindowKey, model_key
 
@@ -133,6 +134,7 @@ class Step:
         self.settings, self.catalog, self.view = settings, catalog, view
         self.result = StepResult()
         self.watermarks = dict(view.watermarks)
+        self.capture_format = settings.capture_format
 
     def run(self, messages: list[RawMessage]) -> StepResult:
         """Process the batch in order; messages already applied (by offset) are skipped."""
@@ -144,11 +146,14 @@ class Step:
                 continue
             self.result.checkpoints[(msg.topic, msg.partition)] = msg.offset
             try:
+                doc = decode_json(msg.value, self.settings.max_record_bytes)
                 if msg.topic == self.settings.inference_topic:
-                    doc = decode_json(msg.value, self.settings.max_record_bytes)
+                    if is_capture(doc):  # forwarded unchanged from SageMaker data capture
+                        doc = capture_to_inference(doc, self.capture_format, self.settings.capture_model)
                     self._inference(msg, parse_inference(doc, self.catalog.problem_type))
                 else:
-                    doc = decode_json(msg.value, self.settings.max_record_bytes)
+                    if is_ground_truth(doc):
+                        doc = ground_truth_to_label(doc)
                     self._label(msg, parse_label(doc))
             except RecordError as exc:
                 self._reject(msg, exc)
