@@ -113,6 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     baseline_arguments(baseline)
 
+    ingest = sub.add_parser(
+        "ingest",
+        help="load SageMaker capture/ground-truth files or a table into the topics",
+        description="Sources of inference and label records: SageMaker data capture, "
+        "SageMaker ground truth, or any CSV/JSON Lines/Parquet table.",
+    )
+    from connectors.ingest import add_arguments as ingest_arguments
+
+    ingest_arguments(ingest)
+
+    sink = sub.add_parser(
+        "sink",
+        help="copy closed windows to S3 or violations to a webhook",
+        description="Consumers of the output topics that deliver reports and alerts.",
+    )
+    violations = sub.add_parser(
+        "violations",
+        help="print violations from the violations topic (a worked example of a downstream consumer)",
+        description="A kafka-python consumer group on the violations topic: prints a table or JSON lines.",
+    )
+    from connectors.sinks import add_arguments as sink_arguments
+
+    sink_arguments(sink, violations)
+
     demo = sub.add_parser(
         "demo",
         help="run the whole pipeline on an embedded broker and Redis (about a minute)",
@@ -148,6 +172,19 @@ def main(argv: list[str] | None = None) -> int:
             from connectors.baseline_command import run_baseline
 
             return run_baseline(args)
+        if args.command == "ingest":
+            from connectors.ingest import run_ingest
+
+            return run_ingest(args, Settings.from_args(args))
+        if args.command == "sink":
+            from connectors.sinks import run_sink_s3, run_sink_webhook
+
+            run = run_sink_s3 if args.sink_kind == "s3" else run_sink_webhook
+            return run(args, Settings.from_args(args))
+        if args.command == "violations":
+            from connectors.sinks import run_violations
+
+            return run_violations(args, Settings.from_args(args))
         if args.command == "demo":
             from connectors.demo import run_demo
 

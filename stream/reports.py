@@ -109,4 +109,8 @@ def evaluate(
     }
     record["status"], violations = judge(record, catalog.constraints(model), settings.min_samples)
     record["violation_count"] = len(violations)
+    # SageMaker's constraint_violations.json entries, so a record alone can be written out as a report.
+    record["violations"] = [
+        {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations
+    ]
     return record, violations

@@ -112,10 +112,12 @@ def capture_to_inference(doc: dict[str, Any], fmt: CaptureFormat, model: str, ve
         raise RecordError("is required", "eventMetadata.inferenceTime")
     output_path = "captureData.endpointOutput"
     content = decode_payload(_object(doc.get("captureData"), "captureData").get("endpointOutput"), output_path)
-    bare = isinstance(content, list) and len(content) == 1
+    if isinstance(content, list) and len(content) == 1:
+        content = content[0]
+    bare = isinstance(content, (str, int, float)) and not isinstance(content, bool)
     if bare and not fmt.inference_attribute and not fmt.probability_attribute:
         # A bare value is the score, as SageMaker's own examples return it.
-        out: dict[str, Any] = {"probability": _number(content[0], output_path)}
+        out: dict[str, Any] = {"probability": _number(content, output_path)}
     else:
         out = {}
         if fmt.probability_attribute:
@@ -126,8 +128,13 @@ def capture_to_inference(doc: dict[str, Any], fmt: CaptureFormat, model: str, ve
         if "probability" not in out:
             raise RecordError("set an inference or probability attribute to read this output", output_path)
         out["prediction"] = 1 if out["probability"] >= fmt.probability_threshold else 0
-    return {"event_id": str(event_id), "model": model, "model_version": version,
-            "inference_time": meta["inferenceTime"], **out}
+    return {
+        "event_id": str(event_id),
+        "model": model,
+        "model_version": version,
+        "inference_time": meta["inferenceTime"],
+        **out,
+    }
 
 
 def ground_truth_to_label(doc: dict[str, Any]) -> dict[str, Any]:

@@ -66,17 +66,21 @@ class Settings:
     data_dir: str = setting("", "Faust's local data directory (default: a temporary directory)")
     capture_model: str = setting("sagemaker", "model name given to SageMaker capture records found on the topic")
     capture_inference_attribute: str = setting(
-        "", "SageMaker inference_attribute: prediction's CSV column index or JSON path in a capture's output")
+        "", "SageMaker inference_attribute: prediction's CSV column index or JSON path in a capture's output"
+    )
     capture_probability_attribute: str = setting(
-        "", "SageMaker probability_attribute: positive-class probability's CSV column or JSON path")
+        "", "SageMaker probability_attribute: positive-class probability's CSV column or JSON path"
+    )
     capture_probability_threshold: float = setting(
-        0.5, "SageMaker probability_threshold_attribute: probability >= this is the positive class")
+        0.5, "SageMaker probability_threshold_attribute: probability >= this is the positive class"
+    )
 
     @property
     def capture_format(self) -> CaptureFormat:
         """How SageMaker capture records' outputs are read."""
-        return CaptureFormat(self.capture_inference_attribute, self.capture_probability_attribute,
-                             self.capture_probability_threshold)
+        return CaptureFormat(
+            self.capture_inference_attribute, self.capture_probability_attribute, self.capture_probability_threshold
+        )
 
     def validate(self) -> "Settings":
         """Raise ConfigError for values that cannot work; return self."""

@@ -1,0 +1,330 @@
+"""`truthstream ingest`: SageMaker capture and ground-truth files, or any table, into the input topics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from kafka import KafkaProducer
+from tqdm import tqdm
+
+from connectors.sources import IngestState, SourceFile, Tree
+from connectors.tables import read_chunks, table_format
+from stream.errors import RecordError, TruthstreamError
+from stream.sagemaker import CaptureFormat, capture_to_inference, ground_truth_to_label
+from stream.settings import Settings
+from stream.timefmt import format_time, parse_time
+
+FLUSH_EVERY = 5000  # records between producer flushes (and state saves) within one file
+SHOWN_REASONS = 5
+
+
+@dataclass
+class Summary:
+    """What an ingest did."""
+
+    files: int = 0
+    sent: int = 0
+    skipped_files: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    examples: list[str] = field(default_factory=list)
+
+    def reject(self, where: str, reason: str) -> None:
+        """Count a bad line; keep the first few locations to show."""
+        self.rejected[reason] += 1
+        if len(self.examples) < SHOWN_REASONS:
+            self.examples.append(f"{where}: {reason}")
+
+    def report(self) -> str:
+        """The closing summary."""
+        lines = [
+            f"{self.sent} records sent from {self.files} files ({self.skipped_files} already sent before), "
+            f"{sum(self.rejected.values())} lines rejected"
+        ]
+        lines += [f"  {n} x {reason}" for reason, n in self.rejected.most_common(SHOWN_REASONS)]
+        if self.examples:
+            lines += ["first rejected lines:"] + [f"  {e}" for e in self.examples]
+        return "\n".join(lines)
+
+
+def producer(settings: Settings) -> KafkaProducer:
+    """A batching producer acknowledged by all replicas."""
+    return KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20, batch_size=256 * 1024)
+
+
+def _convert_capture(fmt: CaptureFormat, model: str | None) -> Callable[[dict[str, Any], SourceFile], dict[str, Any]]:
+    def convert(doc: dict[str, Any], file: SourceFile) -> dict[str, Any]:
+        parts = file.prefix_parts
+        endpoint = model or (parts[-2] if len(parts) >= 2 else "sagemaker")
+        variant = parts[-1] if len(parts) >= 2 else ""
+        return capture_to_inference(doc, fmt, endpoint, variant)
+
+    return convert
+
+
+def ingest_tree(
+    kind: str,
+    tree: Tree,
+    topic: str,
+    settings: Settings,
+    state: IngestState,
+    convert: Callable[[dict[str, Any], SourceFile], dict[str, Any]],
+    since: Any,
+    until: Any,
+    follow: bool,
+    poll_s: float,
+    summary: Summary,
+) -> Summary:
+    """Send every new line of the tree's files to `topic`, file by file, remembering progress."""
+    out = producer(settings)
+    try:
+        while True:
+            files = [f for f in tree.list(since, until) if f.key not in state.done]
+            for file in tqdm(files, desc=f"ingest {kind}", unit="file", leave=False):
+                _send_file(tree, file, topic, out, state, convert, summary)
+            if not follow:
+                return summary
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        return summary
+    finally:
+        out.flush()
+        out.close()
+
+
+def _send_file(
+    tree: Tree,
+    file: SourceFile,
+    topic: str,
+    out: KafkaProducer,
+    state: IngestState,
+    convert: Callable[[dict[str, Any], SourceFile], dict[str, Any]],
+    summary: Summary,
+) -> None:
+    start = state.partial.get(file.key, 0)  # a restart resumes inside the file
+    sent_here = start
+    for number, line in enumerate(tree.lines(file), start=1):
+        if number <= start or not line.strip():
+            continue
+        where = f"{tree.location}/{file.key}:{number}"
+        try:
+            doc = json.loads(line)
+            if not isinstance(doc, dict):
+                raise RecordError("not a JSON object")
+            record = convert(doc, file)
+        except ValueError as exc:
+            summary.reject(where, f"not valid JSON ({exc.__class__.__name__})")
+        except RecordError as exc:
+            summary.reject(where, str(exc))
+        else:
+            out.send(topic, key=record["event_id"].encode(), value=json.dumps(record).encode())
+            summary.sent += 1
+        sent_here = number
+        if number % FLUSH_EVERY == 0:
+            out.flush()
+            state.partial[file.key] = sent_here
+            state.save()
+    out.flush()
+    state.partial.pop(file.key, None)
+    state.done.add(file.key)
+    state.save()
+    summary.files += 1
+
+
+def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    """Entry point of `truthstream ingest capture|labels|table`."""
+    summary = Summary()
+    if args.source_kind == "table":
+        print(ingest_table(args, settings, summary).report())
+        return 0
+    since = parse_time_arg(args.since, "--since")
+    until = parse_time_arg(args.until, "--until")
+    tree = Tree(args.src, args.endpoint_url)
+    state = IngestState(Path(args.state) if args.state else IngestState.default_path(args.source_kind, args.src))
+    summary.skipped_files = len(state.done)
+    if args.source_kind == "capture":
+        fmt = CaptureFormat(
+            args.inference_attribute or "", args.probability_attribute or "", args.probability_threshold_attribute
+        )
+        convert = _convert_capture(fmt, args.model)
+        topic = settings.inference_topic
+    else:
+
+        def convert(doc: dict[str, Any], file: SourceFile) -> dict[str, Any]:
+            return ground_truth_to_label(doc)
+
+        topic = settings.label_topic
+    ingest_tree(args.source_kind, tree, topic, settings, state, convert, since, until, args.follow, args.poll, summary)
+    print(summary.report())
+    return 0
+
+
+def parse_time_arg(value: str | None, flag: str) -> Any:
+    """A `--since`/`--until` value as an aware datetime."""
+    if value is None:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        return datetime.fromtimestamp(parse_time(value), tz=timezone.utc)
+    except ValueError as exc:
+        raise TruthstreamError(f"{flag} {value!r}: {exc}; use ISO-8601 or epoch seconds") from None
+
+
+def ingest_table(args: argparse.Namespace, settings: Settings, summary: Summary) -> Summary:
+    """Inference and/or label records from a table, with a column mapping."""
+    path = Path(args.src)
+    if not args.event_id_column:
+        raise TruthstreamError("--event-id-column is required")
+    wants_inferences = bool(args.prediction_column)
+    wants_labels = bool(args.label_column)
+    if not wants_inferences and not wants_labels:
+        raise TruthstreamError("give --prediction-column (inferences), --label-column (labels), or both")
+    if wants_inferences and not args.time_column:
+        raise TruthstreamError("inferences need --time-column")
+    if wants_inferences and not (args.model or args.model_column):
+        raise TruthstreamError("inferences need --model or --model-column")
+    fmt = table_format(path, args.format)
+    out = producer(settings)
+    try:
+        for chunk in tqdm(read_chunks(path, fmt, not args.no_header), desc="ingest table", unit="chunk", leave=False):
+            summary.files = 1
+            for row, record_kind, record in _table_records(chunk, args, path):
+                if record_kind == "rejected":
+                    summary.reject(row, record["reason"])
+                    continue
+                topic = settings.inference_topic if record_kind == "inference" else settings.label_topic
+                out.send(topic, key=str(record["event_id"]).encode(), value=json.dumps(record).encode())
+                summary.sent += 1
+        out.flush()
+    finally:
+        out.close()
+    return summary
+
+
+def _table_records(
+    chunk: pd.DataFrame, args: argparse.Namespace, path: Path
+) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    columns = [
+        c
+        for c in (
+            args.event_id_column,
+            args.model_column,
+            args.version_column,
+            args.time_column,
+            args.prediction_column,
+            args.probability_column,
+            args.label_column,
+            args.label_time_column,
+        )
+        if c
+    ]
+    missing = [c for c in columns if c not in chunk.columns]
+    if missing:
+        raise TruthstreamError(
+            f"{path}: no column(s) {', '.join(map(repr, missing))}; columns are: {', '.join(chunk.columns)}"
+        )
+    for index, row in chunk.iterrows():
+        where = f"{path}: row {int(index) + 1}"  # type: ignore[call-overload]
+        values = {c: _plain(row[c]) for c in columns}
+        event_id = values[args.event_id_column]
+        if event_id is None:
+            yield where, "rejected", {"reason": f"column {args.event_id_column!r} is empty"}
+            continue
+        if args.prediction_column:
+            inference = {
+                "event_id": str(event_id),
+                "model": args.model or values.get(args.model_column),
+                "model_version": str(values.get(args.version_column) or ""),
+                "inference_time": _time(values[args.time_column]),
+                "prediction": values[args.prediction_column],
+            }
+            if args.probability_column and values[args.probability_column] is not None:
+                inference["probability"] = float(values[args.probability_column])
+            yield where, "inference", inference
+        if args.label_column:
+            label = {"event_id": str(event_id), "label": values[args.label_column]}
+            if args.label_time_column and values[args.label_time_column] is not None:
+                label["label_time"] = _time(values[args.label_time_column])
+            yield where, "label", label
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def _time(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return format_time(value.timestamp())
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`ingest capture|labels|table` and their flags."""
+    sub = parser.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
+    for kind, text in (
+        ("capture", "SageMaker data-capture files (ENDPOINT/VARIANT/yyyy/mm/dd/hh/*.jsonl)"),
+        ("labels", "SageMaker ground-truth files (yyyy/mm/dd/hh/*.jsonl)"),
+    ):
+        p = sub.add_parser(
+            kind,
+            help=f"send {text} to the {'inference' if kind == 'capture' else 'label'} topic",
+            description=f"Walk {text} in a directory or under s3://bucket/prefix in time order "
+            "and send each record to Kafka. What was sent is remembered in a state "
+            "file, so a restart neither skips nor repeats files.",
+        )
+        p.add_argument("src", help="a local directory or s3://bucket/prefix")
+        p.add_argument("--since", help="first hour to read (ISO-8601 or epoch seconds)")
+        p.add_argument("--until", help="read hours before this one only")
+        p.add_argument("--follow", action="store_true", help="keep polling for new hourly files")
+        p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow (default 30)")
+        p.add_argument("--state", help="state file (default: under ~/.local/state/truthstream/)")
+        p.add_argument("--endpoint-url", help="S3 endpoint URL (for S3-compatible servers; also AWS_ENDPOINT_URL)")
+        if kind == "capture":
+            p.add_argument(
+                "--model",
+                help="model name for every record (default: the ENDPOINT part of the path; "
+                "VARIANT becomes model_version)",
+            )
+            p.add_argument("--inference-attribute", help="prediction: CSV column index or JSON path in the output")
+            p.add_argument("--probability-attribute", help="probability: CSV column index or JSON path")
+            p.add_argument(
+                "--probability-threshold-attribute",
+                type=float,
+                default=0.5,
+                help="without an inference attribute, probability >= this is class 1 (default 0.5)",
+            )
+        Settings.add_arguments(p, only=("broker", "inference_topic", "label_topic"))
+    table = sub.add_parser(
+        "table",
+        help="send inference and/or label records from a CSV, JSON Lines or Parquet file",
+        description="Backfill from a warehouse export: each row becomes an inference record "
+        "(with --prediction-column) and/or a label record (with --label-column).",
+    )
+    table.add_argument("src", help="the file")
+    table.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: by extension")
+    table.add_argument("--no-header", action="store_true", help="CSV without header: columns are 0, 1, ...")
+    table.add_argument("--event-id-column", required=True)
+    table.add_argument("--model", help="model name for every row")
+    table.add_argument("--model-column")
+    table.add_argument("--version-column")
+    table.add_argument("--time-column", help="inference time (ISO-8601 or epoch seconds)")
+    table.add_argument("--prediction-column")
+    table.add_argument("--probability-column")
+    table.add_argument("--label-column")
+    table.add_argument("--label-time-column")
+    Settings.add_arguments(table, only=("broker", "inference_topic", "label_topic"))
