@@ -70,7 +70,7 @@ def decode_json(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     if len(value) > max_bytes:
         raise RecordError(f"message is {len(value)} bytes, over the limit of {max_bytes}")
     try:
-        doc = json.loads(value.decode("utf-8"))
+        doc = json.loads(value)  # bytes: json detects UTF-8 itself and refuses invalid text
     except (UnicodeDecodeError, ValueError) as exc:
         raise RecordError(f"not valid UTF-8 JSON: {exc}") from None
     if not isinstance(doc, dict):

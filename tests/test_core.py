@@ -432,3 +432,16 @@ def test_messages_keyed_by_something_else_still_join(make) -> None:
     h.feed([lab.msg(label("a", 1))] + tick(inf, T0 + 100))
     [record] = h.metrics()
     assert record["sample_count"] == 1 and record["counts"]["duplicates"] == 1
+
+
+def test_rolling_window_takes_a_large_batch(make) -> None:
+    """More joined samples in one batch than the store appends at a time are all kept."""
+    h = make(base_settings(rolling_size=1500, rolling_every=1000))
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = []
+    for i in range(1200):
+        msgs += [inf.msg(inference(f"e{i}", T0 + i * 0.01, 1)), lab.msg(label(f"e{i}", i % 2))]
+    h.feed(msgs, batch=5000)
+    [rolling] = h.metrics("rolling")
+    assert rolling["sample_count"] == 1200 and rolling["window"]["sequence"] == 1200
+    assert rolling["binary_classification_metrics"]["precision"]["value"] == 0.5
