@@ -7,30 +7,17 @@ Run: python bench/noop_app.py (settings from TRUTHSTREAM_* variables).
 
 from __future__ import annotations
 
-import tempfile
-
 import faust
 import redis.asyncio as aioredis
 
 from stream.settings import Settings
-from stream.worker import HEARTBEAT_S, SESSION_TIMEOUT_S
+from stream.worker import faust_app, input_topics
 
 
 def main() -> None:
     settings = Settings.from_env()
-    app = faust.App(
-        settings.app_id,
-        broker=settings.broker,
-        datadir=tempfile.mkdtemp(),
-        web_enabled=False,
-        key_serializer="raw",
-        value_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=HEARTBEAT_S,
-        topic_disable_leader=True,
-    )
-    topics = app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
+    app = faust_app(settings)  # configured exactly as the worker's
+    topics = input_topics(app, settings)
     counter = f"{settings.redis_prefix}:noop-count"
 
     @app.agent(topics)

@@ -216,8 +216,10 @@ class RedisStore:
 
     async def _add_counts(self, hashes: list[tuple[str, Mapping[str, float]]], pipe: Any) -> None:
         """Queue HINCRBY(FLOAT)s of many hashes as one script call (the await only queues it)."""
-        packed = [[key, [[f, repr(n) if isinstance(n, float) else str(n)] for f, n in counts.items()]]
-                  for key, counts in hashes]
+        packed = [
+            [key, [[f, repr(n) if isinstance(n, float) else str(n)] for f, n in counts.items()]]
+            for key, counts in hashes
+        ]
         await self._hincr_many(args=[json.dumps(packed)], client=pipe)
 
     def _push(self, pipe: Any, outputs: Iterable[Output]) -> None:

@@ -146,10 +146,9 @@ class Monitor(mode.Service):
             await self._retrying(self.flush)
 
 
-def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, Monitor]:
-    """The Faust app, one agent over the inference and label topics (co-partitioned by event id),
-    and the Monitor service to start beside it (pass both to `faust.Worker`)."""
-    app = faust.App(
+def faust_app(settings: Settings) -> faust.App:
+    """A Faust app configured as truthstream runs it (raw bytes, earliest offsets, short sessions)."""
+    return faust.App(
         settings.app_id,
         broker=settings.broker,
         datadir=settings.data_dir or tempfile.mkdtemp(prefix="truthstream-"),
@@ -162,8 +161,19 @@ def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, Monitor
         producer_acks=-1,
         topic_disable_leader=True,
     )
+
+
+def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
+    """The inference and label topics as one channel (co-partitioned by event id)."""
+    return app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
+
+
+def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, Monitor]:
+    """The Faust app, one agent over the inference and label topics (co-partitioned by event id),
+    and the Monitor service to start beside it (pass both to `faust.Worker`)."""
+    app = faust_app(settings)
     monitor = Monitor(app, settings, catalog)
-    inputs = app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
+    inputs = input_topics(app, settings)
 
     @app.agent(inputs, name="monitor")
     async def monitor_agent(stream: faust.StreamT) -> None:

@@ -14,16 +14,40 @@ from tests.sagemaker_factories import capture, ground_truth
 WHEN = "2022-02-14T17:25:49Z"
 
 
-@pytest.mark.parametrize("encoding,output,content_type,fmt,expected", [
-    ("CSV", "0.0254181120544672", "text/csv", CaptureFormat(), {"probability": 0.0254181120544672, "prediction": 0}),
-    ("CSV", "1,0.91", "text/csv", CaptureFormat("0", "1"), {"probability": 0.91, "prediction": "1"}),
-    ("JSON", '{"predictions": [{"label": 1, "score": 0.8}]}', "application/json",
-     CaptureFormat("predictions.0.label", "predictions.0.score"), {"probability": 0.8, "prediction": 1}),
-    ("BASE64", '{"score": 0.7}', "application/json", CaptureFormat(probability_attribute="score",
-                                                                   probability_threshold=0.7),
-     {"probability": 0.7, "prediction": 1}),
-    ("BASE64", "0.2,x", "text/csv", CaptureFormat(probability_attribute="0"), {"probability": 0.2, "prediction": 0}),
-])
+@pytest.mark.parametrize(
+    "encoding,output,content_type,fmt,expected",
+    [
+        (
+            "CSV",
+            "0.0254181120544672",
+            "text/csv",
+            CaptureFormat(),
+            {"probability": 0.0254181120544672, "prediction": 0},
+        ),
+        ("CSV", "1,0.91", "text/csv", CaptureFormat("0", "1"), {"probability": 0.91, "prediction": "1"}),
+        (
+            "JSON",
+            '{"predictions": [{"label": 1, "score": 0.8}]}',
+            "application/json",
+            CaptureFormat("predictions.0.label", "predictions.0.score"),
+            {"probability": 0.8, "prediction": 1},
+        ),
+        (
+            "BASE64",
+            '{"score": 0.7}',
+            "application/json",
+            CaptureFormat(probability_attribute="score", probability_threshold=0.7),
+            {"probability": 0.7, "prediction": 1},
+        ),
+        (
+            "BASE64",
+            "0.2,x",
+            "text/csv",
+            CaptureFormat(probability_attribute="0"),
+            {"probability": 0.2, "prediction": 0},
+        ),
+    ],
+)
 def test_capture_outputs_in_every_encoding(encoding, output, content_type, fmt, expected) -> None:
     """CSV, JSON and BASE64 outputs give the prediction and probability the attributes name."""
     doc = capture("e-1", WHEN, output, encoding, content_type=content_type)
@@ -42,16 +66,25 @@ def raw_data(doc: dict, data: str) -> dict:
     return doc
 
 
-@pytest.mark.parametrize("doc,field,reason", [
-    (raw_data(capture("e", WHEN, "", "BASE64"), "%%%not-base64"), "captureData.endpointOutput.data", "BASE64"),
-    (capture("e", WHEN, "0.1", "XML"), "captureData.endpointOutput.encoding", "unknown encoding"),
-    (capture("e", WHEN, "{oops", "JSON", content_type="application/json"), "captureData.endpointOutput.data",
-     "does not parse"),
-    (capture("e", WHEN, "abc", "BASE64", content_type="image/png"), "captureData.endpointOutput.observedContentType",
-     "only CSV and JSON"),
-    (capture("e", WHEN, "1,2"), "captureData.endpointOutput", "set an inference or probability attribute"),
-    (capture("e", WHEN, "high"), "captureData.endpointOutput", "expected a number"),
-])
+@pytest.mark.parametrize(
+    "doc,field,reason",
+    [
+        (raw_data(capture("e", WHEN, "", "BASE64"), "%%%not-base64"), "captureData.endpointOutput.data", "BASE64"),
+        (capture("e", WHEN, "0.1", "XML"), "captureData.endpointOutput.encoding", "unknown encoding"),
+        (
+            capture("e", WHEN, "{oops", "JSON", content_type="application/json"),
+            "captureData.endpointOutput.data",
+            "does not parse",
+        ),
+        (
+            capture("e", WHEN, "abc", "BASE64", content_type="image/png"),
+            "captureData.endpointOutput.observedContentType",
+            "only CSV and JSON",
+        ),
+        (capture("e", WHEN, "1,2"), "captureData.endpointOutput", "set an inference or probability attribute"),
+        (capture("e", WHEN, "high"), "captureData.endpointOutput", "expected a number"),
+    ],
+)
 def test_unreadable_captures_name_the_field(doc, field, reason) -> None:
     """Each unreadable capture raises a RecordError naming the field and saying why."""
     with pytest.raises(RecordError) as err:
@@ -67,14 +100,24 @@ def test_ground_truth_in_csv_and_json() -> None:
 
 def test_worker_core_accepts_sagemaker_records_on_its_topics() -> None:
     """Captures and ground truth forwarded unchanged to the topics join like contract records."""
-    settings = Settings(window=60.0, label_grace=10.0, min_samples=1, rolling_size=0, capture_model="churn",
-                        capture_probability_threshold=0.5)
+    settings = Settings(
+        window=60.0,
+        label_grace=10.0,
+        min_samples=1,
+        rolling_size=0,
+        capture_model="churn",
+        capture_probability_threshold=0.5,
+    )
     h = Harness("memory", settings)
     inf, lab = Topic("inferences"), Topic("labels")
-    msgs = [inf.msg(capture("e1", "2025-11-24T16:00:01Z", "0.9")), lab.msg(ground_truth("e1", 1)),
-            inf.msg(capture("e2", "2025-11-24T16:00:02Z", "0.3", inference_id="i2")), lab.msg(ground_truth("i2", 1)),
-            inf.msg(capture("e3", "2025-11-24T16:00:03Z", "oops")),
-            inf.msg({"event_id": "t", "model": "churn", "inference_time": T0 + 100, "prediction": 0})]
+    msgs = [
+        inf.msg(capture("e1", "2025-11-24T16:00:01Z", "0.9")),
+        lab.msg(ground_truth("e1", 1)),
+        inf.msg(capture("e2", "2025-11-24T16:00:02Z", "0.3", inference_id="i2")),
+        lab.msg(ground_truth("i2", 1)),
+        inf.msg(capture("e3", "2025-11-24T16:00:03Z", "oops")),
+        inf.msg({"event_id": "t", "model": "churn", "inference_time": T0 + 100, "prediction": 0}),
+    ]
     h.feed(msgs)
     [record] = h.metrics()
     assert record["model"] == "churn" and record["sample_count"] == 2

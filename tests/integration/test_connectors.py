@@ -55,25 +55,34 @@ def put_jsonl(client: Any, name: str, key: str, docs: list[Any]) -> None:
 
 
 def ingest_args(dep: Deployment, *extra: str) -> list[str]:
-    return ["--broker", dep.broker, "--inference-topic", dep.topic("inferences"), "--label-topic",
-            dep.topic("labels"), *extra]
+    return [
+        "--broker",
+        dep.broker,
+        "--inference-topic",
+        dep.topic("inferences"),
+        "--label-topic",
+        dep.topic("labels"),
+        *extra,
+    ]
 
 
-def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(deployment: Deployment, s3_url: str,
-                                                                    tmp_path: Path, capsys) -> None:
+def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
+    deployment: Deployment, s3_url: str, tmp_path: Path, capsys
+) -> None:
     """Captures in all three encodings (with and without inferenceId) and labels from S3 are joined by the
     worker; a malformed line is reported with its file and line; a second run sends nothing again."""
     name = f"capture-{deployment.name}"
     client = bucket(s3_url, name)
     hour1, hour2 = "2025/11/24/16", "2025/11/24/17"
     captures_1 = [capture(f"e{i}", f"2025-11-24T16:{i:02d}:00Z", f"{0.9 if i % 2 else 0.1}") for i in range(20)]
-    captures_1 += [capture("e20", "2025-11-24T16:30:00Z", "0.8", "JSON", "inf-20", "application/json"),
-                   capture("e21", "2025-11-24T16:31:00Z", "0.2", "BASE64", content_type="text/csv")]
+    captures_1 += [
+        capture("e20", "2025-11-24T16:30:00Z", "0.8", "JSON", "inf-20", "application/json"),
+        capture("e21", "2025-11-24T16:31:00Z", "0.2", "BASE64", content_type="text/csv"),
+    ]
     captures_2 = [capture(f"e{i}", f"2025-11-24T17:{i - 30:02d}:00Z", "0.7") for i in range(30, 40)]
     put_jsonl(client, name, f"capture/churn-ep/AllTraffic/{hour1}/a.jsonl", captures_1 + ["{not json"])
     put_jsonl(client, name, f"capture/churn-ep/AllTraffic/{hour2}/b.jsonl", captures_2)
-    labels = [ground_truth(f"e{i}", i % 2) for i in range(20)] + [ground_truth("inf-20", 1),
-                                                                  ground_truth("e21", 0)]
+    labels = [ground_truth(f"e{i}", i % 2) for i in range(20)] + [ground_truth("inf-20", 1), ground_truth("e21", 0)]
     labels += [ground_truth(f"e{i}", 1) for i in range(30, 40)]
     put_jsonl(client, name, f"gt/{hour2}/labels.jsonl", labels)
     deployment.configure(window=WINDOW, label_grace=60, min_samples=1, rolling_size=0)
@@ -83,20 +92,31 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(deployment:
     out = capsys.readouterr().out
     assert "32 records sent from 2 files" in out and "1 lines rejected" in out
     assert f"s3://{name}/capture/churn-ep/AllTraffic/{hour1}/a.jsonl:23" in out
-    assert main(["ingest", "labels", f"s3://{name}/gt", *ingest_args(deployment, "--endpoint-url", s3_url,
-                                                                       "--state", str(tmp_path / "l.json"))]) == 0
+    assert (
+        main(
+            [
+                "ingest",
+                "labels",
+                f"s3://{name}/gt",
+                *ingest_args(deployment, "--endpoint-url", s3_url, "--state", str(tmp_path / "l.json")),
+            ]
+        )
+        == 0
+    )
     assert "32 records sent from 1 files" in capsys.readouterr().out
     assert main(["ingest", "capture", f"s3://{name}/capture", *args]) == 0
     assert "0 records sent from 0 files (2 already sent before)" in capsys.readouterr().out
 
     inferences = list(read_topic(deployment.servers, deployment.topic("inferences")))
     assert {i["model"] for i in inferences} == {"churn-ep"} and {i["model_version"] for i in inferences} == {
-        "AllTraffic"}
+        "AllTraffic"
+    }
     assert {i["event_id"] for i in inferences} >= {"inf-20", "e21"}
     deployment.start_worker()
     deployment.close_all_windows(1_764_010_000.0)
-    windows = deployment.wait_for("2 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 2
-                                  and w)
+    windows = deployment.wait_for(
+        "2 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 2 and w
+    )
     first = windows["2025-11-24T16:00:00Z"]["binary_classification_metrics"]["confusion_matrix"]
     # e0..e19: score 0.9 for odd i (label 1), 0.1 for even (label 0); inf-20 score 0.8 label 1; e21 0.2 label 0.
     assert first == {"1": {"1": 11}, "0": {"0": 11}}
@@ -113,8 +133,17 @@ def test_ingest_resumes_after_a_kill_without_skipping(deployment: Deployment, tm
         for i in range(n):
             handle.write(json.dumps(capture(f"k{i}", "2025-11-24T16:00:00Z", "0.5")) + "\n")
     state = tmp_path / "state.json"
-    command = [sys.executable, "-m", "stream.cli", "ingest", "capture", str(tmp_path / "capture"), "--state",
-               str(state), *ingest_args(deployment)]
+    command = [
+        sys.executable,
+        "-m",
+        "stream.cli",
+        "ingest",
+        "capture",
+        str(tmp_path / "capture"),
+        "--state",
+        str(state),
+        *ingest_args(deployment),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -136,18 +165,44 @@ def test_ingest_table_sends_inferences_and_labels(deployment: Deployment, tmp_pa
     import pandas as pd
 
     table = tmp_path / "export.parquet"
-    pd.DataFrame({"id": ["a", "b", None], "ts": ["2025-11-24T16:00:00Z"] * 3, "pred": [1, 0, 1],
-                  "p": [0.9, 0.2, 0.8], "y": [1, 1, 0]}).to_parquet(table)
+    pd.DataFrame(
+        {
+            "id": ["a", "b", None],
+            "ts": ["2025-11-24T16:00:00Z"] * 3,
+            "pred": [1, 0, 1],
+            "p": [0.9, 0.2, 0.8],
+            "y": [1, 1, 0],
+        }
+    ).to_parquet(table)
     deployment.configure(window=WINDOW)
-    code = main(["ingest", "table", str(table), "--event-id-column", "id", "--model", "churn", "--time-column", "ts",
-                 "--prediction-column", "pred", "--probability-column", "p", "--label-column", "y",
-                 *ingest_args(deployment)])
+    code = main(
+        [
+            "ingest",
+            "table",
+            str(table),
+            "--event-id-column",
+            "id",
+            "--model",
+            "churn",
+            "--time-column",
+            "ts",
+            "--prediction-column",
+            "pred",
+            "--probability-column",
+            "p",
+            "--label-column",
+            "y",
+            *ingest_args(deployment),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "4 records sent" in out and "1 lines rejected" in out and "row 3" in out
     inferences = list(read_topic(deployment.servers, deployment.topic("inferences")))
     assert sorted((i["event_id"], i["prediction"], i["probability"]) for i in inferences) == [
-        ("a", 1, 0.9), ("b", 0, 0.2)]
+        ("a", 1, 0.9),
+        ("b", 0, 0.2),
+    ]
     labels = list(read_topic(deployment.servers, deployment.topic("labels")))
     assert sorted((d["event_id"], d["label"]) for d in labels) == [("a", 1), ("b", 1)]
 
@@ -172,12 +227,27 @@ def test_s3_sink_writes_sagemaker_reports_once(deployment: Deployment, s3_url: s
     windows = produce_windows(deployment, tmp_path)
     name = f"reports-{deployment.name}"
     client = bucket(s3_url, name)
-    args = ["sink", "s3", f"s3://{name}/monitoring", "--endpoint-url", s3_url, "--once", "--broker",
-            deployment.broker, "--metrics-topic", deployment.topic("metrics"), "--app-id", deployment.name]
+    args = [
+        "sink",
+        "s3",
+        f"s3://{name}/monitoring",
+        "--endpoint-url",
+        s3_url,
+        "--once",
+        "--broker",
+        deployment.broker,
+        "--metrics-topic",
+        deployment.topic("metrics"),
+        "--app-id",
+        deployment.name,
+    ]
     assert main(args) == 0
     keys = sorted(o["Key"] for o in client.list_objects_v2(Bucket=name)["Contents"])
-    assert keys == [f"monitoring/churn/1/2025/11/24/16/{mmss}-60s/{f}" for mmss in ("0000", "0100")
-                    for f in ("constraint_violations.json", "statistics.json")]
+    assert keys == [
+        f"monitoring/churn/1/2025/11/24/16/{mmss}-60s/{f}"
+        for mmss in ("0000", "0100")
+        for f in ("constraint_violations.json", "statistics.json")
+    ]
     for key in keys:
         doc = json.loads(client.get_object(Bucket=name, Key=key)["Body"].read())
         window = "2025-11-24T16:00:00Z" if "/0000-" in key else "2025-11-24T16:01:00Z"
@@ -226,8 +296,23 @@ def test_webhook_down_then_up_loses_nothing(deployment: Deployment, tmp_path: Pa
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/alerts"
-        assert main(["sink", "webhook", url, "--once", "--broker", deployment.broker, "--violations-topic",
-                     deployment.topic("violations"), "--app-id", deployment.name]) == 0
+        assert (
+            main(
+                [
+                    "sink",
+                    "webhook",
+                    url,
+                    "--once",
+                    "--broker",
+                    deployment.broker,
+                    "--violations-topic",
+                    deployment.topic("violations"),
+                    "--app-id",
+                    deployment.name,
+                ]
+            )
+            == 0
+        )
     finally:
         server.shutdown()
     assert "retrying" in capsys.readouterr().out
@@ -235,7 +320,22 @@ def test_webhook_down_then_up_loses_nothing(deployment: Deployment, tmp_path: Pa
     assert all(v["text"].startswith(":rotating_light: churn v1: Metric ") for v in Hook.received)
 
     # The violations reader prints them too, from a time, as JSON lines.
-    assert main(["violations", "--json", "--from", "2000-01-01T00:00:00Z", "--group", f"cli-{deployment.name}",
-                 "--broker", deployment.broker, "--violations-topic", deployment.topic("violations")]) == 0
+    assert (
+        main(
+            [
+                "violations",
+                "--json",
+                "--from",
+                "2000-01-01T00:00:00Z",
+                "--group",
+                f"cli-{deployment.name}",
+                "--broker",
+                deployment.broker,
+                "--violations-topic",
+                deployment.topic("violations"),
+            ]
+        )
+        == 0
+    )
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert sorted(v["violation_id"] for v in printed) == sorted(v["violation_id"] for v in violations)

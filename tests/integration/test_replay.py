@@ -38,6 +38,28 @@ def constraints_file(path: Path, recall: float) -> str:
     return str(path)
 
 
+def replay_cli(dep: Deployment, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`truthstream replay` on the deployment's topics with the tests' window and grace."""
+    command = [
+        sys.executable,
+        "-m",
+        "stream.cli",
+        "replay",
+        "--broker",
+        dep.broker,
+        "--inference-topic",
+        dep.topic("inferences"),
+        "--label-topic",
+        dep.topic("labels"),
+        "--window",
+        str(WINDOW),
+        "--label-grace",
+        str(GRACE),
+        *extra,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
 def replay_settings(dep: Deployment, constraints: str) -> Settings:
     env = {k: v for k, v in dep.env.items() if not k.endswith(("REDIS_URL", "APP_ID", "DATA_DIR"))}
     return Settings.from_env({**env, "TRUTHSTREAM_CONSTRAINTS": constraints})
@@ -63,36 +85,18 @@ def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: De
 
     out = tmp_path / "windows.csv"
     plot = tmp_path / "chart.png"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stream.cli",
-            "replay",
-            "--broker",
-            deployment.broker,
-            "--inference-topic",
-            deployment.topic("inferences"),
-            "--label-topic",
-            deployment.topic("labels"),
-            "--window",
-            str(WINDOW),
-            "--label-grace",
-            str(GRACE),
-            "--min-samples",
-            "50",
-            "--constraints",
-            current,
-            "--compare",
-            strict,
-            "--out",
-            str(out),
-            "--plot",
-            str(plot),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    done = replay_cli(
+        deployment,
+        "--min-samples",
+        "50",
+        "--constraints",
+        current,
+        "--compare",
+        strict,
+        "--out",
+        str(out),
+        "--plot",
+        str(plot),
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "8 closed windows (1 models)" in done.stdout
@@ -128,29 +132,7 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
     starts = sorted(r["window"]["start"] for r in result.records)
     assert starts == sorted(expected_windows(second, WINDOW))
 
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "stream.cli",
-            "replay",
-            "--broker",
-            deployment.broker,
-            "--inference-topic",
-            deployment.topic("inferences"),
-            "--label-topic",
-            deployment.topic("labels"),
-            "--window",
-            str(WINDOW),
-            "--label-grace",
-            str(GRACE),
-            "--model",
-            "fraud",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = replay_cli(deployment, "--model", "fraud")
     assert done.returncode == 2 and "no closed window of model(s) fraud" in done.stderr
     assert "models seen: churn" in done.stderr
 
