@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 
-from stream.catalog import Catalog
 from stream.errors import TruthstreamError
 from stream.settings import Settings
 
@@ -202,6 +201,8 @@ def run_worker(settings: Settings, log_level: str = "info") -> int:
     import faust
 
     from stream.worker import create_app
+
+    from stream.catalog import Catalog  # imports river: only when a worker really starts
 
     catalog = Catalog.from_settings(settings)
     app, monitor = create_app(settings, catalog)
