@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from stream.constraints import ConstraintSet, load_constraint_map
+from stream.errors import RecordError
 from stream.records import ProblemType
 from stream.settings import Settings
 
@@ -17,6 +18,15 @@ class Catalog:
     default: ConstraintSet | None = None
     per_model: dict[str, ConstraintSet] = field(default_factory=dict)
     problem_types: dict[str, ProblemType] = field(default_factory=dict)
+    classes: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def check_class(self, model: str, value: str, field_name: str) -> None:
+        """Raise RecordError if the model has a class list and `value` (canonical) is not in it."""
+        allowed = self.classes.get(model)
+        if allowed is not None and value not in allowed:
+            raise RecordError(
+                f"class {value!r} is not one of {model}'s: {', '.join(sorted(allowed))}", field_name, model
+            )
 
     def constraints(self, model: str) -> ConstraintSet | None:
         """The constraints that judge `model`, if any."""
@@ -43,8 +53,11 @@ class Catalog:
     @classmethod
     def from_settings(cls, settings: Settings) -> "Catalog":
         """The catalog the settings describe (constraints, default and per-model problem types)."""
-        return cls.load(
+        loaded = cls.load(
             settings.constraints,
             settings.problem_type,  # type: ignore[arg-type]
-            settings.problem_type_map(),
-        )  # type: ignore[arg-type]
+            settings.problem_type_map(),  # type: ignore[arg-type]
+        )
+        return cls(
+            loaded.default_problem_type, loaded.default, loaded.per_model, loaded.problem_types, settings.class_map()
+        )

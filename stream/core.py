@@ -150,7 +150,9 @@ class Step:
                 if msg.topic == self.settings.inference_topic:
                     if is_capture(doc):  # forwarded unchanged from SageMaker data capture
                         doc = capture_to_inference(doc, self.capture_format, self.settings.capture_model)
-                    self._inference(msg, parse_inference(doc, self.catalog.problem_type))
+                    inference = parse_inference(doc, self.catalog.problem_type)
+                    self.catalog.check_class(inference.model, inference.prediction, "prediction")
+                    self._inference(msg, inference)
                 else:
                     if is_ground_truth(doc):
                         doc = ground_truth_to_label(doc)
@@ -266,6 +268,7 @@ class Step:
         """
         try:
             y_true = canonical_class(json.loads(label_json), "label", self.catalog.problem_type(inf.model))
+            self.catalog.check_class(inf.model, y_true, "label")
         except RecordError as exc:
             self.result.count(inf.model, "rejected")
             self.result.dead_letters.append(dead_letter(label_msg, exc.reason, exc.field))

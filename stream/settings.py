@@ -38,6 +38,11 @@ class Settings:
         "per-model problem types, e.g. churn=BinaryClassification,species=MulticlassClassification "
         "(overrides the constraints file's)",
     )
+    model_classes: str = setting(
+        "",
+        "per-model class lists for multiclass models, e.g. species=cat|dog|bird;color=red|blue; "
+        "predictions and labels outside a model's list are dead-lettered",
+    )
     window: float = setting(3600.0, "tumbling window size in seconds of event time")
     label_grace: float = setting(3600.0, "seconds after a window ends during which its labels may still arrive")
     label_ttl: float = setting(
@@ -104,6 +109,7 @@ class Settings:
         if self.problem_type not in PROBLEM_TYPES:
             raise ConfigError(f"{ENV_PREFIX}PROBLEM_TYPE must be one of {', '.join(PROBLEM_TYPES)}")
         self.problem_type_map()
+        self.class_map()
         topics = [
             self.inference_topic,
             self.label_topic,
@@ -114,6 +120,19 @@ class Settings:
         if len(set(topics)) != len(topics):
             raise ConfigError(f"the five topics must be distinct, got {topics}")
         return self
+
+    def class_map(self) -> dict[str, frozenset[str]]:
+        """`model_classes` as a dict of model -> allowed (canonical) class labels."""
+        from stream.records import MULTICLASS, canonical_class
+
+        out = {}
+        for item in filter(None, (i.strip() for i in self.model_classes.split(";"))):
+            model, _, classes = item.partition("=")
+            labels = [c.strip() for c in classes.split("|") if c.strip()]
+            if not model.strip() or not labels:
+                raise ConfigError(f"{ENV_PREFIX}MODEL_CLASSES entry {item!r} is not model=class|class|...")
+            out[model.strip()] = frozenset(canonical_class(c, "classes", MULTICLASS) for c in labels)
+        return out
 
     def problem_type_map(self) -> dict[str, str]:
         """`model_problem_types` as a dict; raises ConfigError on a malformed entry."""

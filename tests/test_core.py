@@ -445,3 +445,31 @@ def test_rolling_window_takes_a_large_batch(make) -> None:
     [rolling] = h.metrics("rolling")
     assert rolling["sample_count"] == 1200 and rolling["window"]["sequence"] == 1200
     assert rolling["binary_classification_metrics"]["precision"]["value"] == 0.5
+
+
+def test_multiclass_labels_outside_the_models_classes_are_dead_lettered(make) -> None:
+    """With TRUTHSTREAM_MODEL_CLASSES, a prediction or label outside the model's list is refused."""
+    doc = {
+        "multiclass_classification_constraints": {
+            "accuracy": {"threshold": 0.1, "comparison_operator": "LessThanThreshold"}
+        }
+    }
+    settings = base_settings(model_classes="churn=cat|dog")
+    loaded = catalog(doc)
+    h = make(settings, Catalog(loaded.default_problem_type, loaded.default, classes=settings.class_map()))
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed(
+        [
+            inf.msg(inference("a", T0, "cat")),
+            lab.msg(label("a", "dog")),
+            inf.msg(inference("b", T0 + 1, "bird")),
+            inf.msg(inference("c", T0 + 2, "dog")),
+            lab.msg(label("c", "fish")),
+            lab.msg(label("c", "dog")),
+            inf.msg(inference("tick", T0 + 100, "cat")),  # a valid class, so event time moves on
+        ]
+    )
+    [record] = h.metrics()
+    assert record["sample_count"] == 2 and record["counts"]["rejected"] == 2
+    fields = sorted(d["field"] for d in h.records("dead-letters"))
+    assert fields == ["label", "prediction"]
