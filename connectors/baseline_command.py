@@ -24,52 +24,6 @@ class BaselineError(TruthstreamError):
     """The data set cannot be baselined as asked; names the file, column and first offending row."""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The baseline subcommand's flags (SageMaker's attribute names)."""
-    parser.add_argument("data", nargs="?", help="labelled data set: CSV, JSON Lines or Parquet")
-    parser.add_argument(
-        "--problem-type",
-        choices=["BinaryClassification", "MulticlassClassification", "Regression"],
-        help="what the model predicts (required with DATA)",
-    )
-    parser.add_argument("--output-dir", required=True, help="where statistics.json and constraints.json go")
-    parser.add_argument("--inference-attribute", help="column of the model's prediction (a class, or a number)")
-    parser.add_argument("--probability-attribute", help="column of the positive-class probability (binary)")
-    parser.add_argument(
-        "--probability-threshold-attribute",
-        type=float,
-        default=0.5,
-        help="cut-off turning a probability into the positive class when there is no "
-        "--inference-attribute: probability >= cut-off means 1 (default 0.5)",
-    )
-    parser.add_argument("--ground-truth-attribute", help="column of the true label (required with DATA)")
-    parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="file format (default: by extension)")
-    parser.add_argument(
-        "--no-header",
-        action="store_true",
-        help="the CSV has no header: attributes are 0-based column indexes, as in SageMaker",
-    )
-    parser.add_argument(
-        "--margin-stds",
-        type=float,
-        default=3.0,
-        help="suggested thresholds sit this many standard deviations beyond the baseline (default 3)",
-    )
-    parser.add_argument(
-        "--fallback-margin",
-        type=float,
-        default=0.1,
-        help="without a standard deviation (< 200 rows), the margin is this fraction of the value (default 0.1)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subsamples behind the standard deviations")
-    parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time (bounds memory)")
-    parser.add_argument(
-        "--from-statistics",
-        metavar="STATISTICS_JSON",
-        help="instead of DATA: suggest constraints from an existing statistics.json (SageMaker's or ours)",
-    )
-
-
 def _column(chunk: pd.DataFrame, name: str, path: Path, flag: str) -> pd.Series:
     if name not in chunk.columns:
         raise BaselineError(f"{path}: no column {name!r} (from {flag}); columns are: {', '.join(chunk.columns)}")
@@ -230,4 +184,4 @@ def run_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["BaselineError", "add_arguments", "run_baseline"]
+__all__ = ["BaselineError", "run_baseline"]

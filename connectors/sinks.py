@@ -48,9 +48,7 @@ def group_consumer(settings: Settings, topic: str, group: str, earliest: bool = 
     return consumer
 
 
-def records(
-    consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: float | None = None
-) -> Iterator[Any]:
+def records(consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: float | None = None) -> Iterator[Any]:
     """Messages as they come; without `follow`, stop once nothing new came for `idle_s` after joining.
     With `from_s`, every assigned partition starts at that time (what the first poll returned is dropped)."""
     quiet_since = None
@@ -237,38 +235,3 @@ def run_violations(args: argparse.Namespace, settings: Settings) -> int:
     if not args.json:
         print(f"{shown} violations")
     return 0
-
-
-def add_arguments(sink: argparse.ArgumentParser, violations: argparse.ArgumentParser) -> None:
-    """`sink s3|webhook` and `violations` flags."""
-    sub = sink.add_subparsers(dest="sink_kind", metavar="SINK", required=True)
-    s3 = sub.add_parser(
-        "s3",
-        help="write statistics.json and constraint_violations.json per closed window to S3",
-        description="For every closed (tumbling) window on the metrics topic, write "
-        "PREFIX/MODEL[/VERSION]/yyyy/mm/dd/hh/[MMSS-Ns/]statistics.json and "
-        "constraint_violations.json in SageMaker's shapes. Object names are "
-        "deterministic and offsets are committed after the writes, so each window's "
-        "files are written once in effect, even across restarts.",
-    )
-    s3.add_argument("dest", help="s3://bucket/prefix")
-    s3.add_argument("--endpoint-url", help="S3 endpoint URL (S3-compatible servers; also AWS_ENDPOINT_URL)")
-    hook = sub.add_parser(
-        "webhook",
-        help="POST every violation to a URL (Slack-compatible `text` included)",
-        description="POST each violation as JSON with a `text` field Slack understands, "
-        "retrying with back-off; an offset is committed only after a 2xx answer.",
-    )
-    hook.add_argument("url")
-    hook.add_argument("--max-attempts", type=int, default=0, help="give up after this many tries (0: never)")
-    for p in (s3, hook):
-        p.add_argument("--group", help="consumer group (default: APP_ID-sink-s3 / APP_ID-sink-webhook)")
-        p.add_argument("--once", action="store_true", help="stop when caught up instead of running forever")
-        Settings.add_arguments(p, only=("broker", "metrics_topic", "violations_topic", "app_id"))
-    violations.add_argument("--from", dest="from_time", metavar="TIME", help="start at this time (ISO-8601 or epoch)")
-    violations.add_argument("--follow", action="store_true", help="keep printing new violations")
-    violations.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    violations.add_argument(
-        "--group", default="truthstream-violations-cli", help="consumer group (default truthstream-violations-cli)"
-    )
-    Settings.add_arguments(violations, only=("broker", "violations_topic"))

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 
+from connectors.arguments import baseline_arguments, ingest_arguments, sink_arguments
 from stream.errors import TruthstreamError
 from stream.settings import Settings
 
@@ -108,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
         "there are at least 200 rows, and suggest a constraints.json whose thresholds sit a "
         "margin beyond the baseline. Nothing is written if any row is invalid.",
     )
-    from connectors.baseline_command import add_arguments as baseline_arguments
 
     baseline_arguments(baseline)
 
@@ -118,7 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="Sources of inference and label records: SageMaker data capture, "
         "SageMaker ground truth, or any CSV/JSON Lines/Parquet table.",
     )
-    from connectors.ingest import add_arguments as ingest_arguments
 
     ingest_arguments(ingest)
 
@@ -132,7 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="print violations from the violations topic (a worked example of a downstream consumer)",
         description="A kafka-python consumer group on the violations topic: prints a table or JSON lines.",
     )
-    from connectors.sinks import add_arguments as sink_arguments
 
     sink_arguments(sink, violations)
 
