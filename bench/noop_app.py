@@ -10,12 +10,14 @@ from __future__ import annotations
 import faust
 import redis.asyncio as aioredis
 
+from stream.cli import use_fast_event_loop
 from stream.settings import Settings
 from stream.worker import faust_app, input_topics
 
 
 def main() -> None:
     settings = Settings.from_env()
+    use_fast_event_loop()  # the same event loop as the worker's
     app = faust_app(settings)  # configured exactly as the worker's
     topics = input_topics(app, settings)
     counter = f"{settings.redis_prefix}:noop-count"
