@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from connectors.files import atomic_files
 from connectors.tables import TableError, read_chunks, table_format, total_rows
 from stream.baseline import Baseline, problem_type_of, suggest_constraints
 from stream.errors import RecordError, TruthstreamError
@@ -115,30 +114,14 @@ def baseline_file(args: argparse.Namespace) -> Baseline:
             bar.update(len(chunk))
     if baseline.rows == 0:
         raise BaselineError(f"{path}: the file has no data rows")
-    if problem_type == BINARY and baseline.full.sample_count and len(baseline.full.confusion()) < 1:
-        raise BaselineError(f"{path}: no labels")
     return baseline
 
 
 def _write_json_atomically(docs: dict[str, dict[str, Any]], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    temps = {}
-    try:
-        for name, doc in docs.items():
-            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(doc, handle, indent=2)
-                handle.write("\n")
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            temps[name] = tmp
-        for name, tmp in temps.items():
-            os.replace(tmp, out_dir / name)
-    finally:
-        for tmp in temps.values():
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    with atomic_files(*(out_dir / name for name in docs)) as temps:
+        for temp, doc in zip(temps, docs.values()):
+            temp.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def run_baseline(args: argparse.Namespace) -> int:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any
 import pandas as pd
 from kafka import KafkaProducer
 
+from connectors.files import atomic_files
 from connectors.kafka import ensure_topics
 from connectors.kafka_span import plan, raw, read, span_consumer
 from stream.catalog import Catalog
@@ -153,9 +152,7 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ReplayError(f"--out {path}: use a .csv or .parquet file name")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_files(path) as (tmp,):
         if suffix == ".csv":
             frame.to_csv(tmp, index=False)
         else:
@@ -163,13 +160,6 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
                 frame.to_parquet(tmp, index=False)
             except ImportError:
                 raise ReplayError("Parquet output needs pyarrow: pip install 'truthstream[replay]'") from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> str:

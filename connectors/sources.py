@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from connectors.files import atomic_files
 from stream.errors import TruthstreamError
 
 HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
@@ -120,9 +121,8 @@ class IngestState:
     def save(self) -> None:
         """Write the state atomically."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"done": sorted(self.done), "partial": self.partial}))
-        os.replace(tmp, self.path)
+        with atomic_files(self.path) as (tmp,):
+            tmp.write_text(json.dumps({"done": sorted(self.done), "partial": self.partial}))
 
     @staticmethod
     def default_path(kind: str, source: str) -> Path:
