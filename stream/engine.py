@@ -95,8 +95,11 @@ class Engine:
             report.dead_letters = len(result.dead_letters)
             if rolling:
                 await self.store.enqueue([out for due in rolling for out in self._rolling(due)])
-            await self.expire({m.partition for m in messages})
-        report.closed_windows = await self.close_due()
+        # Read the clock once: the expiry sweep moves no watermark, so closing sees the same time.
+        now = await self.now()
+        if messages:
+            await self.expire({m.partition for m in messages}, now)
+        report.closed_windows = await self.close_due(now)
         return report
 
     async def now(self) -> float:
@@ -104,9 +107,8 @@ class Engine:
         watermarks, floor = await self.store.clock()
         return stream_time(watermarks, self.partitions, floor)
 
-    async def expire(self, partitions: set[int]) -> None:
-        """Expire the waiting entries of these partitions that the stream's event time has passed."""
-        now = await self.now()
+    async def expire(self, partitions: set[int], now: float) -> None:
+        """Expire the waiting entries of these partitions that the stream's event time `now` has passed."""
         candidates = await self.store.expiry_candidates(partitions, now)
         if any(candidates.values()):
             await self.store.transact(
@@ -115,9 +117,10 @@ class Engine:
                 lambda view: Step(self.settings, self.catalog, view).sweep(candidates, now),
             )
 
-    async def close_due(self) -> int:
+    async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""
-        now = await self.now()
+        if now is None:
+            now = await self.now()
         if now == -math.inf:
             return 0
         due = [
