@@ -1,9 +1,10 @@
-"""Mergeable window state: confusion counts and a score histogram, as plain integer counters.
+"""Mergeable window state: confusion counts, a score histogram and regression error sums.
 
-A window's state is a bag of named counters, so it can live in a Python Counter
-(replay, tests) or a Redis hash updated with HINCRBY (the worker), and two
-partial states merge by adding counters. Its size is bounded by the number of
-classes squared plus the number of score bins, whatever the number of events.
+A window's state is a bag of counters, so two partial states merge by adding
+them and its size is bounded by the number of classes squared plus the number
+of score bins, whatever the number of events. In memory the counters are keyed
+by tuples; `fields()` / `WindowAggregate(resolution, fields)` convert them to and
+from flat string fields, the form a Redis hash updated with HINCRBY holds.
 """
 
 from __future__ import annotations
@@ -23,13 +24,31 @@ REG = "g"
 
 
 class WindowAggregate:
-    """Counters for one window: confusion cells and, for binary models, a binned score histogram."""
+    """Counters for one window: confusion cells and, for binary models, a binned score histogram
+    (or, for regression models, error sums)."""
 
-    __slots__ = ("counts", "resolution")
+    __slots__ = ("cells", "scores", "sums", "resolution")
 
-    def __init__(self, resolution: float, counts: Mapping[str, float] | None = None) -> None:
+    def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
-        self.counts: Counter[str] = Counter(counts or {})  # ints, except the regression sums
+        self.cells: Counter[tuple[str, str]] = Counter()  # (actual, predicted) -> count
+        self.scores: Counter[tuple[int, int]] = Counter()  # (score bin, 1 if actual is positive) -> count
+        self.sums: Counter[str] = Counter()  # regression sums by REGRESSION_FIELDS name
+        for field, n in (fields or {}).items():
+            kind, first, *rest = field.split(SEP)
+            if kind == CELL:
+                self.cells[(first, rest[0])] += int(n)
+            elif kind == SCORE:
+                self.scores[(int(first), int(rest[0]))] += int(n)
+            elif kind == REG:
+                self.sums[first] += n
+
+    def fields(self) -> dict[str, float]:
+        """The counters as flat string fields (a Redis hash's form); the constructor reads them back."""
+        out: dict[str, float] = {f"{CELL}{SEP}{t}{SEP}{p}": n for (t, p), n in self.cells.items()}
+        out.update((f"{SCORE}{SEP}{b}{SEP}{pos}", n) for (b, pos), n in self.scores.items())
+        out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
+        return out
 
     def add(self, sample: Joined, regression: bool = False) -> None:
         """Count one joined sample (a regression sample adds to error sums instead of cells)."""
@@ -37,12 +56,11 @@ class WindowAggregate:
             y, pred = float(sample.y_true), float(sample.y_pred)
             err = pred - y
             for name, value in zip(REGRESSION_FIELDS, (1, abs(err), err * err, y, y * y)):
-                self.counts[f"{REG}{SEP}{name}"] += value
+                self.sums[name] += value
             return
-        self.counts[f"{CELL}{SEP}{sample.y_true}{SEP}{sample.y_pred}"] += 1
+        self.cells[(sample.y_true, sample.y_pred)] += 1
         if sample.score is not None:
-            positive = 1 if sample.y_true == POSITIVE else 0
-            self.counts[f"{SCORE}{SEP}{self.bin_of(sample.score)}{SEP}{positive}"] += 1
+            self.scores[(self.bin_of(sample.score), 1 if sample.y_true == POSITIVE else 0)] += 1
 
     def bin_of(self, score: float) -> int:
         """The histogram bin holding `score` (scores are rounded to the resolution)."""
@@ -50,46 +68,44 @@ class WindowAggregate:
 
     def merge(self, other: "WindowAggregate") -> None:
         """Add another partial state of the same window into this one."""
-        self.counts.update(other.counts)
+        self.cells.update(other.cells)
+        self.scores.update(other.scores)
+        self.sums.update(other.sums)
 
     @property
     def sample_count(self) -> int:
         """Number of joined samples counted."""
-        return int(self.counts.get(f"{REG}{SEP}n", 0)) + sum(
-            n for field, n in self.counts.items() if field.startswith(CELL)
-        )
+        return int(self.sums.get("n", 0)) + sum(self.cells.values())
 
     def regression_sums(self) -> dict[str, float]:
         """`n`, `ae`, `se`, `y`, `yy`: the sufficient statistics of the regression metrics."""
-        return {name: float(self.counts.get(f"{REG}{SEP}{name}", 0.0)) for name in REGRESSION_FIELDS}
+        return {name: float(self.sums.get(name, 0.0)) for name in REGRESSION_FIELDS}
 
     def confusion(self) -> dict[str, dict[str, int]]:
         """Nested `{actual: {predicted: count}}`, SageMaker's confusion-matrix shape."""
         matrix: dict[str, dict[str, int]] = {}
-        for field, n in self.counts.items():
-            if not field.startswith(CELL):
-                continue
-            kind, first, second = field.split(SEP)
+        for (actual, predicted), n in self.cells.items():
             if n:
-                matrix.setdefault(first, {})[second] = n
+                matrix.setdefault(actual, {})[predicted] = n
         return matrix
 
     def score_histogram(self) -> list[tuple[float, int, int]]:
         """`(score, negatives, positives)` per occupied bin, highest score first."""
         bins: dict[int, list[int]] = {}
-        for field, n in self.counts.items():
-            if not field.startswith(SCORE):
-                continue
-            kind, first, second = field.split(SEP)
+        for (b, positive), n in self.scores.items():
             if n:
-                bins.setdefault(int(first), [0, 0])[int(second)] += n
+                bins.setdefault(b, [0, 0])[positive] += n
         return [(b * self.resolution, neg, pos) for b, (neg, pos) in sorted(bins.items(), reverse=True)]
 
     def add_columns(
-        self, y_true: Sequence[str], y_pred: Sequence[str], scores: Sequence[float] | None, regression: bool = False
+        self,
+        y_true: Sequence[str],
+        y_pred: Sequence[str],
+        scores: Sequence[float | None] | np.ndarray | None,
+        regression: bool = False,
     ) -> None:
         """Count many samples at once (canonical values, as `add` takes them); the same counters as
-        calling `add` per sample, with the counting done by numpy."""
+        calling `add` per sample, with the binning done by numpy. A None score is not binned."""
         if regression:
             y, pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
             err = pred - y
@@ -97,20 +113,17 @@ class WindowAggregate:
                 REGRESSION_FIELDS,
                 (len(y), float(np.abs(err).sum()), float((err * err).sum()), float(y.sum()), float((y * y).sum())),
             ):
-                self.counts[f"{REG}{SEP}{name}"] += value
+                self.sums[name] += value
             return
-        cells, counts = np.unique(
-            np.char.add(np.char.add(np.asarray(y_true, dtype=str), SEP), np.asarray(y_pred, dtype=str)),
-            return_counts=True,
-        )
-        for cell, n in zip(cells.tolist(), counts.tolist()):
-            self.counts[f"{CELL}{SEP}{cell}"] += n
-        if scores is not None:
-            bins = np.rint(np.asarray(scores, dtype=float) / self.resolution).astype(np.int64)
-            positive = (np.asarray(y_true, dtype=str) == POSITIVE).astype(np.int64)
-            keys, counts = np.unique(np.stack([bins, positive]), axis=1, return_counts=True)
-            for (b, pos), n in zip(keys.T.tolist(), counts.tolist()):
-                self.counts[f"{SCORE}{SEP}{b}{SEP}{pos}"] += n
+        self.cells.update(zip(y_true, y_pred))
+        if scores is None:
+            return
+        values = np.asarray(scores, dtype=float)  # None becomes NaN
+        scored = ~np.isnan(values)
+        bins = np.rint(values[scored] / self.resolution).astype(np.int64)
+        positive = (np.asarray(y_true, dtype=object)[scored] == POSITIVE).astype(np.int64)
+        keys, counts = np.unique(np.stack([bins, positive]), axis=1, return_counts=True)
+        self.scores.update(dict(zip(map(tuple, keys.T.tolist()), counts.tolist())))
 
     @classmethod
     def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> "WindowAggregate":

@@ -196,7 +196,7 @@ class RedisStore:
             await self._set_many(args=[self.safety_ttl, json.dumps(written)], client=pipe)
         for partition, members in index.items():
             pipe.zadd(self.key("x", partition), members)
-        hashes = [(self.key("w", w.encode()), agg.counts) for w, agg in result.windows.items()]
+        hashes = [(self.key("w", w.encode()), agg.fields()) for w, agg in result.windows.items()]
         hashes += [(self.key("c", model), counts) for model, counts in result.counters.items()]
         if hashes:
             await self._add_counts(hashes, pipe)
