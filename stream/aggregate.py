@@ -121,9 +121,9 @@ class WindowAggregate:
         values = np.asarray(scores, dtype=float)  # None becomes NaN
         scored = ~np.isnan(values)
         bins = np.rint(values[scored] / self.resolution).astype(np.int64)
-        positive = (np.asarray(y_true, dtype=object)[scored] == POSITIVE).astype(np.int64)
-        keys, counts = np.unique(np.stack([bins, positive]), axis=1, return_counts=True)
-        self.scores.update(dict(zip(map(tuple, keys.T.tolist()), counts.tolist())))
+        positive = np.asarray(y_true, dtype=object)[scored] == POSITIVE
+        keys, counts = np.unique(bins * 2 + positive, return_counts=True)  # one flat key: bin and class
+        self.scores.update({(k >> 1, k & 1): n for k, n in zip(keys.tolist(), counts.tolist())})
 
     @classmethod
     def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> "WindowAggregate":

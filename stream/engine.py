@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 from stream.aggregate import WindowAggregate
@@ -23,11 +24,22 @@ from stream.windows import WindowKey, is_due, split_model_key, stream_time
 
 @dataclass(slots=True)
 class RollingDue:
-    """A rolling window due for evaluation: the model version, its sample count so far, its samples."""
+    """A rolling window due for evaluation: the model version, its sample count so far, and its
+    samples as columns (event times, actual and predicted classes, scores or None)."""
 
     model_key: str
     sequence: int
-    samples: list[Joined]
+    times: list[float]
+    y_true: list[str]
+    y_pred: list[str]
+    scores: list[float | None]
+
+    @classmethod
+    def of(cls, model_key: str, sequence: int, samples: Iterable[Joined]) -> "RollingDue":
+        """The columns of these samples."""
+        rows = [(s.time, s.y_true, s.y_pred, s.score) for s in samples]
+        times, y_true, y_pred, scores = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
+        return cls(model_key, sequence, times, y_true, y_pred, scores)
 
 
 @dataclass(slots=True)
@@ -142,11 +154,10 @@ class Engine:
 
     def _rolling(self, due: RollingDue) -> list[Output]:
         model, version = split_model_key(due.model_key)
-        agg = WindowAggregate.of(
-            due.samples, self.settings.score_resolution, self.catalog.problem_type(model) == REGRESSION
-        )
-        times = [s.time for s in due.samples]
-        window = window_doc("rolling", min(times), max(times), size=len(due.samples), sequence=due.sequence)
+        agg = WindowAggregate(self.settings.score_resolution)
+        scores = due.scores if any(s is not None for s in due.scores) else None
+        agg.add_columns(due.y_true, due.y_pred, scores, self.catalog.problem_type(model) == REGRESSION)
+        window = window_doc("rolling", min(due.times), max(due.times), size=len(due.times), sequence=due.sequence)
         record, violations = evaluate(model, version, window, agg, {}, self.settings, self.catalog)
         return self._outputs(model, record, violations)
 

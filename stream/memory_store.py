@@ -74,7 +74,7 @@ class MemoryStore:
             before = self.rolling_count[mk]
             self.rolling_count[mk] += len(samples)
             if self.rolling_count[mk] // self.rolling_every > before // self.rolling_every:
-                due.append(RollingDue(mk, self.rolling_count[mk], list(window)))
+                due.append(RollingDue.of(mk, self.rolling_count[mk], window))
         return due
 
     async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:

@@ -12,10 +12,12 @@ Key layout (all under the configured prefix):
   r:{model version}   list of the last N joined samples (rolling window); rn: their counts
   outbox              list of records to publish, removed once Kafka acknowledged them
 
-A batch WATCHes the offsets of its input partitions and the floor, reads what it
-needs, runs the core step, and writes every change plus the new offsets in one
-MULTI/EXEC: a batch replayed after a crash finds its offsets applied and changes
-nothing; a zombie worker that lost its partitions fails its EXEC.
+A batch is two round trips: one script reads what it needs (join entries, the
+offsets of its input partitions, the floor, the watermarks); the core step runs;
+a second script checks that the offsets and the floor are still what was read and
+writes every change plus the new offsets, atomically (a Lua script runs alone).
+A batch replayed after a crash finds its offsets applied and changes nothing; a
+zombie worker that lost its partitions finds them moved and writes nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from stream.core import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
 from stream.engine import RollingDue
 from stream.errors import TruthstreamError
 from stream.records import Joined
-from stream.windows import WindowKey, split_model_key
+from stream.windows import WindowKey
 
 # Redis forgets an entry this long after its last write even if event time stalls, so a
 # stopped stream cannot grow Redis without bound. Event-time expiry normally comes first.
@@ -46,47 +48,80 @@ SAMPLE_SEP = "\x1f"
 
 # The batch scripts take their keys and values packed in one JSON argument: redis-py spends
 # about a microsecond per argument, Redis's cjson far less. They name keys they do not declare
-# in KEYS, which a single Redis (all truthstream supports, for its MULTI transactions) allows.
+# in KEYS, which a single Redis (all truthstream supports) allows. They are sent with EVAL:
+# a registered Script makes every transaction ask SCRIPT EXISTS first, a round trip per batch.
 
-# ARGV[1]: TTL in seconds; ARGV[2]: JSON [[key, value], ...] to SET.
-SET_MANY = """
-local items = cjson.decode(ARGV[2])
-for _, kv in ipairs(items) do redis.call('SET', kv[1], kv[2], 'EX', ARGV[1]) end
-return #items
+# ARGV[1]: JSON [key, ...]. Returns the MGET of the keys (in pages: unpack() is bounded by
+# Lua's stack) and the HGETALL of ARGV[2].
+READ = """
+local keys, values = cjson.decode(ARGV[1]), {}
+for j = 1, #keys, 1000 do
+  local page = redis.call('MGET', unpack(keys, j, math.min(j + 999, #keys)))
+  for _, v in ipairs(page) do values[#values + 1] = v end
+end
+return {values, redis.call('HGETALL', ARGV[2])}
 """
-# ARGV[1]: JSON [[hash, [[field, increment], ...]], ...]; increments are strings, and one
-# with a point or exponent is a float.
-HINCR_MANY = """
-local hashes = cjson.decode(ARGV[1])
-for _, h in ipairs(hashes) do
-  for _, fv in ipairs(h[2]) do
-    if string.find(fv[2], '[.eEn]') then
-      redis.call('HINCRBYFLOAT', h[1], fv[1], fv[2])
+# ARGV[1]: JSON of a batch's writes (see RedisStore._write). First a compare-and-set guard:
+# when an input partition's offset or the floor is not what the batch read, another worker
+# moved them, and the script writes nothing and returns 0. Otherwise it applies everything
+# and returns the rolling windows that came due: {{field, total, {sample, ...}}, ...}.
+APPLY = """
+local a = cjson.decode(ARGV[1])
+for i = 1, #a.expect, 2 do
+  if (redis.call('GET', a.expect[i]) or '') ~= a.expect[i + 1] then return 0 end
+end
+for _, z in ipairs(a.zrem) do for _, m in ipairs(z[2]) do redis.call('ZREM', z[1], m) end end
+for _, k in ipairs(a.del) do redis.call('DEL', k) end
+for i = 1, #a.set, 2 do redis.call('SET', a.set[i], a.set[i + 1], 'EX', a.ttl) end
+for _, z in ipairs(a.zadd) do
+  local m = z[2]
+  for i = 1, #m, 2 do redis.call('ZADD', z[1], m[i], m[i + 1]) end
+end
+for _, h in ipairs(a.hincr) do
+  local f = h[2]
+  for i = 1, #f, 2 do  -- an increment with a point or exponent (a regression sum) is a float
+    if string.find(f[i + 1], '[.eEn]') then
+      redis.call('HINCRBYFLOAT', h[1], f[i], f[i + 1])
     else
-      redis.call('HINCRBY', h[1], fv[1], fv[2])
+      redis.call('HINCRBY', h[1], f[i], f[i + 1])
     end
   end
 end
-return #hashes
+for i = 1, #a.hset, 3 do redis.call('HSET', a.hset[i], a.hset[i + 1], a.hset[i + 2]) end
+for i = 1, #a.put, 2 do redis.call('SET', a.put[i], a.put[i + 1]) end
+for _, l in ipairs(a.rpush) do
+  for j = 1, #l[2], 1000 do redis.call('RPUSH', l[1], unpack(l[2], j, math.min(j + 999, #l[2]))) end
+end
+local due = {}
+for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, ...}}
+  for j = 1, #l[3], 1000 do redis.call('RPUSH', l[1], unpack(l[3], j, math.min(j + 999, #l[3]))) end
+  redis.call('LTRIM', l[1], -a.rolling_size, -1)
+  local total = redis.call('HINCRBY', a.rolling_counts, l[2], #l[3])
+  if math.floor(total / a.rolling_every) > math.floor((total - #l[3]) / a.rolling_every) then
+    due[#due + 1] = {l[2], total, redis.call('LRANGE', l[1], 0, -1)}
+  end
+end
+return {1, due}
+"""
+# ARGV[1]: JSON [[hash, [field, increment, ...]], ...]; increments as in APPLY.
+HINCR_MANY = """
+for _, h in ipairs(cjson.decode(ARGV[1])) do
+  local f = h[2]
+  for i = 1, #f, 2 do
+    if string.find(f[i + 1], '[.eEn]') then
+      redis.call('HINCRBYFLOAT', h[1], f[i], f[i + 1])
+    else
+      redis.call('HINCRBY', h[1], f[i], f[i + 1])
+    end
+  end
+end
+return 1
 """
 # HGETALL of every key, in one round trip (reads under WATCH cannot be pipelined).
 HGETALL_MANY = """
 local out = {}
 for k = 1, #KEYS do out[k] = redis.call('HGETALL', KEYS[k]) end
 return out
-"""
-# KEYS[1]: hash of sample counts; ARGV[1]: list length kept; ARGV[2]: JSON
-# [[list, field, [sample, ...]], ...]. Appends, trims, counts; returns each list's total.
-ROLLING_PUSH = """
-local lists, totals = cjson.decode(ARGV[2]), {}
-for i, l in ipairs(lists) do
-  for j = 1, #l[3], 1000 do  -- unpack() is bounded by Lua's stack: push a thousand at a time
-    redis.call('RPUSH', l[1], unpack(l[3], j, math.min(j + 999, #l[3])))
-  end
-  redis.call('LTRIM', l[1], -tonumber(ARGV[1]), -1)
-  totals[i] = redis.call('HINCRBY', KEYS[1], l[2], #l[3])
-end
-return totals
 """
 
 
@@ -96,10 +131,16 @@ def encode_sample(sample: Joined) -> str:
     return f"{sample.time!r}{SAMPLE_SEP}{sample.y_true}{SAMPLE_SEP}{sample.y_pred}{SAMPLE_SEP}{score}"
 
 
-def decode_sample(mk: str, row: bytes) -> Joined:
-    """Inverse of `encode_sample`."""
-    t, y_true, y_pred, score = row.decode().split(SAMPLE_SEP)
-    return Joined(*split_model_key(mk), float(t), y_true, y_pred, float(score) if score else None)
+def decode_samples(mk: str, total: int, rows: list[bytes]) -> RollingDue:
+    """The rolling window `encode_sample` wrote, as columns (split in one go: it runs per batch)."""
+    fields = SAMPLE_SEP.encode().join(rows).decode().split(SAMPLE_SEP)
+    times, y_true, y_pred, scores = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
+    return RollingDue(mk, total, list(map(float, times)), y_true, y_pred, [float(x) if x else None for x in scores])
+
+
+def _counter_pairs(counts: Mapping[str, float]) -> list[str]:
+    """[field, increment, ...] with increments as text (a float keeps its point)."""
+    return [x for f, n in counts.items() for x in (f, repr(n) if isinstance(n, float) else str(n))]
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -129,9 +170,6 @@ class RedisStore:
         self.redis, self.prefix = client, prefix
         self.safety_ttl = int(label_ttl * SAFETY_TTL_FACTOR) + 86400
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
-        self._set_many = client.register_script(SET_MANY)
-        self._hincr_many = client.register_script(HINCR_MANY)
-        self._rolling_push = client.register_script(ROLLING_PUSH)
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -142,103 +180,84 @@ class RedisStore:
     async def transact(
         self, ids: set[str], inputs: set[tuple[str, int]], step: Any
     ) -> tuple[StepResult, list[RollingDue]]:
-        """Load the view, run `step`, write its result and offsets atomically; retry on conflict."""
+        """Read the view, run `step`, then write its result and the new offsets in one script that
+        first checks the offsets and floor are still what was read (else: read and run again)."""
         id_list = sorted(ids)
         input_list = sorted(inputs)
-        ck_keys = [self.key("ck", t, p) for t, p in input_list]
-        floor_key = self.key("floor")
+        guarded = [self.key("ck", t, p) for t, p in input_list] + [self.key("floor")]
         for _ in range(MAX_RETRIES):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(*ck_keys, floor_key)
-                    raw = await pipe.mget([self.key("j", i) for i in id_list] + ck_keys + [floor_key])
-                    watermarks = await pipe.hgetall(self.key("wm"))
-                    entries = {i: JoinEntry.decode(v) if v is not None else None for i, v in zip(id_list, raw)}
-                    cks = {inp: int(v) for inp, v in zip(input_list, raw[len(id_list) :]) if v is not None}
-                    floor = raw[-1]
-                    view = StateView(
-                        entries,
-                        cks,
-                        {_text(k) or "": float(t) for k, t in watermarks.items()},
-                        float(floor) if floor is not None else -math.inf,
-                    )
-                    result: StepResult = step(view)
-                    if result.missing:  # messages keyed otherwise than by event id: load those too
-                        id_list = sorted(set(id_list) | result.missing)
-                        continue
-                    pipe.multi()
-                    rolling_at = await self._write(pipe, result)
-                    replies = await pipe.execute()
-                except WatchError:
-                    continue
-            return result, await self._rolling_due(result, replies, rolling_at)
+            keys = [self.key("j", i) for i in id_list] + guarded
+            raw, flat = await self.redis.eval(READ, 0, json.dumps(keys), self.key("wm"))
+            entries = {i: JoinEntry.decode(v) if v is not None else None for i, v in zip(id_list, raw)}
+            tail = raw[len(id_list) :]
+            floor = tail[-1]
+            view = StateView(
+                entries,
+                {inp: int(v) for inp, v in zip(input_list, tail) if v is not None},
+                {_text(k) or "": float(t) for k, t in zip(flat[::2], flat[1::2])},
+                float(floor) if floor is not None else -math.inf,
+            )
+            result: StepResult = step(view)
+            if result.missing:  # messages keyed otherwise than by event id: load those too
+                id_list = sorted(set(id_list) | result.missing)
+                continue
+            expect = [x for k, v in zip(guarded, tail) for x in (k, _text(v) or "")]
+            reply = await self.redis.eval(APPLY, 0, self._write(result, expect))
+            if reply != 0:
+                return result, [decode_samples(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]]
         raise TruthstreamError(
             f"Redis transaction kept conflicting {MAX_RETRIES} times; is another worker consuming the same partitions?"
         )
 
-    async def _write(self, pipe: Any, result: StepResult) -> int | None:
-        # A batch's writes are a handful of commands, not a few per event: redis-py spends
-        # more time packing and parsing commands than Redis spends running them.
-        for partition, ids in result.unindex.items():
-            pipe.zrem(self.key("x", partition), *ids)
-        index: dict[int, dict[str, float]] = {}
+    def _write(self, result: StepResult, expect: list[str]) -> str:
+        """The APPLY script's argument: every change of a batch, a handful of lists in one JSON text
+        (redis-py spends more time packing commands than Redis spends running them)."""
+        index: dict[int, list[Any]] = {}
         deleted, written = [], []
         for event_id, entry in result.entries.items():
             if entry is None:
                 deleted.append(self.key("j", event_id))
                 continue
-            written.append((self.key("j", event_id), entry.encode()))
+            written += (self.key("j", event_id), entry.encode())
             if math.isfinite(entry.expires):
-                index.setdefault(entry.partition, {})[event_id] = entry.expires
-        if deleted:
-            pipe.delete(*deleted)
-        if written:
-            await self._set_many(args=[self.safety_ttl, json.dumps(written)], client=pipe)
-        for partition, members in index.items():
-            pipe.zadd(self.key("x", partition), members)
+                index.setdefault(entry.partition, []).extend((repr(entry.expires), event_id))
         hashes = [(self.key("w", w.encode()), agg.fields()) for w, agg in result.windows.items()]
         hashes += [(self.key("c", model), counts) for model, counts in result.counters.items()]
-        if hashes:
-            await self._add_counts(hashes, pipe)
-        if result.windows:
-            pipe.zadd(self.key("open"), {w.encode(): w.end for w in result.windows})
-        if result.watermarks:
-            pipe.hset(self.key("wm"), mapping={k: repr(t) for k, t in result.watermarks.items()})
-        for (topic, partition), offset in result.checkpoints.items():
-            pipe.set(self.key("ck", topic, partition), offset)
-        self._push(pipe, result.outputs)
-        if not result.rolling:
-            return None
-        lists = [[self.key("r", mk), mk, [encode_sample(s) for s in samples]] for mk, samples in result.rolling.items()]
-        at = len(pipe.command_stack)
-        await self._rolling_push(keys=[self.key("rn")], args=[self.rolling_size, json.dumps(lists)], client=pipe)
-        return at
+        wm = self.key("wm")
+        writes = {
+            "expect": expect,
+            "ttl": str(self.safety_ttl),
+            "zrem": [[self.key("x", p), sorted(ids)] for p, ids in result.unindex.items()],
+            "del": deleted,
+            "set": written,
+            "zadd": [[self.key("x", p), members] for p, members in index.items()]
+            + [[self.key("open"), [x for w in result.windows for x in (repr(w.end), w.encode())]]],
+            "hincr": [[key, _counter_pairs(counts)] for key, counts in hashes],
+            "hset": [x for k, t in result.watermarks.items() for x in (wm, k, repr(t))],
+            "put": [x for (t, p), offset in result.checkpoints.items() for x in (self.key("ck", t, p), str(offset))],
+            "rpush": [[self.key("outbox"), self._outbox_rows(result.outputs)]],
+            "rolling": [
+                [self.key("r", mk), mk, [encode_sample(s) for s in samples]] for mk, samples in result.rolling.items()
+            ],
+            "rolling_size": self.rolling_size,
+            "rolling_every": self.rolling_every,
+            "rolling_counts": self.key("rn"),
+        }
+        return json.dumps(writes)
 
     async def _add_counts(self, hashes: list[tuple[str, Mapping[str, float]]], pipe: Any) -> None:
         """Queue HINCRBY(FLOAT)s of many hashes as one script call (the await only queues it)."""
-        packed = [
-            [key, [[f, repr(n) if isinstance(n, float) else str(n)] for f, n in counts.items()]]
-            for key, counts in hashes
-        ]
-        await self._hincr_many(args=[json.dumps(packed)], client=pipe)
+        packed = [[key, _counter_pairs(counts)] for key, counts in hashes]
+        await pipe.eval(HINCR_MANY, 0, json.dumps(packed))
+
+    @staticmethod
+    def _outbox_rows(outputs: Iterable[Output]) -> list[str]:
+        return [json.dumps({"topic": o.topic, "key": o.key, "value": o.value}) for o in outputs]
 
     def _push(self, pipe: Any, outputs: Iterable[Output]) -> None:
-        values = [json.dumps({"topic": o.topic, "key": o.key, "value": o.value}) for o in outputs]
+        values = self._outbox_rows(outputs)
         if values:
             pipe.rpush(self.key("outbox"), *values)
-
-    async def _rolling_due(self, result: StepResult, replies: list[Any], rolling_at: int | None) -> list[RollingDue]:
-        due = []
-        if rolling_at is None:
-            return due
-        for mk, total in zip(result.rolling, replies[rolling_at]):
-            total = int(total)
-            before = total - len(result.rolling[mk])
-            if total // self.rolling_every > before // self.rolling_every:
-                rows = await self.redis.lrange(self.key("r", mk), 0, -1)
-                samples = [decode_sample(mk, row) for row in rows]
-                due.append(RollingDue(mk, total, samples))
-        return due
 
     # -- expiry and clock ----------------------------------------------------------------------
     async def clock(self) -> tuple[dict[str, float], float]:
