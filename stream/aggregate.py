@@ -23,6 +23,10 @@ REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, erro
 REG = "g"
 
 
+def _add(counts: dict, key: object, n: float) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
 class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
     (or, for regression models, error sums)."""
@@ -31,17 +35,18 @@ class WindowAggregate:
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
-        self.cells: Counter[tuple[str, str]] = Counter()  # (actual, predicted) -> count
-        self.scores: Counter[tuple[int, int]] = Counter()  # (score bin, 1 if actual is positive) -> count
-        self.sums: Counter[str] = Counter()  # regression sums by REGRESSION_FIELDS name
+        # Plain dicts: a window's state is created per batch and model, and Counter() costs more.
+        self.cells: dict[tuple[str, str], int] = {}  # (actual, predicted) -> count
+        self.scores: dict[tuple[int, int], int] = {}  # (score bin, 1 if actual is positive) -> count
+        self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name
         for field, n in (fields or {}).items():
             kind, first, *rest = field.split(SEP)
             if kind == CELL:
-                self.cells[(first, rest[0])] += int(n)
+                _add(self.cells, (first, rest[0]), int(n))
             elif kind == SCORE:
-                self.scores[(int(first), int(rest[0]))] += int(n)
+                _add(self.scores, (int(first), int(rest[0])), int(n))
             elif kind == REG:
-                self.sums[first] += n
+                _add(self.sums, first, n)
 
     def fields(self) -> dict[str, float]:
         """The counters as flat string fields (a Redis hash's form); the constructor reads them back."""
@@ -56,11 +61,13 @@ class WindowAggregate:
             y, pred = float(sample.y_true), float(sample.y_pred)
             err = pred - y
             for name, value in zip(REGRESSION_FIELDS, (1, abs(err), err * err, y, y * y)):
-                self.sums[name] += value
+                _add(self.sums, name, value)
             return
-        self.cells[(sample.y_true, sample.y_pred)] += 1
+        cell = (sample.y_true, sample.y_pred)
+        self.cells[cell] = self.cells.get(cell, 0) + 1
         if sample.score is not None:
-            self.scores[(self.bin_of(sample.score), 1 if sample.y_true == POSITIVE else 0)] += 1
+            key = (self.bin_of(sample.score), 1 if sample.y_true == POSITIVE else 0)
+            self.scores[key] = self.scores.get(key, 0) + 1
 
     def bin_of(self, score: float) -> int:
         """The histogram bin holding `score` (scores are rounded to the resolution)."""
@@ -68,9 +75,9 @@ class WindowAggregate:
 
     def merge(self, other: "WindowAggregate") -> None:
         """Add another partial state of the same window into this one."""
-        self.cells.update(other.cells)
-        self.scores.update(other.scores)
-        self.sums.update(other.sums)
+        for mine, theirs in ((self.cells, other.cells), (self.scores, other.scores), (self.sums, other.sums)):
+            for key, n in theirs.items():
+                _add(mine, key, n)
 
     @property
     def sample_count(self) -> int:
@@ -113,9 +120,10 @@ class WindowAggregate:
                 REGRESSION_FIELDS,
                 (len(y), float(np.abs(err).sum()), float((err * err).sum()), float(y.sum()), float((y * y).sum())),
             ):
-                self.sums[name] += value
+                _add(self.sums, name, value)
             return
-        self.cells.update(zip(y_true, y_pred))
+        for cell, n in Counter(zip(y_true, y_pred)).items():
+            _add(self.cells, cell, n)
         if scores is None:
             return
         values = np.asarray(scores, dtype=float)  # None becomes NaN
@@ -123,7 +131,8 @@ class WindowAggregate:
         bins = np.rint(values[scored] / self.resolution).astype(np.int64)
         positive = np.asarray(y_true, dtype=object)[scored] == POSITIVE
         keys, counts = np.unique(bins * 2 + positive, return_counts=True)  # one flat key: bin and class
-        self.scores.update({(k >> 1, k & 1): n for k, n in zip(keys.tolist(), counts.tolist())})
+        for k, n in zip(keys.tolist(), counts.tolist()):
+            _add(self.scores, (k >> 1, k & 1), n)
 
     @classmethod
     def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> "WindowAggregate":

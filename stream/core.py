@@ -224,7 +224,9 @@ class Step:
         elif entry.kind == PENDING_LABEL:
             d = entry.data
             stored_label = RawMessage(d["tp"], entry.partition, d["o"], inf.event_id.encode(), d["raw"].encode())
-            if not self._match(msg.partition, inf, d["y"], d.get("lt"), now, stored_label, entry):
+            # "y": the label as JSON text, in entries that truthstream 0.1.0 wrote (kept for upgrades)
+            value = d["v"] if "v" in d else json.loads(d["y"])
+            if not self._match(msg.partition, inf, value, d.get("lt"), now, stored_label, entry):
                 self._set(inf.event_id, self._pending_inference(inf, msg.partition), entry)
         else:
             self.result.count(inf.model, "duplicates")
@@ -239,7 +241,7 @@ class Step:
         if entry is None:
             when = label.time if label.time is not None else self.watermarks.get(f"i{msg.partition}", math.inf)
             raw = msg.value.decode("utf-8") if msg.value else ""
-            data = {"y": label.label, "lt": label.time, "raw": raw, "tp": msg.topic, "o": msg.offset}
+            data = {"v": label.label, "lt": label.time, "raw": raw, "tp": msg.topic, "o": msg.offset}
             self._set(
                 label.event_id, JoinEntry(PENDING_LABEL, when + self.settings.label_ttl, msg.partition, data), None
             )
@@ -254,7 +256,7 @@ class Step:
         self,
         partition: int,
         inf: Inference,
-        label_json: str,
+        label: str | int | float | bool,
         label_time: float | None,
         now: float,
         label_msg: RawMessage,
@@ -267,7 +269,7 @@ class Step:
         window may be closed, and no partition behind it can have let it close earlier.
         """
         try:
-            y_true = canonical_class(json.loads(label_json), "label", self.catalog.problem_type(inf.model))
+            y_true = canonical_class(label, "label", self.catalog.problem_type(inf.model))
             self.catalog.check_class(inf.model, y_true, "label")
         except RecordError as exc:
             self.result.count(inf.model, "rejected")

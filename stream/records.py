@@ -47,7 +47,7 @@ class Label:
     """A validated ground-truth label; `time` is the label's own time when it carried one."""
 
     event_id: str
-    label: str
+    label: str | int | float | bool  # the JSON scalar as sent; canonical once its model is known
     time: float | None
 
 
@@ -197,4 +197,4 @@ def parse_label(doc: dict[str, Any]) -> Label:
             when = parse_time(doc["label_time"])
         except ValueError as exc:
             raise RecordError(str(exc), "label_time") from None
-    return Label(event_id, json.dumps(label), when)
+    return Label(event_id, label, when)

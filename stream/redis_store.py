@@ -168,6 +168,7 @@ class RedisStore:
         resolution: float = 1e-4,
     ) -> None:
         self.redis, self.prefix = client, prefix
+        self.entry_prefix = self.key("j", "")  # join entry keys are built per event: by concatenation
         self.safety_ttl = int(label_ttl * SAFETY_TTL_FACTOR) + 86400
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
 
@@ -186,7 +187,7 @@ class RedisStore:
         input_list = sorted(inputs)
         guarded = [self.key("ck", t, p) for t, p in input_list] + [self.key("floor")]
         for _ in range(MAX_RETRIES):
-            keys = [self.key("j", i) for i in id_list] + guarded
+            keys = [self.entry_prefix + i for i in id_list] + guarded
             raw, flat = await self.redis.eval(READ, 0, json.dumps(keys), self.key("wm"))
             entries = {i: JoinEntry.decode(v) if v is not None else None for i, v in zip(id_list, raw)}
             tail = raw[len(id_list) :]
@@ -216,9 +217,9 @@ class RedisStore:
         deleted, written = [], []
         for event_id, entry in result.entries.items():
             if entry is None:
-                deleted.append(self.key("j", event_id))
+                deleted.append(self.entry_prefix + event_id)
                 continue
-            written += (self.key("j", event_id), entry.encode())
+            written += (self.entry_prefix + event_id, entry.encode())
             if math.isfinite(entry.expires):
                 index.setdefault(entry.partition, []).extend((repr(entry.expires), event_id))
         hashes = [(self.key("w", w.encode()), agg.fields()) for w, agg in result.windows.items()]
