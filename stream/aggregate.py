@@ -37,21 +37,21 @@ class WindowAggregate:
         self.resolution = resolution
         # Plain dicts: a window's state is created per batch and model, and Counter() costs more.
         self.cells: dict[tuple[str, str], int] = {}  # (actual, predicted) -> count
-        self.scores: dict[tuple[int, int], int] = {}  # (score bin, 1 if actual is positive) -> count
+        self.scores: dict[int, int] = {}  # score bin * 2 + (1 if actual is positive) -> count
         self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name
         for field, n in (fields or {}).items():
             kind, first, *rest = field.split(SEP)
             if kind == CELL:
                 _add(self.cells, (first, rest[0]), int(n))
             elif kind == SCORE:
-                _add(self.scores, (int(first), int(rest[0])), int(n))
+                _add(self.scores, int(first) * 2 + int(rest[0]), int(n))
             elif kind == REG:
                 _add(self.sums, first, n)
 
     def fields(self) -> dict[str, float]:
         """The counters as flat string fields (a Redis hash's form); the constructor reads them back."""
         out: dict[str, float] = {f"{CELL}{SEP}{t}{SEP}{p}": n for (t, p), n in self.cells.items()}
-        out.update((f"{SCORE}{SEP}{b}{SEP}{pos}", n) for (b, pos), n in self.scores.items())
+        out.update((f"{SCORE}{SEP}{k >> 1}{SEP}{k & 1}", n) for k, n in self.scores.items())
         out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
         return out
 
@@ -66,7 +66,7 @@ class WindowAggregate:
         cell = (sample.y_true, sample.y_pred)
         self.cells[cell] = self.cells.get(cell, 0) + 1
         if sample.score is not None:
-            key = (self.bin_of(sample.score), 1 if sample.y_true == POSITIVE else 0)
+            key = self.bin_of(sample.score) * 2 + (1 if sample.y_true == POSITIVE else 0)
             self.scores[key] = self.scores.get(key, 0) + 1
 
     def bin_of(self, score: float) -> int:
@@ -96,13 +96,16 @@ class WindowAggregate:
                 matrix.setdefault(actual, {})[predicted] = n
         return matrix
 
-    def score_histogram(self) -> list[tuple[float, int, int]]:
-        """`(score, negatives, positives)` per occupied bin, highest score first."""
-        bins: dict[int, list[int]] = {}
-        for (b, positive), n in self.scores.items():
-            if n:
-                bins.setdefault(b, [0, 0])[positive] += n
-        return [(b * self.resolution, neg, pos) for b, (neg, pos) in sorted(bins.items(), reverse=True)]
+    def score_histogram(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The occupied bins' scores, highest first, with their negative and positive counts."""
+        keys = np.fromiter(self.scores.keys(), dtype=np.int64, count=len(self.scores))
+        counts = np.fromiter(self.scores.values(), dtype=np.int64, count=len(self.scores))
+        keys, counts = keys[counts != 0], counts[counts != 0]
+        bins, slot = np.unique(keys >> 1, return_inverse=True)
+        positive = (keys & 1).astype(bool)
+        neg = np.bincount(slot[~positive], weights=counts[~positive], minlength=len(bins)).astype(np.int64)
+        pos = np.bincount(slot[positive], weights=counts[positive], minlength=len(bins)).astype(np.int64)
+        return bins[::-1] * self.resolution, neg[::-1], pos[::-1]
 
     def add_columns(
         self,
@@ -131,8 +134,11 @@ class WindowAggregate:
         bins = np.rint(values[scored] / self.resolution).astype(np.int64)
         positive = np.asarray(y_true, dtype=object)[scored] == POSITIVE
         keys, counts = np.unique(bins * 2 + positive, return_counts=True)  # one flat key: bin and class
-        for k, n in zip(keys.tolist(), counts.tolist()):
-            _add(self.scores, (k >> 1, k & 1), n)
+        found = zip(keys.tolist(), counts.tolist())
+        if not self.scores:
+            self.scores = dict(found)
+        for k, n in found:  # (empty when the dict was fresh)
+            _add(self.scores, k, n)
 
     @classmethod
     def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> "WindowAggregate":

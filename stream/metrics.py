@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 from river import metrics as rm
 
 from stream.aggregate import WindowAggregate
@@ -113,32 +114,32 @@ def _multiclass_scores(matrix: dict[str, dict[str, int]]) -> dict[str, float]:
 
 
 def roc_and_pr(
-    histogram: list[tuple[float, int, int]],
+    negatives: np.ndarray, positives: np.ndarray
 ) -> tuple[float, list[float], list[float], list[float], list[float]]:
-    """AUC, ROC points (fpr, tpr) and PR points (precision, recall) from a descending score histogram.
+    """AUC, ROC points (fpr, tpr) and PR points (precision, recall) from a score histogram's
+    negative and positive counts per distinct score, highest score first.
 
     The points are those of scikit-learn's `roc_curve(..., drop_intermediate=False)` and
     `precision_recall_curve`, one per distinct score; AUC is the trapezoidal area (ties count half).
     """
-    total_pos = sum(pos for _, _, pos in histogram)
-    total_neg = sum(neg for _, neg, _ in histogram)
-    fprs, tprs, precisions, recalls = [0.0], [0.0], [], []
-    tp = fp = 0
-    auc = 0.0
-    for _, neg, pos in histogram:
-        prev_tp, prev_fp = tp, fp
-        tp += pos
-        fp += neg
-        auc += (fp - prev_fp) * (tp + prev_tp) / 2.0
-        fprs.append(_ratio(fp, total_neg) if total_neg else math.nan)
-        tprs.append(_ratio(tp, total_pos) if total_pos else math.nan)
-        precisions.append(_ratio(tp, tp + fp))
-        recalls.append(_ratio(tp, total_pos) if total_pos else math.nan)
-    auc_value = auc / (total_pos * total_neg) if total_pos and total_neg else math.nan
+    tp, fp = np.cumsum(positives), np.cumsum(negatives)
+    total_pos, total_neg = (int(tp[-1]), int(fp[-1])) if len(tp) else (0, 0)
+    prev_tp, prev_fp = np.concatenate(([0], tp[:-1])), np.concatenate(([0], fp[:-1]))
+    area = float(np.sum((fp - prev_fp) * (tp + prev_tp).astype(np.float64) / 2.0))
+    auc_value = area / (total_pos * total_neg) if total_pos and total_neg else math.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fprs = fp / total_neg if total_neg else np.full(len(fp), math.nan)
+        recall = tp / total_pos if total_pos else np.full(len(tp), math.nan)
+        predicted = tp + fp
+        precisions = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
     # scikit-learn lists PR points by increasing threshold and closes with (precision 1, recall 0).
-    precisions = precisions[::-1] + [1.0]
-    recalls = recalls[::-1] + [0.0]
-    return auc_value, fprs, tprs, precisions, recalls
+    return (
+        auc_value,
+        [0.0, *fprs.tolist()],
+        [0.0, *recall.tolist()],
+        [*precisions[::-1].tolist(), 1.0],
+        [*recall[::-1].tolist(), 0.0],
+    )
 
 
 def _thin(values: list[float], keep: list[int]) -> list[float]:
@@ -186,9 +187,9 @@ def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_point
         constant = _binary_scores(_constant_matrix(matrix, POSITIVE))
         for name in ("recall", "precision", "accuracy", "f0_5", "f1", "f2"):
             scores[f"{name}_best_constant_classifier"] = constant[name]
-        histogram = agg.score_histogram()
-        if histogram:
-            auc, fprs, tprs, precisions, recalls = roc_and_pr(histogram)
+        _, negatives, positives = agg.score_histogram()
+        if len(negatives):
+            auc, fprs, tprs, precisions, recalls = roc_and_pr(negatives, positives)
             scores["auc"] = auc
             keep = _keep_indexes(len(fprs), curve_points)
             out["receiver_operating_characteristic_curve"] = {
