@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -92,7 +93,7 @@ def canonical_class(value: object, field: str, problem_type: ProblemType) -> str
             raise RecordError(f"{value!r} is not a class label", field)
         text = str(int(value))
     elif isinstance(value, str) and value.strip():
-        text = value.strip()
+        text = _no_control(value.strip(), field)
         try:
             number = float(text)
         except ValueError:
@@ -138,6 +139,16 @@ def _required_text(doc: dict[str, Any], field: str, model: str | None = None) ->
     text = str(value).strip()
     if not text:
         raise RecordError("must not be empty", field, model)
+    return _no_control(text, field, model)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(text: str, field: str, model: str | None = None) -> str:
+    """Names and classes are stored joined by a control character, so none may contain one."""
+    if _CONTROL.search(text):
+        raise RecordError(f"must not contain control characters, got {text!r}", field, model)
     return text
 
 
@@ -146,7 +157,7 @@ def parse_inference(doc: dict[str, Any], problem_type_of: Any) -> Inference:
     event_id = _required_text(doc, "event_id")
     model = _required_text(doc, "model")
     version = doc.get("model_version")
-    version_text = "" if version is None else str(version)
+    version_text = "" if version is None else _no_control(str(version), "model_version", model)
     if "inference_time" not in doc:
         raise RecordError("is required", "inference_time", model)
     try:

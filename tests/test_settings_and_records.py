@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from stream.cli import build_parser
+from stream.core import JoinEntry
 from stream.errors import ConfigError, RecordError
 from stream.records import canonical_class, parse_inference, parse_label
 from stream.settings import Settings
@@ -69,3 +72,38 @@ def test_positive_score_comes_from_probabilities_when_no_probability() -> None:
     assert err.value.field == "probabilities.0" and err.value.model == "m"
     with pytest.raises(RecordError, match="is required"):
         parse_label({"event_id": "e"})
+
+
+def test_names_and_classes_with_control_characters_are_refused() -> None:
+    """They are stored joined by a control character, so one inside a name would split it."""
+    doc = {"event_id": "e", "model": "m", "inference_time": 0, "prediction": 1}
+    for field, value, kind in [
+        ("model", "churn\x1fv2", "BinaryClassification"),
+        ("model_version", "2\n", "BinaryClassification"),
+        ("prediction", "c\x1fat", "MulticlassClassification"),
+    ]:
+        with pytest.raises(RecordError, match="control characters") as err:
+            parse_inference({**doc, field: value}, lambda m, kind=kind: kind)
+        assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        JoinEntry("I", 1764000600.5, 3, {"m": "churn", "v": "2", "t": 1764000000.25, "y": "1", "s": 0.75}),
+        JoinEntry("I", math.inf, 0, {"m": "churn", "v": "", "t": 1764000000.0, "y": "cat:a b", "s": None}),
+        JoinEntry("L", 1764000600.0, 1, {"v": "yes", "lt": None, "raw": '{"label": "yes"}', "tp": "labels", "o": 7}),
+        JoinEntry("J", 1764000600.0, 2, {"m": "churn"}),
+    ],
+)
+def test_join_entries_survive_storage(entry: JoinEntry) -> None:
+    """Every kind of join entry reads back equal from its stored text, as text or as bytes."""
+    assert JoinEntry.decode(entry.encode()) == entry
+    assert JoinEntry.decode(entry.encode().encode()) == entry
+
+
+def test_join_entries_of_0_1_0_still_read() -> None:
+    """Entries that truthstream 0.1.0 stored as JSON are read after an upgrade."""
+    old = '["I",null,3,{"m":"churn","v":"2","t":1764000000.25,"y":"1","s":0.75}]'
+    data = {"m": "churn", "v": "2", "t": 1764000000.25, "y": "1", "s": 0.75}
+    assert JoinEntry.decode(old) == JoinEntry("I", math.inf, 3, data)
