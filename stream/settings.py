@@ -68,6 +68,11 @@ class Settings:
     curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record")
     batch_size: int = setting(1000, "events handled per Redis round trip")
     batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill")
+    fetch_wait: float = setting(
+        0.1,
+        "longest a fetch waits at the broker for new data, in seconds; brokers that hold a fetch "
+        "for the full wait (tansu) add up to this much latency",
+    )
     data_dir: str = setting("", "Faust's local data directory (default: a temporary directory)")
     capture_model: str = setting("sagemaker", "model name given to SageMaker capture records found on the topic")
     capture_inference_attribute: str = setting(
@@ -97,6 +102,7 @@ class Settings:
             "score_resolution": self.score_resolution,
             "batch_size": self.batch_size,
             "batch_timeout": self.batch_timeout,
+            "fetch_wait": self.fetch_wait,
         }
         for name, value in positive.items():
             if value <= 0:

@@ -22,6 +22,7 @@ from connectors.kafka import ensure_topics
 from stream.catalog import Catalog
 from stream.engine import Engine
 from stream.errors import ConfigError
+from stream.faust_transport import App
 from stream.records import RawMessage
 from stream.redis_store import RedisStore
 from stream.settings import Settings
@@ -148,8 +149,9 @@ class Monitor(mode.Service):
 
 def faust_app(settings: Settings) -> faust.App:
     """A Faust app configured as truthstream runs it (raw bytes, earliest offsets, short sessions)."""
-    return faust.App(
+    return App(
         settings.app_id,
+        fetch_wait=settings.fetch_wait,
         broker=settings.broker,
         datadir=settings.data_dir or tempfile.mkdtemp(prefix="truthstream-"),
         web_enabled=False,
