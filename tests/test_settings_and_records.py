@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from stream.errors import ConfigError, RecordError
 from stream.records import canonical_class, parse_inference, parse_label
 from stream.settings import Settings
 from stream.timefmt import format_time, parse_time
+from stream.worker import faust_app
 
 
 def test_environment_then_flags_override_defaults() -> None:
@@ -107,3 +109,17 @@ def test_join_entries_of_0_1_0_still_read() -> None:
     old = '["I",null,3,{"m":"churn","v":"2","t":1764000000.25,"y":"1","s":0.75}]'
     data = {"m": "churn", "v": "2", "t": 1764000000.25, "y": "1", "s": 0.75}
     assert JoinEntry.decode(old) == JoinEntry("I", math.inf, 3, data)
+
+
+def test_fetch_wait_reaches_the_workers_kafka_consumer(tmp_path) -> None:
+    """faust fixes the consumer's broker-side fetch wait at 1.5 s; the worker's is the setting."""
+
+    async def created_consumer_wait() -> int:
+        app = faust_app(Settings(fetch_wait=0.05, data_dir=str(tmp_path)))
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()  # never started: this only releases it
+
+    assert asyncio.run(created_consumer_wait()) == 50
