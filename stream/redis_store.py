@@ -51,6 +51,20 @@ SAMPLE_SEP = "\x1f"
 # in KEYS, which a single Redis (all truthstream supports) allows. They are sent with EVAL:
 # a registered Script makes every transaction ask SCRIPT EXISTS first, a round trip per batch.
 
+# Lua adding a list [[hash, [field, increment, ...]], ...] (the expression put in for %s) to the
+# hashes; an increment with a point or exponent (a regression sum) is a float.
+HINCR = """
+for _, h in ipairs(%s) do
+  local f = h[2]
+  for i = 1, #f, 2 do
+    if string.find(f[i + 1], '[.eEn]') then
+      redis.call('HINCRBYFLOAT', h[1], f[i], f[i + 1])
+    else
+      redis.call('HINCRBY', h[1], f[i], f[i + 1])
+    end
+  end
+end
+"""
 # ARGV[1]: JSON [key, ...]. Returns the MGET of the keys (in pages: unpack() is bounded by
 # Lua's stack) and the HGETALL of ARGV[2].
 READ = """
@@ -77,16 +91,7 @@ for _, z in ipairs(a.zadd) do
   local m = z[2]
   for i = 1, #m, 2 do redis.call('ZADD', z[1], m[i], m[i + 1]) end
 end
-for _, h in ipairs(a.hincr) do
-  local f = h[2]
-  for i = 1, #f, 2 do  -- an increment with a point or exponent (a regression sum) is a float
-    if string.find(f[i + 1], '[.eEn]') then
-      redis.call('HINCRBYFLOAT', h[1], f[i], f[i + 1])
-    else
-      redis.call('HINCRBY', h[1], f[i], f[i + 1])
-    end
-  end
-end
+""" + HINCR % "a.hincr" + """
 for i = 1, #a.hset, 3 do redis.call('HSET', a.hset[i], a.hset[i + 1], a.hset[i + 2]) end
 for i = 1, #a.put, 2 do redis.call('SET', a.put[i], a.put[i + 1]) end
 for _, l in ipairs(a.rpush) do
@@ -103,20 +108,8 @@ for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, .
 end
 return {1, due}
 """
-# ARGV[1]: JSON [[hash, [field, increment, ...]], ...]; increments as in APPLY.
-HINCR_MANY = """
-for _, h in ipairs(cjson.decode(ARGV[1])) do
-  local f = h[2]
-  for i = 1, #f, 2 do
-    if string.find(f[i + 1], '[.eEn]') then
-      redis.call('HINCRBYFLOAT', h[1], f[i], f[i + 1])
-    else
-      redis.call('HINCRBY', h[1], f[i], f[i + 1])
-    end
-  end
-end
-return 1
-"""
+# ARGV[1]: JSON [[hash, [field, increment, ...]], ...].
+HINCR_MANY = HINCR % "cjson.decode(ARGV[1])" + "return 1"
 # HGETALL of every key, in one round trip (reads under WATCH cannot be pipelined).
 HGETALL_MANY = """
 local out = {}
