@@ -283,7 +283,8 @@ def truthstream_run(
 
 
 def check_results(redis_url: str, tag: str, table: pd.DataFrame, broker: str) -> int:
-    """Windows whose published sample counts and accuracy differ from the data's (0 means correct)."""
+    """Windows whose published sample count or accuracy differs from the data's, plus windows that
+    must have closed but were not published (0 means correct)."""
     servers = [broker.split("://", 1)[-1]]
     from connectors.kafka import read_topic
 
@@ -292,12 +293,16 @@ def check_results(redis_url: str, tag: str, table: pd.DataFrame, broker: str) ->
         for r in read_topic(servers, f"bench-{tag}-metrics")
         if r["window"]["kind"] == "tumbling"
     }
-    table = table.assign(start=[format_time(math.floor(t / WINDOW_S) * WINDOW_S) for t in table["time"]])
+    # Every partition has passed this event time (labels are shuffled within CHUNK pairs): a window
+    # ending before it, plus the grace, is closed.
+    closed_before = table["time"].max() - CHUNK * EVENT_STEP_S - GRACE_S
+    table = table.assign(start=[math.floor(t / WINDOW_S) * WINDOW_S for t in table["time"]])
     wrong = 0
     for (model, start), group in table.groupby(["model", "start"]):
-        record = published.get((model, start))
+        record = published.get((model, format_time(start)))
         if record is None:
-            continue  # still open: the run ends before the last windows close
+            wrong += int(start + WINDOW_S <= closed_before)  # else still open: the run ends first
+            continue
         stats = next(v for k, v in record.items() if k.endswith("_metrics"))
         if (
             record["sample_count"] != len(group)
@@ -469,12 +474,12 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
 
 
 def redis_bytes_per_pending(broker: str, redis_url: str, n: int, logs: Path) -> float:
-    """Redis used_memory growth per unmatched inference held by the worker."""
+    """Redis memory per unmatched inference held by the worker: MEMORY USAGE summed over every key
+    the run wrote (its prefix), so Redis's other contents and its Lua heap do not count."""
     servers = [broker.split("://", 1)[-1]]
     tag = f"mem{uuid.uuid4().hex[:6]}"
     topics = fresh_topics(servers, tag)
     client = redis.Redis.from_url(redis_url)
-    before = int(client.info("memory")["used_memory"])
     pairs, _ = workload(n, 1, 2, seed=99)
     producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=20)
     for key, inference, _ in pairs:
@@ -482,8 +487,11 @@ def redis_bytes_per_pending(broker: str, redis_url: str, n: int, logs: Path) -> 
     producer.flush()
     producer.close()
     truthstream_run(broker, redis_url, topics, tag, n, logs, rolling_size=0)
-    after = int(client.info("memory")["used_memory"])
-    return (after - before) / n
+    keys = list(client.scan_iter(match=f"bench-{tag}:*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.memory_usage(key, samples=0)
+    return sum(b or 0 for b in pipe.execute()) / n
 
 
 # -- report ----------------------------------------------------------------------------------------

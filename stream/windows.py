@@ -48,8 +48,9 @@ class WindowKey:
 
     @classmethod
     def of(cls, sample: Joined, size: float) -> "WindowKey":
-        """The window that holds a sample, by its inference time."""
-        return cls(sample.model, sample.model_version, math.floor(sample.time / size) * size, size)
+        """The window that holds a sample, by its inference time (bounds as floats, whatever `size`
+        is: `encode` must give one text per window, and `decode` reads floats)."""
+        return cls(sample.model, sample.model_version, float(math.floor(sample.time / size) * size), float(size))
 
 
 def stream_time(watermarks: Mapping[str, float], partitions: int, floor: float) -> float:

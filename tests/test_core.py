@@ -17,6 +17,7 @@ from stream.catalog import Catalog
 from stream.constraints import parse_constraints
 from stream.records import RawMessage
 from stream.settings import Settings
+from stream.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness
 
@@ -141,6 +142,19 @@ def test_windows_close_by_event_time_and_results_do_not_depend_on_batching(make)
     # 200 s of inferences in 60 s windows: the last window (and the one before it, within the
     # 30 s grace of the latest event) are still open.
     assert windows == ["2025-11-24T16:00:00Z", "2025-11-24T16:01:00Z"]
+
+
+def test_windows_of_integer_sizes_close_once(make) -> None:
+    """Settings built in Python may hold integers (window=60): a window still has one storage name,
+    so it closes, once, and is not read again on every later batch."""
+    h = make(base_settings(window=60, label_grace=30))
+    inf, lab = Topic("inferences"), Topic("labels")
+    pairs = [m for i in range(300) for m in (inf.msg(inference(f"e{i}", T0 + i, 1, 0.9)), lab.msg(label(f"e{i}", 1)))]
+    h.feed(pairs, batch=50)
+    h.feed(tick(inf, T0 + 400))
+    assert [(r["window"]["start"], r["sample_count"]) for r in h.metrics()] == [
+        (format_time(T0 + 60 * k), 60) for k in range(5)
+    ]
 
 
 def test_a_window_waits_for_every_partition(make) -> None:
