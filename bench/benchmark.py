@@ -412,7 +412,7 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
     try:
         client = redis.Redis.from_url(redis_url)
         warm = worker_progress(client, f"bench-{tag}", topics)
-        producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=0)
+        producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=5)
         # Warm up: the worker must hold its partitions before the clock starts.
         producer.send(
             topics[0],
@@ -458,16 +458,24 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
     order = np.argsort(seqs)
     seqs, times = seqs[order], times[order]
     latencies = []
+    if os.environ.get("TRUTHSTREAM_BENCH_DUMP"):  # to look into a tail: (seconds into the run, latency)
+        dump = Path(os.environ["TRUTHSTREAM_BENCH_DUMP"])
+    else:
+        dump = None
     for k, produced in enumerate(sent):
         idx = np.searchsorted(seqs, k + 1)
         if idx < len(seqs):
             latencies.append(float(np.min(times[idx:])) - produced)
+    if dump is not None:
+        dump.write_text(json.dumps([[t - sent[0], lat] for t, lat in zip(sent, latencies)]))
     if not latencies:
         raise RuntimeError("no rolling record arrived")
     return {
         "pairs_per_s": pairs_per_s,
         "p50_s": float(np.percentile(latencies, 50)),
+        "p90_s": float(np.percentile(latencies, 90)),
         "p99_s": float(np.percentile(latencies, 99)),
+        "max_s": float(np.max(latencies)),
         "measured": len(latencies),
         "sent": len(sent),
     }

@@ -110,6 +110,14 @@ return {1, due}
 """
 # ARGV[1]: JSON [[hash, [field, increment, ...]], ...].
 HINCR_MANY = HINCR % "cjson.decode(ARGV[1])" + "return 1"
+# KEYS[1]: the outbox; ARGV[1]: JSON [row, ...] published. Trims them only if they still head it.
+CONFIRM = """
+local rows = cjson.decode(ARGV[1])
+local head = redis.call('LRANGE', KEYS[1], 0, #rows - 1)
+for i = 1, #rows do if head[i] ~= rows[i] then return 0 end end
+redis.call('LTRIM', KEYS[1], #rows, -1)
+return #rows
+"""
 # HGETALL of every key, in one round trip (reads under WATCH cannot be pipelined).
 HGETALL_MANY = """
 local out = {}
@@ -164,6 +172,7 @@ class RedisStore:
         self.entry_prefix = self.key("j", "")  # join entry keys are built per event: by concatenation
         self.safety_ttl = int(label_ttl * SAFETY_TTL_FACTOR) + 86400
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
+        self._outbox_page: list[bytes] = []
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -345,10 +354,13 @@ class RedisStore:
 
     async def pending_outbox(self) -> list[Output]:
         """Queued outputs not yet confirmed (the first page)."""
-        rows = await self.redis.lrange(self.key("outbox"), 0, OUTBOX_PAGE - 1)
-        return [Output(d["topic"], d["key"], d["value"]) for d in map(json.loads, rows)]
+        self._outbox_page = await self.redis.lrange(self.key("outbox"), 0, OUTBOX_PAGE - 1)
+        return [Output(d["topic"], d["key"], d["value"]) for d in map(json.loads, self._outbox_page)]
 
     async def confirm_outbox(self, count: int) -> None:
-        """Drop the first `count` entries: Kafka has them."""
+        """Drop the first `count` entries of the page last read: Kafka has them. Workers share the
+        outbox, so they are dropped only if they still head it; if another worker published and
+        dropped them meanwhile, nothing is dropped (its copies were byte-identical)."""
         if count:
-            await self.redis.ltrim(self.key("outbox"), count, -1)
+            page = [row.decode() if isinstance(row, bytes) else row for row in self._outbox_page[:count]]
+            await self.redis.eval(CONFIRM, 1, self.key("outbox"), json.dumps(page))

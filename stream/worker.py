@@ -24,7 +24,7 @@ from stream.engine import Engine
 from stream.errors import ConfigError
 from stream.faust_transport import App
 from stream.records import RawMessage
-from stream.redis_store import RedisStore
+from stream.redis_store import OUTBOX_PAGE, RedisStore
 from stream.settings import Settings
 
 log = logging.getLogger("truthstream.worker")
@@ -134,6 +134,8 @@ class Monitor(mode.Service):
             await asyncio.gather(*futures)
             await store.confirm_outbox(len(pending))
             sent += len(pending)
+            if len(pending) < OUTBOX_PAGE:  # the last page; what came since goes with the next flush
+                return sent
 
     async def tick(self) -> None:
         """Periodic: republish a leftover outbox, close windows after idleness."""

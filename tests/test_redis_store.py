@@ -10,6 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from stream.catalog import Catalog
+from stream.core import Output
 from stream.engine import Engine
 from stream.records import RawMessage
 from stream.redis_store import RedisStore
@@ -69,3 +70,26 @@ def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_u
     assert record["sample_count"] == 10
     assert record["counts"]["duplicates"] == 0 and record["counts"]["late"] == 0
     assert record["binary_classification_metrics"]["accuracy"]["value"] == 1.0
+
+
+def test_two_workers_flushing_the_shared_outbox_lose_nothing(redis_url: str) -> None:
+    """Both workers read the same page and publish it; the first confirms it; a record queued
+    after that must survive the second's confirmation of the page it read earlier."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> list[str]:
+        clients = [aioredis.from_url(redis_url) for _ in range(2)]
+        try:
+            one, two = (RedisStore(c, prefix, SETTINGS.label_ttl) for c in clients)
+            await one.enqueue([Output("metrics", k, {"n": k}) for k in ("a", "b", "c")])
+            assert [o.key for o in await one.pending_outbox()] == ["a", "b", "c"]
+            assert [o.key for o in await two.pending_outbox()] == ["a", "b", "c"]
+            await two.confirm_outbox(3)
+            await two.enqueue([Output("metrics", "d", {"n": "d"})])
+            await one.confirm_outbox(3)  # its page is gone from the head: nothing is dropped
+            return [o.key for o in await one.pending_outbox()]
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    assert asyncio.run(scenario()) == ["d"]
