@@ -9,8 +9,8 @@ time has passed, evaluating it and queueing its records in the store's outbox.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stream.aggregate import WindowAggregate
