@@ -15,7 +15,7 @@ measures on the same messages, one after the other:
   batch            pandas merge + scikit-learn per window, as an hourly job would; and the same
                    job held to the stream's p99 freshness (recomputing the open hourly window)
   freshness        label produced -> rolling metrics record, p50/p99, at half the max rate
-  memory           Redis bytes per waiting inference; worker RSS after the main run
+  memory           Redis bytes per waiting inference (MEMORY USAGE of the run's keys); worker RSS
 
 and prints a table with the ratios; --json writes the figures, versions and settings.
 """
@@ -90,13 +90,18 @@ def parse_args() -> argparse.Namespace:
         help="alternate the no-op, worker and many-models runs this many times and keep each one's best "
         "(default 2)",
     )
-    parser.add_argument("--freshness-seconds", type=float, default=20.0, help="length of the freshness run")
+    parser.add_argument(
+        "--freshness-seconds", type=float, default=20.0, help="length of the freshness run (default 20)"
+    )
     parser.add_argument("--pending", type=int, default=20_000, help="unmatched inferences for the memory figure")
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
     parser.add_argument("--redis-url", help="Redis URL (default: an embedded redis-server)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--seed", type=int, default=1)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.rounds < 1 or args.events < 8:
+        parser.error("--rounds must be at least 1 and --events at least 8")
+    return args
 
 
 @contextlib.contextmanager
