@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from stream.aggregate import WindowAggregate
 from stream.catalog import Catalog
-from stream.core import Output, StateView, Step, StepResult, event_ids
+from stream.core import Output, Step, StepResult, event_ids
 from stream.records import REGRESSION, Joined, RawMessage
 from stream.reports import evaluate, window_doc
 from stream.settings import Settings
@@ -102,21 +102,18 @@ class Engine:
             return report
         ids = event_ids(messages, self.settings)
         inputs = {(m.topic, m.partition) for m in messages}
-        views: list[StateView] = []
-
-        def step(view: StateView) -> StepResult:
-            views.append(view)  # the last one is the view the result was applied to
-            return Step(self.settings, self.catalog, view).run(messages)
-
-        result, rolling = await self.store.transact(ids, inputs, step)
+        result, rolling = await self.store.transact(
+            ids, inputs, lambda view: Step(self.settings, self.catalog, view).run(messages)
+        )
         report.joined = result.joined
         report.dead_letters = len(result.dead_letters)
         if rolling:
             await self.store.enqueue([out for due in rolling for out in self._rolling(due)])
-        # The stream's time after this batch, from what it read and wrote: no clock round trip.
-        # Another worker's partitions may have moved on since the read; lagging is the safe side.
-        view = views[-1]
-        now = stream_time({**view.watermarks, **result.watermarks}, self.partitions, view.floor)
+        # The clock is read after the write, not taken from the batch's own read: of two workers
+        # finishing their last batches together, the later reader then sees both watermarks and
+        # closes the windows (from their reads, each could miss the other's, and nothing would
+        # close until more input came). The expiry sweep moves no watermark: one read serves both.
+        now = await self.now()
         await self.expire({m.partition for m in messages}, now)
         report.closed_windows = await self.close_due(now)
         return report

@@ -15,6 +15,7 @@ from stream.engine import Engine
 from stream.records import RawMessage
 from stream.redis_store import RedisStore
 from stream.settings import Settings
+from stream.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
 
 SETTINGS = Settings(window=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
@@ -27,6 +28,25 @@ async def _engine_run(redis_url: str, prefix: str, work: Any) -> Any:
         return await work(Engine(SETTINGS, Catalog(), store, 1), store)
     finally:
         await client.aclose()
+
+
+def _interleaved(store: RedisStore, between: Any, steps: list[dict]) -> None:
+    """Make `store`'s next batches run `between()` (in a thread, with its own event loop) after
+    their first read and before their write; `steps` collects the offsets each read saw."""
+    original = store.transact
+
+    async def transact(ids: set[str], inputs: set[tuple[str, int]], step: Any) -> Any:
+        def interleaved(view: Any) -> Any:
+            steps.append(dict(view.checkpoints))
+            if len(steps) == 1:
+                thread = threading.Thread(target=between)
+                thread.start()
+                thread.join()
+            return step(view)
+
+        return await original(ids, inputs, interleaved)
+
+    store.transact = transact  # type: ignore[method-assign]
 
 
 def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_url: str) -> None:
@@ -42,23 +62,10 @@ def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_u
     def run_b() -> None:
         asyncio.run(_engine_run(redis_url, prefix, lambda engine, store: engine.process(b_part)))
 
-    steps = []
+    steps: list[dict] = []
 
     async def run_a(engine: Engine, store: RedisStore) -> Any:
-        original = store.transact
-
-        async def transact(ids: set[str], inputs: set[tuple[str, int]], step: Any) -> Any:
-            def interleaved(view: Any) -> Any:
-                steps.append(dict(view.checkpoints))
-                if len(steps) == 1:  # between A's read and A's write, B runs to completion
-                    thread = threading.Thread(target=run_b)
-                    thread.start()
-                    thread.join()
-                return step(view)
-
-            return await original(ids, inputs, interleaved)
-
-        store.transact = transact  # type: ignore[method-assign]
+        _interleaved(store, run_b, steps)
         await engine.process(inferences + labels)
         await engine.idle(T0 + 3600)  # close the window
         return await store.pending_outbox()
@@ -70,6 +77,42 @@ def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_u
     assert record["sample_count"] == 10
     assert record["counts"]["duplicates"] == 0 and record["counts"]["late"] == 0
     assert record["binary_classification_metrics"]["accuracy"]["value"] == 1.0
+
+
+def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> None:
+    """A and B own one partition each and run their last batches at the same time (B's whole
+    batch between A's read and A's write). Whichever reads the clock last sees both partitions
+    past the window and closes it: nothing waits for more input."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+
+    def partition(p: int) -> list[RawMessage]:
+        pairs = [(f"p{p}-{i}", T0 + i) for i in range(20)] + [(f"p{p}-end", T0 + 1000)]
+        return [inf.msg(inference(e, t, 1, 0.9), p) for e, t in pairs] + [
+            lab.msg(label(e, 1, label_time=format_time(t)), p) for e, t in pairs
+        ]
+
+    a_batch, b_batch = partition(0), partition(1)
+
+    async def engine_run(work: Any) -> Any:
+        client = aioredis.from_url(redis_url)
+        try:
+            store = RedisStore(client, prefix, SETTINGS.label_ttl)
+            return await work(Engine(SETTINGS, Catalog(), store, 2), store)
+        finally:
+            await client.aclose()
+
+    def run_b() -> None:
+        asyncio.run(engine_run(lambda engine, store: engine.process(b_batch)))
+
+    async def run_a(engine: Engine, store: RedisStore) -> Any:
+        _interleaved(store, run_b, [])
+        await engine.process(a_batch)
+        return await store.pending_outbox()
+
+    outputs = asyncio.run(engine_run(run_a))
+    closed = [o.value for o in outputs if o.topic == SETTINGS.metrics_topic]
+    assert [(r["window"]["start"], r["sample_count"]) for r in closed] == [(format_time(T0), 40)]
 
 
 def test_two_workers_flushing_the_shared_outbox_lose_nothing(redis_url: str) -> None:
