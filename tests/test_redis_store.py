@@ -21,11 +21,12 @@ from tests.factories import T0, Topic, inference, label
 SETTINGS = Settings(window=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
 
 
-async def _engine_run(redis_url: str, prefix: str, work: Any) -> Any:
+async def _engine_run(redis_url: str, prefix: str, work: Any, partitions: int = 1) -> Any:
+    """Run `work(engine, store)` on a fresh client of the shared Redis state under `prefix`."""
     client = aioredis.from_url(redis_url)
     try:
         store = RedisStore(client, prefix, SETTINGS.label_ttl)
-        return await work(Engine(SETTINGS, Catalog(), store, 1), store)
+        return await work(Engine(SETTINGS, Catalog(), store, partitions), store)
     finally:
         await client.aclose()
 
@@ -94,23 +95,15 @@ def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> Non
 
     a_batch, b_batch = partition(0), partition(1)
 
-    async def engine_run(work: Any) -> Any:
-        client = aioredis.from_url(redis_url)
-        try:
-            store = RedisStore(client, prefix, SETTINGS.label_ttl)
-            return await work(Engine(SETTINGS, Catalog(), store, 2), store)
-        finally:
-            await client.aclose()
-
     def run_b() -> None:
-        asyncio.run(engine_run(lambda engine, store: engine.process(b_batch)))
+        asyncio.run(_engine_run(redis_url, prefix, lambda engine, store: engine.process(b_batch), partitions=2))
 
     async def run_a(engine: Engine, store: RedisStore) -> Any:
         _interleaved(store, run_b, [])
         await engine.process(a_batch)
         return await store.pending_outbox()
 
-    outputs = asyncio.run(engine_run(run_a))
+    outputs = asyncio.run(_engine_run(redis_url, prefix, run_a, partitions=2))
     closed = [o.value for o in outputs if o.topic == SETTINGS.metrics_topic]
     assert [(r["window"]["start"], r["sample_count"]) for r in closed] == [(format_time(T0), 40)]
 
