@@ -78,34 +78,19 @@ def baseline_file(args: argparse.Namespace) -> Baseline:
     fmt = table_format(path, args.format)
     header = not args.no_header
     baseline = Baseline(problem_type, seed=args.seed)
+
+    def classes(chunk: pd.DataFrame, name: str, flag: str) -> list[str]:
+        return _canonical(_column(chunk, name, path, flag), problem_type, path, name, header, fmt)
+
     with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", unit_scale=True, leave=False) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):
-            truth = _canonical(
-                _column(chunk, args.ground_truth_attribute, path, "--ground-truth-attribute"),
-                problem_type,
-                path,
-                args.ground_truth_attribute,
-                header,
-                fmt,
-            )
+            truth = classes(chunk, args.ground_truth_attribute, "--ground-truth-attribute")
             scores = None
             if args.probability_attribute:
-                scores = _scores(
-                    _column(chunk, args.probability_attribute, path, "--probability-attribute"),
-                    path,
-                    args.probability_attribute,
-                    header,
-                    fmt,
-                )
+                column = _column(chunk, args.probability_attribute, path, "--probability-attribute")
+                scores = _scores(column, path, args.probability_attribute, header, fmt)
             if args.inference_attribute:
-                predicted = _canonical(
-                    _column(chunk, args.inference_attribute, path, "--inference-attribute"),
-                    problem_type,
-                    path,
-                    args.inference_attribute,
-                    header,
-                    fmt,
-                )
+                predicted = classes(chunk, args.inference_attribute, "--inference-attribute")
             elif scores is not None:
                 predicted = np.where(scores >= args.probability_threshold_attribute, "1", "0").tolist()
             else:  # excluded by the argument checks above
