@@ -330,11 +330,15 @@ def _window_metrics(y: np.ndarray, p: np.ndarray, scores: np.ndarray | None, cla
         skm.roc_auc_score(y, scores)
 
 
+def parsed(pairs: list[tuple[str, bytes, bytes]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The inference and label JSON lines as tables, as the batch job reads them."""
+    return pd.DataFrame([json.loads(i) for _, i, _ in pairs]), pd.DataFrame([json.loads(x) for _, _, x in pairs])
+
+
 def batch_job(pairs: list[tuple[str, bytes, bytes]], classes: int) -> float:
     """Pairs per second of an hourly-style job: parse JSON lines, merge, scikit-learn per window."""
     started = time.perf_counter()
-    inferences = pd.DataFrame([json.loads(i) for _, i, _ in pairs])
-    labels = pd.DataFrame([json.loads(label) for _, _, label in pairs])
+    inferences, labels = parsed(pairs)
     joined = inferences.merge(labels, on="event_id")
     joined["window"] = (
         pd.to_datetime(joined["inference_time"], format="ISO8601").astype("int64") // 10**9 // int(WINDOW_S)
@@ -351,8 +355,7 @@ def batch_at_freshness(pairs: list[tuple[str, bytes, bytes]], classes: int, fres
     often. Refresh time is fitted as fixed + per-pair cost over window sizes taken from the data;
     the largest window one refresh can handle in `freshness_s`, spread over an hour (SageMaker's
     schedule, and the window a user compares with), is the traffic it can monitor that fresh."""
-    inferences = pd.DataFrame([json.loads(i) for _, i, _ in pairs])
-    labels = pd.DataFrame([json.loads(label) for _, _, label in pairs])
+    inferences, labels = parsed(pairs)
     sizes = [len(pairs) // 8, len(pairs) // 4, len(pairs) // 2, len(pairs)]
     seconds = []
     for size in sizes:
@@ -463,16 +466,13 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
     order = np.argsort(seqs)
     seqs, times = seqs[order], times[order]
     latencies = []
-    if os.environ.get("TRUTHSTREAM_BENCH_DUMP"):  # to look into a tail: (seconds into the run, latency)
-        dump = Path(os.environ["TRUTHSTREAM_BENCH_DUMP"])
-    else:
-        dump = None
+    dump = os.environ.get("TRUTHSTREAM_BENCH_DUMP")  # to look into a tail: (seconds into the run, latency)
     for k, produced in enumerate(sent):
         idx = np.searchsorted(seqs, k + 1)
         if idx < len(seqs):
             latencies.append(float(np.min(times[idx:])) - produced)
-    if dump is not None:
-        dump.write_text(json.dumps([[t - sent[0], lat] for t, lat in zip(sent, latencies)]))
+    if dump:
+        Path(dump).write_text(json.dumps([[t - sent[0], lat] for t, lat in zip(sent, latencies)]))
     if not latencies:
         raise RuntimeError("no rolling record arrived")
     return {

@@ -66,7 +66,7 @@ class Settings:
     max_record_bytes: int = setting(262144, "larger input messages are dead-lettered")
     score_resolution: float = setting(1e-4, "scores are binned at this resolution for AUC and curves")
     curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record")
-    batch_size: int = setting(1000, "events handled per Redis round trip")
+    batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)")
     batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill")
     fetch_wait: float = setting(
         0.1,
