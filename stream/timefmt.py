@@ -6,17 +6,21 @@ import math
 from datetime import datetime, timezone
 
 
+def _iso_seconds(text: str) -> float:
+    """Epoch seconds of ISO-8601 text; without an offset it is UTC. Raises ValueError."""
+    parsed = datetime.fromisoformat(text)
+    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
 def parse_time(value: object) -> float:
     """Return epoch seconds for an ISO-8601 string or an epoch number; raise ValueError otherwise."""
     if type(value) is str and len(value) > 10 and value[4] == "-":
         # The common case, extended ISO-8601, parsed without the float attempt's exception
         # (this runs for every record: it was a tenth of the worker's own time).
         try:
-            parsed = datetime.fromisoformat(value)
+            return _iso_seconds(value)
         except ValueError:
             pass
-        else:
-            return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)).timestamp()
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
     if isinstance(value, (int, float)):
@@ -28,10 +32,7 @@ def parse_time(value: object) -> float:
         except ValueError:
             if text.endswith(("Z", "z")):
                 text = text[:-1] + "+00:00"
-            parsed = datetime.fromisoformat(text)
-            if parsed.tzinfo is None:
-                parsed = parsed.replace(tzinfo=timezone.utc)
-            seconds = parsed.timestamp()
+            seconds = _iso_seconds(text)
     else:
         raise ValueError(f"expected ISO-8601 text or epoch seconds, got {type(value).__name__}")
     if not math.isfinite(seconds):
