@@ -50,8 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from connectors.embedded import embedded_kafka, embedded_redis  # noqa: E402
-from connectors.kafka import ensure_topics, topic_partitions  # noqa: E402
-from stream.timefmt import format_time  # noqa: E402
+from connectors.kafka import topic_partitions  # noqa: E402
+from stream.core.timefmt import format_time  # noqa: E402
+from stream.worker.topics import ensure_topics  # noqa: E402
 
 PARTITIONS = 4
 T0 = 1_764_000_000.0
@@ -87,8 +88,7 @@ def parse_args() -> argparse.Namespace:
         "--rounds",
         type=int,
         default=2,
-        help="alternate the no-op, worker and many-models runs this many times and keep each one's best "
-        "(default 2)",
+        help="alternate the no-op, worker and many-models runs this many times and keep each one's best (default 2)",
     )
     parser.add_argument(
         "--freshness-seconds", type=float, default=20.0, help="length of the freshness run (default 20)"
@@ -252,7 +252,7 @@ def worker_env(broker: str, redis_url: str, topics: tuple[str, str], tag: str, *
         "TRUTHSTREAM_METRICS_TOPIC": f"bench-{tag}-metrics",
         "TRUTHSTREAM_VIOLATIONS_TOPIC": f"bench-{tag}-violations",
         "TRUTHSTREAM_DEAD_LETTER_TOPIC": f"bench-{tag}-dead-letters",
-        "TRUTHSTREAM_WINDOW": str(WINDOW_S),
+        "TRUTHSTREAM_WINDOW_SECONDS": str(WINDOW_S),
         "TRUTHSTREAM_LABEL_GRACE": str(GRACE_S),
         **BATCH_ENV,
     }
@@ -278,7 +278,7 @@ def truthstream_run(
     client = redis.Redis.from_url(redis_url)
     env = worker_env(broker, redis_url, topics, tag, **extra)
     return run_until(
-        [sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
+        [sys.executable, "-m", "connectors.cli", "--log-level", "warning", "worker"],
         env,
         worker_progress(client, f"bench-{tag}", topics),
         total,
@@ -390,7 +390,7 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
     env = worker_env(broker, redis_url, topics, tag, rolling_size=500, rolling_every=50, batch_timeout=0.05)
     log = (logs / f"worker-{tag}.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
+        [sys.executable, "-m", "connectors.cli", "--log-level", "warning", "worker"],
         env={**os.environ, **env},
         stdout=log,
         stderr=subprocess.STDOUT,

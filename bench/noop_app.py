@@ -10,9 +10,9 @@ from __future__ import annotations
 import faust
 import redis.asyncio as aioredis
 
-from stream.cli import use_fast_event_loop
+
 from stream.settings import Settings
-from stream.worker import faust_app, input_topics
+from stream.worker.app import faust_app, input_topics, use_fast_event_loop
 
 
 def main() -> None:

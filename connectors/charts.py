@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from stream.catalog import Catalog
-from stream.constraints import Constraint
-from stream.errors import TruthstreamError
+from stream.core.catalog import Catalog
+from stream.core.constraints import Constraint
+from stream.errors import ConfigError
 
 
 def panels(windows: pd.DataFrame, catalog: Catalog) -> list[tuple[str, Constraint]]:
@@ -40,7 +40,7 @@ def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: 
 
     todo = panels(windows, catalog)
     if not todo:
-        raise TruthstreamError("nothing to plot: no replayed model has constraints (give --constraints)")
+        raise ConfigError("nothing to plot: no replayed model has constraints (give --constraints)")
     fig, axes = plt.subplots(len(todo), 1, figsize=(11, 2.8 * len(todo)), sharex=True, squeeze=False)
     for ax, (model, c) in zip(axes[:, 0], todo):
         rows, bad = _series(windows, violations, model, c)
@@ -78,7 +78,7 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
 
     todo = panels(windows, catalog)
     if not todo:
-        raise TruthstreamError("nothing to plot: no replayed model has constraints (give --constraints)")
+        raise ConfigError("nothing to plot: no replayed model has constraints (give --constraints)")
     fig = make_subplots(
         rows=len(todo), cols=1, shared_xaxes=True, subplot_titles=[f"{m}: {c.metric_name}" for m, c in todo]
     )
@@ -129,6 +129,6 @@ def write_chart(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalo
         elif suffix in (".html", ".htm"):
             plotly_figure(windows, violations, catalog).write_html(path, include_plotlyjs=True)
         else:
-            raise TruthstreamError(f"--plot {path}: use a .png or .html file name")
+            raise ConfigError(f"--plot {path}: use a .png or .html file name")
     except ImportError as exc:
-        raise TruthstreamError(f"charts need {exc.name}: pip install 'truthstream[replay]'") from None
+        raise ConfigError(f"charts need {exc.name}: pip install 'truthstream[replay]'") from None

@@ -16,16 +16,16 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from connectors.embedded import embedded_kafka, embedded_redis
-from connectors.kafka import ensure_topics, json_producer, topic_partitions
+from connectors.kafka import json_producer, topic_partitions
 from connectors.synthetic import drifting_workload
 from stream.errors import TruthstreamError
-from stream.timefmt import format_time
+from stream.worker.topics import ensure_topics
+from stream.core.timefmt import format_time
 
 WINDOW_S = 600.0  # ten minutes of event time per window...
 STEP_S = 1.0  # ...at one inference per second of event time
 GRACE_S = 120.0
 PARTITIONS = 4
-WORKER_START_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 60.0  # after the last event, how long to wait for the last windows
 CONSTRAINTS = {
     "version": 0.0,
@@ -69,7 +69,7 @@ def run_demo(events: int, duration: float, seed: int) -> int:
         log_path = Path(tmp) / "worker.log"
         with log_path.open("wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "stream.cli", "--log-level", "warning", "worker"],
+                [sys.executable, "-m", "connectors.cli", "--log-level", "warning", "worker"],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

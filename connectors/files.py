@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -28,3 +30,11 @@ def atomic_files(*targets: Path) -> Iterator[list[Path]]:
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
+
+
+def write_json_files(docs: dict[str, Any], out_dir: Path) -> None:
+    """Write each document as `out_dir/NAME` (indented JSON), all of them or none."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_files(*(out_dir / name for name in docs)) as temps:
+        for temp, doc in zip(temps, docs.values()):
+            temp.write_text(json.dumps(doc, indent=2) + "\n")

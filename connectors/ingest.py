@@ -1,4 +1,4 @@
-"""`truthstream ingest`: SageMaker capture and ground-truth files, or any table, into the input topics."""
+"""Ingesting SageMaker capture and ground-truth files, or any table, into the input topics."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,11 @@ from tqdm import tqdm
 
 from connectors.sources import IngestState, SourceFile, Tree
 from connectors.tables import read_chunks, table_format
-from stream.errors import RecordError, TruthstreamError
-from stream.sagemaker import CaptureFormat, capture_to_inference, ground_truth_to_label
+from connectors.options import time_option
+from stream.errors import ConfigError, InputError, RecordError
+from stream.core.sagemaker import CaptureFormat, capture_to_inference, ground_truth_to_label
 from stream.settings import Settings
-from stream.timefmt import format_time, parse_time
+from stream.core.timefmt import format_time
 
 FLUSH_EVERY = 5000  # records between producer flushes (and state saves) within one file
 SHOWN_REASONS = 5
@@ -139,14 +141,11 @@ def _send_file(
     summary.files += 1
 
 
-def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    """Entry point of `truthstream ingest capture|labels|table`."""
+def ingest_files(args: argparse.Namespace, settings: Settings) -> Summary:
+    """`ingest capture|labels`: every new file of the tree, in hour order, remembering progress."""
     summary = Summary()
-    if args.source_kind == "table":
-        print(ingest_table(args, settings, summary).report())
-        return 0
-    since = parse_time_arg(args.since, "--since")
-    until = parse_time_arg(args.until, "--until")
+    since = _hour(time_option(args.since, "--since"))
+    until = _hour(time_option(args.until, "--until"))
     tree = Tree(args.src, args.endpoint_url)
     state = IngestState(Path(args.state) if args.state else IngestState.default_path(args.source_kind, args.src))
     summary.skipped_files = len(state.done)
@@ -162,36 +161,29 @@ def run_ingest(args: argparse.Namespace, settings: Settings) -> int:
             return ground_truth_to_label(doc)
 
         topic = settings.label_topic
-    ingest_tree(args.source_kind, tree, topic, settings, state, convert, since, until, args.follow, args.poll, summary)
-    print(summary.report())
-    return 0
+    return ingest_tree(
+        args.source_kind, tree, topic, settings, state, convert, since, until, args.follow, args.poll, summary
+    )
 
 
-def parse_time_arg(value: str | None, flag: str) -> Any:
-    """A `--since`/`--until` value as an aware datetime."""
-    if value is None:
-        return None
-    from datetime import datetime, timezone
-
-    try:
-        return datetime.fromtimestamp(parse_time(value), tz=timezone.utc)
-    except ValueError as exc:
-        raise TruthstreamError(f"{flag} {value!r}: {exc}; use ISO-8601 or epoch seconds") from None
+def _hour(seconds: float | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-def ingest_table(args: argparse.Namespace, settings: Settings, summary: Summary) -> Summary:
-    """Inference and/or label records from a table, with a column mapping."""
+def ingest_table(args: argparse.Namespace, settings: Settings) -> Summary:
+    """`ingest table`: inference and/or label records from a table, with a column mapping."""
+    summary = Summary()
     path = Path(args.src)
     if not args.event_id_column:
-        raise TruthstreamError("--event-id-column is required")
+        raise ConfigError("--event-id-column is required")
     wants_inferences = bool(args.prediction_column)
     wants_labels = bool(args.label_column)
     if not wants_inferences and not wants_labels:
-        raise TruthstreamError("give --prediction-column (inferences), --label-column (labels), or both")
+        raise ConfigError("give --prediction-column (inferences), --label-column (labels), or both")
     if wants_inferences and not args.time_column:
-        raise TruthstreamError("inferences need --time-column")
+        raise ConfigError("inferences need --time-column")
     if wants_inferences and not (args.model or args.model_column):
-        raise TruthstreamError("inferences need --model or --model-column")
+        raise ConfigError("inferences need --model or --model-column")
     fmt = table_format(path, args.format)
     out = producer(settings)
     try:
@@ -229,7 +221,7 @@ def _table_records(
     ]
     missing = [c for c in columns if c not in chunk.columns]
     if missing:
-        raise TruthstreamError(
+        raise InputError(
             f"{path}: no column(s) {', '.join(map(repr, missing))}; columns are: {', '.join(chunk.columns)}"
         )
     for index, row in chunk.iterrows():

@@ -11,16 +11,12 @@ from kafka.consumer.fetcher import ConsumerRecord
 from tqdm import tqdm
 
 from connectors.kafka import topic_partitions
-from stream.errors import TruthstreamError
-from stream.records import RawMessage
-from stream.timefmt import format_time
+from stream.errors import ConfigError, InputError
+from stream.core.records import RawMessage, Side
+from stream.core.timefmt import format_time
 
 POLL_MS = 500
 MAX_EMPTY_POLLS = 60  # 30 s without a record while some are still expected: the broker went away
-
-
-class SpanError(TruthstreamError):
-    """The requested span cannot be read: unknown topic, or times outside the retained range."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +45,8 @@ def plan(consumer: KafkaConsumer, topic: str, from_s: float | None, to_s: float 
     """Per-partition offsets of the records of `topic` timestamped in `[from_s, to_s)`."""
     try:
         parts = topic_partitions(consumer, topic, timeout_s=5.0)
-    except TruthstreamError:
-        raise SpanError(f"topic {topic!r} does not exist on the broker") from None
+    except ConfigError:
+        raise InputError(f"topic {topic!r} does not exist on the broker") from None
     tps = [TopicPartition(topic, p) for p in parts]
     begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
 
@@ -66,7 +62,7 @@ def plan(consumer: KafkaConsumer, topic: str, from_s: float | None, to_s: float 
             if begin[tp] > 0 and begin[tp] < end[tp] and starts[tp] == begin[tp]:
                 first = first_timestamp(consumer, tp, begin[tp])
                 if first is not None and first > from_s * 1000:
-                    raise SpanError(
+                    raise InputError(
                         f"{topic}[{tp.partition}] no longer holds records before {format_time(first / 1000)}: "
                         f"older ones were deleted by retention, so --from {format_time(from_s)} cannot be replayed"
                     )
@@ -116,7 +112,7 @@ def read(
                 polled = consumer.poll(timeout_ms=POLL_MS, max_records=batch_size)
                 empty = 0 if polled else empty + 1
                 if empty > MAX_EMPTY_POLLS:
-                    raise SpanError("the broker stopped returning records before the span's end")
+                    raise InputError("the broker stopped returning records before the span's end")
                 for tp, records in polled.items():
                     span = active.get(tp)
                     if span is None:
@@ -143,6 +139,6 @@ def read(
         yield batch
 
 
-def raw(record: ConsumerRecord) -> RawMessage:
-    """The core's view of a Kafka record."""
-    return RawMessage(record.topic, record.partition, record.offset, record.key, record.value)
+def raw(record: ConsumerRecord, side: Side) -> RawMessage:
+    """The core's view of a Kafka record from one of the inputs."""
+    return RawMessage(side, record.topic, record.partition, record.offset, record.key, record.value)

@@ -18,13 +18,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from connectors.files import atomic_files
-from stream.errors import TruthstreamError
+from connectors.s3 import open_bucket
+from stream.errors import InputError
 
 HOUR = re.compile(r"(?:^|/)(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
-
-
-class SourceError(TruthstreamError):
-    """A source cannot be read."""
 
 
 @dataclass(frozen=True, order=True)
@@ -56,17 +53,9 @@ class Tree:
         self.location = location.rstrip("/")
         self.s3 = location.startswith("s3://")
         if self.s3:
-            import boto3
-
-            bucket, _, prefix = self.location[len("s3://") :].partition("/")
-            self.bucket, self.prefix = bucket, (prefix + "/") if prefix else ""
-            self.client = boto3.client("s3", endpoint_url=endpoint_url)
-            try:
-                self.client.head_bucket(Bucket=bucket)
-            except Exception as exc:  # noqa: BLE001 - botocore raises many kinds; the message says which
-                raise SourceError(f"{location}: cannot open the bucket ({exc})") from None
+            self.client, self.bucket, self.prefix = open_bucket(self.location, endpoint_url)
         elif not Path(location).is_dir():
-            raise SourceError(f"{location}: no such directory")
+            raise InputError(f"{location}: no such directory")
 
     def list(self, since: datetime | None = None, until: datetime | None = None) -> list[SourceFile]:
         """Every `.jsonl` file in the layout, oldest hour first, within `[since, until)`."""
@@ -116,7 +105,7 @@ class IngestState:
                 doc = json.loads(path.read_text())
                 self.done, self.partial = set(doc["done"]), dict(doc["partial"])
             except (ValueError, KeyError, TypeError) as exc:
-                raise SourceError(f"{path}: unreadable ingest state ({exc}); delete it to start over") from None
+                raise InputError(f"{path}: unreadable ingest state ({exc}); delete it to start over") from None
 
     def save(self) -> None:
         """Write the state atomically."""

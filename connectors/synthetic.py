@@ -16,7 +16,7 @@ from typing import Any
 from river import tree
 from river.datasets import synth
 
-from stream.timefmt import format_time
+from stream.core.timefmt import format_time
 
 TRAINING_SAMPLES = 5000
 LABEL_NOISE = 0.06  # flipped labels, so the model is good but not perfect before the drift

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stream.errors import TruthstreamError
+from stream.errors import InputError
 
 FORMATS = {
     ".csv": "csv",
@@ -20,17 +20,13 @@ FORMATS = {
 }
 
 
-class TableError(TruthstreamError):
-    """A file cannot be read as a table."""
-
-
 def table_format(path: Path, declared: str | None) -> str:
     """The declared format, else the one the extension implies."""
     if declared:
         return declared
     found = FORMATS.get(path.suffix.lower())
     if found is None:
-        raise TableError(f"{path}: cannot tell the format from the extension; give --format csv, jsonl or parquet")
+        raise InputError(f"{path}: cannot tell the format from the extension; give --format csv, jsonl or parquet")
     return found
 
 
@@ -50,7 +46,7 @@ def read_chunks(path: Path, fmt: str, header: bool = True, chunk_rows: int = 100
     Each chunk's index is the 0-based row number in the file, for error messages.
     """
     if not path.is_file():
-        raise TableError(f"{path}: no such file")
+        raise InputError(f"{path}: no such file")
     try:
         if fmt == "csv":
             reader = pd.read_csv(
@@ -78,10 +74,10 @@ def read_chunks(path: Path, fmt: str, header: bool = True, chunk_rows: int = 100
                 start += len(chunk)
                 yield chunk
         else:
-            raise TableError(f"{path}: unknown format {fmt!r}; use csv, jsonl or parquet")
+            raise InputError(f"{path}: unknown format {fmt!r}; use csv, jsonl or parquet")
     except pd.errors.EmptyDataError:
-        raise TableError(f"{path}: the file is empty") from None
+        raise InputError(f"{path}: the file is empty") from None
     except (ValueError, pd.errors.ParserError, OSError) as exc:
-        if isinstance(exc, TableError):
+        if isinstance(exc, InputError):
             raise
-        raise TableError(f"{path}: cannot be read as {fmt}: {exc}") from None
+        raise InputError(f"{path}: cannot be read as {fmt}: {exc}") from None

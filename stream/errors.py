@@ -1,4 +1,15 @@
-"""The one exception hierarchy of truthstream; every message says what to fix."""
+"""The one exception tree of truthstream; every message says what to fix.
+
+    TruthstreamError
+    ├── ConfigError       a setting, flag or service address that cannot work
+    ├── ConstraintsError  a malformed constraints.json (names the file and the key)
+    ├── RecordError       one input record that cannot be used (dead-lettered, never raised out of the worker)
+    ├── InputError        a file, table or span of topics given to a command cannot be read as asked
+    ├── StateError        the state store refuses a change or keeps conflicting
+    └── DeliveryError     a destination (S3, a webhook) refuses what is sent to it
+
+Commands turn a TruthstreamError into one line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
@@ -26,3 +37,15 @@ class RecordError(TruthstreamError):
     def __init__(self, reason: str, field: str | None = None, model: str | None = None) -> None:
         self.reason, self.field, self.model = reason, field, model
         super().__init__(f"field '{field}': {reason}" if field else reason)
+
+
+class InputError(TruthstreamError):
+    """A file, table, directory or span of topics given to a command cannot be read as asked."""
+
+
+class StateError(TruthstreamError):
+    """The state store refuses a change or keeps conflicting with another writer."""
+
+
+class DeliveryError(TruthstreamError):
+    """A destination (S3, a webhook) refuses what is sent to it."""

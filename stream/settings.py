@@ -6,14 +6,30 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from stream.core.config import CoreConfig
+from stream.core.records import INFERENCE, LABEL, MULTICLASS, PROBLEM_TYPES, Side, canonical_class
+from stream.core.sagemaker import CaptureFormat
 from stream.errors import ConfigError
-from stream.records import PROBLEM_TYPES
-from stream.sagemaker import CaptureFormat
+
+if TYPE_CHECKING:  # the catalog imports river: only a command that judges windows loads it
+    from stream.core.catalog import Catalog
 
 ENV_PREFIX = "TRUTHSTREAM_"
+# Settings come in groups; a command takes the groups it uses, shown under these titles in --help.
+GROUPS = {
+    "kafka": "Kafka",
+    "inputs": "input topics",
+    "outputs": "output topics",
+    "app": "application",
+    "redis": "Redis state",
+    "models": "models and constraints",
+    "windows": "windows and metrics",
+    "capture": "SageMaker capture records on the inference topic",
+    "worker": "worker",
+}
 
 
 def setting(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - argparse's word
@@ -25,77 +41,134 @@ def setting(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - argpa
 class Settings:
     """Every knob of truthstream; each field reads `TRUTHSTREAM_<NAME>` and `--<name>`."""
 
-    broker: str = setting("kafka://127.0.0.1:9092", "Kafka bootstrap URL(s), comma separated")
-    redis_url: str = setting("redis://127.0.0.1:6379/0", "Redis holding the join and window state")
+    broker: str = setting("kafka://127.0.0.1:9092", "Kafka bootstrap URL(s), comma separated", group="kafka")
+    redis_url: str = setting("redis://127.0.0.1:6379/0", "Redis holding the join and window state", group="redis")
     constraints: str = setting(
-        "", "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path"
+        "",
+        "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path",
+        group="models",
     )
     problem_type: str = setting(
-        "BinaryClassification", "problem type of models without constraints", choices=PROBLEM_TYPES
+        "BinaryClassification",
+        "problem type of models without constraints",
+        choices=PROBLEM_TYPES,
+        group="models",
     )
     model_problem_types: str = setting(
         "",
         "per-model problem types, e.g. churn=BinaryClassification,species=MulticlassClassification "
         "(overrides the constraints file's)",
+        group="models",
     )
     model_classes: str = setting(
         "",
         "per-model class lists for multiclass models, e.g. species=cat|dog|bird;color=red|blue; "
         "predictions and labels outside a model's list are dead-lettered",
+        group="models",
     )
-    window: float = setting(3600.0, "tumbling window size in seconds of event time")
-    label_grace: float = setting(3600.0, "seconds after a window ends during which its labels may still arrive")
+    window_seconds: float = setting(
+        3600.0, "tumbling window size in seconds of event time", group="windows", aliases=("window",)
+    )
+    label_grace: float = setting(
+        3600.0, "seconds after a window ends during which its labels may still arrive", group="windows"
+    )
     label_ttl: float = setting(
-        7 * 86400.0, "seconds of event time an unmatched inference or label waits before it counts as expired"
+        7 * 86400.0,
+        "seconds of event time an unmatched inference or label waits before it counts as expired",
+        group="windows",
     )
-    min_samples: int = setting(100, "windows with fewer joined samples are reported but not judged")
-    rolling_size: int = setting(1000, "rolling window: the last N joined samples per model version (0: off)")
-    rolling_every: int = setting(100, "evaluate the rolling window every M joined samples")
+    min_samples: int = setting(100, "windows with fewer joined samples are reported but not judged", group="windows")
+    rolling_size: int = setting(
+        1000, "rolling window: the last N joined samples per model version (0: off)", group="windows"
+    )
+    rolling_every: int = setting(100, "evaluate the rolling window every M joined samples", group="windows")
     idle_close: float = setting(
         0.0,
         "after this many seconds without input, advance event time to the wall clock so quiet models "
         "still report (0: never)",
+        group="worker",
     )
-    inference_topic: str = setting("inferences", "topic of inference records")
-    label_topic: str = setting("labels", "topic of ground-truth label records")
-    metrics_topic: str = setting("metrics", "topic the metrics records go to")
-    violations_topic: str = setting("violations", "topic the violation records go to")
-    dead_letter_topic: str = setting("dead-letters", "topic rejected input goes to, with the reason")
-    app_id: str = setting("truthstream", "consumer group / Faust app id")
-    redis_prefix: str = setting("truthstream", "prefix of every Redis key this app writes")
-    max_record_bytes: int = setting(262144, "larger input messages are dead-lettered")
-    score_resolution: float = setting(1e-4, "scores are binned at this resolution for AUC and curves")
-    curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record")
-    batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)")
-    batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill")
+    inference_topic: str = setting("inferences", "topic of inference records", group="inputs")
+    label_topic: str = setting("labels", "topic of ground-truth label records", group="inputs")
+    metrics_topic: str = setting("metrics", "topic the metrics records go to", group="outputs")
+    violations_topic: str = setting("violations", "topic the violation records go to", group="outputs")
+    dead_letter_topic: str = setting("dead-letters", "topic rejected input goes to, with the reason", group="outputs")
+    app_id: str = setting("truthstream", "consumer group / Faust app id", group="app")
+    redis_prefix: str = setting("truthstream", "prefix of every Redis key this app writes", group="redis")
+    max_record_bytes: int = setting(262144, "larger input messages are dead-lettered", group="windows")
+    score_resolution: float = setting(1e-4, "scores are binned at this resolution for AUC and curves", group="windows")
+    curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record", group="windows")
+    batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)", group="worker")
+    batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill", group="worker")
     fetch_wait: float = setting(
         0.1,
         "longest a fetch waits at the broker for new data, in seconds; brokers that hold a fetch "
         "for the full wait (tansu) add up to this much latency",
+        group="worker",
     )
-    data_dir: str = setting("", "Faust's local data directory (default: a temporary directory)")
-    capture_model: str = setting("sagemaker", "model name given to SageMaker capture records found on the topic")
+    data_dir: str = setting("", "Faust's local data directory (default: a temporary directory)", group="worker")
+    capture_model: str = setting(
+        "sagemaker", "model name given to SageMaker capture records found on the topic", group="capture"
+    )
     capture_inference_attribute: str = setting(
-        "", "SageMaker inference_attribute: prediction's CSV column index or JSON path in a capture's output"
+        "",
+        "SageMaker inference_attribute: prediction's CSV column index or JSON path in a capture's output",
+        group="capture",
     )
     capture_probability_attribute: str = setting(
-        "", "SageMaker probability_attribute: positive-class probability's CSV column or JSON path"
+        "",
+        "SageMaker probability_attribute: positive-class probability's CSV column or JSON path",
+        group="capture",
     )
     capture_probability_threshold: float = setting(
-        0.5, "SageMaker probability_threshold_attribute: probability >= this is the positive class"
+        0.5,
+        "SageMaker probability_threshold_attribute: probability >= this is the positive class",
+        group="capture",
     )
 
-    @property
-    def capture_format(self) -> CaptureFormat:
-        """How SageMaker capture records' outputs are read."""
-        return CaptureFormat(
-            self.capture_inference_attribute, self.capture_probability_attribute, self.capture_probability_threshold
+    def core(self) -> CoreConfig:
+        """The part of the settings the core uses."""
+        return CoreConfig(
+            window_seconds=self.window_seconds,
+            label_grace=self.label_grace,
+            label_ttl=self.label_ttl,
+            min_samples=self.min_samples,
+            rolling_size=self.rolling_size,
+            rolling_every=self.rolling_every,
+            max_record_bytes=self.max_record_bytes,
+            score_resolution=self.score_resolution,
+            curve_points=self.curve_points,
+            capture_model=self.capture_model,
+            capture_format=CaptureFormat(
+                self.capture_inference_attribute, self.capture_probability_attribute, self.capture_probability_threshold
+            ),
         )
+
+    def catalog(self, constraints: str | None = None) -> "Catalog":
+        """The models' catalog: constraints (these, or the `constraints` setting's), problem types, classes."""
+        from stream.constraint_files import load_catalog
+
+        return load_catalog(
+            self.constraints if constraints is None else constraints,
+            self.problem_type,  # type: ignore[arg-type]
+            self.problem_type_map(),  # type: ignore[arg-type]
+            self.class_map(),
+        )
+
+    def output_topics(self) -> dict[str, str]:
+        """The topic of each kind of output the core produces."""
+        from stream.core.state import DEAD_LETTER, METRICS, VIOLATION
+
+        return {METRICS: self.metrics_topic, VIOLATION: self.violations_topic, DEAD_LETTER: self.dead_letter_topic}
+
+    def side_of(self, topic: str) -> Side:
+        """Which input a topic is (the worker reads both as one stream)."""
+        return INFERENCE if topic == self.inference_topic else LABEL
 
     def validate(self) -> "Settings":
         """Raise ConfigError for values that cannot work; return self."""
         positive = {
-            "window": self.window,
+            "window_seconds": self.window_seconds,
             "label_ttl": self.label_ttl,
             "rolling_every": self.rolling_every,
             "max_record_bytes": self.max_record_bytes,
@@ -129,8 +202,6 @@ class Settings:
 
     def class_map(self) -> dict[str, frozenset[str]]:
         """`model_classes` as a dict of model -> allowed (canonical) class labels."""
-        from stream.records import MULTICLASS, canonical_class
-
         out = {}
         for item in filter(None, (i.strip() for i in self.model_classes.split(";"))):
             model, _, classes = item.partition("=")
@@ -177,34 +248,44 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is not None:
-                values[f.name] = _convert(f.name, f.type, raw)
+            for name in (f.name, *f.metadata.get("aliases", ())):
+                raw = environ.get(ENV_PREFIX + name.upper())
+                if raw is not None:
+                    values[f.name] = _convert(name, f.type, raw)
+                    break
         values.update({k: v for k, v in overrides.items() if v is not None})
         return replace(cls(), **values).validate()
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None) -> None:
-        """Add a `--name` flag per field (defaults left to the environment and the dataclass)."""
+    def add_arguments(cls, parser: argparse.ArgumentParser, groups: tuple[str, ...] = tuple(GROUPS)) -> None:
+        """Add a `--name` flag per field of these groups (see GROUPS), one help section per group;
+        defaults are left to the environment and the dataclass."""
         defaults = cls()
-        for f in fields(cls):
-            if only is not None and f.name not in only:
-                continue
-            kind = {"int": int, "float": float}.get(str(f.type), str)
-            parser.add_argument(
-                "--" + f.name.replace("_", "-"),
-                dest=f.name,
-                type=kind,
-                default=None,
-                choices=f.metadata.get("choices"),
-                help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {getattr(defaults, f.name)!r}]",
-            )
+        for group in groups:
+            section = parser.add_argument_group(f"settings: {GROUPS[group]}")
+            for f in fields(cls):
+                if f.metadata["group"] == group:
+                    _add_flag(section, f, getattr(defaults, f.name))
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Settings":
         """Settings from parsed flags over the environment."""
         names = {f.name for f in fields(cls)}
         return cls.from_env(**{k: v for k, v in vars(args).items() if k in names})
+
+
+def _add_flag(parser: Any, f: Any, default: Any) -> None:
+    """The flag of one settings field (and of its old names)."""
+    kind = {"int": int, "float": float}.get(str(f.type), str)
+    names = ["--" + n.replace("_", "-") for n in (f.name, *f.metadata.get("aliases", ()))]
+    parser.add_argument(
+        *names,
+        dest=f.name,
+        type=kind,
+        default=None,
+        choices=f.metadata.get("choices"),
+        help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {default!r}]",
+    )
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

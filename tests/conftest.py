@@ -1,4 +1,9 @@
-"""Shared fixtures: services come from TRUTHSTREAM_TEST_* variables, else embedded ones are started."""
+"""Shared fixtures: services come from TRUTHSTREAM_TEST_* variables, else embedded ones are started.
+
+Two tiers: `python -m pytest -m "not integration"` needs no service (the core, the memory
+store, the commands' parsing); every test that uses a real Kafka or Redis is marked
+`integration`, explicitly or, through the `broker` and `redis_url` fixtures, here.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +42,13 @@ def broker() -> Iterator[str]:
 def unique() -> str:
     """A name no other test uses (topics, prefixes, consumer groups)."""
     return uuid.uuid4().hex[:10]
+
+
+SERVICE_FIXTURES = {"broker", "redis_url"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that asks for a real broker or Redis as an integration test."""
+    for item in items:
+        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.integration)

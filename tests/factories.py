@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from stream.records import RawMessage
-from stream.timefmt import format_time
+from stream.core.records import INFERENCE, LABEL, RawMessage, Side
+from stream.core.timefmt import format_time
 
 T0 = 1_764_000_000.0  # 2025-11-24T16:00:00Z, a window boundary for 60/600/3600-second windows
 
@@ -42,8 +42,9 @@ def label(event_id: str, value: Any, **extra: Any) -> dict[str, Any]:
 class Topic:
     """Assigns offsets like a Kafka partition would, for feeding the core without a broker."""
 
-    def __init__(self, name: str, partitions: int = 1) -> None:
+    def __init__(self, name: str, partitions: int = 1, side: Side | None = None) -> None:
         self.name, self.partitions = name, partitions
+        self.side: Side = side or (LABEL if name.startswith("label") else INFERENCE)
         self.offsets = [0] * partitions
 
     def msg(self, doc: Any, partition: int = 0, raw: bytes | None = None) -> RawMessage:
@@ -52,4 +53,6 @@ class Topic:
         key = doc.get("event_id") if isinstance(doc, dict) else None
         offset = self.offsets[partition]
         self.offsets[partition] += 1
-        return RawMessage(self.name, partition, offset, str(key).encode() if key is not None else None, value)
+        return RawMessage(
+            self.side, self.name, partition, offset, str(key).encode() if key is not None else None, value
+        )

@@ -7,12 +7,12 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from stream.catalog import Catalog
-from stream.core import Output
-from stream.engine import Engine
-from stream.memory_store import MemoryStore
-from stream.records import RawMessage
-from stream.redis_store import RedisStore
+from stream.core.catalog import Catalog
+from stream.core.state import Output
+from stream.core.engine import Engine
+from stream.stores.memory import MemoryStore
+from stream.core.records import RawMessage
+from stream.stores.redis import RedisStore
 from stream.settings import Settings
 
 
@@ -31,7 +31,7 @@ class Harness:
         self.kind, self.settings, self.partitions = kind, settings, partitions
         self.catalog = catalog or Catalog()
         self.redis_url, self.prefix = redis_url, prefix
-        self.memory = MemoryStore(settings.rolling_size, settings.rolling_every, settings.score_resolution)
+        self.memory = MemoryStore(settings.rolling_size, settings.rolling_every)
         self.published: list[Output] = []
 
     async def _with_engine(self, work: Any) -> Any:
@@ -49,7 +49,7 @@ class Harness:
         else:
             store = self.memory
         try:
-            engine = Engine(self.settings, self.catalog, store, self.partitions)
+            engine = Engine(self.settings.core(), self.catalog, store, self.partitions)
             result = await work(engine)
             pending = await store.pending_outbox()
             while pending:
@@ -75,8 +75,9 @@ class Harness:
         asyncio.run(self._with_engine(lambda engine: engine.idle(wall_clock)))
 
     def records(self, topic: str) -> list[dict[str, Any]]:
-        """Values published to a topic so far."""
-        return [o.value for o in self.published if o.topic == topic]
+        """Values published to a topic so far (outputs go to the topics the settings name for their kinds)."""
+        topics = self.settings.output_topics()
+        return [o.value for o in self.published if topics[o.kind] == topic]
 
     def metrics(self, kind: str = "tumbling") -> list[dict[str, Any]]:
         """Metrics records of one window kind."""

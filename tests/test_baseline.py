@@ -13,11 +13,11 @@ from sklearn import metrics as skm
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from stream.baseline import ERROR_METRICS
-from stream.catalog import Catalog
-from stream.cli import main
-from stream.constraints import load_constraints
-from stream.metrics import BINARY_SCALARS, MULTICLASS_SCALARS, REGRESSION_SCALARS
+from stream.core.baseline import ERROR_METRICS
+from stream.core.catalog import Catalog
+from connectors.cli import main
+from stream.constraint_files import load_constraints
+from stream.core.metrics import BINARY_SCALARS, MULTICLASS_SCALARS, REGRESSION_SCALARS
 from stream.settings import Settings
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness
@@ -274,7 +274,7 @@ def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFram
     data = tmp_path / "cancer.csv"
     cancer.to_csv(data, index=False)
     _, stats, _ = run(tmp_path, data, *BINARY_ARGS)
-    h = Harness("memory", Settings(window=3600.0, label_grace=0.0, min_samples=1, rolling_size=0), Catalog())
+    h = Harness("memory", Settings(window_seconds=3600.0, label_grace=0.0, min_samples=1, rolling_size=0), Catalog())
     inf, lab = Topic("inferences"), Topic("labels")
     msgs = []
     for i, row in cancer.iterrows():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.catalog import Catalog
-from stream.constraints import Constraint, load_constraint_map, load_constraints, parse_constraints
+from stream.constraint_files import load_catalog, load_constraint_map, load_constraints
+from stream.core.constraints import Constraint, parse_constraints
 from stream.errors import ConstraintsError
 
 
@@ -122,7 +122,7 @@ def test_directory_and_mapping_give_per_model_constraints(tmp_path: Path) -> Non
     (tmp_path / "species.json").write_text(json.dumps(multi))
     default, per_model = load_constraint_map(str(tmp_path))
     assert default is None and set(per_model) == {"churn", "species"}
-    mapped = Catalog.load(
+    mapped = load_catalog(
         f"churn={tmp_path / 'churn.json'},species={tmp_path / 'species.json'}", "BinaryClassification"
     )
     assert mapped.problem_type("species") == "MulticlassClassification"
@@ -157,7 +157,7 @@ def test_per_model_problem_type_setting_wins() -> None:
     from stream.errors import ConfigError
     from stream.settings import Settings
 
-    catalog = Catalog.from_settings(Settings(model_problem_types="species=MulticlassClassification"))
+    catalog = Settings(model_problem_types="species=MulticlassClassification").catalog()
     assert catalog.problem_type("species") == "MulticlassClassification"
     assert catalog.problem_type("churn") == "BinaryClassification"
     with pytest.raises(ConfigError, match="MODEL_PROBLEM_TYPES"):

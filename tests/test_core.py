@@ -13,11 +13,11 @@ import uuid
 
 import pytest
 
-from stream.catalog import Catalog
-from stream.constraints import parse_constraints
-from stream.records import RawMessage
+from stream.core.catalog import Catalog
+from stream.core.constraints import parse_constraints
+from stream.core.records import RawMessage
 from stream.settings import Settings
-from stream.timefmt import format_time
+from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness
 
@@ -26,7 +26,7 @@ RECALL_AT_LEAST_0_8 = {
 }
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
 def make(request: pytest.FixtureRequest):
     """A factory of harnesses over the parametrised store."""
 
@@ -40,7 +40,7 @@ def make(request: pytest.FixtureRequest):
 
 
 def base_settings(**kw) -> Settings:
-    defaults = dict(window=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
+    defaults = dict(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
     defaults.update(kw)
     return Settings(**defaults)
 
@@ -147,7 +147,7 @@ def test_windows_close_by_event_time_and_results_do_not_depend_on_batching(make)
 def test_windows_of_integer_sizes_close_once(make) -> None:
     """Settings built in Python may hold integers (window=60): a window still has one storage name,
     so it closes, once, and is not read again on every later batch."""
-    h = make(base_settings(window=60, label_grace=30))
+    h = make(base_settings(window_seconds=60, label_grace=30))
     inf, lab = Topic("inferences"), Topic("labels")
     pairs = [m for i in range(300) for m in (inf.msg(inference(f"e{i}", T0 + i, 1, 0.9)), lab.msg(label(f"e{i}", 1)))]
     h.feed(pairs, batch=50)
@@ -442,7 +442,7 @@ def test_messages_keyed_by_something_else_still_join(make) -> None:
     first = inf.msg(inference("a", T0, 1))
     unkeyed = lab.msg(label("a", 1))
     h.feed([first])
-    h.feed([RawMessage(unkeyed.topic, unkeyed.partition, unkeyed.offset, b"customer-7", unkeyed.value)])
+    h.feed([RawMessage(unkeyed.side, unkeyed.topic, unkeyed.partition, unkeyed.offset, b"customer-7", unkeyed.value)])
     h.feed([lab.msg(label("a", 1))] + tick(inf, T0 + 100))
     [record] = h.metrics()
     assert record["sample_count"] == 1 and record["counts"]["duplicates"] == 1

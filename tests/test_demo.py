@@ -7,11 +7,15 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration  # starts embedded Kafka and Redis
+
 
 def test_demo_reports_the_drift_and_cleans_up() -> None:
     """The demo prints every window, flags only the windows after the drift, exits 0 and stops its services."""
     done = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "demo", "--events", "3000", "--duration", "8"],
+        [sys.executable, "-m", "connectors.cli", "demo", "--events", "3000", "--duration", "8"],
         capture_output=True,
         text=True,
         timeout=240,
@@ -29,5 +33,7 @@ def test_demo_reports_the_drift_and_cleans_up() -> None:
     for port in ports:
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after the demo"
-    worker = subprocess.run(["pgrep", "-f", "stream.cli --log-level warning worker"], capture_output=True, text=True)
+    worker = subprocess.run(
+        ["pgrep", "-f", "connectors.cli --log-level warning worker"], capture_output=True, text=True
+    )
     assert worker.stdout == ""

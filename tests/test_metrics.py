@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from stream.aggregate import WindowAggregate
-from stream.metrics import BINARY_SCALARS, MULTICLASS_SCALARS, compute_metrics
-from stream.records import Joined
+from stream.core.aggregate import WindowAggregate
+from stream.core.metrics import BINARY_SCALARS, MULTICLASS_SCALARS, compute_metrics
+from stream.core.records import Joined
 
 RES = 1e-4
 

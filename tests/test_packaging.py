@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from stream.constraints import load_constraint_map
+from stream.constraint_files import load_constraint_map
 from stream.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,16 +9,16 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from stream.catalog import Catalog
-from stream.core import Output
-from stream.engine import Engine
-from stream.records import RawMessage
-from stream.redis_store import RedisStore
+from stream.core.catalog import Catalog
+from stream.core.state import METRICS, Output
+from stream.core.engine import Engine
+from stream.core.records import RawMessage
+from stream.stores.redis import RedisStore
 from stream.settings import Settings
-from stream.timefmt import format_time
+from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
 
-SETTINGS = Settings(window=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
+SETTINGS = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
 
 
 async def _engine_run(redis_url: str, prefix: str, work: Any, partitions: int = 1) -> Any:
@@ -26,7 +26,7 @@ async def _engine_run(redis_url: str, prefix: str, work: Any, partitions: int = 
     client = aioredis.from_url(redis_url)
     try:
         store = RedisStore(client, prefix, SETTINGS.label_ttl)
-        return await work(Engine(SETTINGS, Catalog(), store, partitions), store)
+        return await work(Engine(SETTINGS.core(), Catalog(), store, partitions), store)
     finally:
         await client.aclose()
 
@@ -74,7 +74,7 @@ def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_u
     outputs = asyncio.run(_engine_run(redis_url, prefix, run_a))
     assert len(steps) == 2, "A's first write must be refused and its batch run again"
     assert steps[0] == {} and steps[1] == {("inferences", 0): 9, ("labels", 0): 4}
-    [record] = [o.value for o in outputs if o.topic == SETTINGS.metrics_topic]
+    [record] = [o.value for o in outputs if o.kind == METRICS]
     assert record["sample_count"] == 10
     assert record["counts"]["duplicates"] == 0 and record["counts"]["late"] == 0
     assert record["binary_classification_metrics"]["accuracy"]["value"] == 1.0
@@ -104,7 +104,7 @@ def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> Non
         return await store.pending_outbox()
 
     outputs = asyncio.run(_engine_run(redis_url, prefix, run_a, partitions=2))
-    closed = [o.value for o in outputs if o.topic == SETTINGS.metrics_topic]
+    closed = [o.value for o in outputs if o.kind == METRICS]
     assert [(r["window"]["start"], r["sample_count"]) for r in closed] == [(format_time(T0), 40)]
 
 
@@ -129,3 +129,31 @@ def test_two_workers_flushing_the_shared_outbox_lose_nothing(redis_url: str) -> 
                 await c.aclose()
 
     assert asyncio.run(scenario()) == ["d"]
+
+
+def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> None:
+    """The apply script's copy of `rolling_due` (Lua) says due exactly when the Python one does,
+    and keeps the last `rolling_size` samples."""
+    from stream.core.records import Joined
+    from stream.core.state import StepResult, rolling_due
+
+    async def run() -> None:
+        client = aioredis.from_url(redis_url)
+        try:
+            for every in (1, 3, 7):
+                store = RedisStore(client, f"t-{uuid.uuid4().hex[:8]}", 600.0, rolling_size=5, rolling_every=every)
+                total = 0
+                for added in (1, 2, 5, 3, 10, 1, 1, 6, 2):
+                    samples = [Joined("m", "1", float(total + i), "1", "0", 0.5) for i in range(added)]
+                    _, due = await store.transact(
+                        set(), set(), lambda view, s=samples: StepResult(rolling={"m\x1f1": s})
+                    )
+                    total += added
+                    assert bool(due) == rolling_due(total, added, every), (every, total, added)
+                    if due:
+                        assert due[0].sequence == total
+                        assert due[0].times == [float(t) for t in range(max(0, total - 5), total)]
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())

@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 from connectors.charts import matplotlib_figure, panels, plotly_figure
-from connectors.replay import Replay, ReplayError, summary, violations_frame, windows_frame, write_frame
-from stream.catalog import Catalog
-from stream.constraints import parse_constraints
+from connectors.replay import Replay
+from connectors.replay_tables import rejudge, summary, violations_frame, windows_frame, write_frame
+from stream.errors import ConfigError
+from stream.core.catalog import Catalog
+from stream.core.constraints import parse_constraints
 from stream.settings import Settings
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness
@@ -32,9 +34,11 @@ def constraints(threshold: float) -> Catalog:
 
 
 @pytest.fixture(scope="module")
-def records() -> list[dict]:
+def harness() -> Harness:
     """Six 60-second windows of two models whose recall falls from the fourth window on."""
-    h = Harness("memory", Settings(window=60.0, label_grace=10.0, min_samples=10, rolling_size=0), constraints(0.8))
+    h = Harness(
+        "memory", Settings(window_seconds=60.0, label_grace=10.0, min_samples=10, rolling_size=0), constraints(0.8)
+    )
     inf, lab = Topic("inferences"), Topic("labels")
     rng = random.Random(2)
     msgs = []
@@ -49,7 +53,13 @@ def records() -> list[dict]:
         ]
     msgs += [inf.msg(inference("end", T0 + 1000, 0)), lab.msg(label("end-l", 0, label_time=T0 + 1000))]
     h.feed(msgs, batch=100)
-    return h.metrics()
+    return h
+
+
+@pytest.fixture(scope="module")
+def records(harness: Harness) -> list[dict]:
+    """The tumbling windows' metrics records."""
+    return harness.metrics()
 
 
 def test_windows_frame_has_one_row_per_model_window_with_every_metric(records) -> None:
@@ -60,9 +70,12 @@ def test_windows_frame_has_one_row_per_model_window_with_every_metric(records) -
     assert isinstance(frame["window_start"].dtype, pd.DatetimeTZDtype) and str(frame["window_start"].dt.tz) == "UTC"
 
 
-def test_two_constraint_sets_judge_the_same_windows(records) -> None:
-    """A stricter candidate raises at least the violations of the current one, on the same windows."""
-    frame = violations_frame(records, {"current": constraints(0.8), "strict": constraints(0.9)}, min_samples=10)
+def test_two_constraint_sets_judge_the_same_windows(harness: Harness, records) -> None:
+    """A stricter candidate raises at least the violations of the current one, on the same windows;
+    judged again, the current constraints give exactly the engine's own violation records."""
+    published = harness.records("violations")
+    assert rejudge(records, constraints(0.8), min_samples=10) == published
+    frame = violations_frame({"current": published, "strict": rejudge(records, constraints(0.9), min_samples=10)})
     current = frame[frame["constraints"] == "current"]
     strict = frame[frame["constraints"] == "strict"]
     assert len(strict) > len(current) > 0
@@ -71,7 +84,7 @@ def test_two_constraint_sets_judge_the_same_windows(records) -> None:
     expected = windows[windows["recall"] < 0.8][["model", "window_start"]]
     got = current[current["metric_name"] == "recall"][["model", "window_start"]]
     assert sorted(map(tuple, got.values.tolist())) == sorted(map(tuple, expected.values.tolist()))
-    text = summary(windows, frame, Replay(records, 0, 1442, 0))
+    text = summary(windows, frame, Replay(records, published, 0, 1442, 0))
     assert "12 closed windows (2 models)" in text and "worst windows:" in text and "strict" in text
 
 
@@ -79,7 +92,7 @@ def test_charts_draw_metric_threshold_and_violations_per_panel(records, tmp_path
     """Each (model, constrained metric) panel has the metric, its threshold, and violation markers."""
     catalog = constraints(0.8)
     windows = windows_frame(records)
-    violations = violations_frame(records, {"c": catalog}, min_samples=10)
+    violations = violations_frame({"c": rejudge(records, catalog, min_samples=10)})
     assert [(m, c.metric_name) for m, c in panels(windows, catalog)] == [
         ("churn", "recall"),
         ("churn", "accuracy"),
@@ -101,6 +114,6 @@ def test_tables_are_written_atomically(tmp_path: Path) -> None:
     write_frame(frame, tmp_path / "t.csv")
     write_frame(frame, tmp_path / "t.parquet")
     assert pd.read_parquet(tmp_path / "t.parquet").equals(pd.read_csv(tmp_path / "t.csv"))
-    with pytest.raises(ReplayError):
+    with pytest.raises(ConfigError):
         write_frame(frame, tmp_path / "t.xlsx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.parquet"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from stream.errors import RecordError
-from stream.sagemaker import CaptureFormat, capture_to_inference, ground_truth_to_label
+from stream.core.sagemaker import CaptureFormat, capture_to_inference, ground_truth_to_label
 from stream.settings import Settings
 from tests.factories import T0, Topic
 from tests.harness import Harness
@@ -101,7 +101,7 @@ def test_ground_truth_in_csv_and_json() -> None:
 def test_worker_core_accepts_sagemaker_records_on_its_topics() -> None:
     """Captures and ground truth forwarded unchanged to the topics join like contract records."""
     settings = Settings(
-        window=60.0,
+        window_seconds=60.0,
         label_grace=10.0,
         min_samples=1,
         rolling_size=0,

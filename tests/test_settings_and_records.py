@@ -3,35 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import math
 
 import pytest
 
-from stream.cli import build_parser
-from stream.core import JoinEntry
+from connectors.cli import build_parser
 from stream.errors import ConfigError, RecordError
-from stream.records import canonical_class, parse_inference, parse_label
+from stream.core.records import canonical_class, parse_inference, parse_label
 from stream.settings import Settings
-from stream.timefmt import format_time, parse_time
-from stream.worker import faust_app
+from stream.core.timefmt import format_time, parse_time
+from stream.worker.app import faust_app
 
 
 def test_environment_then_flags_override_defaults() -> None:
     """TRUTHSTREAM_* variables override defaults, and flags override variables."""
-    env = {"TRUTHSTREAM_WINDOW": "600", "TRUTHSTREAM_BROKER": "kafka://k:9092", "TRUTHSTREAM_MIN_SAMPLES": "5"}
-    s = Settings.from_env(env, window=120.0)
-    assert (s.window, s.broker, s.min_samples, s.label_grace) == (120.0, "kafka://k:9092", 5, 3600.0)
+    env = {"TRUTHSTREAM_WINDOW_SECONDS": "600", "TRUTHSTREAM_BROKER": "kafka://k:9092", "TRUTHSTREAM_MIN_SAMPLES": "5"}
+    s = Settings.from_env(env, window_seconds=120.0)
+    assert (s.window_seconds, s.broker, s.min_samples, s.label_grace) == (120.0, "kafka://k:9092", 5, 3600.0)
+    assert Settings.from_env(env).window_seconds == 600.0
     args = build_parser().parse_args(["worker", "--label-ttl", "60", "--redis-url", "redis://:pw@h:1/0"])
     s = Settings.from_args(args)
     assert s.label_ttl == 60.0 and s.masked()["redis_url"] == "redis://:***@h:1/0"
     assert Settings(broker="kafka://a:1,b:2").bootstrap_servers == ["a:1", "b:2"]
 
 
+def test_the_window_settings_old_name_still_works() -> None:
+    """TRUTHSTREAM_WINDOW and --window (the names before 0.2) still set the window size."""
+    assert Settings.from_env({"TRUTHSTREAM_WINDOW": "600"}).window_seconds == 600.0
+    args = build_parser().parse_args(["worker", "--window", "90"])
+    assert Settings.from_args(args).window_seconds == 90.0
+
+
 @pytest.mark.parametrize(
     "env,match",
     [
         ({"TRUTHSTREAM_WINDOW": "abc"}, "TRUTHSTREAM_WINDOW='abc' is not a float"),
-        ({"TRUTHSTREAM_WINDOW": "0"}, "TRUTHSTREAM_WINDOW must be positive"),
+        ({"TRUTHSTREAM_WINDOW_SECONDS": "0"}, "TRUTHSTREAM_WINDOW_SECONDS must be positive"),
         ({"TRUTHSTREAM_MIN_SAMPLES": "-1"}, "TRUTHSTREAM_MIN_SAMPLES must not be negative"),
         ({"TRUTHSTREAM_METRICS_TOPIC": "labels"}, "must be distinct"),
     ],
@@ -87,28 +93,6 @@ def test_names_and_classes_with_control_characters_are_refused() -> None:
         with pytest.raises(RecordError, match="control characters") as err:
             parse_inference({**doc, field: value}, lambda m, kind=kind: kind)
         assert err.value.field == field
-
-
-@pytest.mark.parametrize(
-    "entry",
-    [
-        JoinEntry("I", 1764000600.5, 3, {"m": "churn", "v": "2", "t": 1764000000.25, "y": "1", "s": 0.75}),
-        JoinEntry("I", math.inf, 0, {"m": "churn", "v": "", "t": 1764000000.0, "y": "cat:a b", "s": None}),
-        JoinEntry("L", 1764000600.0, 1, {"v": "yes", "lt": None, "raw": '{"label": "yes"}', "tp": "labels", "o": 7}),
-        JoinEntry("J", 1764000600.0, 2, {"m": "churn"}),
-    ],
-)
-def test_join_entries_survive_storage(entry: JoinEntry) -> None:
-    """Every kind of join entry reads back equal from its stored text, as text or as bytes."""
-    assert JoinEntry.decode(entry.encode()) == entry
-    assert JoinEntry.decode(entry.encode().encode()) == entry
-
-
-def test_join_entries_of_0_1_0_still_read() -> None:
-    """Entries that truthstream 0.1.0 stored as JSON are read after an upgrade."""
-    old = '["I",null,3,{"m":"churn","v":"2","t":1764000000.25,"y":"1","s":0.75}]'
-    data = {"m": "churn", "v": "2", "t": 1764000000.25, "y": "1", "s": 0.75}
-    assert JoinEntry.decode(old) == JoinEntry("I", math.inf, 3, data)
 
 
 def test_fetch_wait_reaches_the_workers_kafka_consumer(tmp_path) -> None:

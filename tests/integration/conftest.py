@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from connectors.kafka import ensure_topics, json_producer, read_topic
+from connectors.kafka import json_producer, read_topic
+from stream.worker.topics import ensure_topics
 
 PARTITIONS = 4
 WORKER_READY_S = 60.0  # a cold Faust worker needs a few seconds to join its group; CI machines are slow
@@ -68,7 +69,7 @@ class Deployment:
         log = open(self.logs / f"worker-{index}.log", "wb")  # noqa: SIM115 - closed with the process
         env = {**os.environ, **self.env, "TRUTHSTREAM_DATA_DIR": str(self.logs / f"data-{index}")}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker"],
+            [sys.executable, "-m", "connectors.cli", "worker"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

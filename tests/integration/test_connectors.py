@@ -19,7 +19,7 @@ import pytest
 
 from connectors.embedded import free_port
 from connectors.kafka import read_topic
-from stream.cli import main
+from connectors.cli import main
 from tests.integration.conftest import Deployment, tumbling
 from tests.sagemaker_factories import capture, ground_truth
 
@@ -85,7 +85,7 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
     labels = [ground_truth(f"e{i}", i % 2) for i in range(20)] + [ground_truth("inf-20", 1), ground_truth("e21", 0)]
     labels += [ground_truth(f"e{i}", 1) for i in range(30, 40)]
     put_jsonl(client, name, f"gt/{hour2}/labels.jsonl", labels)
-    deployment.configure(window=WINDOW, label_grace=60, min_samples=1, rolling_size=0)
+    deployment.configure(window_seconds=WINDOW, label_grace=60, min_samples=1, rolling_size=0)
     state = tmp_path / "capture-state.json"
     args = ingest_args(deployment, "--endpoint-url", s3_url, "--state", str(state))
     assert main(["ingest", "capture", f"s3://{name}/capture", *args]) == 0
@@ -125,7 +125,7 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
 
 def test_ingest_resumes_after_a_kill_without_skipping(deployment: Deployment, tmp_path: Path) -> None:
     """An ingest killed mid-file and restarted sends every record; repeats stay within one flush."""
-    deployment.configure(window=WINDOW)
+    deployment.configure(window_seconds=WINDOW)
     source = tmp_path / "capture" / "ep" / "v1" / "2025" / "11" / "24" / "16"
     source.mkdir(parents=True)
     n = 40_000
@@ -136,7 +136,7 @@ def test_ingest_resumes_after_a_kill_without_skipping(deployment: Deployment, tm
     command = [
         sys.executable,
         "-m",
-        "stream.cli",
+        "connectors.cli",
         "ingest",
         "capture",
         str(tmp_path / "capture"),
@@ -174,7 +174,7 @@ def test_ingest_table_sends_inferences_and_labels(deployment: Deployment, tmp_pa
             "y": [1, 1, 0],
         }
     ).to_parquet(table)
-    deployment.configure(window=WINDOW)
+    deployment.configure(window_seconds=WINDOW)
     code = main(
         [
             "ingest",
@@ -215,7 +215,7 @@ def produce_windows(dep: Deployment, tmp_path: Path) -> dict[str, dict]:
     path = tmp_path / "c.json"
     path.write_text(json.dumps(CONSTRAINTS))
     pairs = workload(n=400, per_window=200, window=60.0, drift_window=1, seed=21, max_label_delay=5)
-    dep.configure(window=60.0, label_grace=30.0, min_samples=50, constraints=str(path), rolling_size=0)
+    dep.configure(window_seconds=60.0, label_grace=30.0, min_samples=50, constraints=str(path), rolling_size=0)
     dep.start_worker()
     produce(dep, arrival_order(pairs))
     dep.close_all_windows(pairs[-1].time + 1000)

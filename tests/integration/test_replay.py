@@ -11,9 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from connectors.kafka_span import SpanError, plan, span_consumer
-from connectors.replay import replay, republish
-from stream.catalog import Catalog
+from connectors.kafka_span import plan, span_consumer
+from stream.errors import InputError
+from connectors.replay import replay
+from connectors.republish import republish
+from stream.constraint_files import load_catalog
+from stream.core.catalog import Catalog
 from stream.settings import Settings
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.workload import arrival_order, expected_windows, workload
@@ -43,7 +46,7 @@ def replay_cli(dep: Deployment, *extra: str) -> subprocess.CompletedProcess[str]
     command = [
         sys.executable,
         "-m",
-        "stream.cli",
+        "connectors.cli",
         "replay",
         "--broker",
         dep.broker,
@@ -70,14 +73,14 @@ def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: De
     current = constraints_file(tmp_path / "current.json", 0.8)
     strict = constraints_file(tmp_path / "strict.json", 0.93)
     pairs = workload(n=1600, per_window=200, window=WINDOW, drift_window=5, seed=11, max_label_delay=20)
-    deployment.configure(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=current, rolling_size=0)
+    deployment.configure(window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=current, rolling_size=0)
     deployment.start_worker()
     produce(deployment, arrival_order(pairs))
     deployment.close_all_windows(pairs[-1].time + 1000)
     live = deployment.wait_for("8 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w)
     live_violations = {v["violation_id"] for v in deployment.read("violations")}
 
-    result = replay(replay_settings(deployment, current), Catalog.load(current, "BinaryClassification"), None, None)
+    result = replay(replay_settings(deployment, current), load_catalog(current, "BinaryClassification"), None, None)
     replayed = {r["window"]["start"]: r for r in result.records}
     assert sorted(replayed) == sorted(live)
     for start, record in live.items():
@@ -120,7 +123,7 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
     first = workload(n=600, per_window=150, window=WINDOW, drift_window=99, seed=12, max_label_delay=5)
     second = workload(n=600, per_window=150, window=WINDOW, drift_window=99, seed=13, max_label_delay=5)
     second = [type(p)(p.event_id, p.time + 600, p.label_time + 600, p.y_true, p.y_pred, p.score) for p in second]
-    deployment.configure(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=current)
+    deployment.configure(window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=current)
     produce(deployment, arrival_order(first))
     time.sleep(1.5)
     middle = time.time()
@@ -128,7 +131,7 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
     produce(deployment, arrival_order(second))
     deployment.close_all_windows(second[-1].time + 1000)
     settings = replay_settings(deployment, current)
-    result = replay(settings, Catalog.load(current, "BinaryClassification"), middle, None)
+    result = replay(settings, load_catalog(current, "BinaryClassification"), middle, None)
     starts = sorted(r["window"]["start"] for r in result.records)
     assert starts == sorted(expected_windows(second, WINDOW))
 
@@ -141,7 +144,7 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
     copy = Settings.from_env(
         {
             "TRUTHSTREAM_BROKER": deployment.broker,
-            "TRUTHSTREAM_WINDOW": str(WINDOW),
+            "TRUTHSTREAM_WINDOW_SECONDS": str(WINDOW),
             "TRUTHSTREAM_LABEL_GRACE": str(GRACE),
             "TRUTHSTREAM_MIN_SAMPLES": "50",
             "TRUTHSTREAM_INFERENCE_TOPIC": f"copy-{deployment.topic('inferences')}",
@@ -157,9 +160,9 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
 
 def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path) -> None:
     """Unknown topics, empty spans, reversed times and bad constraints fail clearly and write nothing."""
-    deployment.configure(window=WINDOW)
+    deployment.configure(window_seconds=WINDOW)
     out = tmp_path / "out.csv"
-    base = [sys.executable, "-m", "stream.cli", "replay", "--broker", deployment.broker, "--out", str(out)]
+    base = [sys.executable, "-m", "connectors.cli", "replay", "--broker", deployment.broker, "--out", str(out)]
     cases = [
         (["--inference-topic", "no-such-topic-" + deployment.name], "does not exist"),
         (
@@ -176,7 +179,7 @@ def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path
         assert done.returncode == 2, (extra, done.stdout, done.stderr)
         assert message in done.stderr, (extra, done.stderr)
     assert not out.exists()
-    with pytest.raises(SpanError):
+    with pytest.raises(InputError):
         consumer = span_consumer(deployment.servers)
         try:
             plan(consumer, "no-such-topic-" + deployment.name, None, None)
@@ -189,7 +192,7 @@ def test_a_span_before_the_retained_records_is_refused(deployment: Deployment, t
     from kafka import KafkaAdminClient, TopicPartition
     from kafka.errors import KafkaError
 
-    deployment.configure(window=WINDOW)
+    deployment.configure(window_seconds=WINDOW)
     before = time.time() - 60
     produce(
         deployment,
@@ -203,6 +206,6 @@ def test_a_span_before_the_retained_records_is_refused(deployment: Deployment, t
     finally:
         admin.close()
     settings = replay_settings(deployment, "")
-    with pytest.raises(SpanError, match="deleted by retention"):
+    with pytest.raises(InputError, match="deleted by retention"):
         replay(settings, Catalog(), before, None)
     assert replay(settings, Catalog(), None, None).messages == 400 - 40

@@ -57,7 +57,7 @@ def assert_matches_sklearn(published: dict[str, dict], expected: dict[str, dict]
 
 def settings(tmp_path: Path, **extra) -> dict:
     return dict(
-        window=WINDOW,
+        window_seconds=WINDOW,
         label_grace=GRACE,
         min_samples=50,
         constraints=write_constraints(tmp_path),
@@ -227,7 +227,7 @@ def test_regression_model_end_to_end(deployment: Deployment, tmp_path: Path) -> 
     """A regression model's windows carry MAE/MSE/RMSE/R² equal to scikit-learn's, judged by regression_constraints."""
     from sklearn import metrics as skm
 
-    from stream.timefmt import format_time
+    from stream.core.timefmt import format_time
     from tests.factories import T0
 
     path = tmp_path / "regression.json"
@@ -236,7 +236,9 @@ def test_regression_model_end_to_end(deployment: Deployment, tmp_path: Path) -> 
             {"regression_constraints": {"mae": {"threshold": 12.0, "comparison_operator": "GreaterThanThreshold"}}}
         )
     )
-    deployment.configure(window=WINDOW, label_grace=GRACE, min_samples=50, constraints=str(path), rolling_size=0)
+    deployment.configure(
+        window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=str(path), rolling_size=0
+    )
     deployment.start_worker()
     rng = random.Random(8)
     rows = []

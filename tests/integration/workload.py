@@ -9,7 +9,7 @@ from typing import Any
 
 from sklearn import metrics as skm
 
-from stream.timefmt import format_time
+from stream.core.timefmt import format_time
 from tests.factories import T0
 
 

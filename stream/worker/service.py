@@ -1,4 +1,4 @@
-"""The Faust worker: a thin shell that feeds Kafka batches to the engine and publishes its outbox."""
+"""The worker's service: owns the Redis client and the engine, runs batches, publishes the outbox."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 import os
-import tempfile
 import time
 from typing import Any
 
@@ -18,32 +17,29 @@ from faust.exceptions import ProducerSendError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from connectors.kafka import ensure_topics
-from stream.catalog import Catalog
-from stream.engine import Engine
+from stream.core.catalog import Catalog
+from stream.core.engine import Engine
+from stream.core.records import RawMessage
 from stream.errors import ConfigError
-from stream.faust_transport import App
-from stream.records import RawMessage
-from stream.redis_store import OUTBOX_PAGE, RedisStore
+from stream.retry import Retry
 from stream.settings import Settings
+from stream.stores.redis import OUTBOX_PAGE, RedisStore
+from stream.worker.topics import ensure_topics
 
 log = logging.getLogger("truthstream.worker")
 
-# Faust's defaults (60 s session) make a restarted worker wait a minute for its dead
-# predecessor to leave the group; 10 s keeps a SIGKILL-and-restart within seconds.
-SESSION_TIMEOUT_S = 10.0
-HEARTBEAT_S = 2.0
 DEFAULT_PARTITIONS = 4  # partitions for topics the worker has to create itself
 RETRY_FIRST_S = 0.5  # first back-off while Redis or Kafka is down; doubles up to RETRY_MAX_S
 RETRY_MAX_S = 10.0
 OUTAGES = (RedisConnectionError, RedisTimeoutError, ProducerSendError, KafkaError, OSError)
 
 
-class Monitor(mode.Service):
+class WorkerService(mode.Service):
     """Owns the Redis client and the engine for the life of the worker."""
 
     def __init__(self, app: faust.App, settings: Settings, catalog: Catalog, **kwargs: Any) -> None:
         self.app, self.settings, self.catalog = app, settings, catalog
+        self.topics = settings.output_topics()
         self.engine: Engine | None = None
         self.redis: aioredis.Redis | None = None
         self.last_input = time.monotonic()
@@ -74,9 +70,9 @@ class Monitor(mode.Service):
                 "partitions, so that an inference and its label meet in one worker"
             )
         store = RedisStore(self.redis, s.redis_prefix, s.label_ttl, s.rolling_size, s.rolling_every, s.score_resolution)
-        self.engine = Engine(s, self.catalog, store, counts[s.inference_topic])
+        self.engine = Engine(s.core(), self.catalog, store, counts[s.inference_topic])
         self.ready.set()
-        log.info("truthstream monitor ready: %s", json.dumps(s.masked(), default=str))
+        log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
 
     async def on_stop(self) -> None:
         """Close the Redis client."""
@@ -85,7 +81,7 @@ class Monitor(mode.Service):
 
     def _engine(self) -> Engine:
         if self.engine is None:
-            raise RuntimeError("the monitor is used before it started")
+            raise RuntimeError("the worker service is used before it started")
         return self.engine
 
     async def handle(self, messages: list[RawMessage]) -> None:
@@ -106,14 +102,12 @@ class Monitor(mode.Service):
         an outage blocks the stream instead, and an unexpected error ends the process
         before the batch's offsets can be committed (restart it; nothing is lost).
         """
-        delay = RETRY_FIRST_S
+        retry = Retry("Redis or Kafka", RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             try:
                 return await work()
             except OUTAGES as exc:
-                log.warning("Redis or Kafka unavailable (%r); retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
+                await asyncio.sleep(retry.failed(exc))
             except Exception:  # noqa: BLE001 - anything else is a bug: exit without committing
                 log.critical("unexpected error; exiting without committing offsets", exc_info=True)
                 logging.shutdown()
@@ -127,8 +121,11 @@ class Monitor(mode.Service):
             pending = await store.pending_outbox()
             if not pending:
                 return sent
+            # An output kind the settings do not name is a topic: outbox rows of truthstream 0.1.
             futures = [
-                await self.app.producer.send(o.topic, o.key.encode(), json.dumps(o.value).encode(), None, None, None)
+                await self.app.producer.send(
+                    self.topics.get(o.kind, o.kind), o.key.encode(), json.dumps(o.value).encode(), None, None, None
+                )
                 for o in pending
             ]
             await asyncio.gather(*futures)
@@ -147,50 +144,3 @@ class Monitor(mode.Service):
                 engine = self._engine()
                 await self._retrying(lambda: engine.idle(time.time()))
             await self._retrying(self.flush)
-
-
-def faust_app(settings: Settings) -> faust.App:
-    """A Faust app configured as truthstream runs it (raw bytes, earliest offsets, short sessions)."""
-    return App(
-        settings.app_id,
-        fetch_wait=settings.fetch_wait,
-        broker=settings.broker,
-        datadir=settings.data_dir or tempfile.mkdtemp(prefix="truthstream-"),
-        web_enabled=False,
-        key_serializer="raw",
-        value_serializer="raw",
-        consumer_auto_offset_reset="earliest",
-        broker_session_timeout=SESSION_TIMEOUT_S,
-        broker_heartbeat_interval=HEARTBEAT_S,
-        producer_acks=-1,
-        topic_disable_leader=True,
-    )
-
-
-def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
-    """The inference and label topics as one channel (co-partitioned by event id)."""
-    return app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
-
-
-def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, Monitor]:
-    """The Faust app, one agent over the inference and label topics (co-partitioned by event id),
-    and the Monitor service to start beside it (pass both to `faust.Worker`)."""
-    app = faust_app(settings)
-    monitor = Monitor(app, settings, catalog)
-    inputs = input_topics(app, settings)
-
-    @app.agent(inputs, name="monitor")
-    async def monitor_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
-            await monitor.handle(
-                [
-                    RawMessage(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-                    for e in events
-                ]
-            )
-
-    @app.timer(interval=1.0)
-    async def housekeeping() -> None:
-        await monitor.tick()
-
-    return app, monitor

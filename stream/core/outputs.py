@@ -1,4 +1,4 @@
-"""The output records: metrics per window evaluation, violations, dead letters."""
+"""The output records: a metrics record per window evaluation, violation records, dead letters."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from stream.catalog import Catalog
-from stream.constraints import ConstraintSet
-from stream.aggregate import WindowAggregate
-from stream.metrics import STATISTICS_KEY, compute_metrics, scalar_values
-from stream.records import RawMessage
-from stream.settings import Settings
-from stream.timefmt import format_time
+from stream.core.catalog import Catalog
+from stream.core.config import CoreConfig
+from stream.core.constraints import ConstraintSet
+from stream.core.aggregate import WindowAggregate
+from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
+from stream.core.records import RawMessage
+from stream.core.timefmt import format_time
 
 COUNT_NAMES = ("late", "expired_inferences", "expired_labels", "duplicates", "rejected")
 STATUS_OK = "ok"
@@ -91,7 +91,7 @@ def evaluate(
     window: dict[str, Any],
     agg: WindowAggregate,
     counts: Mapping[str, int],
-    settings: Settings,
+    config: CoreConfig,
     catalog: Catalog,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Metrics record and violation records for one window evaluation."""
@@ -105,9 +105,9 @@ def evaluate(
         "violation_count": 0,
         "problem_type": problem_type,
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
-        STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, settings.curve_points),
+        STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, config.curve_points),
     }
-    record["status"], violations = judge(record, catalog.constraints(model), settings.min_samples)
+    record["status"], violations = judge(record, catalog.constraints(model), config.min_samples)
     record["violation_count"] = len(violations)
     # SageMaker's constraint_violations.json entries, so a record alone can be written out as a report.
     record["violations"] = [

@@ -7,18 +7,26 @@ import math
 from collections import Counter, deque
 from typing import Any
 
-from stream.aggregate import WindowAggregate
-from stream.core import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
-from stream.engine import RollingDue
-from stream.records import Joined
-from stream.windows import WindowKey
+from stream.core.aggregate import WindowAggregate
+from stream.core.records import Joined
+from stream.core.state import (
+    UNATTRIBUTED,
+    JoinEntry,
+    Output,
+    RollingDue,
+    StateView,
+    StepResult,
+    merge_counts,
+    rolling_due,
+)
+from stream.core.windows import WindowKey
 
 
 class MemoryStore:
     """A StateStore in dictionaries; same semantics as the Redis store, without durability."""
 
-    def __init__(self, rolling_size: int = 0, rolling_every: int = 1, resolution: float = 1e-4) -> None:
-        self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
+    def __init__(self, rolling_size: int = 0, rolling_every: int = 1) -> None:
+        self.rolling_size, self.rolling_every = rolling_size, rolling_every
         self.entries: dict[str, JoinEntry] = {}
         self.index: dict[int, dict[str, float]] = {}
         self.due: dict[int, list[tuple[float, str]]] = {}  # heaps over `index`, stale items skipped
@@ -71,9 +79,8 @@ class MemoryStore:
         for mk, samples in result.rolling.items():
             window = self.rolling.setdefault(mk, deque(maxlen=self.rolling_size))
             window.extend(samples)
-            before = self.rolling_count[mk]
             self.rolling_count[mk] += len(samples)
-            if self.rolling_count[mk] // self.rolling_every > before // self.rolling_every:
+            if rolling_due(self.rolling_count[mk], len(samples), self.rolling_every):
                 due.append(RollingDue.of(mk, self.rolling_count[mk], window))
         return due
 
@@ -109,8 +116,8 @@ class MemoryStore:
             agg = self.windows.pop(key, None)
             if agg is None:
                 continue
-            counts = self.counters.pop(key.model, Counter()) + self.counters.pop(UNATTRIBUTED, Counter())
-            self.outbox.extend(build(key, agg, dict(counts)))
+            counts = merge_counts(self.counters.pop(key.model, {}), self.counters.pop(UNATTRIBUTED, {}))
+            self.outbox.extend(build(key, agg, counts))
             closed += 1
         return closed
 
@@ -119,7 +126,7 @@ class MemoryStore:
         self.outbox.extend(outputs)
 
     async def pending_outbox(self) -> list[Output]:
-        """Queued outputs."""
+        """Queued outputs, oldest first."""
         return list(self.outbox)
 
     async def confirm_outbox(self, count: int) -> None:

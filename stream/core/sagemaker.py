@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from stream.core.records import number
 from stream.errors import RecordError
 
 
@@ -95,13 +96,6 @@ def pick(content: Any, attribute: str, path: str) -> Any:
     return value
 
 
-def _number(value: Any, path: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise RecordError(f"expected a number, got {value!r}", path) from None
-
-
 def capture_to_inference(doc: dict[str, Any], fmt: CaptureFormat, model: str, version: str = "") -> dict[str, Any]:
     """An inference record of the contract from a capture record."""
     meta = _object(doc.get("eventMetadata"), "eventMetadata")
@@ -117,11 +111,11 @@ def capture_to_inference(doc: dict[str, Any], fmt: CaptureFormat, model: str, ve
     bare = isinstance(content, (str, int, float)) and not isinstance(content, bool)
     if bare and not fmt.inference_attribute and not fmt.probability_attribute:
         # A bare value is the score, as SageMaker's own examples return it.
-        out: dict[str, Any] = {"probability": _number(content, output_path)}
+        out: dict[str, Any] = {"probability": number(content, output_path)}
     else:
         out = {}
         if fmt.probability_attribute:
-            out["probability"] = _number(pick(content, fmt.probability_attribute, output_path), output_path)
+            out["probability"] = number(pick(content, fmt.probability_attribute, output_path), output_path)
         if fmt.inference_attribute:
             out["prediction"] = pick(content, fmt.inference_attribute, output_path)
     if "prediction" not in out:

@@ -6,9 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from stream.records import Joined
-
-SEP = "\x1f"
+from stream.core.records import SEP, Joined
 
 
 def model_key(model: str, version: str) -> str:

@@ -30,12 +30,20 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from stream.aggregate import WindowAggregate
-from stream.core import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
-from stream.engine import RollingDue
-from stream.errors import TruthstreamError
-from stream.records import Joined
-from stream.windows import WindowKey
+from stream.core.aggregate import WindowAggregate
+from stream.core.state import (
+    UNATTRIBUTED,
+    Output,
+    RollingDue,
+    StateView,
+    StepResult,
+    decode_entry,
+    encode_entry,
+    encode_sample,
+    merge_counts,
+)
+from stream.core.windows import WindowKey
+from stream.errors import StateError
 
 # Redis forgets an entry this long after its last write even if event time stalls, so a
 # stopped stream cannot grow Redis without bound. Event-time expiry normally comes first.
@@ -43,7 +51,6 @@ SAFETY_TTL_FACTOR = 2
 OUTBOX_PAGE = 1000  # outbox entries published per round
 EXPIRY_PAGE = 10000  # expired entries handled per partition per batch
 MAX_RETRIES = 50  # optimistic-transaction retries before giving up on a batch
-SAMPLE_SEP = "\x1f"
 
 
 # The batch scripts take their keys and values packed in one JSON argument: redis-py spends
@@ -79,7 +86,8 @@ return {values, redis.call('HGETALL', ARGV[2])}
 # when an input partition's offset or the floor is not what the batch read, another worker
 # moved them, and the script writes nothing and returns 0. Otherwise it applies everything
 # and returns the rolling windows that came due: {{field, total, {sample, ...}}, ...}.
-APPLY = """
+APPLY = (
+    """
 local a = cjson.decode(ARGV[1])
 for i = 1, #a.expect, 2 do
   if (redis.call('GET', a.expect[i]) or '') ~= a.expect[i + 1] then return 0 end
@@ -91,7 +99,9 @@ for _, z in ipairs(a.zadd) do
   local m = z[2]
   for i = 1, #m, 2 do redis.call('ZADD', z[1], m[i], m[i + 1]) end
 end
-""" + HINCR % "a.hincr" + """
+"""
+    + HINCR % "a.hincr"
+    + """
 for i = 1, #a.hset, 3 do redis.call('HSET', a.hset[i], a.hset[i + 1], a.hset[i + 2]) end
 for i = 1, #a.put, 2 do redis.call('SET', a.put[i], a.put[i + 1]) end
 for _, l in ipairs(a.rpush) do
@@ -108,6 +118,7 @@ for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, .
 end
 return {1, due}
 """
+)
 # ARGV[1]: JSON [[hash, [field, increment, ...]], ...].
 HINCR_MANY = HINCR % "cjson.decode(ARGV[1])" + "return 1"
 # KEYS[1]: the outbox; ARGV[1]: JSON [row, ...] published. Trims them only if they still head it.
@@ -126,19 +137,6 @@ return out
 """
 
 
-def encode_sample(sample: Joined) -> str:
-    """A rolling-window sample as a short string (model and version are in the list's key)."""
-    score = "" if sample.score is None else repr(sample.score)
-    return f"{sample.time!r}{SAMPLE_SEP}{sample.y_true}{SAMPLE_SEP}{sample.y_pred}{SAMPLE_SEP}{score}"
-
-
-def decode_samples(mk: str, total: int, rows: list[bytes]) -> RollingDue:
-    """The rolling window `encode_sample` wrote, as columns (split in one go: it runs per batch)."""
-    fields = SAMPLE_SEP.encode().join(rows).decode().split(SAMPLE_SEP)
-    times, y_true, y_pred, scores = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
-    return RollingDue(mk, total, list(map(float, times)), y_true, y_pred, [float(x) if x else None for x in scores])
-
-
 def _counter_pairs(counts: Mapping[str, float]) -> list[str]:
     """[field, increment, ...] with increments as text (a float keeps its point)."""
     return [x for f, n in counts.items() for x in (f, repr(n) if isinstance(n, float) else str(n))]
@@ -148,7 +146,7 @@ def _text(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _number(value: bytes) -> float:
+def _counter(value: bytes) -> float:
     """A counter as Redis returns it: an integer, or a float written by HINCRBYFLOAT."""
     try:
         return int(value)
@@ -191,7 +189,7 @@ class RedisStore:
         for _ in range(MAX_RETRIES):
             keys = [self.entry_prefix + i for i in id_list] + guarded
             raw, flat = await self.redis.eval(READ, 0, json.dumps(keys), self.key("wm"))
-            entries = {i: JoinEntry.decode(v) if v is not None else None for i, v in zip(id_list, raw)}
+            entries = {i: decode_entry(v) if v is not None else None for i, v in zip(id_list, raw)}
             tail = raw[len(id_list) :]
             floor = tail[-1]
             view = StateView(
@@ -207,8 +205,8 @@ class RedisStore:
             expect = [x for k, v in zip(guarded, tail) for x in (k, _text(v) or "")]
             reply = await self.redis.eval(APPLY, 0, self._write(result, expect))
             if reply != 0:
-                return result, [decode_samples(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]]
-        raise TruthstreamError(
+                return result, [RollingDue.decode(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]]
+        raise StateError(
             f"Redis transaction kept conflicting {MAX_RETRIES} times; is another worker consuming the same partitions?"
         )
 
@@ -221,7 +219,7 @@ class RedisStore:
             if entry is None:
                 deleted.append(self.entry_prefix + event_id)
                 continue
-            written += (self.entry_prefix + event_id, entry.encode())
+            written += (self.entry_prefix + event_id, encode_entry(entry))
             if math.isfinite(entry.expires):
                 index.setdefault(entry.partition, []).extend((repr(entry.expires), event_id))
         hashes = [(self.key("w", w.encode()), agg.fields()) for w, agg in result.windows.items()]
@@ -255,7 +253,7 @@ class RedisStore:
 
     @staticmethod
     def _outbox_rows(outputs: Iterable[Output]) -> list[str]:
-        return [json.dumps({"topic": o.topic, "key": o.key, "value": o.value}) for o in outputs]
+        return [json.dumps({"kind": o.kind, "key": o.key, "value": o.value}) for o in outputs]
 
     def _push(self, pipe: Any, outputs: Iterable[Output]) -> None:
         values = self._outbox_rows(outputs)
@@ -314,17 +312,14 @@ class RedisStore:
                 try:
                     await pipe.watch(*names)
                     replies = await pipe.eval(HGETALL_MANY, len(names) + len(counter_keys), *names, *counter_keys)
-                    hashes = [{_text(f) or "": _number(n) for f, n in zip(flat[::2], flat[1::2])} for flat in replies]
+                    hashes = [{_text(f) or "": _counter(n) for f, n in zip(flat[::2], flat[1::2])} for flat in replies]
                     windows, counters = hashes[: len(names)], dict(zip(models, hashes[len(names) :]))
                     outputs: list[Output] = []
                     closed = 0
                     for key, fields in zip(keys, windows):
                         if not fields:  # another worker closed it first
                             continue
-                        counts: dict[str, int] = {}
-                        for got in (counters.pop(key.model, {}), counters.pop(UNATTRIBUTED, {})):
-                            for f, n in got.items():
-                                counts[f] = counts.get(f, 0) + int(n)
+                        counts = merge_counts(counters.pop(key.model, {}), counters.pop(UNATTRIBUTED, {}))
                         outputs += build(key, WindowAggregate(self.resolution, fields), counts)
                         closed += 1
                     pipe.multi()
@@ -343,7 +338,7 @@ class RedisStore:
                     return closed
                 except WatchError:
                     continue
-        raise TruthstreamError(f"could not close {len(keys)} windows after {MAX_RETRIES} attempts")
+        raise StateError(f"could not close {len(keys)} windows after {MAX_RETRIES} attempts")
 
     # -- outbox --------------------------------------------------------------------------------
     async def enqueue(self, outputs: list[Output]) -> None:
@@ -355,7 +350,9 @@ class RedisStore:
     async def pending_outbox(self) -> list[Output]:
         """Queued outputs not yet confirmed (the first page)."""
         self._outbox_page = await self.redis.lrange(self.key("outbox"), 0, OUTBOX_PAGE - 1)
-        return [Output(d["topic"], d["key"], d["value"]) for d in map(json.loads, self._outbox_page)]
+        # Rows queued by truthstream 0.1 name their topic instead of their kind: the worker
+        # publishes an unknown kind to the topic of that name.
+        return [Output(d.get("kind") or d["topic"], d["key"], d["value"]) for d in map(json.loads, self._outbox_page)]
 
     async def confirm_outbox(self, count: int) -> None:
         """Drop the first `count` entries of the page last read: Kafka has them. Workers share the

@@ -1,18 +1,17 @@
-"""SageMaker model-quality `constraints.json`: loading, validation and the checks it implies."""
+"""SageMaker model-quality `constraints.json`: validation and the checks it implies (files are read
+by `stream.constraint_files`)."""
 
 from __future__ import annotations
 
-import json
 import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from stream.errors import ConstraintsError
-from stream.metrics import SCALARS
-from stream.records import ProblemType
+from stream.core.metrics import SCALARS
+from stream.core.records import ProblemType
 
 # The operator names the condition that is a *violation*.
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -97,39 +96,3 @@ def parse_constraints(doc: Any, source: str) -> ConstraintSet:
             )
         constraints.append(Constraint(name, float(threshold), op))
     return ConstraintSet(problem_type, tuple(constraints), source)
-
-
-def load_constraints(path: str | Path) -> ConstraintSet:
-    """Read and validate one constraints.json file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConstraintsError(str(path), "", f"cannot read: {exc.strerror}") from None
-    try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ConstraintsError(str(path), "", f"not valid JSON: {exc}") from None
-    return parse_constraints(doc, str(path))
-
-
-def load_constraint_map(spec: str) -> tuple[ConstraintSet | None, dict[str, ConstraintSet]]:
-    """Load `TRUTHSTREAM_CONSTRAINTS`: one file for every model, a directory of `MODEL.json`,
-    or a mapping `model=path,model=path`. Returns (default for all models, per-model sets)."""
-    if not spec:
-        return None, {}
-    if "=" in spec:
-        per_model = {}
-        for item in spec.split(","):
-            model, _, path = item.partition("=")
-            if not model.strip() or not path.strip():
-                raise ConstraintsError(spec, "", f"mapping entry {item!r} is not model=path")
-            per_model[model.strip()] = load_constraints(path.strip())
-        return None, per_model
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(path.glob("*.json"))
-        if not files:
-            raise ConstraintsError(spec, "", "directory holds no MODEL.json files")
-        return None, {f.stem: load_constraints(f) for f in files}
-    return load_constraints(path), {}

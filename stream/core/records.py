@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stream.errors import RecordError
-from stream.timefmt import parse_time
+from stream.core.timefmt import parse_time
 
 ProblemType = Literal["BinaryClassification", "MulticlassClassification", "Regression"]
 BINARY: ProblemType = "BinaryClassification"
@@ -18,12 +18,20 @@ REGRESSION: ProblemType = "Regression"
 PROBLEM_TYPES: tuple[ProblemType, ...] = (BINARY, MULTICLASS, REGRESSION)
 POSITIVE = "1"
 NEGATIVE = "0"
+# Stored state joins names, classes and numbers with this character (the unit separator), so
+# that no name or class may contain it: records with control characters are refused.
+SEP = "\x1f"
+
+Side = Literal["inference", "label"]
+INFERENCE: Side = "inference"
+LABEL: Side = "label"
 
 
 @dataclass(frozen=True, slots=True)
 class RawMessage:
-    """One message as read from Kafka, before any decoding."""
+    """One message as read from Kafka, before any decoding; `side` says which input it came from."""
 
+    side: Side
     topic: str
     partition: int
     offset: int
@@ -83,7 +91,7 @@ def canonical_class(value: object, field: str, problem_type: ProblemType) -> str
     """Turn a class label (1, 1.0, "1", true) into its canonical string; binary classes are "0" and "1".
     For regression the value must be a finite number; its canonical form is `repr(float)`."""
     if problem_type == REGRESSION:
-        return repr(_number(value, field))
+        return repr(number(value, field))
     if isinstance(value, bool):
         text = POSITIVE if value else NEGATIVE
     elif isinstance(value, int):
@@ -95,12 +103,12 @@ def canonical_class(value: object, field: str, problem_type: ProblemType) -> str
     elif isinstance(value, str) and value.strip():
         text = _no_control(value.strip(), field)
         try:
-            number = float(text)
+            as_float = float(text)
         except ValueError:
             pass
         else:
-            if math.isfinite(number) and number.is_integer():
-                text = str(int(number))
+            if math.isfinite(as_float) and as_float.is_integer():
+                text = str(int(as_float))
         if problem_type == BINARY and text.lower() in ("true", "false"):
             text = POSITIVE if text.lower() == "true" else NEGATIVE
     else:
@@ -110,7 +118,8 @@ def canonical_class(value: object, field: str, problem_type: ProblemType) -> str
     return text
 
 
-def _number(value: object, field: str) -> float:
+def number(value: object, field: str) -> float:
+    """A finite number from a JSON number or numeric text; RecordError naming `field` otherwise."""
     if isinstance(value, str):
         try:
             value = float(value)

@@ -9,18 +9,17 @@ deviations are reproducible whatever the chunk size. Metrics come from the same
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
-from stream.aggregate import WindowAggregate
-from stream.constraints import SECTIONS
-from stream.errors import TruthstreamError
-from stream.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
-from stream.records import REGRESSION, ProblemType
+from stream.core.aggregate import WindowAggregate
+from stream.core.constraints import SECTIONS
+from stream.errors import InputError, RecordError
+from stream.core.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
+from stream.core.records import REGRESSION, ProblemType, number
 
 SUBSAMPLES = 5
 FRACTION = 0.8
@@ -57,7 +56,7 @@ class Baseline:
     def statistics(self) -> dict[str, Any]:
         """The statistics.json document: every metric with its value and standard deviation."""
         if not self.rows:
-            raise TruthstreamError("the data set has no rows")
+            raise InputError("the data set has no rows")
         metrics = compute_metrics(self.full, self.problem_type, FULL_CURVE_POINTS)
         if self.rows >= MIN_ROWS_FOR_STD:
             samples = [compute_metrics(p, self.problem_type, 2) for p in self.parts]
@@ -80,19 +79,16 @@ def problem_type_of(statistics: dict[str, Any], source: str) -> ProblemType:
     """Which problem type a statistics.json describes (ours or SageMaker's)."""
     found = [p for p, key in STATISTICS_KEY.items() if key in statistics]
     if len(found) != 1:
-        raise TruthstreamError(f"{source}: expected one of {', '.join(STATISTICS_KEY.values())} at the top level")
+        raise InputError(f"{source}: expected one of {', '.join(STATISTICS_KEY.values())} at the top level")
     return found[0]
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
+def _finite(value: Any) -> float | None:
+    """A finite number of a statistics file (SageMaker writes "NaN" as text), or None."""
+    try:
+        return number(value, "value")
+    except RecordError:
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def suggest_constraints(
@@ -114,10 +110,10 @@ def suggest_constraints(
         entry = body.get(name)
         if name.endswith("_best_constant_classifier") or not isinstance(entry, dict):
             continue
-        value = _number(entry.get("value"))
+        value = _finite(entry.get("value"))
         if value is None:
             continue
-        std = _number(entry.get("standard_deviation"))
+        std = _finite(entry.get("standard_deviation"))
         if std is not None:
             margin, rule = margin_stds * std, f"{margin_stds:g} standard deviations"
         else:

@@ -14,9 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from stream.records import POSITIVE, Joined
+from stream.core.records import POSITIVE, SEP, Joined
 
-SEP = "\x1f"  # cannot occur in class labels that came from JSON text in practice, and keeps fields short
 CELL = "c"
 SCORE = "s"
 REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, error², y and y²

@@ -9,37 +9,17 @@ time has passed, evaluating it and queueing its records in the store's outbox.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from stream.aggregate import WindowAggregate
-from stream.catalog import Catalog
-from stream.core import Output, Step, StepResult, event_ids
-from stream.records import REGRESSION, Joined, RawMessage
-from stream.reports import evaluate, window_doc
-from stream.settings import Settings
-from stream.windows import WindowKey, is_due, split_model_key, stream_time
-
-
-@dataclass(slots=True)
-class RollingDue:
-    """A rolling window due for evaluation: the model version, its sample count so far, and its
-    samples as columns (event times, actual and predicted classes, scores or None)."""
-
-    model_key: str
-    sequence: int
-    times: list[float]
-    y_true: list[str]
-    y_pred: list[str]
-    scores: list[float | None]
-
-    @classmethod
-    def of(cls, model_key: str, sequence: int, samples: Iterable[Joined]) -> "RollingDue":
-        """The columns of these samples."""
-        rows = [(s.time, s.y_true, s.y_pred, s.score) for s in samples]
-        times, y_true, y_pred, scores = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
-        return cls(model_key, sequence, times, y_true, y_pred, scores)
+from stream.core.aggregate import WindowAggregate
+from stream.core.catalog import Catalog
+from stream.core.config import CoreConfig
+from stream.core.outputs import evaluate, window_doc
+from stream.core.records import REGRESSION, RawMessage
+from stream.core.state import METRICS, VIOLATION, Output, RollingDue, StateStore
+from stream.core.step import Step, event_ids
+from stream.core.windows import WindowKey, is_due, split_model_key, stream_time
 
 
 @dataclass(slots=True)
@@ -52,47 +32,11 @@ class BatchReport:
     closed_windows: int = 0
 
 
-class StateStore(Protocol):
-    """Where the state lives (Redis for the worker, memory for replay); every method is atomic."""
-
-    async def transact(
-        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
-    ) -> tuple[StepResult, list[RollingDue]]:
-        """Load a StateView for `ids` and `inputs`, call `step(view)`, apply its result atomically."""
-
-    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
-        """Event ids of these partitions' expiry indexes due at or before `now`."""
-
-    async def clock(self) -> tuple[dict[str, float], float]:
-        """Partition watermarks and the idle floor."""
-
-    async def raise_floor(self, when: float) -> None:
-        """Advance the idle floor (never moves back)."""
-
-    async def open_windows(self, until: float) -> list[WindowKey]:
-        """Open windows whose end is at or before `until`."""
-
-    async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
-        """Atomically take the windows (oldest first) and their models' counters, call
-        `build(key, agg, counts)` for each window's outputs (a model's counts, and the
-        unattributed ones, go to its first window), queue them in the outbox and delete the
-        windows. Returns how many closed (one closed by another worker first is skipped)."""
-
-    async def enqueue(self, outputs: list[Output]) -> None:
-        """Queue outputs in the outbox."""
-
-    async def pending_outbox(self) -> list[Output]:
-        """Outputs queued but not yet confirmed as published."""
-
-    async def confirm_outbox(self, count: int) -> None:
-        """Drop the first `count` outbox entries: they are published."""
-
-
 class Engine:
     """The monitor: feeds batches through the core and closes windows by event time."""
 
-    def __init__(self, settings: Settings, catalog: Catalog, store: StateStore, partitions: int) -> None:
-        self.settings, self.catalog, self.store, self.partitions = settings, catalog, store, partitions
+    def __init__(self, config: CoreConfig, catalog: Catalog, store: StateStore, partitions: int) -> None:
+        self.config, self.catalog, self.store, self.partitions = config, catalog, store, partitions
 
     async def process(self, messages: list[RawMessage]) -> BatchReport:
         """Handle one batch; outputs are queued in the store's outbox (see `pending_outbox`)."""
@@ -100,10 +44,10 @@ class Engine:
         if not messages:
             report.closed_windows = await self.close_due()
             return report
-        ids = event_ids(messages, self.settings)
+        ids = event_ids(messages, self.config)
         inputs = {(m.topic, m.partition) for m in messages}
         result, rolling = await self.store.transact(
-            ids, inputs, lambda view: Step(self.settings, self.catalog, view).run(messages)
+            ids, inputs, lambda view: Step(self.config, self.catalog, view).run(messages)
         )
         report.joined = result.joined
         report.dead_letters = len(result.dead_letters)
@@ -130,7 +74,7 @@ class Engine:
             await self.store.transact(
                 set().union(*candidates.values()),
                 set(),
-                lambda view: Step(self.settings, self.catalog, view).sweep(candidates, now),
+                lambda view: Step(self.config, self.catalog, view).sweep(candidates, now),
             )
 
     async def close_due(self, now: float | None = None) -> int:
@@ -141,8 +85,8 @@ class Engine:
             return 0
         due = [
             k
-            for k in await self.store.open_windows(now - self.settings.label_grace)
-            if is_due(k, now, self.settings.label_grace)
+            for k in await self.store.open_windows(now - self.config.label_grace)
+            if is_due(k, now, self.config.label_grace)
         ]
         return await self.store.close_windows(due, self._evaluate) if due else 0
 
@@ -153,19 +97,19 @@ class Engine:
 
     def _evaluate(self, key: WindowKey, agg: WindowAggregate, counts: dict[str, int]) -> list[Output]:
         window = window_doc("tumbling", key.start, key.end)
-        record, violations = evaluate(key.model, key.version, window, agg, counts, self.settings, self.catalog)
+        record, violations = evaluate(key.model, key.version, window, agg, counts, self.config, self.catalog)
         return self._outputs(key.model, record, violations)
 
     def _rolling(self, due: RollingDue) -> list[Output]:
         model, version = split_model_key(due.model_key)
-        agg = WindowAggregate(self.settings.score_resolution)
+        agg = WindowAggregate(self.config.score_resolution)
         scores = due.scores if any(s is not None for s in due.scores) else None
         agg.add_columns(due.y_true, due.y_pred, scores, self.catalog.problem_type(model) == REGRESSION)
         window = window_doc("rolling", min(due.times), max(due.times), size=len(due.times), sequence=due.sequence)
-        record, violations = evaluate(model, version, window, agg, {}, self.settings, self.catalog)
+        record, violations = evaluate(model, version, window, agg, {}, self.config, self.catalog)
         return self._outputs(model, record, violations)
 
     def _outputs(self, model: str, record: dict[str, Any], violations: list[dict[str, Any]]) -> list[Output]:
-        out = [Output(self.settings.metrics_topic, model, record)]
-        out.extend(Output(self.settings.violations_topic, model, v) for v in violations)
+        out = [Output(METRICS, model, record)]
+        out.extend(Output(VIOLATION, model, v) for v in violations)
         return out

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream.constraints import ConstraintSet, load_constraint_map
+from stream.core.constraints import ConstraintSet
 from stream.errors import RecordError
-from stream.records import ProblemType
-from stream.settings import Settings
+from stream.core.records import ProblemType
 
 
 @dataclass(frozen=True)
@@ -38,26 +37,3 @@ class Catalog:
             return self.problem_types[model]
         found = self.constraints(model)
         return found.problem_type if found else self.default_problem_type
-
-    @classmethod
-    def load(
-        cls,
-        constraints_spec: str,
-        default_problem_type: ProblemType,
-        problem_types: dict[str, ProblemType] | None = None,
-    ) -> "Catalog":
-        """Build a catalog from the `TRUTHSTREAM_CONSTRAINTS` value (see `load_constraint_map`)."""
-        default, per_model = load_constraint_map(constraints_spec)
-        return cls(default_problem_type, default, per_model, dict(problem_types or {}))
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> "Catalog":
-        """The catalog the settings describe (constraints, default and per-model problem types)."""
-        loaded = cls.load(
-            settings.constraints,
-            settings.problem_type,  # type: ignore[arg-type]
-            settings.problem_type_map(),  # type: ignore[arg-type]
-        )
-        return cls(
-            loaded.default_problem_type, loaded.default, loaded.per_model, loaded.problem_types, settings.class_map()
-        )

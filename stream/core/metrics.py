@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from river import metrics as rm
 
-from stream.aggregate import WindowAggregate
-from stream.records import BINARY, NEGATIVE, POSITIVE, REGRESSION, ProblemType
+from stream.core.aggregate import WindowAggregate
+from stream.core.records import BINARY, NEGATIVE, POSITIVE, REGRESSION, ProblemType
 
 NO_STD = "NaN"  # SageMaker writes the string "NaN" where no standard deviation was computed
 

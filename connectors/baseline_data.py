@@ -1,0 +1,96 @@
+"""Reading a labelled data set (CSV, JSON Lines, Parquet) into a `Baseline`, row by validated row."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from connectors.tables import read_chunks, table_format, total_rows
+from stream.core.baseline import Baseline
+from stream.errors import InputError, RecordError
+from stream.core.records import BINARY, ProblemType, canonical_class
+
+
+def _column(chunk: pd.DataFrame, name: str, path: Path, flag: str) -> pd.Series:
+    if name not in chunk.columns:
+        raise InputError(f"{path}: no column {name!r} (from {flag}); columns are: {', '.join(chunk.columns)}")
+    return chunk[name]
+
+
+def _fail(path: Path, column: str, row: Any, value: Any, why: str, header: bool, fmt: str) -> InputError:
+    line = f" (line {int(row) + 2 if header else int(row) + 1})" if fmt == "csv" else ""
+    return InputError(f"{path}: column {column!r}, row {int(row) + 1}{line}: {why}: {value!r}")
+
+
+def _canonical(
+    series: pd.Series, problem_type: ProblemType, path: Path, column: str, header: bool, fmt: str
+) -> list[str]:
+    missing = series.isna()
+    if missing.any():
+        row = missing.idxmax()
+        raise _fail(path, column, row, series[row], "missing value", header, fmt)
+    mapping: dict[Any, str] = {}
+    for value in pd.unique(series):
+        try:
+            plain = value.item() if isinstance(value, np.generic) else value  # numpy scalars from JSON/Parquet
+            mapping[value] = canonical_class(plain, column, problem_type)
+        except RecordError as exc:
+            row = series[series == value].index[0]
+            raise _fail(path, column, row, value, exc.reason, header, fmt) from None
+    return [mapping[v] for v in series.tolist()]
+
+
+def _scores(series: pd.Series, path: Path, column: str, header: bool, fmt: str) -> np.ndarray:
+    numbers = pd.to_numeric(series, errors="coerce").astype(float)
+    bad = numbers.isna() | (numbers < 0) | (numbers > 1)
+    if bad.any():
+        row = bad.idxmax()
+        why = "not a number" if math.isnan(numbers[row]) else "probability outside [0, 1]"
+        raise _fail(path, column, row, series[row], why, header, fmt)
+    return numbers.to_numpy()
+
+
+def baseline_file(args: argparse.Namespace) -> Baseline:  # the baseline command's parsed flags
+    """Read DATA in chunks and accumulate it, validating every row."""
+    path = Path(args.data)
+    problem_type: ProblemType = args.problem_type
+    if not args.ground_truth_attribute:
+        raise InputError("--ground-truth-attribute is required")
+    if not args.inference_attribute and not (problem_type == BINARY and args.probability_attribute):
+        raise InputError(
+            "--inference-attribute is required (or, for BinaryClassification, "
+            "--probability-attribute with --probability-threshold-attribute)"
+        )
+    if args.probability_attribute and problem_type != BINARY:
+        raise InputError("--probability-attribute applies to BinaryClassification only")
+    fmt = table_format(path, args.format)
+    header = not args.no_header
+    baseline = Baseline(problem_type, seed=args.seed)
+
+    def classes(chunk: pd.DataFrame, name: str, flag: str) -> list[str]:
+        return _canonical(_column(chunk, name, path, flag), problem_type, path, name, header, fmt)
+
+    with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", unit_scale=True, leave=False) as bar:
+        for chunk in read_chunks(path, fmt, header, args.chunk_rows):
+            truth = classes(chunk, args.ground_truth_attribute, "--ground-truth-attribute")
+            scores = None
+            if args.probability_attribute:
+                column = _column(chunk, args.probability_attribute, path, "--probability-attribute")
+                scores = _scores(column, path, args.probability_attribute, header, fmt)
+            if args.inference_attribute:
+                predicted = classes(chunk, args.inference_attribute, "--inference-attribute")
+            elif scores is not None:
+                predicted = np.where(scores >= args.probability_threshold_attribute, "1", "0").tolist()
+            else:  # excluded by the argument checks above
+                raise InputError("no --inference-attribute and no --probability-attribute")
+            baseline.add(truth, predicted, scores)
+            bar.update(len(chunk))
+    if baseline.rows == 0:
+        raise InputError(f"{path}: the file has no data rows")
+    return baseline

@@ -1,0 +1,102 @@
+"""`truthstream baseline`: statistics.json and a suggested constraints.json from a labelled data set."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "statistics.json and a suggested constraints.json from a labelled data set"
+DESCRIPTION = (
+    "Compute SageMaker's model-quality statistics.json over a labelled data set (CSV, JSON Lines or Parquet, "
+    "read in chunks), with standard deviations from 5 seeded 80%% subsamples when there are at least 200 rows, "
+    "and suggest a constraints.json whose thresholds sit a margin beyond the baseline. Nothing is written if "
+    "any row is invalid."
+)
+SHOWN_METRICS = ("accuracy", "recall", "precision", "f1", "auc", "weighted_f1", "mae", "rmse", "r2")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data set and SageMaker's attribute names."""
+    parser.add_argument("data", nargs="?", help="labelled data set: CSV, JSON Lines or Parquet")
+    parser.add_argument(
+        "--problem-type",
+        choices=["BinaryClassification", "MulticlassClassification", "Regression"],
+        help="what the model predicts (required with DATA)",
+    )
+    parser.add_argument("--output-dir", required=True, help="where statistics.json and constraints.json go")
+    parser.add_argument("--inference-attribute", help="column of the model's prediction (a class, or a number)")
+    parser.add_argument("--probability-attribute", help="column of the positive-class probability (binary)")
+    parser.add_argument(
+        "--probability-threshold-attribute",
+        type=float,
+        default=0.5,
+        help="cut-off turning a probability into the positive class when there is no "
+        "--inference-attribute: probability >= cut-off means 1 (default 0.5)",
+    )
+    parser.add_argument("--ground-truth-attribute", help="column of the true label (required with DATA)")
+    parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="file format (default: by extension)")
+    parser.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the CSV has no header: attributes are 0-based column indexes, as in SageMaker",
+    )
+    parser.add_argument(
+        "--margin-stds",
+        type=float,
+        default=3.0,
+        help="suggested thresholds sit this many standard deviations beyond the baseline (default 3)",
+    )
+    parser.add_argument(
+        "--fallback-margin",
+        type=float,
+        default=0.1,
+        help="without a standard deviation (< 200 rows), the margin is this fraction of the value (default 0.1)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsamples behind the standard deviations")
+    parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time (bounds memory)")
+    parser.add_argument(
+        "--from-statistics",
+        metavar="STATISTICS_JSON",
+        help="instead of DATA: suggest constraints from an existing statistics.json (SageMaker's or ours)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute and write the files (atomically, both or none), then print a one-line summary."""
+    import json
+    from pathlib import Path
+
+    from connectors.baseline_data import baseline_file
+    from connectors.files import write_json_files
+    from stream.core.baseline import problem_type_of, suggest_constraints
+    from stream.errors import InputError
+
+    out_dir = Path(args.output_dir)
+    if args.from_statistics:
+        source = Path(args.from_statistics)
+        try:
+            statistics = json.loads(source.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{source}: cannot read a statistics.json: {exc}") from None
+        problem_type_of(statistics, str(source))
+        docs = {
+            "constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin, str(source))
+        }
+    else:
+        if not args.data or not args.problem_type:
+            raise InputError("give DATA and --problem-type (or --from-statistics FILE)")
+        statistics = baseline_file(args).statistics()
+        docs = {
+            "statistics.json": statistics,
+            "constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin),
+        }
+    write_json_files(docs, out_dir)
+    for name in docs:
+        print(f"wrote {out_dir / name}")
+    if "statistics.json" in docs:
+        body = next(v for k, v in docs["statistics.json"].items() if k.endswith("_metrics"))
+        values = [(k, body[k]["value"]) for k in SHOWN_METRICS if k in body]
+        print(
+            f"{docs['statistics.json']['dataset']['item_count']} rows: "
+            + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values)
+        )
+    return 0

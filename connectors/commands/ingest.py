@@ -1,0 +1,84 @@
+"""`truthstream ingest`: SageMaker capture and ground-truth files, or any table, into the input topics."""
+
+from __future__ import annotations
+
+import argparse
+
+from stream.settings import Settings
+
+HELP = "load SageMaker capture/ground-truth files or a table into the topics"
+DESCRIPTION = (
+    "Sources of inference and label records: SageMaker data capture, SageMaker ground truth, "
+    "or any CSV/JSON Lines/Parquet table."
+)
+SETTINGS = ("kafka", "inputs")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """`ingest capture|labels|table` and their flags."""
+    sub = parser.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
+    for kind, text in (
+        ("capture", "SageMaker data-capture files (ENDPOINT/VARIANT/yyyy/mm/dd/hh/*.jsonl)"),
+        ("labels", "SageMaker ground-truth files (yyyy/mm/dd/hh/*.jsonl)"),
+    ):
+        p = sub.add_parser(
+            kind,
+            help=f"send {text} to the {'inference' if kind == 'capture' else 'label'} topic",
+            description=f"Walk {text} in a directory or under s3://bucket/prefix in time order "
+            "and send each record to Kafka. What was sent is remembered in a state "
+            "file, so a restart neither skips nor repeats files.",
+        )
+        p.add_argument("src", help="a local directory or s3://bucket/prefix")
+        p.add_argument("--since", help="first hour to read (ISO-8601 or epoch seconds)")
+        p.add_argument("--until", help="read hours before this one only")
+        p.add_argument("--follow", action="store_true", help="keep polling for new hourly files")
+        p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow (default 30)")
+        p.add_argument("--state", help="state file (default: under ~/.local/state/truthstream/)")
+        p.add_argument("--endpoint-url", help="S3 endpoint URL (for S3-compatible servers; also AWS_ENDPOINT_URL)")
+        if kind == "capture":
+            p.add_argument(
+                "--model",
+                help="model name for every record (default: the ENDPOINT part of the path; "
+                "VARIANT becomes model_version)",
+            )
+            p.add_argument("--inference-attribute", help="prediction: CSV column index or JSON path in the output")
+            p.add_argument("--probability-attribute", help="probability: CSV column index or JSON path")
+            p.add_argument(
+                "--probability-threshold-attribute",
+                type=float,
+                default=0.5,
+                help="without an inference attribute, probability >= this is class 1 (default 0.5)",
+            )
+        Settings.add_arguments(p, SETTINGS)
+    table = sub.add_parser(
+        "table",
+        help="send inference and/or label records from a CSV, JSON Lines or Parquet file",
+        description="Backfill from a warehouse export: each row becomes an inference record "
+        "(with --prediction-column) and/or a label record (with --label-column).",
+    )
+    table.add_argument("src", help="the file")
+    table.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: by extension")
+    table.add_argument("--no-header", action="store_true", help="CSV without header: columns are 0, 1, ...")
+    table.add_argument("--event-id-column", required=True)
+    table.add_argument("--model", help="model name for every row")
+    table.add_argument("--model-column")
+    table.add_argument("--version-column")
+    table.add_argument("--time-column", help="inference time (ISO-8601 or epoch seconds)")
+    table.add_argument("--prediction-column")
+    table.add_argument("--probability-column")
+    table.add_argument("--label-column")
+    table.add_argument("--label-time-column")
+    Settings.add_arguments(table, SETTINGS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Send the records, then print what was sent and what was rejected."""
+    from connectors.ingest import ingest_files, ingest_table
+
+    settings = Settings.from_args(args)
+    if args.source_kind == "table":
+        summary = ingest_table(args, settings)
+    else:
+        summary = ingest_files(args, settings)
+    print(summary.report())
+    return 0

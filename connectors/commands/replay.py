@@ -1,0 +1,129 @@
+"""`truthstream replay`: recompute and backtest a span of history, or copy it to fresh topics."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stream.settings import Settings
+
+HELP = "recompute metrics and violations for a time span of the topics (backtest)"
+DESCRIPTION = (
+    "Read a time span of the inference and label topics (offsets-for-times, every partition, no consumer "
+    "group, no Redis) and recompute joins, windows, metrics and violations with the worker's own engine and "
+    "the settings given here. Prints a summary; --out writes a table, --compare judges the same windows with "
+    "other constraints, --plot draws a chart. Labels are read until --to plus the label grace."
+)
+SETTINGS = ("kafka", "inputs", "models", "windows", "capture")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The span, the outputs and the settings of the recomputation."""
+    parser.add_argument(
+        "--from",
+        dest="from_time",
+        metavar="TIME",
+        help="start of the span (ISO-8601 or epoch seconds, Kafka record time; default: earliest)",
+    )
+    parser.add_argument("--to", dest="to_time", metavar="TIME", help="end of the span (default: latest)")
+    parser.add_argument(
+        "--compare",
+        metavar="CONSTRAINTS",
+        help="another constraints.json (or directory/mapping): report its violations beside the first's",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only these models (repeatable); an unknown name is an error",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="windows table (.csv or .parquet); violations go to FILE with .violations before the extension",
+    )
+    parser.add_argument("--plot", metavar="FILE", help="chart of each constrained metric over time (.png or .html)")
+    parser.add_argument(
+        "--to-topic",
+        metavar="PREFIX",
+        help="instead of recomputing, copy the span to topics PREFIX<inference topic> and "
+        "PREFIX<label topic> (same partitions, keys and timestamps) for a fresh worker group",
+    )
+    Settings.add_arguments(parser, SETTINGS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything, then replay (or republish) and write the outputs; nothing is written on error."""
+    from connectors.options import time_option
+    from stream.errors import ConfigError
+
+    settings = Settings.from_args(args)
+    from_s, to_s = time_option(args.from_time, "--from"), time_option(args.to_time, "--to")
+    if from_s is not None and to_s is not None and from_s >= to_s:
+        raise ConfigError(f"--from {args.from_time} is not before --to {args.to_time}")
+    if args.to_topic is not None:
+        from connectors.republish import republish
+
+        for topic, n in sorted(republish(settings, from_s, to_s, args.to_topic).items()):
+            print(f"{n} records copied to {topic}")
+        return 0
+    return _recompute(args, settings, from_s, to_s)
+
+
+def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | None, to_s: float | None) -> int:
+    from connectors.charts import panels, write_chart
+    from connectors.replay import replay
+    from connectors.replay_tables import rejudge, summary, violations_frame, windows_frame, write_frame
+    from stream.errors import ConfigError, InputError
+
+    out = _output_path(args.out, "--out", (".csv", ".parquet"))
+    plot = _output_path(args.plot, "--plot", (".png", ".html"))
+    catalog = settings.catalog()
+    primary = Path(settings.constraints).name if settings.constraints else "constraints"
+    compare = settings.catalog(args.compare) if args.compare else None
+    result = replay(settings, catalog, from_s, to_s)
+    if args.model:
+        seen = {r["model"] for r in result.records}
+        unknown = sorted(set(args.model) - seen)
+        if unknown:
+            raise InputError(
+                f"no closed window of model(s) {', '.join(unknown)} in the span; "
+                f"models seen: {', '.join(sorted(seen)) or 'none'}"
+            )
+        result.records = [r for r in result.records if r["model"] in set(args.model)]
+        result.violations = [v for v in result.violations if v["model"] in set(args.model)]
+    judged = {primary: result.violations}
+    if compare is not None:
+        name = Path(args.compare).name if args.compare != settings.constraints else "compare"
+        judged[name] = rejudge(result.records, compare, settings.min_samples)
+    windows = windows_frame(result.records)
+    violations = violations_frame(judged)
+    print(summary(windows, violations, result))
+    if plot is not None and not panels(windows, catalog):
+        raise ConfigError(
+            "nothing to plot: no replayed window belongs to a model with constraints "
+            "(give --constraints); no file was written"
+        )
+    if out is not None:
+        write_frame(windows, out)
+        write_frame(violations, out.with_name(f"{out.stem}.violations{out.suffix}"))
+        print(f"wrote {out} ({len(windows)} windows) and {out.stem}.violations{out.suffix} ({len(violations)} rows)")
+    if plot is not None:
+        write_chart(windows, violations[violations["constraints"] == primary], catalog, plot)
+        print(f"wrote {plot}")
+    return 0
+
+
+def _output_path(path: str | None, flag: str, allowed: tuple[str, ...]) -> Path | None:
+    """The path of an output flag, checked before any work: its extension and its directory."""
+    from stream.errors import ConfigError
+
+    if path is None:
+        return None
+    out = Path(path)
+    if out.suffix.lower() not in allowed:
+        raise ConfigError(f"{flag} {path}: use a file name ending in {' or '.join(allowed)}")
+    if not out.parent.exists():
+        raise ConfigError(f"{flag} {path}: directory {out.parent} does not exist")
+    return out

@@ -1,0 +1,59 @@
+"""`truthstream violations`: read the violations topic as another service would."""
+
+from __future__ import annotations
+
+import argparse
+
+from stream.settings import Settings
+
+HELP = "print violations from the violations topic (a worked example of a downstream consumer)"
+DESCRIPTION = "A kafka-python consumer group on the violations topic: prints a table or JSON lines."
+COLUMNS = (("window start", 20), ("model", 14), ("metric", 22), ("value", 10), ("operator", 30), ("threshold", 10))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where to start, how to print, which group."""
+    parser.add_argument("--from", dest="from_time", metavar="TIME", help="start at this time (ISO-8601 or epoch)")
+    parser.add_argument("--follow", action="store_true", help="keep printing new violations")
+    parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    parser.add_argument(
+        "--group", default="truthstream-violations-cli", help="consumer group (default truthstream-violations-cli)"
+    )
+    Settings.add_arguments(parser, ("kafka", "outputs"))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print violations as a table or JSON lines, from a time, optionally following."""
+    import json
+
+    from connectors.consumers import commit, group_consumer, records
+    from connectors.options import time_option
+
+    settings = Settings.from_args(args)
+    from_s = time_option(args.from_time, "--from")
+    consumer = group_consumer(settings, settings.violations_topic, args.group)
+    if not args.json:
+        print("".join(f"{name:<{width}}" for name, width in COLUMNS))
+    shown = 0
+    try:
+        for message in records(consumer, follow=args.follow, from_s=from_s):
+            v = json.loads(message.value)
+            if args.json:
+                print(json.dumps(v), flush=True)
+            else:
+                cells = (
+                    v["window"]["start"][:19],
+                    v["model"] + (f" v{v['model_version']}" if v["model_version"] else ""),
+                    v["metric_name"],
+                    f"{v['value']:.4g}",
+                    v["constraint_check_type"],
+                    f"{v['threshold']:g}",
+                )
+                print("".join(f"{str(c):<{w}}" for c, (_, w) in zip(cells, COLUMNS)), flush=True)
+            commit(consumer, message)
+            shown += 1
+    finally:
+        consumer.close()
+    if not args.json:
+        print(f"{shown} violations")
+    return 0

@@ -1,0 +1,63 @@
+"""Consuming the output topics as a downstream service does: a consumer group with manual commits,
+committing an offset only after the record's effect is done, so an outage delays and never loses.
+`truthstream violations` and the sinks are worked examples."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+from stream.settings import Settings
+
+# kafka-python's first group join waits out a session timeout on some brokers (tansu: ~23 s
+# with the 45 s default); 6 s keeps start-up short while tolerating GC pauses.
+SESSION_TIMEOUT_MS = 6000
+POLL_MS = 500
+
+
+def group_consumer(settings: Settings, topic: str, group: str, earliest: bool = True) -> KafkaConsumer:
+    """A consumer in `group` on `topic` with manual commits."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest" if earliest else "latest",
+        session_timeout_ms=SESSION_TIMEOUT_MS,
+        heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
+    )
+    consumer.subscribe([topic])
+    return consumer
+
+
+def records(consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: float | None = None) -> Iterator[Any]:
+    """Messages as they come; without `follow`, stop once nothing new came for `idle_s` after joining.
+    With `from_s`, every assigned partition starts at that time (what the first poll returned is dropped)."""
+    quiet_since = None
+    pending_seek = from_s is not None
+    while True:
+        batch = consumer.poll(timeout_ms=POLL_MS)
+        if pending_seek and consumer.assignment():
+            assigned = list(consumer.assignment())
+            found = consumer.offsets_for_times({tp: int(from_s * 1000) for tp in assigned})  # type: ignore[operator]
+            ends = consumer.end_offsets(assigned)
+            for tp in assigned:
+                consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
+            pending_seek = False
+            continue
+        if batch:
+            quiet_since = None
+            for messages in batch.values():
+                yield from messages
+        elif not follow and consumer.assignment():
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > idle_s:
+                return
+
+
+def commit(consumer: KafkaConsumer, message: Any) -> None:
+    """Commit past one message."""
+    tp = TopicPartition(message.topic, message.partition)
+    consumer.commit({tp: OffsetAndMetadata(message.offset + 1, None, -1)})

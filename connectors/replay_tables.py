@@ -1,0 +1,115 @@
+"""Replay results as tables: one row per (model, version, window), one per violation, and a summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from connectors.files import atomic_files
+from connectors.replay import Replay
+from stream.core.catalog import Catalog
+from stream.core.metrics import STATISTICS_KEY, scalar_values
+from stream.core.outputs import COUNT_NAMES, judge
+from stream.errors import ConfigError
+
+
+def windows_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, version, window): sample and record counts, status, every scalar metric."""
+    rows = []
+    for r in records:
+        row = {
+            "model": r["model"],
+            "model_version": r["model_version"],
+            "window_start": r["window"]["start"],
+            "window_end": r["window"]["end"],
+            "sample_count": r["sample_count"],
+            "status": r["status"],
+        }
+        row.update({name: r["counts"][name] for name in COUNT_NAMES})
+        row.update(scalar_values(r[STATISTICS_KEY[r["problem_type"]]]))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        for col in ("window_start", "window_end"):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        frame = frame.sort_values(["model", "model_version", "window_start"]).reset_index(drop=True)
+    return frame
+
+
+VIOLATION_COLUMNS = [
+    "constraints",
+    "violation_id",
+    "model",
+    "model_version",
+    "window_start",
+    "window_end",
+    "metric_name",
+    "constraint_check_type",
+    "threshold",
+    "value",
+    "sample_count",
+    "description",
+]
+
+
+def rejudge(records: list[dict[str, Any]], catalog: Catalog, min_samples: int) -> list[dict[str, Any]]:
+    """The violations another set of constraints raises on the same windows (a backtest)."""
+    return [v for r in records for v in judge(r, catalog.constraints(r["model"]), min_samples)[1]]
+
+
+def violations_frame(violations: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
+    """One row per violation record, for each named set of constraints (column `constraints`)."""
+    rows = [
+        {
+            "constraints": name,
+            **{k: v[k] for k in VIOLATION_COLUMNS[1:4]},
+            "window_start": v["window"]["start"],
+            "window_end": v["window"]["end"],
+            **{k: v[k] for k in VIOLATION_COLUMNS[6:]},
+        }
+        for name, found in violations.items()
+        for v in found
+    ]
+    frame = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
+    for col in ("window_start", "window_end"):
+        frame[col] = pd.to_datetime(frame[col], utc=True)
+    return frame
+
+
+def write_frame(frame: pd.DataFrame, path: Path) -> None:
+    """Write CSV or Parquet (by extension) atomically: a failed write leaves nothing behind."""
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"--out {path}: use a .csv or .parquet file name")
+    with atomic_files(path) as (tmp,):
+        if suffix == ".csv":
+            frame.to_csv(tmp, index=False)
+        else:
+            try:
+                frame.to_parquet(tmp, index=False)
+            except ImportError:
+                raise ConfigError("Parquet output needs pyarrow: pip install 'truthstream[replay]'") from None
+
+
+def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> str:
+    """A short text report: windows, violations per metric (per constraints file), worst windows."""
+    lines = [
+        f"replayed {result.messages} records: {len(windows)} closed windows"
+        f" ({windows['model'].nunique() if not windows.empty else 0} models), "
+        f"{result.open_windows} still open at the end of the span, {result.dead_letters} dead letters"
+    ]
+    if violations.empty:
+        lines.append("no violations")
+        return "\n".join(lines)
+    table = violations.pivot_table(
+        index="metric_name", columns="constraints", values="violation_id", aggfunc="count", fill_value=0
+    )
+    lines += ["", "violations per metric:", table.to_string()]
+    worst = violations.assign(margin=(violations["value"] - violations["threshold"]).abs())
+    worst = worst.sort_values("margin", ascending=False).drop_duplicates(["model", "window_start", "metric_name"])
+    lines += ["", "worst windows:"]
+    for _, v in worst.head(5).iterrows():
+        lines.append(f"  {v['model']} v{v['model_version']} {v['window_start']:%Y-%m-%d %H:%M}  {v['description']}")
+    return "\n".join(lines)

@@ -1,0 +1,24 @@
+"""The core's configuration: only what joining, windowing, metrics and judging need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stream.core.sagemaker import CaptureFormat
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """What the step and the engine need to know; the settings build it (`Settings.core()`)."""
+
+    window_seconds: float = 3600.0  # tumbling window size, in seconds of event time
+    label_grace: float = 3600.0  # seconds after a window ends during which its labels may still arrive
+    label_ttl: float = 7 * 86400.0  # seconds of event time an unmatched inference or label waits
+    min_samples: int = 100  # windows with fewer joined samples are reported but not judged
+    rolling_size: int = 0  # last N joined samples per model version (0: no rolling window)
+    rolling_every: int = 100  # evaluate the rolling window every M joined samples
+    max_record_bytes: int = 262144  # larger input messages are dead-lettered
+    score_resolution: float = 1e-4  # score bin width for AUC and the curves
+    curve_points: int = 101  # at most this many points per ROC / PR curve
+    capture_model: str = "sagemaker"  # model name of SageMaker capture records found on the inference topic
+    capture_format: CaptureFormat = field(default_factory=lambda: CaptureFormat("", "", 0.5))

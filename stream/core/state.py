@@ -1,0 +1,234 @@
+"""The state contract: what a store holds for the core, how it is encoded, and what a store must do.
+
+The core step reads a `StateView` and returns a `StepResult`; a `StateStore` (memory
+for replay and tests, Redis for the worker) loads views, applies results atomically,
+keeps an outbox of `Output`s and closes windows. The arithmetic that both stores
+need (when a rolling window is due, how counters merge when a window closes) and the
+text forms of join entries and rolling samples are written here once. The Redis
+store's Lua carries its own copy of `rolling_due`, tested against this one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from stream.core.aggregate import WindowAggregate
+from stream.core.records import SEP, Joined
+from stream.core.windows import WindowKey
+
+PENDING_INFERENCE = "I"
+PENDING_LABEL = "L"
+JOINED = "J"
+UNATTRIBUTED = ""  # counter key for records whose model is not known
+
+OutputKind = Literal["metrics", "violation", "dead_letter"]
+METRICS: OutputKind = "metrics"
+VIOLATION: OutputKind = "violation"
+DEAD_LETTER: OutputKind = "dead_letter"
+OUTPUT_KINDS: tuple[OutputKind, ...] = (METRICS, VIOLATION, DEAD_LETTER)
+
+
+@dataclass(slots=True)
+class JoinEntry:
+    """What is stored under an event id: a pending inference (`I`), a pending label (`L`), or the
+    tombstone of a finished join (`J`, which only remembers the model, to count duplicates)."""
+
+    kind: str
+    expires: float  # event time at which an unmatched entry counts as expired
+    partition: int
+    model: str = ""  # I, J
+    version: str = ""  # I
+    time: float = math.nan  # I: inference time
+    prediction: str = ""  # I: canonical class (or repr of a regression value)
+    score: float | None = None  # I: positive-class score
+    label: Any = None  # L: the label's JSON scalar as sent
+    label_time: float | None = None  # L: the label's own time, if it had one
+    raw: str = ""  # L: the label message as text, to dead-letter it if it does not fit the model
+    topic: str = ""  # L: where the label message came from
+    offset: int = -1  # L
+
+    @property
+    def counter_key(self) -> str:
+        """The model a pending or joined entry is attributed to, if known."""
+        return self.model
+
+
+def encode_entry(entry: JoinEntry) -> str:
+    """Compact text for storage: kind, expiry and partition, then the kind's fields, joined by SEP
+    (names and classes cannot contain it, see `records`); a pending label's fields as JSON.
+    One is written per event, and this is about four times faster than JSON throughout."""
+    head = f"{entry.kind}{SEP}{entry.expires!r}{SEP}{entry.partition}{SEP}"
+    if entry.kind == PENDING_INFERENCE:
+        score = "" if entry.score is None else repr(entry.score)
+        return f"{head}{entry.time!r}{SEP}{score}{SEP}{entry.model}{SEP}{entry.version}{SEP}{entry.prediction}"
+    if entry.kind == JOINED:
+        return head + entry.model
+    label = {"v": entry.label, "lt": entry.label_time, "raw": entry.raw, "tp": entry.topic, "o": entry.offset}
+    return head + json.dumps(label, separators=(",", ":"))
+
+
+def decode_entry(text: str | bytes) -> JoinEntry:
+    """Inverse of `encode_entry`; also reads the JSON form truthstream 0.1.0 wrote."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    if text.startswith("["):
+        kind, expires, partition, data = json.loads(text)
+        return _entry(kind, math.inf if expires is None else expires, partition, data)
+    kind, expires, partition, rest = text.split(SEP, 3)
+    if kind == PENDING_INFERENCE:
+        t, score, model, version, y = rest.split(SEP, 4)
+        data = {"m": model, "v": version, "t": float(t), "y": y, "s": float(score) if score else None}
+    elif kind == JOINED:
+        data = {"m": rest}
+    else:
+        data = json.loads(rest)
+    return _entry(kind, float(expires), int(partition), data)
+
+
+def _entry(kind: str, expires: float, partition: int, d: dict[str, Any]) -> JoinEntry:
+    """A JoinEntry from the short field names of the stored forms."""
+    if kind == PENDING_INFERENCE:
+        return JoinEntry(kind, expires, partition, d["m"], d["v"], d["t"], d["y"], d["s"])
+    if kind == JOINED:
+        return JoinEntry(kind, expires, partition, d["m"])
+    # "y": the label as JSON text, in entries that truthstream 0.1.0 wrote
+    value = d["v"] if "v" in d else json.loads(d["y"])
+    return JoinEntry(
+        kind, expires, partition, label=value, label_time=d.get("lt"), raw=d["raw"], topic=d["tp"], offset=d["o"]
+    )
+
+
+def encode_sample(sample: Joined) -> str:
+    """A rolling-window sample as a short string (model and version are in its list's name)."""
+    score = "" if sample.score is None else repr(sample.score)
+    return f"{sample.time!r}{SEP}{sample.y_true}{SEP}{sample.y_pred}{SEP}{score}"
+
+
+@dataclass(slots=True)
+class Output:
+    """A record for the world: what kind it is (the worker maps kinds to topics), its key, its value."""
+
+    kind: str
+    key: str
+    value: dict[str, Any]
+
+
+@dataclass(slots=True)
+class StateView:
+    """The part of the state one batch needs, as loaded by a store."""
+
+    entries: dict[str, JoinEntry | None]
+    checkpoints: dict[tuple[str, int], int]
+    watermarks: dict[str, float]  # "i<partition>" / "l<partition>" -> latest event time seen
+    floor: float = -math.inf
+
+
+@dataclass(slots=True)
+class StepResult:
+    """Every change and output of one batch, for a store to apply atomically."""
+
+    entries: dict[str, JoinEntry | None] = field(default_factory=dict)  # None deletes
+    unindex: dict[int, set[str]] = field(default_factory=dict)  # expiry-index removals per partition
+    windows: dict[WindowKey, WindowAggregate] = field(default_factory=dict)
+    counters: dict[str, Counter[str]] = field(default_factory=dict)
+    watermarks: dict[str, float] = field(default_factory=dict)
+    checkpoints: dict[tuple[str, int], int] = field(default_factory=dict)
+    rolling: dict[str, list[Joined]] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)  # queued in the outbox with the state change
+    joined: int = 0
+    missing: set[str] = field(default_factory=set)  # ids the view lacked: the store loads them and runs again
+
+    def count(self, key: str, what: str, n: int = 1) -> None:
+        """Add to a per-model counter (late, expired, duplicates, rejected)."""
+        self.counters.setdefault(key, Counter())[what] += n
+
+    @property
+    def dead_letters(self) -> list[dict[str, Any]]:
+        """The dead-letter records among the outputs."""
+        return [o.value for o in self.outputs if o.kind == DEAD_LETTER]
+
+
+@dataclass(slots=True)
+class RollingDue:
+    """A rolling window due for evaluation: the model version, its sample count so far, and its
+    samples as columns (event times, actual and predicted classes, scores or None)."""
+
+    model_key: str
+    sequence: int
+    times: list[float]
+    y_true: list[str]
+    y_pred: list[str]
+    scores: list[float | None]
+
+    @classmethod
+    def of(cls, model_key: str, sequence: int, samples: Iterable[Joined]) -> "RollingDue":
+        """The columns of these samples."""
+        rows = [(s.time, s.y_true, s.y_pred, s.score) for s in samples]
+        times, y_true, y_pred, scores = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
+        return cls(model_key, sequence, times, y_true, y_pred, scores)
+
+    @classmethod
+    def decode(cls, model_key: str, sequence: int, rows: list[bytes]) -> "RollingDue":
+        """The columns of samples `encode_sample` wrote (split in one go: it runs per batch)."""
+        fields = SEP.encode().join(rows).decode().split(SEP)
+        times, y_true, y_pred, scores = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
+        return cls(
+            model_key, sequence, list(map(float, times)), y_true, y_pred, [float(x) if x else None for x in scores]
+        )
+
+
+def rolling_due(total: int, added: int, every: int) -> bool:
+    """Whether a rolling window that just grew by `added` samples to `total` crossed a multiple of
+    `every` (it is evaluated once per `every` samples, however they were batched)."""
+    return total // every > (total - added) // every
+
+
+def merge_counts(*counters: Mapping[str, float]) -> dict[str, int]:
+    """A window's counts when it closes: its model's counters plus the unattributed ones."""
+    out: dict[str, int] = {}
+    for counts in counters:
+        for name, n in counts.items():
+            out[name] = out.get(name, 0) + int(n)
+    return out
+
+
+class StateStore(Protocol):
+    """Where the state lives (Redis for the worker, memory for replay); every method is atomic."""
+
+    async def transact(
+        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
+    ) -> tuple[StepResult, list[RollingDue]]:
+        """Load a StateView for `ids` and `inputs`, call `step(view)`, apply its result atomically."""
+
+    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
+        """Event ids of these partitions' expiry indexes due at or before `now`."""
+
+    async def clock(self) -> tuple[dict[str, float], float]:
+        """Partition watermarks and the idle floor."""
+
+    async def raise_floor(self, when: float) -> None:
+        """Advance the idle floor (never moves back)."""
+
+    async def open_windows(self, until: float) -> list[WindowKey]:
+        """Open windows whose end is at or before `until`."""
+
+    async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
+        """Atomically take the windows (oldest first) and their models' counters, call
+        `build(key, agg, counts)` for each window's outputs (a model's counts, and the
+        unattributed ones, go to its first window: `merge_counts`), queue them in the outbox
+        and delete the windows. Returns how many closed (one closed by another worker first
+        is skipped)."""
+
+    async def enqueue(self, outputs: list[Output]) -> None:
+        """Queue outputs in the outbox."""
+
+    async def pending_outbox(self) -> list[Output]:
+        """Outputs queued but not yet confirmed as published (the oldest first; possibly a page)."""
+
+    async def confirm_outbox(self, count: int) -> None:
+        """Drop the first `count` outbox entries of the last `pending_outbox`: they are published."""

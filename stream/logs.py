@@ -1,0 +1,22 @@
+"""The one logging set-up: diagnostics go to stderr through `logging`; results are printed to stdout."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+# Libraries that log every connection at INFO: only their problems are worth a user's attention.
+QUIET_LIBRARIES = ("kafka", "aiokafka", "matplotlib", "botocore", "urllib3")
+
+
+def setup_logging(level: str = "info") -> None:
+    """Send log records of `level` and above to stderr, one line each."""
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+    if level.lower() != "debug":
+        for name in QUIET_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,1 @@
+"""State stores implementing `stream.core.state.StateStore`: `memory` (replay, tests) and `redis` (the worker)."""

@@ -1,0 +1,1 @@
+"""The worker: the Faust app (`app`), its service (`service`), transport and topic set-up."""

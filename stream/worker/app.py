@@ -1,0 +1,95 @@
+"""The Faust app: one agent over the inference and label topics, feeding batches to the worker service."""
+
+from __future__ import annotations
+
+import tempfile
+
+import faust
+
+from stream.core.catalog import Catalog
+from stream.core.records import INFERENCE, LABEL, RawMessage
+from stream.settings import Settings
+from stream.worker.service import WorkerService
+from stream.worker.transport import App
+
+# Faust's defaults (60 s session) make a restarted worker wait a minute for its dead
+# predecessor to leave the group; 10 s keeps a SIGKILL-and-restart within seconds.
+SESSION_TIMEOUT_S = 10.0
+HEARTBEAT_S = 2.0
+
+
+def faust_app(settings: Settings) -> faust.App:
+    """A Faust app configured as truthstream runs it (raw bytes, earliest offsets, short sessions)."""
+    return App(
+        settings.app_id,
+        fetch_wait=settings.fetch_wait,
+        broker=settings.broker,
+        datadir=settings.data_dir or tempfile.mkdtemp(prefix="truthstream-"),
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_S,
+        producer_acks=-1,
+        topic_disable_leader=True,
+    )
+
+
+def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
+    """The inference and label topics as one channel (co-partitioned by event id)."""
+    return app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
+
+
+def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, WorkerService]:
+    """The Faust app, one agent over the inference and label topics (co-partitioned by event id),
+    and the service to start beside it (pass both to `faust.Worker`)."""
+    app = faust_app(settings)
+    service = WorkerService(app, settings, catalog)
+    inputs = input_topics(app, settings)
+    side_of = {settings.inference_topic: INFERENCE, settings.label_topic: LABEL}
+
+    @app.agent(inputs, name="monitor")
+    async def monitor_agent(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
+            await service.handle(
+                [
+                    RawMessage(
+                        side_of[e.message.topic],
+                        e.message.topic,
+                        e.message.partition,
+                        e.message.offset,
+                        e.message.key,
+                        e.message.value,
+                    )
+                    for e in events
+                ]
+            )
+
+    @app.timer(interval=1.0)
+    async def housekeeping() -> None:
+        await service.tick()
+
+    return app, service
+
+
+def use_fast_event_loop() -> None:
+    """Run on uvloop when it is installed (`pip install 'truthstream[fast]'`): Faust spends much of
+    its per-message time in the event loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def run_worker(settings: Settings, log_level: str = "info") -> int:
+    """Load the catalog (constraints), then run a Faust worker until it is stopped."""
+    catalog = settings.catalog()
+    use_fast_event_loop()
+    app, service = create_app(settings, catalog)
+    worker = faust.Worker(app, service, loglevel=log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0

@@ -1,0 +1,57 @@
+"""Topic set-up with kafka-python's admin client: what the worker (and the commands that make
+topics, the demo and republishing) need before they start."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from stream.errors import ConfigError
+
+# How long start-up waits for a broker that is still coming up (a fresh container, a CI service).
+CONNECT_TIMEOUT_S = 30.0
+
+
+def admin(servers: list[str]) -> KafkaAdminClient:
+    """An admin client, retrying until the broker answers or CONNECT_TIMEOUT_S passes."""
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=servers, client_id="truthstream-admin", request_timeout_ms=10000)
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"no Kafka broker answers at {','.join(servers)} ({exc}); check TRUTHSTREAM_BROKER"
+                ) from None
+            time.sleep(0.5)
+
+
+def ensure_topics(servers: list[str], topics: Iterable[str], partitions: int) -> dict[str, int]:
+    """Create the topics that do not exist yet; return every topic's partition count."""
+    wanted = list(dict.fromkeys(topics))
+    client = admin(servers)
+    try:
+        existing = set(client.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            try:
+                client.create_topics([NewTopic(t, partitions, 1) for t in missing], raise_errors=False)
+            except TopicAlreadyExistsError:
+                pass
+        counts: dict[str, int] = {}
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S
+        while len(counts) < len(wanted):
+            for meta in client.describe_topics(wanted):
+                if meta.get("partitions") and not meta.get("error_code"):
+                    counts[meta["name"]] = len(meta["partitions"])
+            if len(counts) < len(wanted):
+                if time.monotonic() > deadline:
+                    raise ConfigError(f"topics {sorted(set(wanted) - set(counts))} did not become available")
+                time.sleep(0.2)
+        return counts
+    finally:
+        client.close()
