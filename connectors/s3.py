@@ -10,10 +10,8 @@ from typing import Any
 from stream.core.metrics import STATISTICS_KEY
 from stream.core.timefmt import parse_time
 from stream.errors import ConfigError, DeliveryError
-from stream.retry import Retry
+from stream.retry import DELIVERY, Retry
 from stream.settings import Settings
-
-RETRY_FIRST_S, RETRY_LONGEST_S = 0.5, 30.0  # S3 outages are retried forever; a window's files are idempotent
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -91,7 +89,7 @@ def deliver_reports(settings: Settings, dest: str, endpoint_url: str | None, gro
 
 def _put(client: Any, bucket: str, key: str, body: bytes) -> None:
     """Write one object, retrying while S3 does not answer."""
-    retry = Retry(f"writing s3://{bucket}/{key}", RETRY_FIRST_S, RETRY_LONGEST_S)
+    retry = Retry(f"writing s3://{bucket}/{key}", DELIVERY)
     while True:
         try:
             client.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")

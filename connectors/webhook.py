@@ -9,11 +9,10 @@ import urllib.request
 from typing import Any
 
 from stream.errors import DeliveryError
-from stream.retry import Retry
+from stream.retry import DELIVERY, Retry
 from stream.settings import Settings
 
 HTTP_TIMEOUT_S = 10.0
-RETRY_FIRST_S, RETRY_LONGEST_S = 0.5, 30.0  # an endpoint down for minutes is retried every 30 s
 
 
 def slack_text(v: dict[str, Any]) -> str:
@@ -48,7 +47,7 @@ def deliver_violations(settings: Settings, url: str, group: str | None, once: bo
     try:
         for message in records(consumer, follow=not once):
             violation = json.loads(message.value)
-            retry = Retry(f"POST {url}", RETRY_FIRST_S, RETRY_LONGEST_S, max_attempts)
+            retry = Retry(f"POST {url}", DELIVERY, max_attempts)
             while True:
                 try:
                     post(url, {**violation, "text": slack_text(violation)})

@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from stream.errors import DeliveryError
 
 log = logging.getLogger("truthstream.retry")
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between attempts: `first_s`, doubling up to `longest_s`."""
+
+    first_s: float
+    longest_s: float
+
+
+# The worker waits out a Redis or Kafka outage with its stream stalled: a short ceiling lets it
+# resume within seconds of the service's return.
+OUTAGE = Backoff(0.5, 10.0)
+# Sinks wait for S3 or a webhook endpoint that may be down for minutes; nothing else waits on them.
+DELIVERY = Backoff(0.5, 30.0)
 
 
 class Retry:
@@ -15,8 +31,8 @@ class Retry:
     Callers keep their own loop (sync or async): `delay = retry.failed(exc)`, then sleep.
     """
 
-    def __init__(self, what: str, first_s: float, longest_s: float, attempts: int = 0) -> None:
-        self.what, self.first_s, self.longest_s, self.attempts = what, first_s, longest_s, attempts
+    def __init__(self, what: str, backoff: Backoff, attempts: int = 0) -> None:
+        self.what, self.backoff, self.attempts = what, backoff, attempts
         self.failures = 0
 
     def failed(self, exc: BaseException) -> float:
@@ -25,6 +41,6 @@ class Retry:
         self.failures += 1
         if self.attempts and self.failures >= self.attempts:
             raise DeliveryError(f"{self.what} failed {self.failures} times, last: {exc}") from None
-        delay = min(self.first_s * 2 ** (self.failures - 1), self.longest_s)
+        delay = min(self.backoff.first_s * 2 ** (self.failures - 1), self.backoff.longest_s)
         log.warning("%s failed (%s); retrying in %.1f s", self.what, exc, delay)
         return delay

@@ -33,7 +33,7 @@ class BatchReport:
 
 
 class Engine:
-    """The monitor: feeds batches through the core and closes windows by event time."""
+    """Feeds batches through the core step over a state store and closes windows by event time."""
 
     def __init__(self, config: CoreConfig, catalog: Catalog, store: StateStore, partitions: int) -> None:
         self.config, self.catalog, self.store, self.partitions = config, catalog, store, partitions

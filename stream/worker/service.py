@@ -21,7 +21,7 @@ from stream.core.catalog import Catalog
 from stream.core.engine import Engine
 from stream.core.records import RawMessage
 from stream.errors import ConfigError
-from stream.retry import Retry
+from stream.retry import OUTAGE, Retry
 from stream.settings import Settings
 from stream.stores.redis import OUTBOX_PAGE, RedisStore
 from stream.worker.topics import ensure_topics
@@ -29,8 +29,6 @@ from stream.worker.topics import ensure_topics
 log = logging.getLogger("truthstream.worker")
 
 DEFAULT_PARTITIONS = 4  # partitions for topics the worker has to create itself
-RETRY_FIRST_S = 0.5  # first back-off while Redis or Kafka is down; doubles up to RETRY_MAX_S
-RETRY_MAX_S = 10.0
 OUTAGES = (RedisConnectionError, RedisTimeoutError, ProducerSendError, KafkaError, OSError)
 
 
@@ -102,7 +100,7 @@ class WorkerService(mode.Service):
         an outage blocks the stream instead, and an unexpected error ends the process
         before the batch's offsets can be committed (restart it; nothing is lost).
         """
-        retry = Retry("Redis or Kafka", RETRY_FIRST_S, RETRY_MAX_S)
+        retry = Retry("Redis or Kafka", OUTAGE)
         while True:
             try:
                 return await work()
