@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import sys
 
-# Libraries that log every connection at INFO: only their problems are worth a user's attention.
-QUIET_LIBRARIES = ("kafka", "aiokafka", "matplotlib", "botocore", "urllib3")
+# Libraries that log every connection at INFO: only their problems are worth a user's attention
+# (aiokafka stays: its INFO lines say which partitions a worker was assigned).
+QUIET_LIBRARIES = ("kafka", "matplotlib", "botocore", "urllib3")
 
 
 def setup_logging(level: str = "info") -> None:
