@@ -141,4 +141,5 @@ def read(
 
 def raw(record: ConsumerRecord, side: Side) -> RawMessage:
     """The core's view of a Kafka record from one of the inputs."""
-    return RawMessage(side, record.topic, record.partition, record.offset, record.key, record.value)
+    stamp = record.timestamp / 1000 if record.timestamp is not None and record.timestamp > 0 else None
+    return RawMessage(side, record.topic, record.partition, record.offset, record.key, record.value, stamp)

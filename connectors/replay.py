@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,7 +58,7 @@ def replay(settings: Settings, catalog: Catalog, from_s: float | None, to_s: flo
         async def run() -> None:
             for batch in read(consumer, spans, desc="replaying"):
                 result.messages += len(batch)
-                report = await engine.process([raw(r, settings.side_of(r.topic)) for r in batch])
+                report = await engine.process([raw(r, settings.side_of(r.topic)) for r in batch], time.time())
                 result.dead_letters += report.dead_letters
                 await _collect(store, result)
 

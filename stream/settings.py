@@ -27,6 +27,7 @@ GROUPS = {
     "redis": "Redis state",
     "models": "models and constraints",
     "windows": "windows and metrics",
+    "limits": "limits on input and state",
     "capture": "SageMaker capture records on the inference topic",
     "worker": "worker",
 }
@@ -95,7 +96,19 @@ class Settings:
     dead_letter_topic: str = setting("dead-letters", "topic rejected input goes to, with the reason", group="outputs")
     app_id: str = setting("truthstream", "consumer group / Faust app id", group="app")
     redis_prefix: str = setting("truthstream", "prefix of every Redis key this app writes", group="redis")
-    max_record_bytes: int = setting(262144, "larger input messages are dead-lettered", group="windows")
+    max_record_bytes: int = setting(262144, "larger input messages are dead-lettered", group="limits")
+    max_future_seconds: float = setting(
+        86400.0,
+        "event times (inference_time, label_time) further ahead of the record's Kafka timestamp are "
+        "dead-lettered, so one bad clock cannot close windows early",
+        group="limits",
+    )
+    max_pending: int = setting(
+        10_000_000,
+        "waiting inferences and labels kept at most (over all partitions); beyond it those that would "
+        "expire first are evicted and counted (evicted_*), so Redis cannot fill up (0: no bound)",
+        group="limits",
+    )
     score_resolution: float = setting(1e-4, "scores are binned at this resolution for AUC and curves", group="windows")
     curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record", group="windows")
     batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)", group="worker")
@@ -136,6 +149,8 @@ class Settings:
             rolling_size=self.rolling_size,
             rolling_every=self.rolling_every,
             max_record_bytes=self.max_record_bytes,
+            max_future_seconds=self.max_future_seconds,
+            max_pending=self.max_pending,
             score_resolution=self.score_resolution,
             curve_points=self.curve_points,
             capture_model=self.capture_model,
@@ -180,7 +195,7 @@ class Settings:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
-        for name in ("label_grace", "min_samples", "rolling_size", "idle_close"):
+        for name in ("label_grace", "min_samples", "rolling_size", "idle_close", "max_future_seconds", "max_pending"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative, got {getattr(self, name)}")
         if self.curve_points < 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -66,7 +67,7 @@ class Harness:
 
         async def work(engine: Engine) -> None:
             for i in range(0, len(messages), batch):
-                await engine.process(messages[i : i + batch])
+                await engine.process(messages[i : i + batch], time.time())
 
         asyncio.run(self._with_engine(work))
 

@@ -6,6 +6,8 @@ worker's store and the replay store are held to the same contract.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
 import random
@@ -221,7 +223,7 @@ BAD_INFERENCES = [
         "outside [0, 1]",
     ),
     (
-        b'{"event_id": "x", "model": "churn", "inference_time": 1, "prediction": 1, "probability": NaN}',
+        b'{"event_id": "x", "model": "churn", "inference_time": 1764000000, "prediction": 1, "probability": NaN}',
         "probability",
         "outside [0, 1]",
     ),
@@ -256,6 +258,55 @@ BAD_INFERENCES = [
         None,
         "over the limit",
     ),
+    # Poison found by probing the worker (issue 11): each once stopped or skewed it.
+    (b"[" * 2000 + b"]" * 2000, None, "nested too deeply"),
+    (
+        b'{"event_id": "\\ud800x", "model": "churn", "inference_time": 1764000000, "prediction": 1}',
+        "event_id",
+        "surrogate",
+    ),
+    (b'{"event_id": "x", "model": "\\udfffm", "inference_time": 1764000000, "prediction": 1}', "model", "surrogate"),
+    (
+        json.dumps(
+            {"event_id": "x", "model": "churn", "model_version": {"a": 1}, "inference_time": T0, "prediction": 1}
+        ).encode(),
+        "model_version",
+        "expected a string or a number",
+    ),
+    (
+        json.dumps(
+            {"event_id": "x", "model": "churn", "inference_time": "9999-12-31T23:59:59Z", "prediction": 1}
+        ).encode(),
+        "inference_time",
+        "ahead of the record's timestamp",
+    ),
+    (
+        json.dumps({"event_id": "x", "model": "churn", "inference_time": 1e12, "prediction": 1}).encode(),
+        "inference_time",
+        "ahead of the record's timestamp",
+    ),
+    (
+        json.dumps({"event_id": "x", "model": "churn", "inference_time": 10**400, "prediction": 1}).encode(),
+        "inference_time",
+        "out of range",
+    ),
+    (
+        json.dumps(
+            {"event_id": "x", "model": "churn", "inference_time": "1900-01-01T00:00:00Z", "prediction": 1}
+        ).encode(),
+        "inference_time",
+        "before 2000-01-01",
+    ),
+    (
+        json.dumps({"event_id": "x", "model": "churn", "inference_time": -1000, "prediction": 1}).encode(),
+        "inference_time",
+        "before 2000-01-01",
+    ),
+    (
+        json.dumps({"event_id": "x" * 100_000, "model": "churn", "inference_time": T0, "prediction": 1}).encode(),
+        "event_id",
+        "over the limit of 256",
+    ),
 ]
 
 
@@ -271,9 +322,11 @@ def test_bad_inferences_go_to_dead_letters_and_the_rest_still_counts(make, raw, 
     assert dead["field"] == field
     assert reason in dead["reason"]
     assert (dead["topic"], dead["partition"], dead["offset"]) == ("inferences", 0, bad.offset)
-    import base64
-
-    assert base64.b64decode(dead["value_base64"]) == raw
+    # The dead letter holds the message's first 4 KiB, its length and digest: it always fits the topic.
+    assert base64.b64decode(dead["value_base64"]) == raw[:4096]
+    assert dead["value_truncated"] == (len(raw) > 4096)
+    assert (dead["value_bytes"], dead["value_sha256"]) == (len(raw), hashlib.sha256(raw).hexdigest())
+    assert len(json.dumps(dead)) < 12_000 and len(dead["reason"]) <= 500
     [record] = h.metrics()
     assert record["sample_count"] == 1
     assert record["counts"]["rejected"] == 1
@@ -487,3 +540,42 @@ def test_multiclass_labels_outside_the_models_classes_are_dead_lettered(make) ->
     assert record["sample_count"] == 2 and record["counts"]["rejected"] == 2
     fields = sorted(d["field"] for d in h.records("dead-letters"))
     assert fields == ["label", "prediction"]
+
+
+def test_pending_state_over_its_bound_evicts_what_expires_first_and_counts_it(make) -> None:
+    """With room for 10 waiting entries, 30 unlabelled inferences keep the 10 latest; the evicted
+    ones are counted in the next record, and a label for a kept inference still joins."""
+    h = make(base_settings(max_pending=10))
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference(f"e{i}", T0 + i, 1)) for i in range(30)])
+    h.feed([lab.msg(label(f"e{i}", 1)) for i in range(25, 30)])
+    h.feed(tick(inf, T0 + 100))  # one more waiting entry: the oldest left (e20) goes too
+    [record] = h.metrics()
+    assert record["sample_count"] == 5
+    assert record["counts"]["evicted_inferences"] == 21 and record["counts"]["expired_inferences"] == 0
+
+
+YEAR_9999 = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def test_one_far_future_time_neither_closes_windows_nor_makes_later_pairs_late(make) -> None:
+    """A label and an inference dated 9999 on every partition are dead-lettered; the windows around
+    them close when real event time passes them, with every pair counted and none late."""
+    h = make(partitions=2)
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+    msgs = []
+    for p in range(2):
+        msgs.append(inf.msg(inference(f"bad-i{p}", YEAR_9999, 1), p))
+        msgs.append(lab.msg(label(f"bad-l{p}", 1, label_time="9999-12-31T23:59:59Z"), p))
+    pairs = [(f"e{i}", T0 + i, i % 2) for i in range(50)]
+    msgs += [inf.msg(inference(e, t, 1), p) for e, t, p in pairs]
+    msgs += [lab.msg(label(e, 1, label_time=t + 5), p) for e, t, p in pairs]
+    h.feed(msgs, batch=7)
+    assert len(h.records("dead-letters")) == 4
+    assert h.metrics() == []  # nothing closed early
+    h.feed(
+        [m for p in range(2) for m in tick(inf, T0 + 200, partition=p)]
+        + [lab.msg(label(f"tick-l{p}", 1, label_time=T0 + 200), p) for p in range(2)]
+    )
+    [record] = h.metrics()
+    assert record["sample_count"] == 50 and record["counts"]["late"] == 0 and record["counts"]["rejected"] == 4

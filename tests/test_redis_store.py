@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import threading
 import uuid
 from typing import Any
@@ -61,13 +62,13 @@ def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_u
     b_part: list[RawMessage] = inferences + labels[:5]
 
     def run_b() -> None:
-        asyncio.run(_engine_run(redis_url, prefix, lambda engine, store: engine.process(b_part)))
+        asyncio.run(_engine_run(redis_url, prefix, lambda engine, store: engine.process(b_part, time.time())))
 
     steps: list[dict] = []
 
     async def run_a(engine: Engine, store: RedisStore) -> Any:
         _interleaved(store, run_b, steps)
-        await engine.process(inferences + labels)
+        await engine.process(inferences + labels, time.time())
         await engine.idle(T0 + 3600)  # close the window
         return await store.pending_outbox()
 
@@ -96,11 +97,13 @@ def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> Non
     a_batch, b_batch = partition(0), partition(1)
 
     def run_b() -> None:
-        asyncio.run(_engine_run(redis_url, prefix, lambda engine, store: engine.process(b_batch), partitions=2))
+        asyncio.run(
+            _engine_run(redis_url, prefix, lambda engine, store: engine.process(b_batch, time.time()), partitions=2)
+        )
 
     async def run_a(engine: Engine, store: RedisStore) -> Any:
         _interleaved(store, run_b, [])
-        await engine.process(a_batch)
+        await engine.process(a_batch, time.time())
         return await store.pending_outbox()
 
     outputs = asyncio.run(_engine_run(redis_url, prefix, run_a, partitions=2))

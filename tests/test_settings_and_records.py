@@ -12,6 +12,7 @@ from stream.core.records import canonical_class, parse_inference, parse_label
 from stream.settings import Settings
 from stream.core.timefmt import format_time, parse_time
 from stream.worker.app import faust_app
+from tests.factories import T0
 
 
 def test_environment_then_flags_override_defaults() -> None:
@@ -73,25 +74,45 @@ def test_class_labels_are_canonical() -> None:
 
 def test_positive_score_comes_from_probabilities_when_no_probability() -> None:
     """For binary models the score of class 1 in `probabilities` is used when `probability` is absent."""
-    doc = {"event_id": "e", "model": "m", "inference_time": 0, "prediction": 1, "probabilities": {"0": 0.25, "1": 0.75}}
-    assert parse_inference(doc, lambda m: "BinaryClassification").score == 0.75
+    doc = {
+        "event_id": "e",
+        "model": "m",
+        "inference_time": T0,
+        "prediction": 1,
+        "probabilities": {"0": 0.25, "1": 0.75},
+    }
+    assert parse_inference(doc, lambda m: "BinaryClassification", T0).score == 0.75
     with pytest.raises(RecordError) as err:
-        parse_inference({**doc, "probabilities": {"0": 2}}, lambda m: "BinaryClassification")
+        parse_inference({**doc, "probabilities": {"0": 2}}, lambda m: "BinaryClassification", T0)
     assert err.value.field == "probabilities.0" and err.value.model == "m"
     with pytest.raises(RecordError, match="is required"):
-        parse_label({"event_id": "e"})
+        parse_label({"event_id": "e"}, T0)
+
+
+def test_event_times_must_be_plausible_and_not_far_ahead_of_the_record() -> None:
+    """From 2000-01-01 on, and at most the tolerance ahead of the reference (the record's Kafka time)."""
+    doc = {"event_id": "e", "model": "m", "prediction": 1}
+    ok = parse_inference({**doc, "inference_time": T0 + 3600}, lambda m: "BinaryClassification", T0, 3600)
+    assert ok.time == T0 + 3600
+    for when, reason in [(T0 + 3601, "ahead of the record's timestamp"), ("1999-12-31T23:59:59Z", "before 2000")]:
+        with pytest.raises(RecordError, match=reason) as err:
+            parse_inference({**doc, "inference_time": when}, lambda m: "BinaryClassification", T0, 3600)
+        assert err.value.field == "inference_time"
+        with pytest.raises(RecordError, match=reason) as err:
+            parse_label({"event_id": "e", "label": 1, "label_time": when}, T0, 3600)
+        assert err.value.field == "label_time"
 
 
 def test_names_and_classes_with_control_characters_are_refused() -> None:
     """They are stored joined by a control character, so one inside a name would split it."""
-    doc = {"event_id": "e", "model": "m", "inference_time": 0, "prediction": 1}
+    doc = {"event_id": "e", "model": "m", "inference_time": T0, "prediction": 1}
     for field, value, kind in [
         ("model", "churn\x1fv2", "BinaryClassification"),
         ("model_version", "2\n", "BinaryClassification"),
         ("prediction", "c\x1fat", "MulticlassClassification"),
     ]:
         with pytest.raises(RecordError, match="control characters") as err:
-            parse_inference({**doc, field: value}, lambda m, kind=kind: kind)
+            parse_inference({**doc, field: value}, lambda m, kind=kind: kind, T0)
         assert err.value.field == field
 
 

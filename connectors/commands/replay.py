@@ -14,7 +14,7 @@ DESCRIPTION = (
     "the settings given here. Prints a summary; --out writes a table, --compare judges the same windows with "
     "other constraints, --plot draws a chart. Labels are read until --to plus the label grace."
 )
-SETTINGS = ("kafka", "inputs", "models", "windows", "capture")
+SETTINGS = ("kafka", "inputs", "models", "windows", "limits", "capture")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

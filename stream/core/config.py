@@ -18,6 +18,8 @@ class CoreConfig:
     rolling_size: int = 0  # last N joined samples per model version (0: no rolling window)
     rolling_every: int = 100  # evaluate the rolling window every M joined samples
     max_record_bytes: int = 262144  # larger input messages are dead-lettered
+    max_future_seconds: float = 86400.0  # event times further ahead of the record's timestamp are dead-lettered
+    max_pending: int = 0  # waiting join entries kept at most, over all partitions (0: no bound)
     score_resolution: float = 1e-4  # score bin width for AUC and the curves
     curve_points: int = 101  # at most this many points per ROC / PR curve
     capture_model: str = "sagemaker"  # model name of SageMaker capture records found on the inference topic

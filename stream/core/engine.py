@@ -38,8 +38,9 @@ class Engine:
     def __init__(self, config: CoreConfig, catalog: Catalog, store: StateStore, partitions: int) -> None:
         self.config, self.catalog, self.store, self.partitions = config, catalog, store, partitions
 
-    async def process(self, messages: list[RawMessage]) -> BatchReport:
-        """Handle one batch; outputs are queued in the store's outbox (see `pending_outbox`)."""
+    async def process(self, messages: list[RawMessage], wall_clock: float) -> BatchReport:
+        """Handle one batch; outputs are queued in the store's outbox (see `pending_outbox`).
+        `wall_clock` is the reference for the event times of messages that carry no Kafka timestamp."""
         report = BatchReport(messages=len(messages))
         if not messages:
             report.closed_windows = await self.close_due()
@@ -47,7 +48,7 @@ class Engine:
         ids = event_ids(messages, self.config)
         inputs = {(m.topic, m.partition) for m in messages}
         result, rolling = await self.store.transact(
-            ids, inputs, lambda view: Step(self.config, self.catalog, view).run(messages)
+            ids, inputs, lambda view: Step(self.config, self.catalog, view, wall_clock).run(messages)
         )
         report.joined = result.joined
         report.dead_letters = len(result.dead_letters)
@@ -68,7 +69,8 @@ class Engine:
         return stream_time(watermarks, self.partitions, floor)
 
     async def expire(self, partitions: set[int], now: float) -> None:
-        """Expire the waiting entries of these partitions that the stream's event time `now` has passed."""
+        """Expire the waiting entries of these partitions that the stream's event time `now` has passed;
+        then, if the pending state is over its bound, evict the entries that would expire first."""
         candidates = await self.store.expiry_candidates(partitions, now)
         if any(candidates.values()):
             await self.store.transact(
@@ -76,6 +78,15 @@ class Engine:
                 set(),
                 lambda view: Step(self.config, self.catalog, view).sweep(candidates, now),
             )
+        if self.config.max_pending:
+            per_partition = max(1, -(-self.config.max_pending // max(self.partitions, 1)))
+            over = await self.store.oldest_beyond(partitions, per_partition)
+            if any(over.values()):
+                await self.store.transact(
+                    set().union(*over.values()),
+                    set(),
+                    lambda view: Step(self.config, self.catalog, view).evict(over),
+                )
 
     async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""

@@ -15,7 +15,20 @@ from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.core.records import RawMessage
 from stream.core.timefmt import format_time
 
-COUNT_NAMES = ("late", "expired_inferences", "expired_labels", "duplicates", "rejected")
+COUNT_NAMES = (
+    "late",
+    "expired_inferences",
+    "expired_labels",
+    "evicted_inferences",
+    "evicted_labels",
+    "duplicates",
+    "rejected",
+)
+# A dead letter carries at most this much of the refused message (text and base64 of the same
+# bytes, about 10 KiB of JSON): far under any broker's message limit, enough to see what it was.
+DEAD_LETTER_VALUE_BYTES = 4096
+DEAD_LETTER_KEY_CHARS = 1024
+MAX_REASON_CHARS = 500
 STATUS_OK = "ok"
 STATUS_INSUFFICIENT = "insufficient_data"
 STATUS_UNCONSTRAINED = "no_constraints"
@@ -23,22 +36,28 @@ STATUS_VIOLATIONS = "violations"
 
 
 def dead_letter(msg: RawMessage, reason: str, field: str | None) -> dict[str, Any]:
-    """A dead-letter record: the original bytes, where they came from, and why they were refused."""
+    """A dead-letter record: why the message was refused, where it came from, and its first
+    DEAD_LETTER_VALUE_BYTES bytes with the whole value's length and SHA-256, so that every dead
+    letter fits the topic whatever the message held."""
     value = msg.value or b""
+    head = value[:DEAD_LETTER_VALUE_BYTES]
     try:
-        text: str | None = value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
+        text: str | None = head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the end still reads
+        text = head[: exc.start].decode("utf-8") if exc.start >= len(head) - 3 else None
+    key = msg.key.decode("utf-8", "replace") if msg.key else None
     return {
-        "reason": reason,
-        "field": field,
+        "reason": reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 3] + "...",
+        "field": field if field is None or len(field) <= MAX_REASON_CHARS else field[:MAX_REASON_CHARS],
         "topic": msg.topic,
         "partition": msg.partition,
         "offset": msg.offset,
-        "key": msg.key.decode("utf-8", "replace") if msg.key else None,
+        "key": key if key is None or len(key) <= DEAD_LETTER_KEY_CHARS else key[:DEAD_LETTER_KEY_CHARS],
         "value": text,
-        "value_base64": base64.b64encode(value).decode("ascii"),
+        "value_base64": base64.b64encode(head).decode("ascii"),
         "value_bytes": len(value),
+        "value_sha256": hashlib.sha256(value).hexdigest(),
+        "value_truncated": len(value) > len(head),
     }
 
 

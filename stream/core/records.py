@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from stream.errors import RecordError
-from stream.core.timefmt import parse_time
+from stream.core.timefmt import format_time, parse_time
 
 ProblemType = Literal["BinaryClassification", "MulticlassClassification", "Regression"]
 BINARY: ProblemType = "BinaryClassification"
@@ -37,6 +37,7 @@ class RawMessage:
     offset: int
     key: bytes | None
     value: bytes | None
+    timestamp: float | None = None  # Kafka's record time, epoch seconds (the reference for event times)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,24 @@ class Joined:
     score: float | None
 
 
+# Bounds that keep one record from growing the state: ids, names, versions and class labels are
+# stored with every waiting entry and window, and a window's counters grow with its classes.
+MAX_TEXT_CHARS = 256
+# Event times must be plausible: from 2000-01-01 on, and at most MAX_FUTURE seconds (a setting)
+# ahead of the record's Kafka timestamp. Earlier or later times are dead-lettered.
+MIN_EVENT_TIME = 946684800.0
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A short, safe rendering of a value for an error message (containers by type and size)."""
+    if isinstance(value, (dict, list)):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'} of {len(value)} items"
+    text = (
+        repr(value) if not isinstance(value, int) or isinstance(value, bool) or abs(value) < 10**60 else "a huge number"
+    )
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def decode_json(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     """Decode a message value as a JSON object, or raise RecordError saying why not."""
     if value is None:
@@ -81,7 +100,9 @@ def decode_json(value: bytes | None, max_bytes: int) -> dict[str, Any]:
     try:
         doc = json.loads(value)  # bytes: json detects UTF-8 itself and refuses invalid text
     except (UnicodeDecodeError, ValueError) as exc:
-        raise RecordError(f"not valid UTF-8 JSON: {exc}") from None
+        raise RecordError(f"not valid UTF-8 JSON: {shown(str(exc), 200)}") from None
+    except RecursionError:
+        raise RecordError("JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise RecordError(f"expected a JSON object, got {type(doc).__name__}")
     return doc
@@ -98,10 +119,10 @@ def canonical_class(value: object, field: str, problem_type: ProblemType) -> str
         text = str(value)
     elif isinstance(value, float):
         if not math.isfinite(value) or not value.is_integer():
-            raise RecordError(f"{value!r} is not a class label", field)
+            raise RecordError(f"{shown(value)} is not a class label", field)
         text = str(int(value))
     elif isinstance(value, str) and value.strip():
-        text = _no_control(value.strip(), field)
+        text = plain_text(value.strip(), field)
         try:
             as_float = float(text)
         except ValueError:
@@ -112,31 +133,37 @@ def canonical_class(value: object, field: str, problem_type: ProblemType) -> str
         if problem_type == BINARY and text.lower() in ("true", "false"):
             text = POSITIVE if text.lower() == "true" else NEGATIVE
     else:
-        raise RecordError(f"expected a class label, got {value!r}", field)
+        raise RecordError(f"expected a class label, got {shown(value)}", field)
     if problem_type == BINARY and text not in (NEGATIVE, POSITIVE):
-        raise RecordError(f"binary classes are 0 and 1, got {value!r}", field)
+        raise RecordError(f"binary classes are 0 and 1, got {shown(value)}", field)
     return text
 
 
 def number(value: object, field: str) -> float:
     """A finite number from a JSON number or numeric text; RecordError naming `field` otherwise."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise RecordError(f"expected a number, got {value!r}", field) from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise RecordError(f"expected a finite number, got {value!r}", field)
-    return float(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RecordError(f"expected a finite number, got {shown(value)}", field)
+    try:
+        result = float(value)
+    except ValueError:
+        raise RecordError(f"expected a number, got {shown(value)}", field) from None
+    except OverflowError:  # an integer too large for a float
+        raise RecordError(f"expected a finite number, got {shown(value)}", field) from None
+    if not math.isfinite(result):
+        raise RecordError(f"expected a finite number, got {shown(value)}", field)
+    return result
 
 
 def _probability(value: object, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise RecordError(f"expected a number in [0, 1], got {value!r}", field)
-    number = float(value)
-    if not (0.0 <= number <= 1.0):  # also rejects NaN
-        raise RecordError(f"probability {value!r} is outside [0, 1]", field)
-    return number
+        raise RecordError(f"expected a number in [0, 1], got {shown(value)}", field)
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if not (0.0 <= result <= 1.0):  # also NaN
+        raise RecordError(f"probability {shown(value)} is outside [0, 1]", field)
+    return result
 
 
 def _required_text(doc: dict[str, Any], field: str, model: str | None = None) -> str:
@@ -144,35 +171,66 @@ def _required_text(doc: dict[str, Any], field: str, model: str | None = None) ->
     if value is None:
         raise RecordError("is required", field, model)
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise RecordError(f"expected a string, got {value!r}", field, model)
+        raise RecordError(f"expected a string, got {shown(value)}", field, model)
     text = str(value).strip()
     if not text:
         raise RecordError("must not be empty", field, model)
-    return _no_control(text, field, model)
+    return plain_text(text, field, model)
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def _no_control(text: str, field: str, model: str | None = None) -> str:
-    """Names and classes are stored joined by a control character, so none may contain one."""
+def plain_text(text: str, field: str, model: str | None = None) -> str:
+    """Text that can be stored: names and classes are joined by a control character, so none may
+    contain one; a lone surrogate (legal in JSON's \\u escapes) is not Unicode text that Redis or
+    Kafka can carry; and at most MAX_TEXT_CHARS characters."""
+    if len(text) > MAX_TEXT_CHARS:
+        raise RecordError(f"is {len(text)} characters long, over the limit of {MAX_TEXT_CHARS}", field, model)
     if _CONTROL.search(text):
-        raise RecordError(f"must not contain control characters, got {text!r}", field, model)
+        raise RecordError(f"must not contain control characters, got {shown(text)}", field, model)
+    if _SURROGATE.search(text):
+        raise RecordError("is not valid Unicode text (a lone surrogate)", field, model)
     return text
 
 
-def parse_inference(doc: dict[str, Any], problem_type_of: Any) -> Inference:
-    """Validate an inference document; `problem_type_of(model)` says how to read its classes."""
+def event_time(value: object, field: str, reference: float, max_future: float, model: str | None = None) -> float:
+    """A plausible event time: parsed, from 2000-01-01 on, and at most `max_future` seconds after
+    `reference` (the record's Kafka timestamp, or the wall clock)."""
+    try:
+        when = parse_time(value)
+    except ValueError as exc:
+        raise RecordError(str(exc), field, model) from None
+    if when < MIN_EVENT_TIME:
+        raise RecordError(f"{shown(value)} is before 2000-01-01, not a plausible event time", field, model)
+    if when > reference + max_future:
+        raise RecordError(
+            f"{shown(value)} is more than {max_future:.0f} s ahead of the record's timestamp "
+            f"{format_time(reference)} (TRUTHSTREAM_MAX_FUTURE_SECONDS)",
+            field,
+            model,
+        )
+    return when
+
+
+def parse_inference(
+    doc: dict[str, Any], problem_type_of: Any, reference: float, max_future: float = math.inf
+) -> Inference:
+    """Validate an inference document; `problem_type_of(model)` says how to read its classes, and
+    its time may be at most `max_future` seconds after `reference` (see `event_time`)."""
     event_id = _required_text(doc, "event_id")
     model = _required_text(doc, "model")
     version = doc.get("model_version")
-    version_text = "" if version is None else _no_control(str(version), "model_version", model)
+    if version is None:
+        version_text = ""
+    elif isinstance(version, bool) or not isinstance(version, (str, int, float)):
+        raise RecordError(f"expected a string or a number, got {shown(version)}", "model_version", model)
+    else:
+        version_text = plain_text(str(version), "model_version", model)
     if "inference_time" not in doc:
         raise RecordError("is required", "inference_time", model)
-    try:
-        when = parse_time(doc["inference_time"])
-    except ValueError as exc:
-        raise RecordError(str(exc), "inference_time", model) from None
+    when = event_time(doc["inference_time"], "inference_time", reference, max_future, model)
     if "prediction" not in doc or doc["prediction"] is None:
         raise RecordError("is required", "prediction", model)
     problem_type: ProblemType = problem_type_of(model)
@@ -201,20 +259,20 @@ def _score(doc: dict[str, Any], problem_type: ProblemType) -> float | None:
     return score if problem_type == BINARY else None
 
 
-def parse_label(doc: dict[str, Any]) -> Label:
-    """Validate a label document; its class is checked against the model once it is joined."""
+def parse_label(doc: dict[str, Any], reference: float, max_future: float = math.inf) -> Label:
+    """Validate a label document; its class is checked against the model once it is joined, and
+    its time (optional) may be at most `max_future` seconds after `reference`."""
     event_id = _required_text(doc, "event_id")
     if "label" not in doc or doc["label"] is None:
         raise RecordError("is required", "label")
     label = doc["label"]
     if isinstance(label, float) and not math.isfinite(label):
-        raise RecordError(f"{label!r} is not a class label", "label")
+        raise RecordError(f"{shown(label)} is not a class label", "label")
     if isinstance(label, (dict, list)):
         raise RecordError(f"expected a class label, got {type(label).__name__}", "label")
+    if isinstance(label, str):
+        plain_text(label, "label")
     when = None
     if doc.get("label_time") is not None:
-        try:
-            when = parse_time(doc["label_time"])
-        except ValueError as exc:
-            raise RecordError(str(exc), "label_time") from None
+        when = event_time(doc["label_time"], "label_time", reference, max_future)
     return Label(event_id, label, when)

@@ -208,6 +208,10 @@ class StateStore(Protocol):
     async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
         """Event ids of these partitions' expiry indexes due at or before `now`."""
 
+    async def oldest_beyond(self, partitions: set[int], limit: int) -> dict[int, list[str]]:
+        """Per partition, the event ids of the indexed entries that expire first, beyond the `limit`
+        that expire last (what to evict when the pending state is over its bound; a page at most)."""
+
     async def clock(self) -> tuple[dict[str, float], float]:
         """Partition watermarks and the idle floor."""
 

@@ -14,9 +14,10 @@ import math
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.outputs import dead_letter
+from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
 from stream.core.records import (
     INFERENCE,
+    MAX_TEXT_CHARS,
     REGRESSION,
     Inference,
     Joined,
@@ -27,6 +28,7 @@ from stream.core.records import (
     decode_json,
     parse_inference,
     parse_label,
+    shown,
 )
 from stream.core.sagemaker import capture_to_inference, ground_truth_to_label, is_capture, is_ground_truth
 from stream.core.state import (
@@ -45,10 +47,11 @@ from stream.errors import RecordError
 
 
 def event_ids(messages: list[RawMessage], config: CoreConfig) -> set[str]:
-    """The event ids a batch touches, read cheaply so a store can prefetch their entries."""
+    """The event ids a batch touches, read cheaply so a store can prefetch their entries (ids that
+    cannot be valid are left out: their records are refused anyway)."""
     ids = set()
     for msg in messages:
-        if msg.key:
+        if msg.key and len(msg.key) <= MAX_TEXT_CHARS:
             try:
                 ids.add(msg.key.decode("utf-8"))
                 continue
@@ -58,21 +61,26 @@ def event_ids(messages: list[RawMessage], config: CoreConfig) -> set[str]:
             doc = decode_json(msg.value, config.max_record_bytes)
         except RecordError:
             continue
-        if isinstance(doc.get("event_id"), (str, int)) and not isinstance(doc.get("event_id"), bool):
-            ids.add(str(doc["event_id"]).strip())
+        event_id = doc.get("event_id")
+        if isinstance(event_id, (str, int)) and not isinstance(event_id, bool):
+            text = event_id.strip() if isinstance(event_id, str) else str(event_id)
+            if len(text) <= MAX_TEXT_CHARS:
+                ids.add(text)
     return ids
 
 
 class Step:
     """Applies one batch to a state view; create one per batch."""
 
-    def __init__(self, config: CoreConfig, catalog: Catalog, view: StateView) -> None:
+    def __init__(self, config: CoreConfig, catalog: Catalog, view: StateView, wall_clock: float = math.nan) -> None:
         self.config, self.catalog, self.view = config, catalog, view
+        self.wall_clock = wall_clock  # the reference for event times of messages without a Kafka timestamp
         self.result = StepResult()
         self.watermarks = dict(view.watermarks)
 
     def run(self, messages: list[RawMessage]) -> StepResult:
-        """Process the batch in order; messages already applied (by offset) are skipped."""
+        """Process the batch in order; messages already applied (by offset) are skipped. Every message
+        is joined, counted or dead-lettered: none can stop the batch."""
         for msg in messages:
             done = self.result.checkpoints.get(
                 (msg.topic, msg.partition), self.view.checkpoints.get((msg.topic, msg.partition), -1)
@@ -81,19 +89,14 @@ class Step:
                 continue
             self.result.checkpoints[(msg.topic, msg.partition)] = msg.offset
             try:
-                doc = decode_json(msg.value, self.config.max_record_bytes)
-                if msg.side == INFERENCE:
-                    if is_capture(doc):  # forwarded unchanged from SageMaker data capture
-                        doc = capture_to_inference(doc, self.config.capture_format, self.config.capture_model)
-                    inference = parse_inference(doc, self.catalog.problem_type)
-                    self.catalog.check_class(inference.model, inference.prediction, "prediction")
-                    self._inference(msg, inference)
-                else:
-                    if is_ground_truth(doc):
-                        doc = ground_truth_to_label(doc)
-                    self._label(msg, parse_label(doc))
+                self._message(msg)
             except RecordError as exc:
                 self._reject(msg, exc)
+            except Exception as exc:  # noqa: BLE001 - a record that trips a bug is dead-lettered, not fatal
+                reason = (
+                    f"internal error on this record ({type(exc).__name__}: {shown(str(exc), 200)}); please report it"
+                )
+                self._reject(msg, RecordError(reason))
         self.result.watermarks = {p: t for p, t in self.watermarks.items() if self.view.watermarks.get(p) != t}
         return self.result
 
@@ -103,6 +106,32 @@ class Step:
             for event_id in ids:
                 self._entry(event_id, now)  # expires the entry if its time has passed
         return self.result
+
+    def evict(self, candidates: dict[int, list[str]]) -> StepResult:
+        """Expire the listed entries now, before their time: the pending state is over its bound.
+        Waiting inferences and labels are counted as evicted; join tombstones go silently."""
+        for ids in candidates.values():
+            for event_id in ids:
+                entry = self.view.entries.get(event_id)
+                if entry is not None:
+                    self._expire(event_id, entry, "evicted")
+        return self.result
+
+    def _message(self, msg: RawMessage) -> None:
+        """Decode, validate and apply one message; raises RecordError for one that cannot be used."""
+        doc = decode_json(msg.value, self.config.max_record_bytes)
+        reference = msg.timestamp if msg.timestamp is not None else self.wall_clock
+        future = self.config.max_future_seconds
+        if msg.side == INFERENCE:
+            if is_capture(doc):  # forwarded unchanged from SageMaker data capture
+                doc = capture_to_inference(doc, self.config.capture_format, self.config.capture_model)
+            inference = parse_inference(doc, self.catalog.problem_type, reference, future)
+            self.catalog.check_class(inference.model, inference.prediction, "prediction")
+            self._inference(msg, inference)
+        else:
+            if is_ground_truth(doc):
+                doc = ground_truth_to_label(doc)
+            self._label(msg, parse_label(doc, reference, future))
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self, partition: int, side: str = "i") -> float:
@@ -125,13 +154,13 @@ class Step:
             return None
         return entry
 
-    def _expire(self, event_id: str, entry: JoinEntry) -> None:
+    def _expire(self, event_id: str, entry: JoinEntry, why: str = "expired") -> None:
         self.result.entries[event_id] = None
         self.result.unindex.setdefault(entry.partition, set()).add(event_id)
         if entry.kind == PENDING_INFERENCE:
-            self.result.count(entry.counter_key, "expired_inferences")
+            self.result.count(entry.counter_key, f"{why}_inferences")
         elif entry.kind == PENDING_LABEL:
-            self.result.count(UNATTRIBUTED, "expired_labels")
+            self.result.count(UNATTRIBUTED, f"{why}_labels")
 
     def _set(self, event_id: str, entry: JoinEntry, replaces: JoinEntry | None) -> None:
         if replaces is not None and replaces.partition != entry.partition:
@@ -175,7 +204,8 @@ class Step:
             self._advance(msg.partition, "l", label.time)
         if entry is None:
             when = label.time if label.time is not None else self.watermarks.get(f"i{msg.partition}", math.inf)
-            raw = msg.value.decode("utf-8") if msg.value else ""
+            # Kept to dead-letter the label if it does not fit its model; bounded like a dead letter.
+            raw = msg.value[:DEAD_LETTER_VALUE_BYTES].decode("utf-8", "replace") if msg.value else ""
             pending = JoinEntry(
                 PENDING_LABEL,
                 when + self.config.label_ttl,

@@ -9,7 +9,10 @@ from datetime import datetime, timezone
 def _iso_seconds(text: str) -> float:
     """Epoch seconds of ISO-8601 text; without an offset it is UTC. Raises ValueError."""
     parsed = datetime.fromisoformat(text)
-    return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    try:
+        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    except OverflowError:
+        raise ValueError("time is out of range") from None
 
 
 def parse_time(value: object) -> float:
@@ -24,7 +27,10 @@ def parse_time(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError("time is out of range") from None
     elif isinstance(value, str):
         text = value.strip()
         try:

@@ -97,6 +97,15 @@ class MemoryStore:
             out[p] = sorted(found)
         return out
 
+    async def oldest_beyond(self, partitions: set[int], limit: int) -> dict[int, list[str]]:
+        """The indexed entries of each partition past the `limit` that expire last, first-expiring first."""
+        out: dict[int, list[str]] = {}
+        for p in partitions:
+            index = self.index.get(p, {})
+            if len(index) > limit:
+                out[p] = [i for i, _ in sorted(index.items(), key=lambda kv: (kv[1], kv[0]))[: len(index) - limit]]
+        return out
+
     async def clock(self) -> tuple[dict[str, float], float]:
         """Partition watermarks and the idle floor."""
         return dict(self.watermarks), self.floor

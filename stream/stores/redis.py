@@ -285,6 +285,21 @@ class RedisStore:
                 out[p] = [_text(i) or "" for i in found]
         return out
 
+    async def oldest_beyond(self, partitions: set[int], limit: int) -> dict[int, list[str]]:
+        """The indexed entries of each partition past the `limit` that expire last (a page per call)."""
+        ordered = sorted(partitions)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in ordered:
+                pipe.zcard(self.key("x", p))
+            sizes = await pipe.execute()
+        over = {p: min(n - limit, EXPIRY_PAGE) for p, n in zip(ordered, sizes) if n > limit}
+        if not over:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p, n in over.items():
+                pipe.zrange(self.key("x", p), 0, n - 1)
+            return {p: [_text(i) or "" for i in found] for p, found in zip(over, await pipe.execute())}
+
     async def raise_floor(self, when: float) -> None:
         """Advance the idle floor (a Lua max keeps it monotonic under concurrent writers)."""
         await self.redis.eval(

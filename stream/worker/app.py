@@ -61,6 +61,7 @@ def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, WorkerS
                         e.message.offset,
                         e.message.key,
                         e.message.value,
+                        e.message.timestamp if e.message.timestamp and e.message.timestamp > 0 else None,
                     )
                     for e in events
                 ]

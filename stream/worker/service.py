@@ -88,7 +88,7 @@ class WorkerService(mode.Service):
         engine = self._engine()
         self.last_input = time.monotonic()
         async with self.lock:
-            report = await self._retrying(lambda: engine.process(messages))
+            report = await self._retrying(lambda: engine.process(messages, time.time()))
             await self._retrying(self.flush)
         if report.closed_windows or report.dead_letters:
             log.info("batch: %s", report)
