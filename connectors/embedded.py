@@ -105,8 +105,9 @@ def embedded_kafka(port: int | None = None) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def embedded_redis(port: int | None = None) -> Iterator[str]:
-    """Run redis-server without persistence on loopback; yields `redis://127.0.0.1:PORT/0`."""
+def embedded_redis(port: int | None = None, *options: str) -> Iterator[str]:
+    """Run redis-server without persistence on loopback (with any further `--name value` options);
+    yields `redis://127.0.0.1:PORT/0`."""
     port = port or free_port()
     with (
         tempfile.TemporaryDirectory(prefix="truthstream-redis-") as tmp,
@@ -124,6 +125,7 @@ def embedded_redis(port: int | None = None) -> Iterator[str]:
                 "no",
                 "--dir",
                 tmp,
+                *options,
             ],
             port,
             tmp,

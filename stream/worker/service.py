@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.core.catalog import Catalog
@@ -23,13 +24,38 @@ from stream.core.records import RawMessage
 from stream.errors import ConfigError
 from stream.retry import OUTAGE, Retry
 from stream.settings import Settings
-from stream.stores.redis import OUTBOX_PAGE, RedisStore
+from stream.stores.redis import RedisStore
+from stream.worker.publish import Publisher
 from stream.worker.topics import ensure_topics
 
 log = logging.getLogger("truthstream.worker")
 
 DEFAULT_PARTITIONS = 4  # partitions for topics the worker has to create itself
 OUTAGES = (RedisConnectionError, RedisTimeoutError, ProducerSendError, KafkaError, OSError)
+# Redis answers but refuses to write: what to do about each, in the line the worker logs while it waits.
+REFUSALS = {
+    "OOM": "Redis is full (maxmemory reached): give it more memory, or bound truthstream's waiting state "
+    "with TRUTHSTREAM_MAX_PENDING; the worker resumes when Redis accepts writes",
+    "READONLY": "Redis is a read-only replica: point TRUTHSTREAM_REDIS_URL at the primary",
+    "NOPERM": "the Redis user may not run what truthstream needs (EVAL, and keys under TRUTHSTREAM_REDIS_PREFIX): "
+    "grant them in its ACL",
+    "NOAUTH": "Redis asks for a password: put it in TRUTHSTREAM_REDIS_URL (or TRUTHSTREAM_REDIS_URL_FILE)",
+    "WRONGPASS": "Redis refuses the user or password in TRUTHSTREAM_REDIS_URL",
+}
+
+
+# redis-py raises these for the codes above (it drops the code from the message).
+REFUSAL_TYPES = {"OOM": OutOfMemoryError, "READONLY": ReadOnlyError, "NOPERM": NoPermissionError}
+
+
+def redis_refusal(exc: ResponseError) -> str | None:
+    """What to do about a Redis error that refuses writes (full, read-only, not allowed), or None for
+    any other error (a bug). Redis 6 wraps a script's error text, so the code is looked for inside."""
+    text = str(exc)
+    for code, advice in REFUSALS.items():
+        if isinstance(exc, REFUSAL_TYPES.get(code, ())) or f"-{code} " in text or text.startswith(f"{code} "):
+            return f"{advice} ({text[:200]})"
+    return None
 
 
 class WorkerService(mode.Service):
@@ -39,6 +65,7 @@ class WorkerService(mode.Service):
         self.app, self.settings, self.catalog = app, settings, catalog
         self.topics = settings.output_topics()
         self.engine: Engine | None = None
+        self.publisher: Publisher | None = None
         self.redis: aioredis.Redis | None = None
         self.last_input = time.monotonic()
         self.lock = asyncio.Lock()
@@ -69,6 +96,7 @@ class WorkerService(mode.Service):
             )
         store = RedisStore(self.redis, s.redis_prefix, s.label_ttl, s.rolling_size, s.rolling_every, s.score_resolution)
         self.engine = Engine(s.core(), self.catalog, store, counts[s.inference_topic])
+        self.publisher = Publisher(self.app.producer, store, self.topics)
         self.ready.set()
         log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
 
@@ -106,31 +134,21 @@ class WorkerService(mode.Service):
                 return await work()
             except OUTAGES as exc:
                 await asyncio.sleep(retry.failed(exc))
+            except ResponseError as exc:
+                refusal = redis_refusal(exc)
+                if refusal is None:
+                    raise
+                await asyncio.sleep(retry.failed(RuntimeError(refusal)))
             except Exception:  # noqa: BLE001 - anything else is a bug: exit without committing
                 log.critical("unexpected error; exiting without committing offsets", exc_info=True)
                 logging.shutdown()
                 os._exit(70)
 
     async def flush(self) -> int:
-        """Publish the outbox and drop what Kafka acknowledged."""
-        store = self._engine().store
-        sent = 0
-        while True:
-            pending = await store.pending_outbox()
-            if not pending:
-                return sent
-            # An output kind the settings do not name is a topic: outbox rows of truthstream 0.1.
-            futures = [
-                await self.app.producer.send(
-                    self.topics.get(o.kind, o.kind), o.key.encode(), json.dumps(o.value).encode(), None, None, None
-                )
-                for o in pending
-            ]
-            await asyncio.gather(*futures)
-            await store.confirm_outbox(len(pending))
-            sent += len(pending)
-            if len(pending) < OUTBOX_PAGE:  # the last page; what came since goes with the next flush
-                return sent
+        """Publish the outbox (see `Publisher`)."""
+        if self.publisher is None:
+            raise RuntimeError("the worker service is used before it started")
+        return await self.publisher.flush()
 
     async def tick(self) -> None:
         """Periodic: republish a leftover outbox, close windows after idleness."""

@@ -1,0 +1,119 @@
+"""Publishing the outbox: every queued output goes to its topic, and one the broker will never take
+(too large, a topic that cannot exist or is forbidden) is reported as undeliverable instead of
+blocking the outbox forever. Transient errors stop the flush, to be retried as an outage."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any
+
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    TopicAuthorizationFailedError,
+)
+
+from stream.core.state import DEAD_LETTER, Output, StateStore
+from stream.stores.redis import OUTBOX_PAGE
+
+log = logging.getLogger("truthstream.worker")
+
+# Errors after which sending the same record again can never succeed.
+PERMANENT = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    InvalidTopicError,
+    TopicAuthorizationFailedError,
+    CorruptRecordException,
+)
+
+
+def permanent_cause(exc: BaseException) -> KafkaError | None:
+    """The Kafka error behind a failed send if retrying cannot help (faust wraps the client's own)."""
+    for candidate in (exc, exc.__cause__):
+        if isinstance(candidate, PERMANENT):
+            return candidate
+    return None
+
+
+def undeliverable(output: Output, topic: str, payload: bytes, cause: BaseException) -> dict[str, Any]:
+    """The small dead letter that stands for an output the broker refused for good."""
+    return {
+        "reason": f"undeliverable {output.kind} record for topic {topic}: {type(cause).__name__}: {cause}"[:500],
+        "field": None,
+        "topic": topic,
+        "partition": None,
+        "offset": None,
+        "key": output.key[:1024],
+        "value": None,
+        "value_base64": "",
+        "value_bytes": len(payload),
+        "value_sha256": hashlib.sha256(payload).hexdigest(),
+        "value_truncated": True,
+        "undeliverable": True,
+    }
+
+
+class Publisher:
+    """Sends the store's outbox with the app's producer, a page at a time, and trims what was sent."""
+
+    def __init__(self, producer: Any, store: StateStore, topics: dict[str, str]) -> None:
+        self.producer, self.store, self.topics = producer, store, topics
+        self.undeliverable = 0
+
+    def topic(self, output: Output) -> str:
+        """Where an output goes; a kind the settings do not name is a topic (outbox rows of truthstream 0.1)."""
+        return self.topics.get(output.kind, output.kind)
+
+    async def _send(self, topic: str, key: str, payload: bytes) -> Any:
+        future = await self.producer.send(topic, key.encode(), payload, None, None, None)
+        return await future
+
+    async def flush(self) -> int:
+        """Publish the outbox and drop what Kafka acknowledged (or refused for good); returns how many."""
+        sent = 0
+        while True:
+            pending = await self.store.pending_outbox()
+            if not pending:
+                return sent
+            payloads = [json.dumps(o.value).encode() for o in pending]
+            results = await asyncio.gather(
+                *(self._send(self.topic(o), o.key, p) for o, p in zip(pending, payloads)), return_exceptions=True
+            )
+            for output, payload, result in zip(pending, payloads, results):
+                if isinstance(result, BaseException):
+                    cause = permanent_cause(result)
+                    if cause is None:
+                        raise result  # transient: the caller retries the page (duplicates are byte-identical)
+                    await self._report(output, payload, cause)
+            await self.store.confirm_outbox(len(pending))
+            sent += len(pending)
+            if len(pending) < OUTBOX_PAGE:  # the last page; what came since goes with the next flush
+                return sent
+
+    async def _report(self, output: Output, payload: bytes, cause: BaseException) -> None:
+        """Dead-letter a stand-in for an output the broker refused for good, and say so loudly."""
+        topic = self.topic(output)
+        self.undeliverable += 1
+        log.error(
+            "the broker refused a %s record of %d bytes for topic %s for good (%s): "
+            "it is replaced by an 'undeliverable' dead letter (%d so far)",
+            output.kind,
+            len(payload),
+            topic,
+            cause,
+            self.undeliverable,
+        )
+        letter = undeliverable(output, topic, payload, cause)
+        try:
+            await self._send(self.topics[DEAD_LETTER], output.key[:1024], json.dumps(letter).encode())
+        except Exception as exc:  # noqa: BLE001 - the stand-in itself refused: say so and move on
+            if permanent_cause(exc) is None:
+                raise
+            log.critical("the dead-letter topic refused the undeliverable record too (%s); it is dropped", exc)
