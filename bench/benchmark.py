@@ -52,6 +52,8 @@ sys.path.insert(0, str(ROOT))
 from connectors.embedded import embedded_kafka, embedded_redis  # noqa: E402
 from connectors.kafka import topic_partitions  # noqa: E402
 from stream.core.timefmt import format_time  # noqa: E402
+from stream.kafka_clients import KafkaConnection  # noqa: E402
+from stream.settings import Settings  # noqa: E402
 from stream.worker.topics import ensure_topics  # noqa: E402
 
 PARTITIONS = 4
@@ -138,9 +140,9 @@ def workload(n: int, models: int, classes: int, seed: int) -> tuple[list[tuple[s
     return out, pd.DataFrame(rows, columns=["event_id", "model", "time", "label", "prediction", "score"])
 
 
-def produce(servers: list[str], topics: tuple[str, str], pairs: list[tuple[str, bytes, bytes]], seed: int) -> float:
+def produce(kafka: KafkaConnection, topics: tuple[str, str], pairs: list[tuple[str, bytes, bytes]], seed: int) -> float:
     rng = random.Random(seed)
-    producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=20, batch_size=256 * 1024)
+    producer = KafkaProducer(**kafka.kafka_python(), acks=1, linger_ms=20, batch_size=256 * 1024)
     started = time.perf_counter()
     for start in range(0, len(pairs), CHUNK):
         chunk = pairs[start : start + CHUNK]
@@ -155,21 +157,26 @@ def produce(servers: list[str], topics: tuple[str, str], pairs: list[tuple[str, 
     return time.perf_counter() - started
 
 
-def fresh_topics(servers: list[str], tag: str) -> tuple[str, str]:
+def fresh_topics(kafka: KafkaConnection, tag: str) -> tuple[str, str]:
     topics = (f"bench-{tag}-inferences", f"bench-{tag}-labels")
-    ensure_topics(servers, topics, PARTITIONS)
+    ensure_topics(kafka, topics, PARTITIONS)
     return topics
 
 
+def connection(broker: str) -> KafkaConnection:
+    """How the benchmark's own clients connect: the broker, with any TRUTHSTREAM_KAFKA_* security settings."""
+    return Settings.from_env(broker=broker).kafka()
+
+
 # -- consumers ------------------------------------------------------------------------------------
-def raw_aiokafka(servers: list[str], topics: tuple[str, str], total: int) -> float:
+def raw_aiokafka(kafka: KafkaConnection, topics: tuple[str, str], total: int) -> float:
     """Messages per second of a bare aiokafka consumer reading everything (no decoding)."""
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition as ATP
 
     async def run() -> float:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=servers, enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
+            **kafka.aiokafka(), enable_auto_commit=False, group_id=None, auto_offset_reset="earliest"
         )
         await consumer.start()
         try:
@@ -290,12 +297,12 @@ def truthstream_run(
 def check_results(redis_url: str, tag: str, table: pd.DataFrame, broker: str) -> int:
     """Windows whose published sample count or accuracy differs from the data's, plus windows that
     must have closed but were not published (0 means correct)."""
-    servers = [broker.split("://", 1)[-1]]
+    kafka = connection(broker)
     from connectors.kafka import read_topic
 
     published = {
         (r["model"], r["window"]["start"]): r
-        for r in read_topic(servers, f"bench-{tag}-metrics")
+        for r in read_topic(kafka, f"bench-{tag}-metrics")
         if r["window"]["kind"] == "tumbling"
     }
     # Every partition has passed this event time (labels are shuffled within CHUNK pairs): a window
@@ -382,11 +389,11 @@ def batch_at_freshness(pairs: list[tuple[str, bytes, bytes]], classes: int, fres
 # -- freshness ---------------------------------------------------------------------------------------
 def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, logs: Path) -> dict[str, float]:
     """Label produced -> first rolling metrics record counting it, at `pairs_per_s`."""
-    servers = [broker.split("://", 1)[-1]]
+    kafka = connection(broker)
     tag = f"fresh{uuid.uuid4().hex[:6]}"
-    topics = fresh_topics(servers, tag)
+    topics = fresh_topics(kafka, tag)
     metrics_topic = f"bench-{tag}-metrics"
-    ensure_topics(servers, [metrics_topic], PARTITIONS)
+    ensure_topics(kafka, [metrics_topic], PARTITIONS)
     env = worker_env(broker, redis_url, topics, tag, rolling_size=500, rolling_every=50, batch_timeout=0.05)
     log = (logs / f"worker-{tag}.log").open("wb")
     proc = subprocess.Popen(
@@ -402,7 +409,7 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
     def consume() -> None:
         # A short fetch wait: the measuring consumer must not add latency of its own.
         consumer = KafkaConsumer(
-            bootstrap_servers=servers, group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=10
+            **kafka.kafka_python(), group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=10
         )
         tps = [TopicPartition(metrics_topic, p) for p in topic_partitions(consumer, metrics_topic)]
         consumer.assign(tps)
@@ -420,7 +427,7 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
     try:
         client = redis.Redis.from_url(redis_url)
         warm = worker_progress(client, f"bench-{tag}", topics)
-        producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=5)
+        producer = KafkaProducer(**kafka.kafka_python(), acks=1, linger_ms=5)
         # Warm up: the worker must hold its partitions before the clock starts.
         producer.send(
             topics[0],
@@ -489,12 +496,12 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
 def redis_bytes_per_pending(broker: str, redis_url: str, n: int, logs: Path) -> float:
     """Redis memory per unmatched inference held by the worker: MEMORY USAGE summed over every key
     the run wrote (its prefix), so Redis's other contents and its Lua heap do not count."""
-    servers = [broker.split("://", 1)[-1]]
+    kafka = connection(broker)
     tag = f"mem{uuid.uuid4().hex[:6]}"
-    topics = fresh_topics(servers, tag)
+    topics = fresh_topics(kafka, tag)
     client = redis.Redis.from_url(redis_url)
     pairs, _ = workload(n, 1, 2, seed=99)
-    producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=20)
+    producer = KafkaProducer(**kafka.kafka_python(), acks=1, linger_ms=20)
     for key, inference, _ in pairs:
         producer.send(topics[0], key=key.encode(), value=inference)
     producer.flush()
@@ -528,23 +535,23 @@ def main() -> int:
     }
     with services(args) as (broker, redis_url):
         figures["broker"], figures["redis"] = broker, redis_url
-        servers = [broker.split("://", 1)[-1]]
+        kafka = connection(broker)
         total = 2 * args.events
         pairs, table = workload(args.events, args.models, args.classes, args.seed)
-        topics = fresh_topics(servers, f"main{uuid.uuid4().hex[:6]}")
+        topics = fresh_topics(kafka, f"main{uuid.uuid4().hex[:6]}")
         print(f"producing {total} messages ({args.events} pairs, {args.models} models, {args.classes} classes) ...")
-        figures["produce_s"] = produce(servers, topics, pairs, args.seed)
+        figures["produce_s"] = produce(kafka, topics, pairs, args.seed)
 
         print("raw aiokafka consumer ...")
-        figures["raw_aiokafka_msgs_per_s"] = raw_aiokafka(servers, topics, total)
+        figures["raw_aiokafka_msgs_per_s"] = raw_aiokafka(kafka, topics, total)
         # No-op, worker and many-models runs alternate for --rounds rounds and each keeps its best
         # rate: on a shared machine, load that comes and goes then cannot favour one side of a ratio.
         client = redis.Redis.from_url(redis_url)
         many_topics: tuple[str, str] | None = None
         if args.models_compare:
             many, _ = workload(args.events, args.models_compare, args.classes, args.seed + 1)
-            many_topics = fresh_topics(servers, f"many{uuid.uuid4().hex[:6]}")
-            produce(servers, many_topics, many, args.seed)
+            many_topics = fresh_topics(kafka, f"many{uuid.uuid4().hex[:6]}")
+            produce(kafka, many_topics, many, args.seed)
         rounds: dict[str, list[float]] = {"noop": [], "truthstream": [], "many": []}
         figures["truthstream_wrong_windows"] = 0
         for round_no in range(1, args.rounds + 1):

@@ -13,6 +13,7 @@ import sys
 
 from stream.errors import TruthstreamError
 from stream.logs import setup_logging
+from stream.redact import redact
 
 COMMANDS = ("worker", "demo", "baseline", "replay", "ingest", "sink", "violations")
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args))
     except TruthstreamError as exc:
-        print(f"truthstream: error: {exc}", file=sys.stderr)
+        print(f"truthstream: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -21,7 +21,7 @@ POLL_MS = 500
 def group_consumer(settings: Settings, topic: str, group: str, earliest: bool = True) -> KafkaConsumer:
     """A consumer in `group` on `topic` with manual commits."""
     consumer = KafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **settings.kafka().kafka_python(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if earliest else "latest",

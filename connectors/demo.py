@@ -19,6 +19,7 @@ from connectors.embedded import embedded_kafka, embedded_redis
 from connectors.kafka import json_producer, topic_partitions
 from connectors.synthetic import drifting_workload
 from stream.errors import TruthstreamError
+from stream.kafka_clients import KafkaConnection
 from stream.worker.topics import ensure_topics
 from stream.core.timefmt import format_time
 
@@ -46,7 +47,7 @@ def run_demo(events: int, duration: float, seed: int) -> int:
     ):
         constraints = Path(tmp) / "constraints.json"
         constraints.write_text(json.dumps(CONSTRAINTS, indent=2))
-        servers = [broker.split("://", 1)[1]]
+        kafka = KafkaConnection([broker.split("://", 1)[1]])
         print(f"truthstream demo: embedded broker (tansu) {broker}, redis {redis_url}")
         print(f"  {events} predictions of a model trained before a concept drift at prediction {events // 2};")
         print(
@@ -54,7 +55,7 @@ def run_demo(events: int, duration: float, seed: int) -> int:
             + ", ".join(f"{k} >= {v['threshold']}" for k, v in CONSTRAINTS["binary_classification_constraints"].items())
         )
         topics = ["inferences", "labels", "metrics", "violations", "dead-letters"]
-        ensure_topics(servers, topics, PARTITIONS)
+        ensure_topics(kafka, topics, PARTITIONS)
         env = {
             **os.environ,
             "TRUTHSTREAM_BROKER": broker,
@@ -76,7 +77,7 @@ def run_demo(events: int, duration: float, seed: int) -> int:
                 stdin=subprocess.DEVNULL,
             )
         try:
-            return _drive(servers, worker, log_path, events, duration, seed)
+            return _drive(kafka, worker, log_path, events, duration, seed)
         finally:
             if worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
@@ -88,13 +89,13 @@ def run_demo(events: int, duration: float, seed: int) -> int:
 
 
 def _drive(
-    servers: list[str], worker: subprocess.Popen[bytes], log_path: Path, events: int, duration: float, seed: int
+    kafka: KafkaConnection, worker: subprocess.Popen[bytes], log_path: Path, events: int, duration: float, seed: int
 ) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(**kafka.kafka_python(), enable_auto_commit=False, auto_offset_reset="earliest")
     tps = [TopicPartition(t, p) for t in ("metrics", "violations") for p in topic_partitions(consumer, t)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
-    producer = json_producer(servers)
+    producer = json_producer(kafka)
     start = math.floor(time.time() / WINDOW_S) * WINDOW_S
     expected_windows = math.ceil(events * STEP_S / WINDOW_S)
     seen = {"windows": 0, "violations": 0}

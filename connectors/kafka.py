@@ -12,6 +12,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.serializer import Serializer
 
 from stream.errors import ConfigError
+from stream.kafka_clients import KafkaConnection
 
 
 class _KeySerializer(Serializer):
@@ -24,10 +25,10 @@ class _JsonSerializer(Serializer):
         return value if isinstance(value, bytes) or value is None else json.dumps(value).encode()
 
 
-def json_producer(servers: list[str]) -> KafkaProducer:
+def json_producer(kafka: KafkaConnection) -> KafkaProducer:
     """A producer of JSON values (bytes pass through as they are) keyed by UTF-8 strings."""
     return KafkaProducer(
-        bootstrap_servers=servers,
+        **kafka.kafka_python(),
         acks="all",
         linger_ms=5,
         key_serializer=_KeySerializer(),
@@ -48,11 +49,11 @@ def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 10.
 
 
 def read_topic(
-    servers: list[str], topic: str, idle_s: float = 1.0, deadline_s: float = 30.0
+    kafka: KafkaConnection, topic: str, idle_s: float = 1.0, deadline_s: float = 30.0
 ) -> Iterator[dict[str, Any]]:
     """Every message of a topic from its beginning, as decoded JSON (no consumer group, no commits)."""
     consumer = KafkaConsumer(
-        bootstrap_servers=servers,
+        **kafka.kafka_python(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=int(idle_s * 1000),

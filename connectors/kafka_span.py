@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from connectors.kafka import topic_partitions
 from stream.errors import ConfigError, InputError
+from stream.kafka_clients import KafkaConnection
 from stream.core.records import RawMessage, Side
 from stream.core.timefmt import format_time
 
@@ -30,10 +31,10 @@ class Span:
     to_ms: int | None
 
 
-def span_consumer(servers: list[str]) -> KafkaConsumer:
+def span_consumer(kafka: KafkaConnection) -> KafkaConsumer:
     """A consumer outside any group (it never commits, so it cannot disturb a live worker)."""
     return KafkaConsumer(
-        bootstrap_servers=servers,
+        **kafka.kafka_python(),
         group_id=None,
         enable_auto_commit=False,
         allow_auto_create_topics=False,

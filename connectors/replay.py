@@ -39,7 +39,7 @@ def replay(settings: Settings, catalog: Catalog, from_s: float | None, to_s: flo
     """Recompute every window that closes within the span. Labels are read until `to` plus the
     label grace, so that windows ending before `to` get the labels the live worker would have had."""
     settings = dataclasses.replace(settings, rolling_size=0)  # rolling windows are a live view only
-    consumer = span_consumer(settings.bootstrap_servers)
+    consumer = span_consumer(settings.kafka())
     try:
         label_to = None if to_s is None else to_s + settings.label_grace
         spans = plan(consumer, settings.inference_topic, from_s, to_s)

@@ -16,19 +16,20 @@ def republish(settings: Settings, from_s: float | None, to_s: float | None, pref
     """Copy a span of the input topics to `PREFIX<topic>`: same partitions, keys, values and timestamps."""
     if not prefix:
         raise ConfigError("--to-topic needs a non-empty prefix")
-    consumer = span_consumer(settings.bootstrap_servers)
+    kafka = settings.kafka()
+    consumer = span_consumer(kafka)
     try:
         spans = plan(consumer, settings.inference_topic, from_s, to_s)
         spans += plan(consumer, settings.label_topic, from_s, to_s)
         partitions = Counter(s.tp.topic for s in spans)
-        created = ensure_topics(settings.bootstrap_servers, [prefix + t for t in partitions], max(partitions.values()))
+        created = ensure_topics(kafka, [prefix + t for t in partitions], max(partitions.values()))
         for topic, n in partitions.items():
             if created[prefix + topic] != n:
                 raise ConfigError(
                     f"{prefix + topic} has {created[prefix + topic]} partitions, {topic} has {n}: "
                     "they must match so that records keep their partitions"
                 )
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=20)
+        producer = KafkaProducer(**kafka.kafka_python(), acks="all", linger_ms=20)
         sent: Counter[str] = Counter()
         try:
             for batch in read(consumer, spans, desc="republishing"):

@@ -1,9 +1,12 @@
-"""The one logging set-up: diagnostics go to stderr through `logging`; results are printed to stdout."""
+"""The one logging set-up: diagnostics go to stderr through `logging` (secrets redacted); results are
+printed to stdout."""
 
 from __future__ import annotations
 
 import logging
 import sys
+
+from stream.redact import RedactingFilter
 
 # Libraries that log every connection at INFO: only their problems are worth a user's attention
 # (aiokafka stays: its INFO lines say which partitions a worker was assigned).
@@ -18,6 +21,8 @@ def setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     if level.lower() != "debug":
         for name in QUIET_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)

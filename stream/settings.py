@@ -7,15 +7,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from stream.core.config import CoreConfig
 from stream.core.records import INFERENCE, LABEL, MULTICLASS, PROBLEM_TYPES, Side, canonical_class
 from stream.core.sagemaker import CaptureFormat
 from stream.errors import ConfigError
+from stream.redact import MASK, redact, register_secret
 
 if TYPE_CHECKING:  # the catalog imports river: only a command that judges windows loads it
     from stream.core.catalog import Catalog
+    from stream.kafka_clients import KafkaConnection
 
 ENV_PREFIX = "TRUTHSTREAM_"
 # Settings come in groups; a command takes the groups it uses, shown under these titles in --help.
@@ -43,7 +46,37 @@ class Settings:
     """Every knob of truthstream; each field reads `TRUTHSTREAM_<NAME>` and `--<name>`."""
 
     broker: str = setting("kafka://127.0.0.1:9092", "Kafka bootstrap URL(s), comma separated", group="kafka")
-    redis_url: str = setting("redis://127.0.0.1:6379/0", "Redis holding the join and window state", group="redis")
+    kafka_security_protocol: str = setting(
+        "PLAINTEXT",
+        "Kafka's security.protocol",
+        group="kafka",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    )
+    kafka_sasl_mechanism: str = setting(
+        "",
+        "Kafka's sasl.mechanism with SASL_*: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, or OAUTHBEARER (Amazon MSK IAM)",
+        group="kafka",
+    )
+    kafka_sasl_username: str = setting("", "SASL user name (PLAIN, SCRAM)", group="kafka")
+    kafka_sasl_password: str = setting(
+        "", "SASL password (PLAIN, SCRAM); or a file in ..._FILE", group="kafka", secret=True
+    )
+    kafka_ssl_cafile: str = setting(
+        "", "CA certificate file (PEM) the brokers' certificates are checked against", group="kafka"
+    )
+    kafka_ssl_certfile: str = setting("", "client certificate file (PEM), for brokers that ask for one", group="kafka")
+    kafka_ssl_keyfile: str = setting("", "client certificate's private key file (PEM)", group="kafka")
+    kafka_ssl_key_password: str = setting("", "password of the private key, if any", group="kafka", secret=True)
+    kafka_msk_region: str = setting(
+        "", "AWS region for OAUTHBEARER with Amazon MSK IAM (pip install 'truthstream[msk]')", group="kafka"
+    )
+    redis_url: str = setting(
+        "redis://127.0.0.1:6379/0",
+        "Redis holding the join and window state: redis://[user:password@]host:port/db, or rediss:// for TLS "
+        "(?ssl_ca_certs=PATH, &ssl_certfile=, &ssl_keyfile= for a client certificate)",
+        group="redis",
+        secret=True,
+    )
     constraints: str = setting(
         "",
         "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path",
@@ -213,6 +246,12 @@ class Settings:
         ]
         if len(set(topics)) != len(topics):
             raise ConfigError(f"the five topics must be distinct, got {topics}")
+        for item in self.broker.split(","):
+            if "@" in urlsplit(item.strip()).netloc:
+                raise ConfigError(
+                    f"{ENV_PREFIX}BROKER {redact(item.strip())} holds credentials: give them as "
+                    f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD (or ..._PASSWORD_FILE)"
+                )
         return self
 
     def class_map(self) -> dict[str, frozenset[str]]:
@@ -241,20 +280,33 @@ class Settings:
     @property
     def bootstrap_servers(self) -> list[str]:
         """`host:port` entries of the broker URL, for kafka-python and aiokafka."""
-        servers = []
-        for item in self.broker.split(","):
-            item = item.strip()
-            servers.append(urlsplit(item).netloc if "://" in item else item)
-        return servers
+        return [urlsplit(item).netloc if "://" in item else item for item in map(str.strip, self.broker.split(","))]
+
+    def kafka(self) -> "KafkaConnection":
+        """How every Kafka client connects (servers, TLS, SASL)."""
+        from stream.kafka_clients import KafkaConnection
+
+        return KafkaConnection(
+            self.bootstrap_servers,
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password,
+            self.kafka_ssl_cafile,
+            self.kafka_ssl_certfile,
+            self.kafka_ssl_keyfile,
+            self.kafka_ssl_key_password,
+            self.kafka_msk_region,
+        ).validate()
 
     def masked(self) -> dict[str, Any]:
-        """The settings as a dict, with any password in a URL replaced by ***."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        for name in ("broker", "redis_url"):
-            parts = urlsplit(out[name])
-            if parts.password:
-                netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-                out[name] = urlunsplit(parts._replace(netloc=netloc))
+        """The settings as a dict that is safe to print: secret settings set are ***, URLs redacted."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("secret") and value and f.name != "redis_url":
+                value = MASK
+            out[f.name] = redact(value) if isinstance(value, str) else value
         return out
 
     @classmethod
@@ -265,11 +317,23 @@ class Settings:
         for f in fields(cls):
             for name in (f.name, *f.metadata.get("aliases", ())):
                 raw = environ.get(ENV_PREFIX + name.upper())
+                if raw is None and ENV_PREFIX + name.upper() + "_FILE" in environ:
+                    raw = _read_secret_file(
+                        ENV_PREFIX + name.upper() + "_FILE", environ[ENV_PREFIX + name.upper() + "_FILE"]
+                    )
                 if raw is not None:
                     values[f.name] = _convert(name, f.type, raw)
                     break
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return replace(cls(), **values).validate()
+        settings = replace(cls(), **values)
+        for f in fields(cls):
+            if f.metadata.get("secret") and getattr(settings, f.name):
+                register_secret(getattr(settings, f.name))
+        for url in (settings.redis_url, *settings.broker.split(",")):
+            password = urlsplit(url.strip()).password
+            if password:
+                register_secret(password)
+        return settings.validate()
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser, groups: tuple[str, ...] = tuple(GROUPS)) -> None:
@@ -301,6 +365,14 @@ def _add_flag(parser: Any, f: Any, default: Any) -> None:
         choices=f.metadata.get("choices"),
         help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {default!r}]",
     )
+
+
+def _read_secret_file(variable: str, path: str) -> str:
+    """A setting's value from the file a `*_FILE` variable names (Docker and Kubernetes secrets)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path} ({exc.strerror})") from None
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

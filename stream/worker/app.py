@@ -24,6 +24,7 @@ def faust_app(settings: Settings) -> faust.App:
         settings.app_id,
         fetch_wait=settings.fetch_wait,
         broker=settings.broker,
+        broker_credentials=settings.kafka().faust_credentials(),
         datadir=settings.data_dir or tempfile.mkdtemp(prefix="truthstream-"),
         web_enabled=False,
         key_serializer="raw",

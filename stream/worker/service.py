@@ -25,6 +25,7 @@ from stream.errors import ConfigError
 from stream.retry import OUTAGE, Retry
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
+from stream.stores.redis_connect import connect
 from stream.worker.publish import Publisher
 from stream.worker.topics import ensure_topics
 
@@ -75,16 +76,10 @@ class WorkerService(mode.Service):
     async def on_start(self) -> None:
         """Connect to Redis and learn the input topics' layout."""
         s = self.settings
-        self.redis = aioredis.from_url(s.redis_url)
-        try:
-            await self.redis.ping()
-        except Exception as exc:
-            raise ConfigError(
-                f"Redis at {s.masked()['redis_url']} does not answer ({exc}); check TRUTHSTREAM_REDIS_URL"
-            ) from None
+        self.redis = await connect(s.redis_url)
         counts = await asyncio.to_thread(
             ensure_topics,
-            s.bootstrap_servers,
+            s.kafka(),
             [s.inference_topic, s.label_topic, s.metrics_topic, s.violations_topic, s.dead_letter_topic],
             DEFAULT_PARTITIONS,
         )

@@ -11,29 +11,31 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from stream.errors import ConfigError
+from stream.kafka_clients import KafkaConnection
 
 # How long start-up waits for a broker that is still coming up (a fresh container, a CI service).
 CONNECT_TIMEOUT_S = 30.0
 
 
-def admin(servers: list[str]) -> KafkaAdminClient:
+def admin(kafka: KafkaConnection) -> KafkaAdminClient:
     """An admin client, retrying until the broker answers or CONNECT_TIMEOUT_S passes."""
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=servers, client_id="truthstream-admin", request_timeout_ms=10000)
+            return KafkaAdminClient(**kafka.kafka_python(), client_id="truthstream-admin", request_timeout_ms=10000)
         except KafkaError as exc:
             if time.monotonic() > deadline:
                 raise ConfigError(
-                    f"no Kafka broker answers at {','.join(servers)} ({exc}); check TRUTHSTREAM_BROKER"
+                    f"no Kafka broker answers at {','.join(kafka.servers)} over {kafka.security_protocol} ({exc}); "
+                    "check TRUTHSTREAM_BROKER and the TRUTHSTREAM_KAFKA_* security settings"
                 ) from None
             time.sleep(0.5)
 
 
-def ensure_topics(servers: list[str], topics: Iterable[str], partitions: int) -> dict[str, int]:
+def ensure_topics(kafka: KafkaConnection, topics: Iterable[str], partitions: int) -> dict[str, int]:
     """Create the topics that do not exist yet; return every topic's partition count."""
     wanted = list(dict.fromkeys(topics))
-    client = admin(servers)
+    client = admin(kafka)
     try:
         existing = set(client.list_topics())
         missing = [t for t in wanted if t not in existing]

@@ -17,6 +17,8 @@ import pytest
 from kafka import KafkaProducer
 
 from connectors.kafka import json_producer, read_topic
+from stream.kafka_clients import KafkaConnection
+from stream.settings import Settings
 from stream.worker.topics import ensure_topics
 
 PARTITIONS = 4
@@ -36,8 +38,9 @@ class Deployment:
     producer: KafkaProducer | None = None
 
     @property
-    def servers(self) -> list[str]:
-        return [self.broker.split("://", 1)[-1]]
+    def kafka(self) -> KafkaConnection:
+        """How the test's own clients connect: the broker, with any TRUTHSTREAM_KAFKA_* security settings."""
+        return Settings.from_env(broker=self.broker).kafka()
 
     def topic(self, kind: str) -> str:
         return f"{kind}-{self.name}"
@@ -58,7 +61,7 @@ class Deployment:
         }
         self.env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in settings.items()})
         ensure_topics(
-            self.servers,
+            self.kafka,
             [self.topic(k) for k in ("inferences", "labels", "metrics", "violations", "dead-letters")],
             PARTITIONS,
         )
@@ -86,7 +89,7 @@ class Deployment:
     def send(self, kind: str, records: list[tuple[str, Any]], partition: int | None = None) -> list[Any]:
         """Produce (key, value) pairs to one of the input topics; returns their record metadata."""
         if self.producer is None:
-            self.producer = json_producer(self.servers)
+            self.producer = json_producer(self.kafka)
         futures = [self.producer.send(self.topic(kind), key=k, value=v, partition=partition) for k, v in records]
         self.producer.flush()
         return [f.get(timeout=30) for f in futures]
@@ -101,7 +104,7 @@ class Deployment:
 
     def read(self, kind: str) -> list[dict[str, Any]]:
         """Every record published so far to an output topic."""
-        return list(read_topic(self.servers, self.topic(kind), idle_s=0.5))
+        return list(read_topic(self.kafka, self.topic(kind), idle_s=0.5))
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
         """Poll `check` until it returns something truthy; fail with the workers' logs otherwise."""
@@ -157,3 +160,51 @@ def tumbling(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             )
         out[start] = r
     return out
+
+
+@dataclass(frozen=True)
+class SecureRedis:
+    """A redis-server speaking only TLS, whose only user is an ACL user with a password."""
+
+    port: int
+    ca: Path
+    user: str
+    password: str
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        """rediss://USER:PASSWORD@127.0.0.1:PORT/0 trusting the test CA."""
+        user, password = user or self.user, password or self.password
+        return f"rediss://{user}:{password}@127.0.0.1:{self.port}/0?ssl_ca_certs={self.ca}"
+
+
+@pytest.fixture(scope="session")
+def secure_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureRedis]:
+    """Debian's redis-server with TLS on and the default user off (skipped where it has no TLS)."""
+    import shutil
+
+    from connectors.embedded import free_port, wait_for_port
+    from tests.integration.certs import make_certs
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("no redis-server on PATH (Debian's package has TLS)")
+    folder = tmp_path_factory.mktemp("secure-redis")
+    certs = make_certs(folder)
+    port, password = free_port(), "acl-Secret-7f3b"
+    log = folder / "redis.log"
+    proc = subprocess.Popen(
+        [binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--tls-cert-file", str(certs["cert"]), "--tls-key-file", str(certs["key"]),
+         "--tls-ca-cert-file", str(certs["ca"]), "--tls-auth-clients", "no", "--dir", str(folder),
+         "--user", "default", "off", "--user", "truthstream", "on", f">{password}", "~*", "&*", "+@all"],
+        stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        try:
+            wait_for_port(port, proc, "redis-server (TLS)", log)
+        except Exception:  # noqa: BLE001 - a build without TLS refuses --tls-port
+            pytest.skip(f"this redis-server does not start with TLS: {log.read_text()[-300:]}")
+        yield SecureRedis(port, certs["ca"], "truthstream", password)
+    finally:
+        proc.terminate()
+        proc.wait()

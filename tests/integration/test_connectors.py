@@ -107,7 +107,7 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
     assert main(["ingest", "capture", f"s3://{name}/capture", *args]) == 0
     assert "0 records sent from 0 files (2 already sent before)" in capsys.readouterr().out
 
-    inferences = list(read_topic(deployment.servers, deployment.topic("inferences")))
+    inferences = list(read_topic(deployment.kafka, deployment.topic("inferences")))
     assert {i["model"] for i in inferences} == {"churn-ep"} and {i["model_version"] for i in inferences} == {
         "AllTraffic"
     }
@@ -155,7 +155,7 @@ def test_ingest_resumes_after_a_kill_without_skipping(deployment: Deployment, tm
     assert json.loads(state.read_text())["done"] == []  # killed inside the file
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     assert json.loads(state.read_text())["done"] == ["ep/v1/2025/11/24/16/big.jsonl"]
-    ids = [i["event_id"] for i in read_topic(deployment.servers, deployment.topic("inferences"), deadline_s=120)]
+    ids = [i["event_id"] for i in read_topic(deployment.kafka, deployment.topic("inferences"), deadline_s=120)]
     assert set(ids) == {f"k{i}" for i in range(n)}
     assert len(ids) - n <= 5000
 
@@ -198,12 +198,12 @@ def test_ingest_table_sends_inferences_and_labels(deployment: Deployment, tmp_pa
     assert code == 0
     out = capsys.readouterr().out
     assert "4 records sent" in out and "1 lines rejected" in out and "row 3" in out
-    inferences = list(read_topic(deployment.servers, deployment.topic("inferences")))
+    inferences = list(read_topic(deployment.kafka, deployment.topic("inferences")))
     assert sorted((i["event_id"], i["prediction"], i["probability"]) for i in inferences) == [
         ("a", 1, 0.9),
         ("b", 0, 0.2),
     ]
-    labels = list(read_topic(deployment.servers, deployment.topic("labels")))
+    labels = list(read_topic(deployment.kafka, deployment.topic("labels")))
     assert sorted((d["event_id"], d["label"]) for d in labels) == [("a", 1), ("b", 1)]
 
 

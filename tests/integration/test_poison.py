@@ -75,7 +75,7 @@ def test_poison_in_a_good_stream_is_dead_lettered_and_every_window_is_right(
     # 10 MB of zeros, gzip-compressed to a few kilobytes: accepted by the broker, far over the record limit.
     bad["inferences"].append(("zip", b"0" * 10_000_000))
     # Large values go compressed, as a producer with compression sends them (the broker limits the batch).
-    zipped = KafkaProducer(bootstrap_servers=deployment.servers, compression_type="gzip", max_request_size=20_000_000)
+    zipped = KafkaProducer(**deployment.kafka.kafka_python(), compression_type="gzip", max_request_size=20_000_000)
     sent = 0
     for kind, records in bad.items():
         for key, value in records:
@@ -137,10 +137,10 @@ def test_an_output_the_broker_refuses_for_good_is_dead_lettered_and_the_outbox_m
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError
 
-    admin = KafkaAdminClient(bootstrap_servers=deployment.servers)
+    admin = KafkaAdminClient(**deployment.kafka.kafka_python())
     admin.create_topics([NewTopic(deployment.topic("metrics"), 4, 1, topic_configs={"max.message.bytes": "1000"})])
     admin.close()
-    probe = KafkaProducer(bootstrap_servers=deployment.servers)
+    probe = KafkaProducer(**deployment.kafka.kafka_python())
     try:
         probe.send(deployment.topic("metrics"), b"x" * 5000).get(timeout=30)
         pytest.skip("this broker does not enforce a topic's max.message.bytes")

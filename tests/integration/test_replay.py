@@ -180,7 +180,7 @@ def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path
         assert message in done.stderr, (extra, done.stderr)
     assert not out.exists()
     with pytest.raises(InputError):
-        consumer = span_consumer(deployment.servers)
+        consumer = span_consumer(deployment.kafka)
         try:
             plan(consumer, "no-such-topic-" + deployment.name, None, None)
         finally:
@@ -198,7 +198,7 @@ def test_a_span_before_the_retained_records_is_refused(deployment: Deployment, t
         deployment,
         arrival_order(workload(n=200, per_window=100, window=WINDOW, drift_window=99, seed=14, max_label_delay=5)),
     )
-    admin = KafkaAdminClient(bootstrap_servers=deployment.servers)
+    admin = KafkaAdminClient(**deployment.kafka.kafka_python())
     try:
         admin.delete_records({TopicPartition(deployment.topic("inferences"), p): 10 for p in range(4)})
     except KafkaError as exc:  # tansu keeps everything in memory and has no DeleteRecords

@@ -56,15 +56,15 @@ def assert_matches_sklearn(published: dict[str, dict], expected: dict[str, dict]
 
 
 def settings(tmp_path: Path, **extra) -> dict:
-    return dict(
+    defaults = dict(
         window_seconds=WINDOW,
         label_grace=GRACE,
         min_samples=50,
         constraints=write_constraints(tmp_path),
         rolling_size=200,
         rolling_every=100,
-        **extra,
     )
+    return {**defaults, **extra}
 
 
 def test_drift_raises_violations_only_in_the_windows_after_it(deployment: Deployment, tmp_path: Path) -> None:

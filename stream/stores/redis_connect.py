@@ -1,0 +1,46 @@
+"""Connecting to Redis: one client from the URL (TLS with rediss://, ACL users in the URL), checked at
+start-up, and an error that says what is wrong (a TLS mismatch, a refused password) in one line."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, RedisError
+
+from stream.errors import ConfigError
+from stream.redact import redact
+
+CONNECT_TIMEOUT_S = 5.0  # a Redis that answers nothing in 5 s is not there (or speaks another protocol)
+
+
+def explain(url: str, exc: BaseException) -> str:
+    """What a failed first contact with Redis most likely means, for the user to act on."""
+    text = str(exc)
+    tls = url.startswith("rediss://")
+    if not tls and ("Connection reset" in text or "Timeout" in text or "closed by server" in text):
+        return (
+            "no Redis answer over plain TCP; if this Redis speaks TLS (tls-port), use rediss://... "
+            "(with ?ssl_ca_certs=CA.pem)"
+        )
+    if tls and any(sign in text for sign in ("WRONG_VERSION_NUMBER", "wrong version number", "record layer", "Timeout")):
+        return "no TLS answer: if this Redis does not speak TLS on that port, use redis://..., or its tls-port"
+    if tls and "CERTIFICATE_VERIFY_FAILED" in text:
+        return "the Redis server's certificate is not trusted: give its CA with ?ssl_ca_certs=CA.pem"
+    if isinstance(exc, AuthenticationError) or "WRONGPASS" in text or "NOAUTH" in text:
+        return "Redis refuses the user or password: put them in the URL (redis://USER:PASSWORD@host:port/0)"
+    if "NOPERM" in text:
+        return "the Redis user may not run what truthstream needs (EVAL, and keys under the prefix): check its ACL"
+    return "check TRUTHSTREAM_REDIS_URL"
+
+
+async def connect(url: str) -> aioredis.Redis:
+    """A client of the Redis at `url`, after a probe answered a PING within CONNECT_TIMEOUT_S;
+    ConfigError with the likely reason otherwise (the URL redacted). The client itself has no socket
+    timeout: a busy Redis is slow, not gone."""
+    probe = aioredis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S)
+    try:
+        await probe.ping()
+    except (RedisError, OSError) as exc:
+        raise ConfigError(f"Redis at {redact(url)} does not answer ({redact(str(exc))}): {explain(url, exc)}") from None
+    finally:
+        await probe.aclose()
+    return aioredis.from_url(url)
