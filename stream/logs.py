@@ -21,8 +21,15 @@ def setup_logging(level: str = "info") -> None:
         stream=sys.stderr,
         force=True,
     )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
+    install_redaction()
     if level.lower() != "debug":
         for name in QUIET_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def install_redaction() -> None:
+    """Redact every record the root logger's handlers emit (again after a framework, such as faust's
+    worker, replaced them with its own)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

@@ -12,6 +12,10 @@ from stream.redact import redact
 CONNECT_TIMEOUT_S = 5.0  # a Redis that answers nothing in 5 s is not there (or speaks another protocol)
 
 
+# What a TLS client sees from a server that does not speak TLS: an SSL error, or no answer at all.
+NOT_TLS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer", "Timeout")
+
+
 def explain(url: str, exc: BaseException) -> str:
     """What a failed first contact with Redis most likely means, for the user to act on."""
     text = str(exc)
@@ -21,7 +25,7 @@ def explain(url: str, exc: BaseException) -> str:
             "no Redis answer over plain TCP; if this Redis speaks TLS (tls-port), use rediss://... "
             "(with ?ssl_ca_certs=CA.pem)"
         )
-    if tls and any(sign in text for sign in ("WRONG_VERSION_NUMBER", "wrong version number", "record layer", "Timeout")):
+    if tls and any(sign in text for sign in NOT_TLS):
         return "no TLS answer: if this Redis does not speak TLS on that port, use redis://..., or its tls-port"
     if tls and "CERTIFICATE_VERIFY_FAILED" in text:
         return "the Redis server's certificate is not trusted: give its CA with ?ssl_ca_certs=CA.pem"

@@ -22,6 +22,7 @@ from stream.core.catalog import Catalog
 from stream.core.engine import Engine
 from stream.core.records import RawMessage
 from stream.errors import ConfigError
+from stream.logs import install_redaction
 from stream.retry import OUTAGE, Retry
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
@@ -75,6 +76,7 @@ class WorkerService(mode.Service):
 
     async def on_start(self) -> None:
         """Connect to Redis and learn the input topics' layout."""
+        install_redaction()  # faust's worker set up logging of its own by now
         s = self.settings
         self.redis = await connect(s.redis_url)
         counts = await asyncio.to_thread(
