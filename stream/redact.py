@@ -32,15 +32,27 @@ def redact(text: str) -> str:
     return text
 
 
+def _redacted(value: object) -> object:
+    """A log argument with its secrets masked; left as it is (for %d and the like) when it holds none."""
+    text = str(value)
+    masked = redact(text)
+    return value if masked == text else masked
+
+
 class RedactingFilter(logging.Filter):
-    """A handler filter that redacts each record's final message (its arguments and traceback included)."""
+    """A handler filter that masks secrets in each record's message, arguments and traceback, keeping
+    the record's shape (message and arguments apart) for the formatters of any framework."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Render the message, redact it, and keep the record."""
-        message = record.getMessage()
+        """Mask, and keep the record."""
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, dict):
+            record.args = {k: _redacted(v) for k, v in record.args.items()}
+        elif isinstance(record.args, tuple):
+            record.args = tuple(_redacted(a) for a in record.args)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        record.msg, record.args = redact(message), None
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True

@@ -28,6 +28,7 @@ from stream.core.records import (
     decode_json,
     parse_inference,
     parse_label,
+    plain_text,
     shown,
 )
 from stream.core.sagemaker import capture_to_inference, ground_truth_to_label, is_capture, is_ground_truth
@@ -51,7 +52,7 @@ def event_ids(messages: list[RawMessage], config: CoreConfig) -> set[str]:
     cannot be valid are left out: their records are refused anyway)."""
     ids = set()
     for msg in messages:
-        if msg.key and len(msg.key) <= MAX_TEXT_CHARS:
+        if msg.key and len(msg.key) <= MAX_TEXT_CHARS:  # bytes: at least as many as characters
             try:
                 ids.add(msg.key.decode("utf-8"))
                 continue
@@ -63,9 +64,10 @@ def event_ids(messages: list[RawMessage], config: CoreConfig) -> set[str]:
             continue
         event_id = doc.get("event_id")
         if isinstance(event_id, (str, int)) and not isinstance(event_id, bool):
-            text = event_id.strip() if isinstance(event_id, str) else str(event_id)
-            if len(text) <= MAX_TEXT_CHARS:
-                ids.add(text)
+            try:
+                ids.add(plain_text(event_id.strip() if isinstance(event_id, str) else str(event_id), "event_id"))
+            except (RecordError, ValueError):  # ValueError: an integer of more digits than str() takes
+                continue
     return ids
 
 

@@ -151,7 +151,7 @@ def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None
             "TRUTHSTREAM_LABEL_TOPIC": f"copy-{deployment.topic('labels')}",
         }
     )
-    consumer = span_consumer(copy.bootstrap_servers)
+    consumer = span_consumer(copy.kafka())
     try:
         assert len(plan(consumer, copy.inference_topic, None, None)) == 4
     finally:

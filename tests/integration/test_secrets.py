@@ -74,6 +74,7 @@ def test_no_output_of_any_command_holds_a_secret(deployment: Deployment, tmp_pat
             del os.environ["TRUTHSTREAM_KAFKA_SSL_KEY_PASSWORD"]
         deployment.stop()
         outputs["worker"] = worker_logs(deployment)
+        deployment.workers.clear()  # stopped on purpose; the next worker's log replaces this one
         assert "truthstream worker ready" in outputs["worker"]
         common = ["--broker", deployment.broker]
         table = tmp_path / "t.csv"
