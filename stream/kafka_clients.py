@@ -84,28 +84,20 @@ class KafkaConnection:
 
     def kafka_python(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's KafkaProducer, KafkaConsumer and KafkaAdminClient."""
-        options: dict[str, Any] = {"bootstrap_servers": self.servers, "security_protocol": self.security_protocol}
-        if self.tls:
-            options["ssl_context"] = self.ssl_context()
-        if self.sasl_mechanism == "OAUTHBEARER":
-            options.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=MskTokenProvider(self.msk_region))
-        elif self.sasl_mechanism:
-            options.update(
-                sasl_mechanism=self.sasl_mechanism,
-                sasl_plain_username=self.sasl_username,
-                sasl_plain_password=self.sasl_password,
-            )
-        return options
+        return self._options(MskTokenProvider)
 
     def aiokafka(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka's clients."""
+        return self._options(AsyncMskTokenProvider)
+
+    def _options(self, token_provider: type) -> dict[str, Any]:
+        """Client options in the names kafka-python and aiokafka share; they differ only in the kind
+        of OAUTHBEARER token provider they call."""
         options: dict[str, Any] = {"bootstrap_servers": self.servers, "security_protocol": self.security_protocol}
         if self.tls:
             options["ssl_context"] = self.ssl_context()
         if self.sasl_mechanism == "OAUTHBEARER":
-            options.update(
-                sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=AsyncMskTokenProvider(self.msk_region)
-            )
+            options.update(sasl_mechanism="OAUTHBEARER", sasl_oauth_token_provider=token_provider(self.msk_region))
         elif self.sasl_mechanism:
             options.update(
                 sasl_mechanism=self.sasl_mechanism,
