@@ -23,26 +23,37 @@ def _column(chunk: pd.DataFrame, name: str, path: Path, flag: str) -> pd.Series:
     return chunk[name]
 
 
-def _fail(path: Path, column: str, row: Any, value: Any, why: str, header: bool, fmt: str) -> InputError:
+class RowError(InputError):
+    """A bad value in a data set, with the 0-based row it is on (to report the earliest)."""
+
+    def __init__(self, message: str, row: int) -> None:
+        super().__init__(message)
+        self.row = row
+
+
+def _fail(path: Path, column: str, row: Any, value: Any, why: str, header: bool, fmt: str) -> RowError:
     line = f" (line {int(row) + 2 if header else int(row) + 1})" if fmt == "csv" else ""
-    return InputError(f"{path}: column {column!r}, row {int(row) + 1}{line}: {why}: {value!r}")
+    return RowError(f"{path}: column {column!r}, row {int(row) + 1}{line}: {why}: {value!r}", int(row))
 
 
 def _canonical(
     series: pd.Series, problem_type: ProblemType, path: Path, column: str, header: bool, fmt: str
 ) -> list[str]:
+    failures = []  # the earliest row is reported, whatever is wrong with it
     missing = series.isna()
     if missing.any():
         row = missing.idxmax()
-        raise _fail(path, column, row, series[row], "missing value", header, fmt)
+        failures.append(_fail(path, column, row, series[row], "missing value", header, fmt))
     mapping: dict[Any, str] = {}
-    for value in pd.unique(series):
+    for value in pd.unique(series[~missing]):
         try:
             plain = value.item() if isinstance(value, np.generic) else value  # numpy scalars from JSON/Parquet
             mapping[value] = canonical_class(plain, column, problem_type)
         except RecordError as exc:
             row = series[series == value].index[0]
-            raise _fail(path, column, row, value, exc.reason, header, fmt) from None
+            failures.append(_fail(path, column, row, value, exc.reason, header, fmt))
+    if failures:
+        raise min(failures, key=lambda f: f.row)
     return [mapping[v] for v in series.tolist()]
 
 
@@ -73,24 +84,43 @@ def baseline_file(args: argparse.Namespace) -> Baseline:  # the baseline command
     header = not args.no_header
     baseline = Baseline(problem_type, seed=args.seed)
 
-    def classes(chunk: pd.DataFrame, name: str, flag: str) -> list[str]:
-        return _canonical(_column(chunk, name, path, flag), problem_type, path, name, header, fmt)
-
     with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", unit_scale=True, leave=False) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):
-            truth = classes(chunk, args.ground_truth_attribute, "--ground-truth-attribute")
-            scores = None
-            if args.probability_attribute:
-                column = _column(chunk, args.probability_attribute, path, "--probability-attribute")
-                scores = _scores(column, path, args.probability_attribute, header, fmt)
-            if args.inference_attribute:
-                predicted = classes(chunk, args.inference_attribute, "--inference-attribute")
-            elif scores is not None:
-                predicted = np.where(scores >= args.probability_threshold_attribute, "1", "0").tolist()
-            else:  # excluded by the argument checks above
-                raise InputError("no --inference-attribute and no --probability-attribute")
+            truth, predicted, scores = _columns(chunk, args, path, header, fmt)
             baseline.add(truth, predicted, scores)
             bar.update(len(chunk))
     if baseline.rows == 0:
         raise InputError(f"{path}: the file has no data rows")
     return baseline
+
+
+def _columns(
+    chunk: pd.DataFrame, args: argparse.Namespace, path: Path, header: bool, fmt: str
+) -> tuple[list[str], list[str], np.ndarray | None]:
+    """A chunk's true classes, predicted classes and scores, validated; on bad values, the error of
+    the earliest bad row, in whichever column."""
+    failures: list[RowError] = []
+
+    def checked(read: Any) -> Any:
+        try:
+            return read()
+        except RowError as exc:
+            failures.append(exc)
+            return None
+
+    def classes(name: str, flag: str) -> list[str]:
+        return _canonical(_column(chunk, name, path, flag), args.problem_type, path, name, header, fmt)
+
+    truth = checked(lambda: classes(args.ground_truth_attribute, "--ground-truth-attribute"))
+    scores = None
+    if args.probability_attribute:
+        column = _column(chunk, args.probability_attribute, path, "--probability-attribute")
+        scores = checked(lambda: _scores(column, path, args.probability_attribute, header, fmt))
+    predicted = None
+    if args.inference_attribute:
+        predicted = checked(lambda: classes(args.inference_attribute, "--inference-attribute"))
+    if failures:
+        raise min(failures, key=lambda f: f.row)
+    if predicted is None:  # binary, from the probability (the argument checks require one of the two)
+        predicted = np.where(scores >= args.probability_threshold_attribute, "1", "0").tolist()
+    return truth, predicted, scores

@@ -15,7 +15,7 @@ from stream.errors import TruthstreamError
 from stream.logs import setup_logging
 from stream.redact import redact
 
-COMMANDS = ("worker", "demo", "baseline", "replay", "ingest", "sink", "violations")
+COMMANDS = ("worker", "up", "demo", "baseline", "replay", "ingest", "sink", "violations")
 
 DESCRIPTION = """\
 truthstream: a streaming model-quality monitor.
@@ -23,8 +23,9 @@ truthstream: a streaming model-quality monitor.
 Joins inference records with ground-truth labels from Kafka (join state in Redis),
 computes classification and regression metrics per event-time window, checks them
 against SageMaker-style constraints.json files, and publishes metrics and
-violation records to Kafka. Every setting can also be given as an environment
-variable TRUTHSTREAM_<SETTING> (for example TRUTHSTREAM_BROKER).
+violation records to Kafka. Every option listed under a "settings:" heading of a
+command's --help can also be given as an environment variable TRUTHSTREAM_<SETTING>
+(for example TRUTHSTREAM_BROKER), or read from a file named by TRUTHSTREAM_<SETTING>_FILE.
 """
 
 

@@ -82,7 +82,10 @@ def _service(what: str, command: list[str], port: int, workdir: str) -> Iterator
     """Run `command` as a child process until the block ends; wait for it to listen on `port`."""
     log = Path(workdir) / f"{what}.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # A session of its own: a Ctrl-C reaches the command, which stops its services in order.
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
     try:
         wait_for_port(port, proc, what, log)
         yield

@@ -227,12 +227,12 @@ class Settings:
         }
         for name, value in positive.items():
             if value <= 0:
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be positive, got {value}")
+                raise ConfigError(f"{setting_name(name)} must be positive, got {value}")
         for name in ("label_grace", "min_samples", "rolling_size", "idle_close", "max_future_seconds", "max_pending"):
             if getattr(self, name) < 0:
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must not be negative, got {getattr(self, name)}")
+                raise ConfigError(f"{setting_name(name)} must not be negative, got {getattr(self, name)}")
         if self.curve_points < 2:
-            raise ConfigError(f"{ENV_PREFIX}CURVE_POINTS must be at least 2, got {self.curve_points}")
+            raise ConfigError(f"{setting_name('curve_points')} must be at least 2, got {self.curve_points}")
         if self.problem_type not in PROBLEM_TYPES:
             raise ConfigError(f"{ENV_PREFIX}PROBLEM_TYPE must be one of {', '.join(PROBLEM_TYPES)}")
         self.problem_type_map()
@@ -336,14 +336,17 @@ class Settings:
         return settings.validate()
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, groups: tuple[str, ...] = tuple(GROUPS)) -> None:
-        """Add a `--name` flag per field of these groups (see GROUPS), one help section per group;
-        defaults are left to the environment and the dataclass."""
+    def add_arguments(
+        cls, parser: argparse.ArgumentParser, groups: tuple[str, ...] = tuple(GROUPS), only: tuple[str, ...] = ()
+    ) -> None:
+        """Add a `--name` flag per field of these groups (see GROUPS), one help section per group, and
+        for the fields named in `only` (a command that takes one topic, not the group); defaults are
+        left to the environment and the dataclass."""
         defaults = cls()
-        for group in groups:
+        for group in dict.fromkeys((*groups, *(f.metadata["group"] for f in fields(cls) if f.name in only))):
             section = parser.add_argument_group(f"settings: {GROUPS[group]}")
             for f in fields(cls):
-                if f.metadata["group"] == group:
+                if f.metadata["group"] == group and (group in groups or f.name in only):
                     _add_flag(section, f, getattr(defaults, f.name))
 
     @classmethod
@@ -365,6 +368,11 @@ def _add_flag(parser: Any, f: Any, default: Any) -> None:
         choices=f.metadata.get("choices"),
         help=f"{f.metadata['help']} [env {ENV_PREFIX}{f.name.upper()}; default {default!r}]",
     )
+
+
+def setting_name(name: str) -> str:
+    """How a user may have given a setting: its flag and its variable, as errors name it."""
+    return f"--{name.replace('_', '-')} / {ENV_PREFIX}{name.upper()}"
 
 
 def _read_secret_file(variable: str, path: str) -> str:

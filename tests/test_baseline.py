@@ -324,6 +324,12 @@ BAD_CASES = [
         (),
         "column 'label', row 3 (line 4): binary classes are 0 and 1",
     ),
+    (
+        "two bad rows: the earlier one is named",
+        {"label": [1, 0, 1, None], "prediction": [1, 7, 1, 0], "probability": [0.9, 0.1, 0.2, 0.3]},
+        (),
+        "column 'prediction', row 2 (line 3): binary classes are 0 and 1",
+    ),
 ]
 
 

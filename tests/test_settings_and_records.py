@@ -34,6 +34,14 @@ def test_the_window_settings_old_name_still_works() -> None:
     assert Settings.from_args(args).window_seconds == 90.0
 
 
+def test_a_bad_flag_is_named_as_the_user_typed_it(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--window-seconds -5` is refused naming the flag (and the variable), with exit code 2."""
+    from connectors.cli import main
+
+    assert main(["replay", "--window-seconds", "-5"]) == 2
+    assert "--window-seconds / TRUTHSTREAM_WINDOW_SECONDS must be positive" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "env,match",
     [

@@ -11,7 +11,6 @@ DESCRIPTION = (
     "Sources of inference and label records: SageMaker data capture, SageMaker ground truth, "
     "or any CSV/JSON Lines/Parquet table."
 )
-SETTINGS = ("kafka", "inputs")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 default=0.5,
                 help="without an inference attribute, probability >= this is class 1 (default 0.5)",
             )
-        Settings.add_arguments(p, SETTINGS)
+        Settings.add_arguments(p, ("kafka",), only=("inference_topic" if kind == "capture" else "label_topic",))
     table = sub.add_parser(
         "table",
         help="send inference and/or label records from a CSV, JSON Lines or Parquet file",
@@ -59,16 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     table.add_argument("src", help="the file")
     table.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="default: by extension")
     table.add_argument("--no-header", action="store_true", help="CSV without header: columns are 0, 1, ...")
-    table.add_argument("--event-id-column", required=True)
+    table.add_argument("--event-id-column", required=True, help="column of the event id (required): the join key")
     table.add_argument("--model", help="model name for every row")
-    table.add_argument("--model-column")
-    table.add_argument("--version-column")
-    table.add_argument("--time-column", help="inference time (ISO-8601 or epoch seconds)")
-    table.add_argument("--prediction-column")
-    table.add_argument("--probability-column")
-    table.add_argument("--label-column")
-    table.add_argument("--label-time-column")
-    Settings.add_arguments(table, SETTINGS)
+    table.add_argument("--model-column", help="column of the model name (instead of --model)")
+    table.add_argument("--version-column", help="column of the model version (optional)")
+    table.add_argument(
+        "--time-column", help="column of the inference time, ISO-8601 or epoch seconds (required for inferences)"
+    )
+    table.add_argument("--prediction-column", help="column of the prediction: each row becomes an inference record")
+    table.add_argument("--probability-column", help="column of the positive-class probability (binary models)")
+    table.add_argument("--label-column", help="column of the true label: each row becomes a label record")
+    table.add_argument("--label-time-column", help="column of the label time (optional, recommended)")
+    Settings.add_arguments(table, ("kafka", "inputs"))
 
 
 def run(args: argparse.Namespace) -> int:

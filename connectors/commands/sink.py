@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     hook.add_argument("url")
     hook.add_argument("--max-attempts", type=int, default=0, help="give up after this many tries (0: never)")
-    for p in (s3, hook):
+    for p, topic in ((s3, "metrics_topic"), (hook, "violations_topic")):
         p.add_argument("--group", help="consumer group (default: APP_ID-sink-s3 / APP_ID-sink-webhook)")
         p.add_argument("--once", action="store_true", help="stop when caught up instead of running forever")
-        Settings.add_arguments(p, ("kafka", "outputs", "app"))
+        Settings.add_arguments(p, ("kafka", "app"), only=(topic,))
 
 
 def run(args: argparse.Namespace) -> int:

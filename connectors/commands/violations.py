@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--group", default="truthstream-violations-cli", help="consumer group (default truthstream-violations-cli)"
     )
-    Settings.add_arguments(parser, ("kafka", "outputs"))
+    Settings.add_arguments(parser, ("kafka",), only=("violations_topic",))
 
 
 def run(args: argparse.Namespace) -> int:

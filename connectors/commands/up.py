@@ -1,0 +1,82 @@
+"""`truthstream up`: the real worker on this machine, with the embedded broker and Redis."""
+
+from __future__ import annotations
+
+import argparse
+
+from stream.settings import Settings
+
+HELP = "run the embedded broker, Redis and real workers here, and follow what they publish"
+DESCRIPTION = (
+    "Start the embedded Kafka-compatible broker (tansu) and redis-server, create the topics, start "
+    "--workers worker processes with the settings given here, print the variables a producer needs, "
+    "and print every closed window and violation until Ctrl-C, which stops everything. Nothing "
+    "survives a stop: the embedded broker keeps topics in memory and Redis writes nothing to disk."
+)
+# The worker's settings, less where the broker and Redis are: `up` runs its own.
+SETTINGS = ("inputs", "outputs", "app", "models", "windows", "limits", "capture", "worker")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """How many workers, which ports, and the workers' settings."""
+    parser.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (default 1)")
+    parser.add_argument(
+        "--broker-port", type=int, default=9092, help="port of the embedded broker (default 9092; another if taken)"
+    )
+    parser.add_argument(
+        "--redis-port", type=int, default=6379, help="port of the embedded Redis (default 6379; another if taken)"
+    )
+    parser.add_argument("--rolling", action="store_true", help="print rolling-window records too")
+    Settings.add_arguments(parser, SETTINGS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run until Ctrl-C; then stop the workers, Redis and the broker, and return 0."""
+    import signal
+    import time
+
+    from connectors.local_stack import local_stack
+    from connectors.watch import Watcher
+    from stream.errors import ConfigError
+
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give at least 1")
+    env = {f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in vars(args).items() if k in _names() and v is not None}
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C
+    try:
+        with local_stack(env, args.workers, args.broker_port, args.redis_port) as stack:
+            s = stack.settings
+            print("truthstream up: the embedded broker, Redis and", args.workers, "worker(s) are running.")
+            print("Send inference and label records (see the README's message contract) with:\n")
+            print(f"  export TRUTHSTREAM_BROKER={stack.broker}")
+            print(f"  export TRUTHSTREAM_REDIS_URL={stack.redis_url}")
+            print(f"  # topics: {s.inference_topic}, {s.label_topic} -> {s.metrics_topic}, {s.violations_topic}, "
+                  f"{s.dead_letter_topic}")  # fmt: skip
+            print(
+                f"\nWindows of {s.window_seconds:g} s of event time close {s.label_grace:g} s after they end "
+                "(in event time: records from later on every partition close them); "
+                f"windows under {s.min_samples} samples are reported, not judged."
+            )
+            print("Nothing survives Ctrl-C: the embedded broker keeps topics in memory.\n", flush=True)
+            watcher = Watcher(stack.kafka, s.metrics_topic, s.violations_topic, args.rolling)
+            try:
+                while True:
+                    for line in watcher.poll(timeout_ms=500):
+                        print(line, flush=True)
+                    stack.check()
+                    time.sleep(0.2)
+            finally:
+                watcher.close()
+    except KeyboardInterrupt:
+        print("\nstopped: workers, Redis and the broker are down.", flush=True)
+    return 0
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _names() -> set[str]:
+    from dataclasses import fields
+
+    return {f.name for f in fields(Settings) if f.metadata["group"] in SETTINGS}

@@ -1,0 +1,89 @@
+"""`truthstream up` as a new user runs it: started, fed records, followed, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from connectors.kafka import json_producer
+from stream.kafka_clients import KafkaConnection
+from tests.integration.workload import inference_doc, label_doc, workload
+
+pytestmark = pytest.mark.integration
+
+
+def lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The process's stdout, line by line, as it comes."""
+    out: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout or ():
+            out.put(line.rstrip("\n"))
+
+    threading.Thread(target=pump, daemon=True).start()
+    return out
+
+
+def wait_line(out: queue.Queue[str], pattern: str, seen: list[str], timeout: float = 90) -> re.Match[str]:
+    """The first line matching `pattern` (every line read is kept in `seen`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = out.get(timeout=1)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found
+    pytest.fail(f"no line matching {pattern!r} in {timeout} s:\n" + "\n".join(seen))
+
+
+def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
+    """It prints the broker to produce to, then each closed window; SIGINT stops the workers, Redis and
+    the broker: exit 0, no port left open, no worker left running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "connectors.cli", "up", "--workers", "2", "--broker-port", "0", "--redis-port", "0",
+         "--window-seconds", "60", "--label-grace", "10", "--min-samples", "10", "--rolling-size", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        out = lines_of(proc)
+        broker = wait_line(out, r"export TRUTHSTREAM_BROKER=(kafka://127\.0\.0\.1:(\d+))", seen)
+        redis_port = int(wait_line(out, r"export TRUTHSTREAM_REDIS_URL=redis://127\.0\.0\.1:(\d+)", seen).group(1))
+        kafka = KafkaConnection([broker.group(1).split("://")[1]])
+        pairs = workload(n=300, per_window=100, window=60.0, drift_window=99, seed=41, max_label_delay=5)
+        producer = json_producer(kafka)
+        for p in pairs:
+            producer.send("inferences", key=p.event_id, value=inference_doc(p))
+            producer.send("labels", key=p.event_id, value=label_doc(p))
+        end = pairs[-1].time + 1000
+        for partition in range(4):  # event time past the last window on every partition
+            tick = {**inference_doc(pairs[0]), "event_id": f"t{partition}", "inference_time": end}
+            producer.send("inferences", key=f"t{partition}", partition=partition, value=tick)
+            closer = {"event_id": f"u{partition}", "label": 0, "label_time": end}
+            producer.send("labels", key=f"u{partition}", partition=partition, value=closer)
+        producer.flush()
+        producer.close()
+        for _ in range(3):
+            wait_line(out, r"churn v1\s+n=100 ", seen)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    rest = proc.stdout.read() if proc.stdout else ""
+    assert proc.returncode == 0, "\n".join(seen) + rest
+    assert "stopped" in rest
+    for port in (int(broker.group(2)), redis_port):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
+    left = subprocess.run(["pgrep", "-f", "connectors.cli --log-level warning worker"], capture_output=True, text=True)
+    assert left.stdout == ""
