@@ -58,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     except TruthstreamError as exc:
         print(f"truthstream: error: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not type(exc).__module__.startswith(("kafka", "aiokafka")):
+            raise
+        # A Kafka client's own error (authentication, a lost broker): one line, as for ours.
+        print(
+            f"truthstream: error: Kafka: {redact(str(exc))}; check TRUTHSTREAM_BROKER and TRUTHSTREAM_KAFKA_*",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         return 130
 

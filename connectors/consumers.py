@@ -21,7 +21,7 @@ POLL_MS = 500
 def group_consumer(settings: Settings, topic: str, group: str, earliest: bool = True) -> KafkaConsumer:
     """A consumer in `group` on `topic` with manual commits."""
     consumer = KafkaConsumer(
-        **settings.kafka().kafka_python(),
+        **settings.kafka().require_reachable().kafka_python(),
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest" if earliest else "latest",
@@ -34,9 +34,11 @@ def group_consumer(settings: Settings, topic: str, group: str, earliest: bool = 
 
 def records(consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: float | None = None) -> Iterator[Any]:
     """Messages as they come; without `follow`, stop once nothing new came for `idle_s` after joining.
-    With `from_s`, every assigned partition starts at that time (what the first poll returned is dropped)."""
+    With `from_s`, a group's partitions start at that time once assigned (what the first poll returned
+    is dropped), and records stamped earlier are skipped."""
     quiet_since = None
-    pending_seek = from_s is not None
+    pending_seek = from_s is not None and consumer.config["group_id"] is not None
+    from_ms = -1 if from_s is None else from_s * 1000
     while True:
         batch = consumer.poll(timeout_ms=POLL_MS)
         if pending_seek and consumer.assignment():
@@ -50,11 +52,31 @@ def records(consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: 
         if batch:
             quiet_since = None
             for messages in batch.values():
-                yield from messages
+                yield from (m for m in messages if m.timestamp is None or m.timestamp >= from_ms)
         elif not follow and consumer.assignment():
             quiet_since = quiet_since or time.monotonic()
             if time.monotonic() - quiet_since > idle_s:
                 return
+
+
+def topic_reader(settings: Settings, topic: str, from_s: float | None) -> KafkaConsumer:
+    """A consumer outside any group on every partition of `topic`, from `from_s` (else the beginning):
+    it commits nothing, so every run reads the same. Records before `from_s` are also dropped by
+    their timestamps in `records`, for brokers whose offsets-for-times answers are wrong."""
+    from connectors.kafka import topic_partitions
+
+    consumer = KafkaConsumer(
+        **settings.kafka().require_reachable().kafka_python(), group_id=None, enable_auto_commit=False
+    )
+    tps = [TopicPartition(topic, p) for p in topic_partitions(consumer, topic)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    if from_s is not None:
+        found = consumer.offsets_for_times({tp: int(from_s * 1000) for tp in tps})
+        for tp in tps:
+            if found.get(tp) is not None and found[tp].offset > 0:
+                consumer.seek(tp, found[tp].offset)
+    return consumer
 
 
 def commit(consumer: KafkaConsumer, message: Any) -> None:

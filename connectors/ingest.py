@@ -59,7 +59,9 @@ class Summary:
 
 def producer(settings: Settings) -> KafkaProducer:
     """A batching producer acknowledged by all replicas."""
-    return KafkaProducer(**settings.kafka().kafka_python(), acks="all", linger_ms=20, batch_size=256 * 1024)
+    return KafkaProducer(
+        **settings.kafka().require_reachable().kafka_python(), acks="all", linger_ms=20, batch_size=256 * 1024
+    )
 
 
 def _convert_capture(fmt: CaptureFormat, model: str | None) -> Callable[[dict[str, Any], SourceFile], dict[str, Any]]:

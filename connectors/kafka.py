@@ -28,7 +28,7 @@ class _JsonSerializer(Serializer):
 def json_producer(kafka: KafkaConnection) -> KafkaProducer:
     """A producer of JSON values (bytes pass through as they are) keyed by UTF-8 strings."""
     return KafkaProducer(
-        **kafka.kafka_python(),
+        **kafka.require_reachable().kafka_python(),
         acks="all",
         linger_ms=5,
         key_serializer=_KeySerializer(),
@@ -53,7 +53,7 @@ def read_topic(
 ) -> Iterator[dict[str, Any]]:
     """Every message of a topic from its beginning, as decoded JSON (no consumer group, no commits)."""
     consumer = KafkaConsumer(
-        **kafka.kafka_python(),
+        **kafka.require_reachable().kafka_python(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         consumer_timeout_ms=int(idle_s * 1000),

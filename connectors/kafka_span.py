@@ -34,7 +34,7 @@ class Span:
 def span_consumer(kafka: KafkaConnection) -> KafkaConsumer:
     """A consumer outside any group (it never commits, so it cannot disturb a live worker)."""
     return KafkaConsumer(
-        **kafka.kafka_python(),
+        **kafka.require_reachable().kafka_python(),
         group_id=None,
         enable_auto_commit=False,
         allow_auto_create_topics=False,

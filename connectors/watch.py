@@ -51,7 +51,9 @@ class Watcher:
     ) -> None:
         self.metrics_topic, self.violations_topic, self.rolling = metrics_topic, violations_topic, rolling
         self.line = line
-        self.consumer = KafkaConsumer(**kafka.kafka_python(), enable_auto_commit=False, auto_offset_reset="earliest")
+        self.consumer = KafkaConsumer(
+            **kafka.require_reachable().kafka_python(), enable_auto_commit=False, auto_offset_reset="earliest"
+        )
         tps = [
             TopicPartition(t, p) for t in (metrics_topic, violations_topic) for p in topic_partitions(self.consumer, t)
         ]

@@ -7,6 +7,7 @@ faust hands to its aiokafka clients (the worker), so all of them connect the sam
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,9 @@ except ImportError:  # kafka-python 2
     from kafka.sasl.oauth import AbstractTokenProvider as TokenProvider  # type: ignore[no-redef]
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+# A client library waits 30 s or more before it gives up on a broker that is not there; a TCP probe
+# of the bootstrap servers says so within this long (a broker still starting gets this much time).
+REACH_TIMEOUT_S = 10.0
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 
 
@@ -67,6 +71,23 @@ class KafkaConnection:
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ConfigError(f"a client certificate needs both {name}SSL_CERTFILE and {name}SSL_KEYFILE")
         return self
+
+    def require_reachable(self, timeout_s: float = REACH_TIMEOUT_S) -> "KafkaConnection":
+        """Return self once a bootstrap server accepts a TCP connection; ConfigError after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for server in self.servers:
+                host, _, port = server.rpartition(":")
+                try:
+                    with socket.create_connection((host.strip("[]"), int(port)), timeout=2.0):
+                        return self
+                except (OSError, ValueError):
+                    continue
+            if time.monotonic() > deadline:
+                raise ConfigError(
+                    f"no Kafka broker answers at {','.join(self.servers)}; check TRUTHSTREAM_BROKER (or --broker)"
+                )
+            time.sleep(0.5)
 
     @property
     def tls(self) -> bool:

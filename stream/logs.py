@@ -25,6 +25,9 @@ def setup_logging(level: str = "info") -> None:
     if level.lower() != "debug":
         for name in QUIET_LIBRARIES:
             logging.getLogger(name).setLevel(logging.WARNING)
+        # kafka-python logs every failed connection attempt at ERROR while it retries; the command
+        # reports what it means in one line (--log-level debug shows them all).
+        logging.getLogger("kafka").setLevel(logging.CRITICAL)
 
 
 def install_redaction() -> None:

@@ -326,8 +326,8 @@ class Settings:
                     break
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
-        for f in fields(cls):
-            if f.metadata.get("secret") and getattr(settings, f.name):
+        for f in fields(cls):  # a URL's password is registered below, not the whole URL
+            if f.metadata.get("secret") and getattr(settings, f.name) and f.name != "redis_url":
                 register_secret(getattr(settings, f.name))
         for url in (settings.redis_url, *settings.broker.split(",")):
             password = urlsplit(url.strip()).password

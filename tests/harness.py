@@ -83,3 +83,9 @@ class Harness:
     def metrics(self, kind: str = "tumbling") -> list[dict[str, Any]]:
         """Metrics records of one window kind."""
         return [r for r in self.records(self.settings.metrics_topic) if r["window"]["kind"] == kind]
+
+    def counted(self, name: str) -> int:
+        """A count summed over every record that carries counts (tumbling windows and accounting records)."""
+        return sum(
+            r["counts"][name] for r in self.records(self.settings.metrics_topic) if r["window"]["kind"] != "rolling"
+        )

@@ -90,7 +90,8 @@ def test_duplicates_are_counted_once(make) -> None:
     h.feed(msgs + tick(inf, T0 + 100), batch=2)
     [record] = h.metrics()
     assert record["sample_count"] == 1
-    assert record["counts"]["duplicates"] == 3
+    # The first duplicate came before the model had a window: an accounting record carried it at once.
+    assert h.counted("duplicates") == 3 and [r["counts"]["duplicates"] for r in h.metrics("accounting")] == [1]
 
 
 def test_unmatched_inference_expires_and_is_counted(make) -> None:
@@ -552,7 +553,7 @@ def test_pending_state_over_its_bound_evicts_what_expires_first_and_counts_it(ma
     h.feed(tick(inf, T0 + 100))  # one more waiting entry: the oldest left (e20) goes too
     [record] = h.metrics()
     assert record["sample_count"] == 5
-    assert record["counts"]["evicted_inferences"] == 21 and record["counts"]["expired_inferences"] == 0
+    assert h.counted("evicted_inferences") == 21 and h.counted("expired_inferences") == 0
 
 
 YEAR_9999 = 253402300799.0  # 9999-12-31T23:59:59Z
@@ -578,4 +579,85 @@ def test_one_far_future_time_neither_closes_windows_nor_makes_later_pairs_late(m
         + [lab.msg(label(f"tick-l{p}", 1, label_time=T0 + 200), p) for p in range(2)]
     )
     [record] = h.metrics()
-    assert record["sample_count"] == 50 and record["counts"]["late"] == 0 and record["counts"]["rejected"] == 4
+    assert record["sample_count"] == 50 and h.counted("late") == 0 and h.counted("rejected") == 4
+
+
+def accounted(h: Harness) -> int:
+    """Input messages the published records account for: two per joined or late pair, one per other count."""
+    total = 0
+    for r in h.records("metrics"):
+        if r["window"]["kind"] == "rolling":
+            continue
+        c = r["counts"]
+        total += 2 * r["sample_count"] + 2 * c["late"] + c["duplicates"] + c["rejected"]
+        total += c["expired_inferences"] + c["expired_labels"] + c["evicted_inferences"] + c["evicted_labels"]
+    return total
+
+
+def interleaved(msgs: list, seed: int) -> list:
+    """The messages in a random interleaving of their (topic, partition) sequences, as a consumer of
+    several partitions sees them; each partition keeps its offset order."""
+    queues: dict = {}
+    for m in msgs:
+        queues.setdefault((m.topic, m.partition), []).append(m)
+    rng, out = random.Random(seed), []
+    while queues:
+        key = rng.choice(sorted(queues))
+        out.append(queues[key].pop(0))
+        if not queues[key]:
+            del queues[key]
+    return out
+
+
+def test_after_an_idle_close_late_data_is_published_in_an_accounting_record(make) -> None:
+    """Idle close moved event time to the wall clock; 600 pairs of the past hour then arrive: they are
+    late, and an accounting record publishes the count at once (no window of theirs will ever close)."""
+    h = make(base_settings(label_ttl=86400.0))
+    inf, lab = Topic("inferences"), Topic("labels")
+    first = [inf.msg(inference(f"a{i}", T0 + i * 0.1, 1)) for i in range(50)]
+    first += [lab.msg(label(f"a{i}", 1)) for i in range(50)]
+    h.feed(first)
+    h.idle(T0 + 7200)  # an idle worker: the wall clock closes the window
+    assert [r["sample_count"] for r in h.metrics()] == [50]
+    late = [inf.msg(inference(f"b{i}", T0 + i * 0.1, 1)) for i in range(600)]
+    late += [lab.msg(label(f"b{i}", 0)) for i in range(600)]
+    h.feed(late, batch=300)
+    records = h.metrics("accounting")  # one per batch that counted something
+    assert sum(r["counts"]["late"] for r in records) == 600
+    assert all(r["model"] == "churn" and r["sample_count"] == 0 for r in records)
+    assert accounted(h) == len(first) + len(late)
+
+
+def test_every_input_message_is_accounted_for_in_published_records(make) -> None:
+    """Joined, late, duplicate, never-labelled, orphan and bad messages, interleaved at random across
+    topics and partitions: once event time has moved on, the published records account for every one."""
+    h = make(base_settings(label_ttl=120.0), partitions=2)
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+    rng, msgs = random.Random(5), []
+    for i in range(400):
+        t, p, event_id = T0 + i * 0.5, i % 2, f"e{i}"
+        msgs.append(inf.msg(inference(event_id, t, rng.randint(0, 1), rng.random()), p))
+        kind = rng.random()
+        if kind < 0.7:  # labelled in time
+            msgs.append(lab.msg(label(event_id, rng.randint(0, 1), label_time=t + rng.uniform(0, 20)), p))
+        elif kind < 0.8:  # labelled after its window's grace: late
+            msgs.append(lab.msg(label(event_id, 1, label_time=t + 200), p))
+        elif kind < 0.9:  # labelled twice: one duplicate
+            msgs += [lab.msg(label(event_id, 0, label_time=t + 1), p), lab.msg(label(event_id, 0, label_time=t + 2), p)]
+        if rng.random() < 0.05:  # the inference sent twice
+            msgs.append(inf.msg(inference(event_id, t, 1), p))
+    msgs += [lab.msg(label(f"orphan{i}", 1, label_time=T0 + i), i % 2) for i in range(20)]
+    msgs += [inf.msg(None, i % 2, raw=b"{not json") for i in range(10)]
+    sent = interleaved(msgs, seed=6)
+    h.feed(sent, batch=37)
+    # Event time moves on, on every partition in one batch (a sweep covers the partitions of its batch):
+    # every window closes and every waiting entry expires.
+    end = T0 + 10_000
+    h.feed(
+        [
+            m
+            for p in range(2)
+            for m in (inf.msg(inference(f"end{p}", end, 0), p), lab.msg(label(f"end{p}", 0, label_time=end), p))
+        ]
+    )
+    assert accounted(h) == len(sent)

@@ -79,6 +79,16 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
 
     out = _output_path(args.out, "--out", (".csv", ".parquet"))
     plot = _output_path(args.plot, "--plot", (".png", ".html"))
+    # Optional libraries are checked before any work, so that a missing one writes nothing.
+    needed = {".parquet": ("pyarrow", out), ".png": ("matplotlib", plot), ".html": ("plotly", plot)}
+    for suffix, (module, path) in needed.items():
+        if path is not None and path.suffix.lower() == suffix:
+            try:
+                __import__(module)
+            except ImportError:
+                raise ConfigError(
+                    f"{path} needs {module}: pip install 'truthstream[replay]'; nothing was written"
+                ) from None
     catalog = settings.catalog()
     primary = Path(settings.constraints).name if settings.constraints else "constraints"
     compare = settings.catalog(args.compare) if args.compare else None
@@ -100,10 +110,13 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
     windows = windows_frame(result.records)
     violations = violations_frame(judged)
     print(summary(windows, violations, result))
+    if plot is not None and windows.empty:
+        raise ConfigError("nothing to plot: no window closed in the span; no file was written")
     if plot is not None and not panels(windows, catalog):
         raise ConfigError(
-            "nothing to plot: no replayed window belongs to a model with constraints "
-            "(give --constraints); no file was written"
+            "nothing to plot: no closed window belongs to a model with constraints"
+            + ("" if settings.constraints else " (give --constraints)")
+            + "; no file was written"
         )
     if out is not None:
         write_frame(windows, out)

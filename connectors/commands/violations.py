@@ -7,8 +7,21 @@ import argparse
 from stream.settings import Settings
 
 HELP = "print violations from the violations topic (a worked example of a downstream consumer)"
-DESCRIPTION = "A kafka-python consumer group on the violations topic: prints a table or JSON lines."
-COLUMNS = (("window start", 20), ("model", 14), ("metric", 22), ("value", 10), ("operator", 30), ("threshold", 10))
+DESCRIPTION = (
+    "Read the violations topic from a time (or its beginning) and print a table or JSON lines. Without "
+    "--group nothing is committed, so every run shows the same; with --group it reads as that consumer "
+    "group, committing what it printed (the pattern a service that acts on violations follows)."
+)
+COLUMNS = (
+    ("window", 9),
+    ("start", 18),
+    ("end", 18),
+    ("model", 14),
+    ("metric", 22),
+    ("value", 10),
+    ("operator", 30),
+    ("threshold", 10),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--follow", action="store_true", help="keep printing new violations")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     parser.add_argument(
-        "--group", default="truthstream-violations-cli", help="consumer group (default truthstream-violations-cli)"
+        "--group", help="read as this consumer group and commit what was printed (default: no group, no commits)"
     )
     Settings.add_arguments(parser, ("kafka",), only=("violations_topic",))
 
@@ -26,23 +39,28 @@ def run(args: argparse.Namespace) -> int:
     """Print violations as a table or JSON lines, from a time, optionally following."""
     import json
 
-    from connectors.consumers import commit, group_consumer, records
+    from connectors.consumers import commit, group_consumer, records, topic_reader
     from connectors.options import time_option
 
     settings = Settings.from_args(args)
     from_s = time_option(args.from_time, "--from")
-    consumer = group_consumer(settings, settings.violations_topic, args.group)
+    if args.group:
+        consumer = group_consumer(settings, settings.violations_topic, args.group)
+    else:
+        consumer = topic_reader(settings, settings.violations_topic, from_s)
     if not args.json:
         print("".join(f"{name:<{width}}" for name, width in COLUMNS))
     shown = 0
     try:
-        for message in records(consumer, follow=args.follow, from_s=from_s):
+        for message in records(consumer, follow=args.follow, idle_s=1.0, from_s=from_s):
             v = json.loads(message.value)
             if args.json:
                 print(json.dumps(v), flush=True)
             else:
                 cells = (
-                    v["window"]["start"][:19],
+                    v["window"]["kind"],
+                    v["window"]["start"][:16],
+                    v["window"]["end"][:16],
                     v["model"] + (f" v{v['model_version']}" if v["model_version"] else ""),
                     v["metric_name"],
                     f"{v['value']:.4g}",
@@ -50,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                     f"{v['threshold']:g}",
                 )
                 print("".join(f"{str(c):<{w}}" for c, (_, w) in zip(cells, COLUMNS)), flush=True)
-            commit(consumer, message)
+            if args.group:
+                commit(consumer, message)
             shown += 1
     finally:
         consumer.close()

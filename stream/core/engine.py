@@ -15,7 +15,7 @@ from typing import Any
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.outputs import evaluate, window_doc
+from stream.core.outputs import accounting_record, evaluate, window_doc
 from stream.core.records import REGRESSION, RawMessage
 from stream.core.state import METRICS, VIOLATION, Output, RollingDue, StateStore
 from stream.core.step import Step, event_ids
@@ -29,7 +29,9 @@ class BatchReport:
     messages: int = 0
     joined: int = 0
     dead_letters: int = 0
+    late: int = 0
     closed_windows: int = 0
+    accounting_records: int = 0
 
 
 class Engine:
@@ -52,6 +54,7 @@ class Engine:
         )
         report.joined = result.joined
         report.dead_letters = len(result.dead_letters)
+        report.late = sum(c.get("late", 0) for c in result.counters.values())
         if rolling:
             await self.store.enqueue([out for due in rolling for out in self._rolling(due)])
         # The clock is read after the write, not taken from the batch's own read: of two workers
@@ -59,8 +62,10 @@ class Engine:
         # closes the windows (from their reads, each could miss the other's, and nothing would
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
         now = await self.now()
-        await self.expire({m.partition for m in messages}, now)
+        counted = set(result.counters) | await self.expire({m.partition for m in messages}, now)
         report.closed_windows = await self.close_due(now)
+        if counted:
+            report.accounting_records = await self.store.close_counts(counted, lambda m, c: self._accounting(m, c, now))
         return report
 
     async def now(self) -> float:
@@ -68,25 +73,30 @@ class Engine:
         watermarks, floor = await self.store.clock()
         return stream_time(watermarks, self.partitions, floor)
 
-    async def expire(self, partitions: set[int], now: float) -> None:
+    async def expire(self, partitions: set[int], now: float) -> set[str]:
         """Expire the waiting entries of these partitions that the stream's event time `now` has passed;
-        then, if the pending state is over its bound, evict the entries that would expire first."""
+        then, if the pending state is over its bound, evict the entries that would expire first.
+        Returns the models (counter keys) whose counts this changed."""
+        counted: set[str] = set()
         candidates = await self.store.expiry_candidates(partitions, now)
         if any(candidates.values()):
-            await self.store.transact(
+            result, _ = await self.store.transact(
                 set().union(*candidates.values()),
                 set(),
                 lambda view: Step(self.config, self.catalog, view).sweep(candidates, now),
             )
+            counted |= set(result.counters)
         if self.config.max_pending:
             per_partition = max(1, -(-self.config.max_pending // max(self.partitions, 1)))
             over = await self.store.oldest_beyond(partitions, per_partition)
             if any(over.values()):
-                await self.store.transact(
+                result, _ = await self.store.transact(
                     set().union(*over.values()),
                     set(),
                     lambda view: Step(self.config, self.catalog, view).evict(over),
                 )
+                counted |= set(result.counters)
+        return counted
 
     async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""
@@ -110,6 +120,9 @@ class Engine:
         window = window_doc("tumbling", key.start, key.end)
         record, violations = evaluate(key.model, key.version, window, agg, counts, self.config, self.catalog)
         return self._outputs(key.model, record, violations)
+
+    def _accounting(self, model: str, counts: dict[str, int], now: float) -> list[Output]:
+        return [Output(METRICS, model, accounting_record(model, counts, now, self.catalog))]
 
     def _rolling(self, due: RollingDue) -> list[Output]:
         model, version = split_model_key(due.model_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +34,7 @@ STATUS_OK = "ok"
 STATUS_INSUFFICIENT = "insufficient_data"
 STATUS_UNCONSTRAINED = "no_constraints"
 STATUS_VIOLATIONS = "violations"
+STATUS_ACCOUNTING = "accounting"
 
 
 def dead_letter(msg: RawMessage, reason: str, field: str | None) -> dict[str, Any]:
@@ -133,3 +135,20 @@ def evaluate(
         {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations
     ]
     return record, violations
+
+
+def accounting_record(model: str, counts: Mapping[str, int], now: float, catalog: Catalog) -> dict[str, Any]:
+    """A metrics record that only carries counts (late, expired, evicted, duplicates, rejected) of a
+    model that has no window to carry them: published at once, so that no count waits unseen.
+    `window.kind` is `accounting`; `at` is the stream's event time when it was published."""
+    return {
+        "model": model,
+        "model_version": "",
+        "window": {"kind": "accounting", "at": format_time(now) if math.isfinite(now) else None},
+        "sample_count": 0,
+        "status": STATUS_ACCOUNTING,
+        "violation_count": 0,
+        "problem_type": catalog.problem_type(model) if model else None,
+        "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
+        "violations": [],
+    }

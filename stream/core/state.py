@@ -228,6 +228,11 @@ class StateStore(Protocol):
         and delete the windows. Returns how many closed (one closed by another worker first
         is skipped)."""
 
+    async def close_counts(self, models: set[str], build: Any) -> int:
+        """Atomically take the counters of those of `models` that have no open window to carry them
+        (the unattributed counters only when no window is open at all), call `build(model, counts)`
+        for each, and queue its outputs in the outbox. Returns how many were taken."""
+
     async def enqueue(self, outputs: list[Output]) -> None:
         """Queue outputs in the outbox."""
 

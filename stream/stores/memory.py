@@ -130,6 +130,19 @@ class MemoryStore:
             closed += 1
         return closed
 
+    async def close_counts(self, models: set[str], build: Any) -> int:
+        """Take the counters of the models no open window will carry, build and queue their outputs."""
+        carried = {k.model for k in self.windows}
+        taken = 0
+        for model in sorted(models):
+            if (model == UNATTRIBUTED and self.windows) or (model != UNATTRIBUTED and model in carried):
+                continue
+            counts = merge_counts(self.counters.pop(model, {}))
+            if any(counts.values()):
+                self.outbox.extend(build(model, counts))
+                taken += 1
+        return taken
+
     async def enqueue(self, outputs: list[Output]) -> None:
         """Queue outputs."""
         self.outbox.extend(outputs)

@@ -355,6 +355,40 @@ class RedisStore:
                     continue
         raise StateError(f"could not close {len(keys)} windows after {MAX_RETRIES} attempts")
 
+    async def close_counts(self, models: set[str], build: Any) -> int:
+        """Take the counters of the models no open window will carry and queue their outputs: one
+        transaction (WATCH the open windows and the counters, read, MULTI/EXEC)."""
+        ordered = sorted(models)
+        keys = [self.key("c", m) for m in ordered]
+        for _ in range(MAX_RETRIES):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(self.key("open"), *keys)
+                    open_windows = [
+                        WindowKey.decode(_text(k) or "") for k in await pipe.zrange(self.key("open"), 0, -1)
+                    ]
+                    carried = {k.model for k in open_windows}
+                    replies = await pipe.eval(HGETALL_MANY, len(keys), *keys)
+                    outputs: list[Output] = []
+                    taken: list[tuple[str, Mapping[str, float]]] = []
+                    for model, key, flat in zip(ordered, keys, replies):
+                        if (model == UNATTRIBUTED and open_windows) or (model != UNATTRIBUTED and model in carried):
+                            continue
+                        counts = merge_counts({_text(f) or "": _counter(n) for f, n in zip(flat[::2], flat[1::2])})
+                        if any(counts.values()):
+                            outputs += build(model, counts)
+                            taken.append((key, {f: -n for f, n in counts.items() if n}))
+                    if not taken:
+                        return 0
+                    pipe.multi()
+                    await self._add_counts(taken, pipe)
+                    self._push(pipe, outputs)
+                    await pipe.execute()
+                    return len(taken)
+                except WatchError:
+                    continue
+        raise StateError(f"could not take the counts of {len(models)} models after {MAX_RETRIES} attempts")
+
     # -- outbox --------------------------------------------------------------------------------
     async def enqueue(self, outputs: list[Output]) -> None:
         """Queue outputs."""

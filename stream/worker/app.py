@@ -9,7 +9,7 @@ import faust
 from stream.core.catalog import Catalog
 from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.settings import Settings
-from stream.worker.service import WorkerService
+from stream.worker.service import WorkerService, preflight
 from stream.worker.transport import App
 
 # Faust's defaults (60 s session) make a restarted worker wait a minute for its dead
@@ -42,11 +42,11 @@ def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
     return app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
 
 
-def create_app(settings: Settings, catalog: Catalog) -> tuple[faust.App, WorkerService]:
+def create_app(settings: Settings, catalog: Catalog, partitions: int) -> tuple[faust.App, WorkerService]:
     """The Faust app, one agent over the inference and label topics (co-partitioned by event id),
     and the service to start beside it (pass both to `faust.Worker`)."""
     app = faust_app(settings)
-    service = WorkerService(app, settings, catalog)
+    service = WorkerService(app, settings, catalog, partitions)
     inputs = input_topics(app, settings)
     side_of = {settings.inference_topic: INFERENCE, settings.label_topic: LABEL}
 
@@ -90,8 +90,9 @@ def use_fast_event_loop() -> None:
 def run_worker(settings: Settings, log_level: str = "info") -> int:
     """Load the catalog (constraints), then run a Faust worker until it is stopped."""
     catalog = settings.catalog()
+    partitions = preflight(settings)
     use_fast_event_loop()
-    app, service = create_app(settings, catalog)
+    app, service = create_app(settings, catalog, partitions)
     worker = faust.Worker(app, service, loglevel=log_level, quiet=True)
     worker.execute_from_commandline()
     return 0

@@ -60,11 +60,35 @@ def redis_refusal(exc: ResponseError) -> str | None:
     return None
 
 
+def preflight(settings: Settings) -> int:
+    """Check, before faust starts (so that a mistake is one line, not a framework traceback), that
+    Redis answers and the topics exist (creating missing ones) with co-partitioned inputs; return
+    the input topics' partition count."""
+    s = settings
+
+    async def check_redis() -> None:
+        await (await connect(s.redis_url)).aclose()
+
+    asyncio.run(check_redis())
+    counts = ensure_topics(
+        s.kafka(),
+        [s.inference_topic, s.label_topic, s.metrics_topic, s.violations_topic, s.dead_letter_topic],
+        DEFAULT_PARTITIONS,
+    )
+    if counts[s.inference_topic] != counts[s.label_topic]:
+        raise ConfigError(
+            f"topics {s.inference_topic} ({counts[s.inference_topic]} partitions) and "
+            f"{s.label_topic} ({counts[s.label_topic]}) must have the same number of "
+            "partitions, so that an inference and its label meet in one worker"
+        )
+    return counts[s.inference_topic]
+
+
 class WorkerService(mode.Service):
     """Owns the Redis client and the engine for the life of the worker."""
 
-    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog, **kwargs: Any) -> None:
-        self.app, self.settings, self.catalog = app, settings, catalog
+    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog, partitions: int, **kwargs: Any) -> None:
+        self.app, self.settings, self.catalog, self.partitions = app, settings, catalog, partitions
         self.topics = settings.output_topics()
         self.engine: Engine | None = None
         self.publisher: Publisher | None = None
@@ -75,24 +99,12 @@ class WorkerService(mode.Service):
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
-        """Connect to Redis and learn the input topics' layout."""
+        """Connect to Redis (`preflight` checked it, and the topics, before faust started)."""
         install_redaction()  # faust's worker set up logging of its own by now
         s = self.settings
         self.redis = await connect(s.redis_url)
-        counts = await asyncio.to_thread(
-            ensure_topics,
-            s.kafka(),
-            [s.inference_topic, s.label_topic, s.metrics_topic, s.violations_topic, s.dead_letter_topic],
-            DEFAULT_PARTITIONS,
-        )
-        if counts[s.inference_topic] != counts[s.label_topic]:
-            raise ConfigError(
-                f"topics {s.inference_topic} ({counts[s.inference_topic]} partitions) and "
-                f"{s.label_topic} ({counts[s.label_topic]}) must have the same number of "
-                "partitions, so that an inference and its label meet in one worker"
-            )
         store = RedisStore(self.redis, s.redis_prefix, s.label_ttl, s.rolling_size, s.rolling_every, s.score_resolution)
-        self.engine = Engine(s.core(), self.catalog, store, counts[s.inference_topic])
+        self.engine = Engine(s.core(), self.catalog, store, self.partitions)
         self.publisher = Publisher(self.app.producer, store, self.topics)
         self.ready.set()
         log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
@@ -115,8 +127,17 @@ class WorkerService(mode.Service):
         async with self.lock:
             report = await self._retrying(lambda: engine.process(messages, time.time()))
             await self._retrying(self.flush)
-        if report.closed_windows or report.dead_letters:
+        if report.closed_windows or report.dead_letters or report.accounting_records:
             log.info("batch: %s", report)
+        if report.late:
+            log.warning(
+                "%d pairs were late: their windows had already closed%s; they are counted as late",
+                report.late,
+                " (TRUTHSTREAM_IDLE_CLOSE moves event time to the wall clock after idleness: data of the past "
+                "arriving after it is late)"
+                if self.settings.idle_close
+                else "",
+            )
 
     async def _retrying(self, work: Any) -> Any:
         """Run `work` until it succeeds while Redis or Kafka are unreachable; stop the process on a bug.

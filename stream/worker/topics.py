@@ -13,12 +13,14 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 from stream.errors import ConfigError
 from stream.kafka_clients import KafkaConnection
 
-# How long start-up waits for a broker that is still coming up (a fresh container, a CI service).
-CONNECT_TIMEOUT_S = 30.0
+# How long start-up waits for a broker that is still coming up (a fresh container, a CI service);
+# a container platform restarts a worker that gave up (docker-compose.yml: restart unless-stopped).
+CONNECT_TIMEOUT_S = 10.0
 
 
 def admin(kafka: KafkaConnection) -> KafkaAdminClient:
     """An admin client, retrying until the broker answers or CONNECT_TIMEOUT_S passes."""
+    kafka.require_reachable(CONNECT_TIMEOUT_S)
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     while True:
         try:

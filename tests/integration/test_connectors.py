@@ -340,3 +340,26 @@ def test_webhook_down_then_up_loses_nothing(deployment: Deployment, tmp_path: Pa
     )
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert sorted(v["violation_id"] for v in printed) == sorted(v["violation_id"] for v in violations)
+
+    # Without a group it commits nothing: two runs print the same table, with each window's kind and end.
+    tables = []
+    for _ in range(2):
+        started = time.monotonic()
+        args = ["violations", "--broker", deployment.broker, "--violations-topic", deployment.topic("violations")]
+        assert main(args) == 0
+        assert time.monotonic() - started < 10
+        tables.append(capsys.readouterr().out)
+    assert tables[0] == tables[1] and f"{len(violations)} violations" in tables[0]
+    assert "tumbling" in tables[0] and "2025-11-24T16:02" in tables[0]  # the end of the 16:01 window
+
+
+def test_a_missing_broker_is_one_line_within_seconds(capsys) -> None:
+    """Every command that needs Kafka answers a broker that is not there with one line and exit 2."""
+    for args in (["violations"], ["replay"], ["sink", "webhook", "http://127.0.0.1:1/", "--once"]):
+        started = time.monotonic()
+        assert main([*args, "--broker", "kafka://127.0.0.1:1"]) == 2
+        assert time.monotonic() - started < 15
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [
+            "truthstream: error: no Kafka broker answers at 127.0.0.1:1; check TRUTHSTREAM_BROKER (or --broker)"
+        ]
