@@ -56,8 +56,8 @@ def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     seen: list[str] = []
+    out = lines_of(proc)
     try:
-        out = lines_of(proc)
         broker = wait_line(out, r"export TRUTHSTREAM_BROKER=(kafka://127\.0\.0\.1:(\d+))", seen)
         redis_port = int(wait_line(out, r"export TRUTHSTREAM_REDIS_URL=redis://127\.0\.0\.1:(\d+)", seen).group(1))
         kafka = KafkaConnection([broker.group(1).split("://")[1]])
@@ -79,9 +79,11 @@ def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
-    rest = proc.stdout.read() if proc.stdout else ""
-    assert proc.returncode == 0, "\n".join(seen) + rest
-    assert "stopped" in rest
+    time.sleep(0.5)  # the reader thread takes the last lines
+    while not out.empty():
+        seen.append(out.get())
+    assert proc.returncode == 0, "\n".join(seen)
+    assert "stopped" in seen[-1]
     for port in (int(broker.group(2)), redis_port):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
