@@ -54,16 +54,10 @@ def put_jsonl(client: Any, name: str, key: str, docs: list[Any]) -> None:
     client.put_object(Bucket=name, Key=key, Body=body.encode())
 
 
-def ingest_args(dep: Deployment, *extra: str) -> list[str]:
-    return [
-        "--broker",
-        dep.broker,
-        "--inference-topic",
-        dep.topic("inferences"),
-        "--label-topic",
-        dep.topic("labels"),
-        *extra,
-    ]
+def ingest_args(dep: Deployment, *extra: str, topics: tuple[str, ...] = ("inferences", "labels")) -> list[str]:
+    """The broker and the deployment's input topics (those the ingest command takes) as flags."""
+    flags = {"inferences": "--inference-topic", "labels": "--label-topic"}
+    return ["--broker", dep.broker, *(x for t in topics for x in (flags[t], dep.topic(t))), *extra]
 
 
 def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
@@ -87,7 +81,7 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
     put_jsonl(client, name, f"gt/{hour2}/labels.jsonl", labels)
     deployment.configure(window_seconds=WINDOW, label_grace=60, min_samples=1, rolling_size=0)
     state = tmp_path / "capture-state.json"
-    args = ingest_args(deployment, "--endpoint-url", s3_url, "--state", str(state))
+    args = ingest_args(deployment, "--endpoint-url", s3_url, "--state", str(state), topics=("inferences",))
     assert main(["ingest", "capture", f"s3://{name}/capture", *args]) == 0
     out = capsys.readouterr().out
     assert "32 records sent from 2 files" in out and "1 lines rejected" in out
@@ -98,7 +92,9 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
                 "ingest",
                 "labels",
                 f"s3://{name}/gt",
-                *ingest_args(deployment, "--endpoint-url", s3_url, "--state", str(tmp_path / "l.json")),
+                *ingest_args(
+                    deployment, "--endpoint-url", s3_url, "--state", str(tmp_path / "l.json"), topics=("labels",)
+                ),
             ]
         )
         == 0
@@ -142,7 +138,7 @@ def test_ingest_resumes_after_a_kill_without_skipping(deployment: Deployment, tm
         str(tmp_path / "capture"),
         "--state",
         str(state),
-        *ingest_args(deployment),
+        *ingest_args(deployment, topics=("inferences",)),
     ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
