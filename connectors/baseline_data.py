@@ -84,7 +84,7 @@ def baseline_file(args: argparse.Namespace) -> Baseline:  # the baseline command
     header = not args.no_header
     baseline = Baseline(problem_type, seed=args.seed)
 
-    with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", unit_scale=True, leave=False) as bar:
+    with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", leave=False) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):
             truth, predicted, scores = _columns(chunk, args, path, header, fmt)
             baseline.add(truth, predicted, scores)

@@ -18,6 +18,7 @@ from connectors.republish import republish
 from stream.constraint_files import load_catalog
 from stream.core.catalog import Catalog
 from stream.settings import Settings
+from tests.factories import T0, inference
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.workload import arrival_order, expected_windows, workload
 from tests.integration.test_worker import produce
@@ -179,6 +180,14 @@ def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path
         assert done.returncode == 2, (extra, done.stdout, done.stderr)
         assert message in done.stderr, (extra, done.stderr)
     assert not out.exists()
+    # Records, but no window closes: a chart is refused before the table is written.
+    deployment.send("inferences", [("a", inference("a", T0, 1)), ("b", inference("b", T0 + 1, 0))])
+    topics = ["--inference-topic", deployment.topic("inferences"), "--label-topic", deployment.topic("labels")]
+    done = subprocess.run(
+        [*base, *topics, "--plot", str(tmp_path / "chart.png")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "nothing to plot: no window closed in the span" in done.stderr, done.stderr
+    assert not out.exists() and not (tmp_path / "chart.png").exists()
     with pytest.raises(InputError):
         consumer = span_consumer(deployment.kafka)
         try:
