@@ -43,7 +43,7 @@ def records(consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: 
         batch = consumer.poll(timeout_ms=POLL_MS)
         if pending_seek and consumer.assignment():
             assigned = list(consumer.assignment())
-            found = consumer.offsets_for_times({tp: int(from_s * 1000) for tp in assigned})  # type: ignore[operator]
+            found = consumer.offsets_for_times({tp: int(from_ms) for tp in assigned})
             ends = consumer.end_offsets(assigned)
             for tp in assigned:
                 consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])

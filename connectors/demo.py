@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.kafka import json_producer
-from connectors.local_stack import LocalStack, local_stack
+from connectors.local_stack import PARTITIONS, LocalStack, local_stack
 from connectors.synthetic import drifting_workload
 from connectors.watch import Watcher
 from stream.core.timefmt import format_time
@@ -73,7 +73,7 @@ def _drive(stack: LocalStack, events: int, duration: float, seed: int) -> int:
                 time.sleep(ahead)
     # Move every partition's event time past the last window, so it closes too.
     end = start + events * STEP_S + WINDOW_S + GRACE_S
-    for p in range(4):
+    for p in range(PARTITIONS):
         producer.send(
             s.inference_topic,
             key=f"end-{p}",

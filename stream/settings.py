@@ -75,7 +75,6 @@ class Settings:
         "Redis holding the join and window state: redis://[user:password@]host:port/db, or rediss:// for TLS "
         "(?ssl_ca_certs=PATH, &ssl_certfile=, &ssl_keyfile= for a client certificate)",
         group="redis",
-        secret=True,
     )
     constraints: str = setting(
         "",
@@ -304,7 +303,7 @@ class Settings:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.metadata.get("secret") and value and f.name != "redis_url":
+            if f.metadata.get("secret") and value:
                 value = MASK
             out[f.name] = redact(value) if isinstance(value, str) else value
         return out
@@ -316,18 +315,17 @@ class Settings:
         values: dict[str, Any] = {}
         for f in fields(cls):
             for name in (f.name, *f.metadata.get("aliases", ())):
-                raw = environ.get(ENV_PREFIX + name.upper())
-                if raw is None and ENV_PREFIX + name.upper() + "_FILE" in environ:
-                    raw = _read_secret_file(
-                        ENV_PREFIX + name.upper() + "_FILE", environ[ENV_PREFIX + name.upper() + "_FILE"]
-                    )
+                variable = ENV_PREFIX + name.upper()
+                raw = environ.get(variable)
+                if raw is None and variable + "_FILE" in environ:
+                    raw = _read_secret_file(variable + "_FILE", environ[variable + "_FILE"])
                 if raw is not None:
                     values[f.name] = _convert(name, f.type, raw)
                     break
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
-        for f in fields(cls):  # a URL's password is registered below, not the whole URL
-            if f.metadata.get("secret") and getattr(settings, f.name) and f.name != "redis_url":
+        for f in fields(cls):
+            if f.metadata.get("secret") and getattr(settings, f.name):
                 register_secret(getattr(settings, f.name))
         for url in (settings.redis_url, *settings.broker.split(",")):
             password = urlsplit(url.strip()).password

@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: give at least 1")
-    env = {f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in vars(args).items() if k in _names() and v is not None}
+    names = _names()
+    env = {f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in vars(args).items() if k in names and v is not None}
     signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C
     try:
         with local_stack(env, args.workers, args.broker_port, args.redis_port) as stack:

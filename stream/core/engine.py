@@ -77,26 +77,26 @@ class Engine:
         """Expire the waiting entries of these partitions that the stream's event time `now` has passed;
         then, if the pending state is over its bound, evict the entries that would expire first.
         Returns the models (counter keys) whose counts this changed."""
-        counted: set[str] = set()
-        candidates = await self.store.expiry_candidates(partitions, now)
-        if any(candidates.values()):
-            result, _ = await self.store.transact(
-                set().union(*candidates.values()),
-                set(),
-                lambda view: Step(self.config, self.catalog, view).sweep(candidates, now),
-            )
-            counted |= set(result.counters)
+        counted = await self._sweep(
+            await self.store.expiry_candidates(partitions, now), lambda step, ids: step.sweep(ids, now)
+        )
         if self.config.max_pending:
             per_partition = max(1, -(-self.config.max_pending // max(self.partitions, 1)))
             over = await self.store.oldest_beyond(partitions, per_partition)
-            if any(over.values()):
-                result, _ = await self.store.transact(
-                    set().union(*over.values()),
-                    set(),
-                    lambda view: Step(self.config, self.catalog, view).evict(over),
-                )
-                counted |= set(result.counters)
+            counted |= await self._sweep(over, lambda step, ids: step.evict(ids))
         return counted
+
+    async def _sweep(self, candidates: dict[int, list[str]], apply: Any) -> set[str]:
+        """Run `apply(step, candidates)` on the listed entries in one transaction (nothing to do when
+        none are listed); returns the models whose counts it changed."""
+        if not any(candidates.values()):
+            return set()
+        result, _ = await self.store.transact(
+            set().union(*candidates.values()),
+            set(),
+            lambda view: apply(Step(self.config, self.catalog, view), candidates),
+        )
+        return set(result.counters)
 
     async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""

@@ -154,6 +154,11 @@ def _counter(value: bytes) -> float:
         return float(value)
 
 
+def _counters(flat: list[bytes]) -> dict[str, float]:
+    """A hash of counters as HGETALL returns it inside a script ([field, value, ...])."""
+    return {_text(f) or "": _counter(n) for f, n in zip(flat[::2], flat[1::2])}
+
+
 class RedisStore:
     """A StateStore over redis-py's asyncio client."""
 
@@ -327,7 +332,7 @@ class RedisStore:
                 try:
                     await pipe.watch(*names)
                     replies = await pipe.eval(HGETALL_MANY, len(names) + len(counter_keys), *names, *counter_keys)
-                    hashes = [{_text(f) or "": _counter(n) for f, n in zip(flat[::2], flat[1::2])} for flat in replies]
+                    hashes = [_counters(flat) for flat in replies]
                     windows, counters = hashes[: len(names)], dict(zip(models, hashes[len(names) :]))
                     outputs: list[Output] = []
                     closed = 0
@@ -374,7 +379,7 @@ class RedisStore:
                     for model, key, flat in zip(ordered, keys, replies):
                         if (model == UNATTRIBUTED and open_windows) or (model != UNATTRIBUTED and model in carried):
                             continue
-                        counts = merge_counts({_text(f) or "": _counter(n) for f, n in zip(flat[::2], flat[1::2])})
+                        counts = merge_counts(_counters(flat))
                         if any(counts.values()):
                             outputs += build(model, counts)
                             taken.append((key, {f: -n for f, n in counts.items() if n}))
