@@ -298,7 +298,7 @@ def check_results(redis_url: str, tag: str, table: pd.DataFrame, broker: str) ->
     """Windows whose published sample count or accuracy differs from the data's, plus windows that
     must have closed but were not published (0 means correct)."""
     kafka = connection(broker)
-    from connectors.kafka import read_topic
+    from connectors.kafka_span import read_topic
 
     published = {
         (r["model"], r["window"]["start"]): r

@@ -1,14 +1,13 @@
-"""Kafka plumbing of the commands, with kafka-python: JSON producing and reading topics back
-(topic set-up is `stream.worker.topics`)."""
+"""Kafka plumbing of the commands, with kafka-python: JSON producing and topic metadata (topic set-up
+is `stream.worker.topics`, reading topics to their end `connectors.kafka_span`)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 from kafka.serializer import Serializer
 
 from stream.errors import ConfigError
@@ -46,27 +45,3 @@ def topic_partitions(consumer: KafkaConsumer, topic: str, timeout_s: float = 10.
         if time.monotonic() > deadline:
             raise ConfigError(f"topic {topic!r} does not exist or has no partitions")
         consumer.poll(timeout_ms=100)  # drives the metadata request
-
-
-def read_topic(
-    kafka: KafkaConnection, topic: str, idle_s: float = 1.0, deadline_s: float = 30.0
-) -> Iterator[dict[str, Any]]:
-    """Every message of a topic from its beginning, as decoded JSON (no consumer group, no commits)."""
-    consumer = KafkaConsumer(
-        **kafka.require_reachable().kafka_python(),
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=int(idle_s * 1000),
-    )
-    try:
-        parts = topic_partitions(consumer, topic)
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        end = consumer.end_offsets(tps)
-        stop = time.monotonic() + deadline_s
-        while time.monotonic() < stop and any(consumer.position(tp) < end[tp] for tp in tps):
-            for msg in consumer:
-                yield json.loads(msg.value)
-    finally:
-        consumer.close()

@@ -1,34 +1,51 @@
-"""Reading a time span of Kafka topics: offsets-for-times, all partitions, no consumer group."""
+"""Reading the input topics to their end, merged by record time, outside any consumer group.
+
+Brokers' offset answers are hints, never facts: the embedded broker (tansu) reports end offsets
+below what its partitions hold and answers every offsets-for-times query with offset 0. So a
+partition is read until a fetch at its position comes back empty with the fetch's own high
+watermark at or below that position, and an offsets-for-times answer is used only when the
+record before it confirms it. Each partition is fetched on its own (assigned alone, then
+sought), never paused and resumed: with kafka-python on tansu, a resumed partition was never
+fetched again.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from tqdm import tqdm
 
 from connectors.kafka import topic_partitions
-from stream.errors import ConfigError, InputError
-from stream.kafka_clients import KafkaConnection
 from stream.core.records import RawMessage, Side
 from stream.core.timefmt import format_time
+from stream.errors import ConfigError, InputError
+from stream.kafka_clients import KafkaConnection
+
+log = logging.getLogger(__name__)
 
 POLL_MS = 500
-MAX_EMPTY_POLLS = 60  # 30 s without a record while some are still expected: the broker went away
+STALL_POLLS = 60  # 30 s of empty fetches below the partition's high watermark: the broker went away
+FETCH_WAIT_MS = 100  # how long the broker holds an empty fetch: the cost of confirming a partition's end
 
 
-@dataclass(frozen=True)
-class Span:
-    """Offsets `[start, stop)` to read in one partition, and the timestamps (ms) to keep."""
+@dataclass
+class Cursor:
+    """One partition being read: its next offset, what was fetched and not yet handed on, and
+    whether a fetch said it is exhausted."""
 
     tp: TopicPartition
-    start: int
-    stop: int
-    from_ms: int | None
-    to_ms: int | None
+    position: int
+    buffer: deque[ConsumerRecord] = field(default_factory=deque)
+    done: bool = False
+    end: int | None = None  # the high watermark of the latest fetch
+    from_ms: int | None = None  # records stamped earlier are skipped (whatever offset the broker started at)
 
 
 def span_consumer(kafka: KafkaConnection) -> KafkaConsumer:
@@ -39,105 +56,131 @@ def span_consumer(kafka: KafkaConnection) -> KafkaConsumer:
         enable_auto_commit=False,
         allow_auto_create_topics=False,
         auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
     )
 
 
-def plan(consumer: KafkaConsumer, topic: str, from_s: float | None, to_s: float | None) -> list[Span]:
-    """Per-partition offsets of the records of `topic` timestamped in `[from_s, to_s)`."""
+def cursors(
+    consumer: KafkaConsumer, topic: str, from_ms: int | None = None, needed_ms: int | None = None
+) -> list[Cursor]:
+    """A cursor on every partition of `topic`, at its first record stamped `from_ms` or later
+    (at its beginning without `from_ms`). Refuses a partition whose retained records begin after
+    `needed_ms` (default `from_ms`), and warns when they begin after `from_ms`."""
+    needed_ms = from_ms if needed_ms is None else needed_ms
     try:
         parts = topic_partitions(consumer, topic, timeout_s=5.0)
     except ConfigError:
         raise InputError(f"topic {topic!r} does not exist on the broker") from None
     tps = [TopicPartition(topic, p) for p in parts]
-    begin, end = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    begin = consumer.beginning_offsets(tps)
+    if from_ms is None:
+        return [Cursor(tp, begin[tp]) for tp in tps]
+    found = consumer.offsets_for_times({tp: from_ms for tp in tps})
+    out = []
+    for tp in tps:
+        start = begin[tp]
+        answer = found.get(tp)
+        if answer is None:
+            # "No record that late": believed when the partition's last record is older than from_ms.
+            probe = Cursor(tp, start)
+            _fill(consumer, probe, max_records=1)
+            last = record_at(consumer, tp, probe.end - 1) if probe.end else None
+            if last is None or last.timestamp < from_ms:
+                start = probe.end or start
+        elif answer.offset > start:
+            before = record_at(consumer, tp, answer.offset - 1)
+            if before is not None and before.timestamp < from_ms:
+                start = answer.offset  # confirmed: the record before it is older than the span
+        if start == begin[tp] and start > 0:
+            first = record_at(consumer, tp, start)
+            if first is not None and first.timestamp > from_ms:
+                gone = (
+                    f"{topic}[{tp.partition}] no longer holds records before {format_time(first.timestamp / 1000)}"
+                    " (deleted by retention)"
+                )
+                if first.timestamp > needed_ms:
+                    raise InputError(f"{gone}, and the span needs those from {format_time(needed_ms / 1000)} on")
+                log.warning("%s: inferences stamped before their own time by then are missing", gone)
+        out.append(Cursor(tp, start, from_ms=from_ms))
+    return out
 
-    def offsets(at_s: float | None, default: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
-        if at_s is None:
-            return dict(default)
-        found = consumer.offsets_for_times({tp: int(at_s * 1000) for tp in tps})
-        return {tp: found[tp].offset if found.get(tp) is not None else end[tp] for tp in tps}
 
-    starts, stops = offsets(from_s, begin), offsets(to_s, end)
-    if from_s is not None:
-        for tp in tps:
-            if begin[tp] > 0 and begin[tp] < end[tp] and starts[tp] == begin[tp]:
-                first = first_timestamp(consumer, tp, begin[tp])
-                if first is not None and first > from_s * 1000:
-                    raise InputError(
-                        f"{topic}[{tp.partition}] no longer holds records before {format_time(first / 1000)}: "
-                        f"older ones were deleted by retention, so --from {format_time(from_s)} cannot be replayed"
-                    )
-    to_ms = None if to_s is None else int(to_s * 1000)
-    from_ms = None if from_s is None else int(from_s * 1000)
-    return [Span(tp, starts[tp], max(starts[tp], stops[tp]), from_ms, to_ms) for tp in tps]
+def record_at(consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> ConsumerRecord | None:
+    """The record at `offset` (or the next one there is), if a fetch returns it."""
+    cursor = Cursor(tp, offset)
+    _fill(consumer, cursor, max_records=1)
+    return cursor.buffer[0] if cursor.buffer else None
 
 
-def first_timestamp(consumer: KafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
-    """Timestamp (ms) of the record at `offset`."""
-    consumer.assign([tp])
-    consumer.seek(tp, offset)
-    for records in consumer.poll(timeout_ms=5000, max_records=1).values():
-        for record in records:
-            return int(record.timestamp)
-    return None
-
-
-def read(
-    consumer: KafkaConsumer, spans: list[Span], desc: str = "reading", batch_size: int = 5000
-) -> Iterator[list[ConsumerRecord]]:
-    """Every record of the spans in batches, merged across partitions by timestamp, with a
-    progress bar on stderr.
-
-    The merge hands records to the core in about the order they were produced, which is
-    what a live worker saw (it matters for labels without `label_time`). Records are also
-    filtered by timestamp here, so a broker whose offsets-for-times answer is approximate
-    (tansu answers 0) still yields exactly the span, only more slowly.
-    """
-    active = {s.tp: s for s in spans if s.stop > s.start}
-    if not active:
-        return
-    consumer.assign(list(active))
-    for s in active.values():
-        consumer.seek(s.tp, s.start)
-    buffers: dict[TopicPartition, deque[ConsumerRecord]] = {tp: deque() for tp in active}
+def _fill(consumer: KafkaConsumer, cursor: Cursor, max_records: int) -> None:
+    """Fetch the next records of one partition into its buffer, or mark it exhausted."""
+    consumer.assign([cursor.tp])
+    consumer.seek(cursor.tp, cursor.position)
     empty = 0
+    while empty < STALL_POLLS:
+        records = consumer.poll(timeout_ms=POLL_MS, max_records=max_records).get(cursor.tp, [])
+        cursor.end = consumer.highwater(cursor.tp)
+        if records:
+            empty = 0
+            cursor.position = records[-1].offset + 1
+            cursor.buffer.extend(r for r in records if cursor.from_ms is None or r.timestamp >= cursor.from_ms)
+            if cursor.buffer:
+                return
+            continue
+        empty += 1
+        # An empty fetch can also have stepped over transaction markers: take the consumer's position.
+        cursor.position = max(cursor.position, consumer.position(cursor.tp))
+        if cursor.end is not None and cursor.position >= cursor.end:
+            cursor.done = True
+            return
+    raise InputError(
+        f"{cursor.tp.topic}[{cursor.tp.partition}]: the broker stopped returning records at offset "
+        f"{cursor.position}, below the end it reports ({cursor.end}); nothing was computed from a partial read"
+    )
+
+
+def merged(
+    consumer: KafkaConsumer,
+    partitions: list[Cursor],
+    desc: str = "reading",
+    batch_size: int = 5000,
+    progress: bool = True,
+) -> Iterator[list[ConsumerRecord]]:
+    """Every record of the cursors' partitions to their ends, in batches merged across partitions
+    by timestamp, with a progress bar on stderr. The caller may stop early.
+
+    The merge hands records to the core in about the order they were produced, which is what
+    a live worker saw (it matters for labels without `label_time`). Only one fetch's worth of
+    records is buffered per partition.
+    """
+    live = list(partitions)
     batch: list[ConsumerRecord] = []
-    with tqdm(
-        total=sum(s.stop - s.start for s in active.values()), desc=desc, unit="rec", unit_scale=True, leave=False
-    ) as bar:
-        while active or any(buffers.values()):
-            hungry = [tp for tp in active if not buffers[tp]]
-            if hungry:
-                consumer.pause(*[tp for tp in active if buffers[tp]])
-                consumer.resume(*hungry)
-                polled = consumer.poll(timeout_ms=POLL_MS, max_records=batch_size)
-                empty = 0 if polled else empty + 1
-                if empty > MAX_EMPTY_POLLS:
-                    raise InputError("the broker stopped returning records before the span's end")
-                for tp, records in polled.items():
-                    span = active.get(tp)
-                    if span is None:
-                        continue
-                    kept = [r for r in records if r.offset < span.stop]
-                    bar.update(len(kept))
-                    buffers[tp].extend(
-                        r
-                        for r in kept
-                        if (span.from_ms is None or r.timestamp >= span.from_ms)
-                        and (span.to_ms is None or r.timestamp < span.to_ms)
-                    )
-                    if records[-1].offset + 1 >= span.stop:
-                        del active[tp]
-                continue
-            # Every partition still being read has a record buffered: emit the oldest ones.
-            while all(buffers[tp] for tp in active) and any(buffers.values()):
-                tp = min((tp for tp, buf in buffers.items() if buf), key=lambda t: buffers[t][0].timestamp)
-                batch.append(buffers[tp].popleft())
+    with tqdm(desc=desc, unit="rec", unit_scale=True, leave=False, disable=not progress) as bar:
+        while live:
+            for cursor in live:
+                if not cursor.buffer and not cursor.done:
+                    _fill(consumer, cursor, batch_size)
+                    bar.update(len(cursor.buffer))
+            live = [c for c in live if c.buffer or not c.done]
+            # Every partition still being read has a record buffered: emit the oldest until one runs dry.
+            while live and all(c.buffer for c in live):
+                oldest = min(live, key=lambda c: c.buffer[0].timestamp)
+                batch.append(oldest.buffer.popleft())
                 if len(batch) >= batch_size:
                     yield batch
                     batch = []
     if batch:
         yield batch
+
+
+def read_topic(kafka: KafkaConnection, topic: str) -> Iterator[dict[str, Any]]:
+    """Every message of a topic, as decoded JSON, to the end the fetches find (tests and the benchmark)."""
+    consumer = span_consumer(kafka)
+    try:
+        for batch in merged(consumer, cursors(consumer, topic), progress=False):
+            yield from (json.loads(r.value) for r in batch)
+    finally:
+        consumer.close()
 
 
 def raw(record: ConsumerRecord, side: Side) -> RawMessage:

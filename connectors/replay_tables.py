@@ -12,6 +12,7 @@ from connectors.replay import Replay
 from stream.core.catalog import Catalog
 from stream.core.metrics import STATISTICS_KEY, scalar_values
 from stream.core.outputs import COUNT_NAMES, judge
+from stream.core.timefmt import format_time
 from stream.errors import ConfigError
 
 
@@ -100,6 +101,10 @@ def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> 
         f" ({windows['model'].nunique() if not windows.empty else 0} models), "
         f"{result.open_windows} still open at the end of the span, {result.dead_letters} dead letters"
     ]
+    if result.inference_times is not None:
+        start = "the beginning" if result.read_from is None else f"record time {format_time(result.read_from)}"
+        low, high = (format_time(t) for t in result.inference_times)
+        lines.append(f"read from {start}: inferences of {low} to {high}")
     if violations.empty:
         lines.append("no violations")
         return "\n".join(lines)

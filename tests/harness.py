@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 
 from stream.core.catalog import Catalog
 from stream.core.state import Output
-from stream.core.engine import Engine
+from stream.core.engine import BatchReport, Engine
 from stream.stores.memory import MemoryStore
 from stream.core.records import RawMessage
 from stream.stores.redis import RedisStore
@@ -62,14 +62,13 @@ class Harness:
             if client is not None:
                 await client.aclose()
 
-    def feed(self, messages: list[RawMessage], batch: int = 1000) -> None:
-        """Process messages in batches of `batch`."""
+    def feed(self, messages: list[RawMessage], batch: int = 1000) -> list[BatchReport]:
+        """Process messages in batches of `batch`; returns the engine's reports."""
 
-        async def work(engine: Engine) -> None:
-            for i in range(0, len(messages), batch):
-                await engine.process(messages[i : i + batch], time.time())
+        async def work(engine: Engine) -> list[BatchReport]:
+            return [await engine.process(messages[i : i + batch], time.time()) for i in range(0, len(messages), batch)]
 
-        asyncio.run(self._with_engine(work))
+        return asyncio.run(self._with_engine(work))
 
     def idle(self, wall_clock: float) -> None:
         """Simulate the worker's idle timer."""

@@ -661,3 +661,21 @@ def test_every_input_message_is_accounted_for_in_published_records(make) -> None
         ]
     )
     assert accounted(h) == len(sent)
+
+
+def test_batch_reports_give_the_span_of_inference_times_read(make) -> None:
+    """Replay names what the topics cover from the reports: the accepted inferences' earliest and latest times."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    reports = h.feed(
+        [
+            inf.msg(inference("a", T0 + 5, 1, 0.9)),
+            inf.msg(None, raw=b'{"event_id": "bad", "inference_time": "yesterday"}'),
+            lab.msg(label("a", 1, label_time=T0 + 500)),
+            inf.msg(inference("b", T0 + 2, 0, 0.2)),
+            inf.msg(inference("c", T0 + 9, 0, 0.2)),
+        ],
+        batch=3,
+    )
+    assert [r.inference_times for r in reports] == [(T0 + 5, T0 + 5), (T0 + 2, T0 + 9)]
+    assert h.feed([lab.msg(label("b", 0))])[0].inference_times is None

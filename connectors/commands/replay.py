@@ -9,10 +9,13 @@ from stream.settings import Settings
 
 HELP = "recompute metrics and violations for a time span of the topics (backtest)"
 DESCRIPTION = (
-    "Read a time span of the inference and label topics (offsets-for-times, every partition, no consumer "
-    "group, no Redis) and recompute joins, windows, metrics and violations with the worker's own engine and "
-    "the settings given here. Prints a summary; --out writes a table, --compare judges the same windows with "
-    "other constraints, --plot draws a chart. Labels are read until --to plus the label grace."
+    "Recompute joins, windows, metrics and violations from the inference and label topics with the worker's "
+    "own engine and the settings given here (no consumer group, no Redis, nothing committed). --from/--to "
+    "are inference (event) times: every tumbling window overlapping them is reported. Replay reads the "
+    "topics from record time (first window start - TRUTHSTREAM_MAX_FUTURE_SECONDS), since no accepted "
+    "inference of the span was stamped earlier, until the stream's event time has passed the last window's "
+    "end plus the label grace, or the topics end. Prints a summary; --out writes a table, --compare judges "
+    "the same windows with other constraints, --plot draws a chart."
 )
 SETTINGS = ("kafka", "inputs", "models", "windows", "limits", "capture")
 
@@ -23,9 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--from",
         dest="from_time",
         metavar="TIME",
-        help="start of the span (ISO-8601 or epoch seconds, Kafka record time; default: earliest)",
+        help="first inference time of the span (ISO-8601 or epoch seconds; default: the topics' beginning)",
     )
-    parser.add_argument("--to", dest="to_time", metavar="TIME", help="end of the span (default: latest)")
+    parser.add_argument(
+        "--to", dest="to_time", metavar="TIME", help="end of the span, exclusive, in inference time (default: the end)"
+    )
     parser.add_argument(
         "--compare",
         metavar="CONSTRAINTS",
@@ -47,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--to-topic",
         metavar="PREFIX",
-        help="instead of recomputing, copy the span to topics PREFIX<inference topic> and "
-        "PREFIX<label topic> (same partitions, keys and timestamps) for a fresh worker group",
+        help="instead of recomputing, copy the records the span needs (the ones replay reads) to topics "
+        "PREFIX<inference topic> and PREFIX<label topic> (same partitions, keys and timestamps) for a fresh "
+        "worker group",
     )
     Settings.add_arguments(parser, SETTINGS)
 

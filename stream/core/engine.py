@@ -32,6 +32,7 @@ class BatchReport:
     late: int = 0
     closed_windows: int = 0
     accounting_records: int = 0
+    inference_times: tuple[float, float] | None = None  # earliest and latest inference time read
 
 
 class Engine:
@@ -53,6 +54,7 @@ class Engine:
             ids, inputs, lambda view: Step(self.config, self.catalog, view, wall_clock).run(messages)
         )
         report.joined = result.joined
+        report.inference_times = result.inference_times
         report.dead_letters = len(result.dead_letters)
         report.late = sum(c.get("late", 0) for c in result.counters.values())
         if rolling:

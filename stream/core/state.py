@@ -142,6 +142,12 @@ class StepResult:
     outputs: list[Output] = field(default_factory=list)  # queued in the outbox with the state change
     joined: int = 0
     missing: set[str] = field(default_factory=set)  # ids the view lacked: the store loads them and runs again
+    inference_times: tuple[float, float] | None = None  # earliest and latest inference time of the batch
+
+    def saw_inference(self, when: float) -> None:
+        """Widen `inference_times` to cover an inference of time `when`."""
+        low, high = self.inference_times or (when, when)
+        self.inference_times = (min(low, when), max(high, when))
 
     def count(self, key: str, what: str, n: int = 1) -> None:
         """Add to a per-model counter (late, expired, duplicates, rejected)."""

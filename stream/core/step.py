@@ -186,6 +186,7 @@ class Step:
         now = self._now(msg.partition)
         entry = self._entry(inf.event_id, max(inf.time, self.view.floor))
         self._advance(msg.partition, "i", inf.time)
+        self.result.saw_inference(inf.time)
         if entry is None:
             self._set(inf.event_id, self._pending_inference(inf, msg.partition), None)
         elif entry.kind == PENDING_LABEL:

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
-from connectors.kafka import json_producer, read_topic
+from connectors.kafka import json_producer
+from connectors.kafka_span import read_topic
 from stream.kafka_clients import KafkaConnection
 from stream.settings import Settings
 from stream.worker.topics import ensure_topics
@@ -104,7 +105,7 @@ class Deployment:
 
     def read(self, kind: str) -> list[dict[str, Any]]:
         """Every record published so far to an output topic."""
-        return list(read_topic(self.kafka, self.topic(kind), idle_s=0.5))
+        return list(read_topic(self.kafka, self.topic(kind)))
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
         """Poll `check` until it returns something truthy; fail with the workers' logs otherwise."""

@@ -18,7 +18,7 @@ import boto3
 import pytest
 
 from connectors.embedded import free_port
-from connectors.kafka import read_topic
+from connectors.kafka_span import read_topic
 from connectors.cli import main
 from tests.integration.conftest import Deployment, tumbling
 from tests.sagemaker_factories import capture, ground_truth
@@ -151,7 +151,7 @@ def test_ingest_resumes_after_a_kill_without_skipping(deployment: Deployment, tm
     assert json.loads(state.read_text())["done"] == []  # killed inside the file
     subprocess.run(command, check=True, capture_output=True, timeout=300)
     assert json.loads(state.read_text())["done"] == ["ep/v1/2025/11/24/16/big.jsonl"]
-    ids = [i["event_id"] for i in read_topic(deployment.kafka, deployment.topic("inferences"), deadline_s=120)]
+    ids = [i["event_id"] for i in read_topic(deployment.kafka, deployment.topic("inferences"))]
     assert set(ids) == {f"k{i}" for i in range(n)}
     assert len(ids) - n <= 5000
 

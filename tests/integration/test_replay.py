@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from connectors.kafka_span import plan, span_consumer
+from connectors.kafka_span import cursors, span_consumer
 from stream.errors import InputError
 from connectors.replay import replay
 from connectors.republish import republish
 from stream.constraint_files import load_catalog
 from stream.core.catalog import Catalog
+from stream.core.timefmt import format_time
 from stream.settings import Settings
 from tests.factories import T0, inference
 from tests.integration.conftest import Deployment, tumbling
@@ -118,43 +119,47 @@ def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: De
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 20_000
 
 
-def test_time_span_and_republish(deployment: Deployment, tmp_path: Path) -> None:
-    """--from skips what was produced before it; --to-topic copies a span with partitions and keys kept."""
+def test_time_span_is_inference_time_and_republish_copies_what_it_needs(deployment: Deployment, tmp_path: Path) -> None:
+    """--from/--to select windows by inference time (records of every Kafka time); --to-topic copies
+    what the span needs, and a replay of the copy equals a replay of the original."""
     current = constraints_file(tmp_path / "c.json", 0.8)
     first = workload(n=600, per_window=150, window=WINDOW, drift_window=99, seed=12, max_label_delay=5)
     second = workload(n=600, per_window=150, window=WINDOW, drift_window=99, seed=13, max_label_delay=5)
     second = [type(p)(p.event_id, p.time + 600, p.label_time + 600, p.y_true, p.y_pred, p.score) for p in second]
     deployment.configure(window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=current)
     produce(deployment, arrival_order(first))
-    time.sleep(1.5)
-    middle = time.time()
-    time.sleep(1.5)
     produce(deployment, arrival_order(second))
     deployment.close_all_windows(second[-1].time + 1000)
     settings = replay_settings(deployment, current)
-    result = replay(settings, load_catalog(current, "BinaryClassification"), middle, None)
-    starts = sorted(r["window"]["start"] for r in result.records)
-    assert starts == sorted(expected_windows(second, WINDOW))
+    catalog = load_catalog(current, "BinaryClassification")
+    middle = second[0].time  # an inference time between the two workloads
+    later = replay(settings, catalog, middle, None)
+    assert sorted(r["window"]["start"] for r in later.records) == sorted(expected_windows(second, WINDOW))
+    # Half-open and window-aligned: from inside a window to inside another one takes both whole.
+    inner = replay(settings, catalog, T0 + WINDOW + 1, T0 + 2 * WINDOW + 1)
+    assert sorted(r["window"]["start"] for r in inner.records) == sorted(expected_windows(first, WINDOW))[1:3]
+    earlier = replay(settings, catalog, None, middle)
+    assert sorted(r["window"]["start"] for r in earlier.records) == sorted(expected_windows(first, WINDOW))
 
     done = replay_cli(deployment, "--model", "fraud")
     assert done.returncode == 2 and "no closed window of model(s) fraud" in done.stderr
     assert "models seen: churn" in done.stderr
 
     sent = republish(settings, None, middle, "copy-")
-    assert sent == {f"copy-{deployment.topic('inferences')}": 600, f"copy-{deployment.topic('labels')}": 600}
-    copy = Settings.from_env(
-        {
-            "TRUTHSTREAM_BROKER": deployment.broker,
-            "TRUTHSTREAM_WINDOW_SECONDS": str(WINDOW),
-            "TRUTHSTREAM_LABEL_GRACE": str(GRACE),
-            "TRUTHSTREAM_MIN_SAMPLES": "50",
-            "TRUTHSTREAM_INFERENCE_TOPIC": f"copy-{deployment.topic('inferences')}",
-            "TRUTHSTREAM_LABEL_TOPIC": f"copy-{deployment.topic('labels')}",
-        }
+    assert sent[f"copy-{deployment.topic('inferences')}"] >= 600
+    assert sent[f"copy-{deployment.topic('labels')}"] >= 600
+    copy = dataclasses.replace(
+        settings,
+        inference_topic=f"copy-{deployment.topic('inferences')}",
+        label_topic=f"copy-{deployment.topic('labels')}",
     )
+    again = replay(copy, catalog, None, middle)
+    assert [json.dumps(r, sort_keys=True) for r in again.records] == [
+        json.dumps(r, sort_keys=True) for r in earlier.records
+    ]
     consumer = span_consumer(copy.kafka())
     try:
-        assert len(plan(consumer, copy.inference_topic, None, None)) == 4
+        assert len(cursors(consumer, copy.inference_topic)) == 4
     finally:
         consumer.close()
 
@@ -191,7 +196,7 @@ def test_replay_refuses_what_it_cannot_do(deployment: Deployment, tmp_path: Path
     with pytest.raises(InputError):
         consumer = span_consumer(deployment.kafka)
         try:
-            plan(consumer, "no-such-topic-" + deployment.name, None, None)
+            cursors(consumer, "no-such-topic-" + deployment.name)
         finally:
             consumer.close()
 
@@ -202,7 +207,6 @@ def test_a_span_before_the_retained_records_is_refused(deployment: Deployment, t
     from kafka.errors import KafkaError
 
     deployment.configure(window_seconds=WINDOW)
-    before = time.time() - 60
     produce(
         deployment,
         arrival_order(workload(n=200, per_window=100, window=WINDOW, drift_window=99, seed=14, max_label_delay=5)),
@@ -216,5 +220,80 @@ def test_a_span_before_the_retained_records_is_refused(deployment: Deployment, t
         admin.close()
     settings = replay_settings(deployment, "")
     with pytest.raises(InputError, match="deleted by retention"):
-        replay(settings, Catalog(), before, None)
+        replay(settings, Catalog(), T0, None)  # the deleted records were stamped after T0
     assert replay(settings, Catalog(), None, None).messages == 400 - 40
+
+
+def produce_with_defaults(dep: Deployment, records: list[tuple[str, str, dict]]) -> None:
+    """Produce as a user's first script would: kafka-python's default producer, one record at a time."""
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(**dep.kafka.kafka_python())
+    try:
+        for kind, key, value in records:
+            producer.send(dep.topic(kind), key=key.encode(), value=json.dumps(value).encode())
+        producer.flush()
+    finally:
+        producer.close()
+
+
+def test_replay_of_a_default_producers_records_equals_the_live_worker(deployment: Deployment, tmp_path: Path) -> None:
+    """600 pairs from a default producer: replay (whole, and an inference-time span through the CLI)
+    gives the live worker's windows and violations, on whichever broker runs the tests."""
+    current = constraints_file(tmp_path / "current.json", 0.8)
+    pairs = workload(n=600, per_window=120, window=WINDOW, drift_window=3, seed=21, max_label_delay=20)
+    deployment.configure(window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=current, rolling_size=0)
+    deployment.start_worker()
+    produce_with_defaults(deployment, arrival_order(pairs))
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    live = deployment.wait_for("5 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 5 and w)
+    live_violations = deployment.read("violations")
+    assert live_violations, "the drifted windows violate the constraints"
+
+    result = replay(replay_settings(deployment, current), load_catalog(current, "BinaryClassification"), None, None)
+    assert {r["window"]["start"]: json.dumps(r, sort_keys=True) for r in result.records} == {
+        start: json.dumps(r, sort_keys=True) for start, r in live.items()
+    }
+    assert sorted(v["violation_id"] for v in result.violations) == sorted(v["violation_id"] for v in live_violations)
+
+    out = tmp_path / "span.csv"
+    span = ("--from", format_time(T0 + 2 * WINDOW), "--to", format_time(T0 + 4 * WINDOW))
+    done = replay_cli(deployment, "--min-samples", "50", "--constraints", current, "--out", str(out), *span)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 closed windows (1 models)" in done.stdout
+    windows = pd.read_csv(out)
+    wanted = sorted(live)[2:4]
+    assert [pd.Timestamp(s).strftime("%Y-%m-%dT%H:%M:%SZ") for s in windows["window_start"]] == wanted
+    assert list(windows["sample_count"]) == [live[s]["sample_count"] for s in wanted]
+    violations = pd.read_csv(tmp_path / "span.violations.csv")
+    assert set(violations["violation_id"]) == {
+        v["violation_id"] for v in live_violations if v["window"]["start"] in wanted
+    }
+
+    # A span the topics do not cover names what they hold.
+    done = replay_cli(deployment, "--from", "2030-01-01T00:00:00Z", "--to", "2030-01-02T00:00:00Z")
+    assert done.returncode == 2
+    assert "no records in" in done.stderr and "the newest record is of" in done.stderr, done.stderr
+    done = replay_cli(deployment, "--from", format_time(T0 - 86400), "--to", format_time(T0 - 3600))
+    assert done.returncode == 2
+    assert f"hold inferences of {format_time(T0)} to" in done.stderr, done.stderr
+
+
+def test_replay_reads_a_long_span_whole(deployment: Deployment) -> None:
+    """200,000 records, far more than one fetch per partition: every one is read, and the windows
+    equal scikit-learn's metrics of the data."""
+    pairs = workload(n=100_000, per_window=25_000, window=WINDOW, drift_window=2, seed=22, max_label_delay=5)
+    deployment.configure(window_seconds=WINDOW, label_grace=GRACE)
+    produce(deployment, arrival_order(pairs), chunk=20_000)
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    result = replay(replay_settings(deployment, ""), Catalog(), None, None)
+    assert result.messages == 200_000 + 8
+    assert result.dead_letters == 0
+    expected = expected_windows(pairs, WINDOW)
+    published = {r["window"]["start"]: r for r in result.records}
+    assert sorted(published) == sorted(expected)
+    for start, want in expected.items():
+        got = published[start]["binary_classification_metrics"]
+        assert published[start]["sample_count"] == want["sample_count"]
+        assert got["accuracy"]["value"] == pytest.approx(want["accuracy"], abs=1e-12)
+        assert got["recall"]["value"] == pytest.approx(want["recall"], abs=1e-12)
