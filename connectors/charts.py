@@ -27,7 +27,7 @@ def _series(
     windows: pd.DataFrame, violations: pd.DataFrame, model: str, c: Constraint
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = windows[windows["model"] == model].sort_values("window_start")
-    bad = violations[(violations["model"] == model) & (violations["metric_name"] == c.metric_name)]
+    bad = violations[(violations["model"] == model) & (violations["metric_name"] == c.reported_name)]
     return rows, bad
 
 

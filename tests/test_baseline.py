@@ -15,6 +15,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from stream.core.baseline import ERROR_METRICS
 from stream.core.catalog import Catalog
+from stream.core.constraints import parse_constraints
 from connectors.cli import main
 from stream.constraint_files import load_constraints
 from stream.core.metrics import BINARY_SCALARS, MULTICLASS_SCALARS, REGRESSION_SCALARS
@@ -290,6 +291,34 @@ def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFram
     assert worker["confusion_matrix"] == baseline["confusion_matrix"]
     for name in BINARY_SCALARS:
         assert worker[name]["value"] == baseline[name]["value"], name
+
+    # SageMaker's suggestion puts each threshold at the baseline's value; recomputed in another
+    # order, a value may differ in its last bits. Neither raises a violation on the same data.
+    for ulps in (0, 3, -3):
+        doc = {
+            "binary_classification_constraints": {
+                name: {
+                    "threshold": _ulps(baseline[name]["value"], ulps),
+                    "comparison_operator": "GreaterThanThreshold" if name.startswith("false_") else "LessThanThreshold",
+                }
+                for name in BINARY_SCALARS
+                if not name.endswith("_best_constant_classifier")
+            }
+        }
+        judged = Harness(
+            "memory",
+            Settings(window_seconds=3600.0, label_grace=0.0, min_samples=1, rolling_size=0),
+            Catalog(default=parse_constraints(doc, "suggested.json")),
+        )
+        judged.feed(msgs + [inf.msg(inference("end", T0 + 7200, 0))])
+        assert judged.records("violations") == [], ulps
+
+
+def _ulps(value: float, n: int) -> float:
+    """`value` moved by `n` units in the last place."""
+    for _ in range(abs(n)):
+        value = math.nextafter(value, math.inf if n > 0 else -math.inf)
+    return value
 
 
 BAD_CASES = [

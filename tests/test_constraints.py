@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,39 @@ from stream.errors import ConstraintsError
 def test_operators_name_the_violating_condition(op: str, value: float, violated: bool) -> None:
     """Each operator fires exactly when its condition holds against the threshold."""
     assert Constraint("recall", 0.8, op).violated(value) is violated
+
+
+@pytest.mark.parametrize("ulps", [-2, -1, 1, 2])
+def test_a_value_within_rounding_of_its_threshold_compares_as_equal(ulps: int) -> None:
+    """Relative 1e-9: strict operators do not fire, the OrEqual ones do; a real difference still counts."""
+    threshold = 0.9395127993393898
+    value = threshold
+    for _ in range(abs(ulps)):
+        value = math.nextafter(value, 1.0 if ulps > 0 else 0.0)
+    assert value != threshold
+    for op in ("LessThanThreshold", "GreaterThanThreshold"):
+        assert not Constraint("auc", threshold, op).violated(value)
+    for op in ("LessThanOrEqualToThreshold", "GreaterThanOrEqualToThreshold"):
+        assert Constraint("auc", threshold, op).violated(value)
+    assert Constraint("auc", threshold, "LessThanThreshold").violated(threshold * (1 - 1e-8))
+    assert Constraint("mae", 0.0, "GreaterThanThreshold").violated(1e-11)
+    assert not Constraint("mae", 0.0, "GreaterThanThreshold").violated(1e-13)
+
+
+def test_violations_are_described_as_sagemaker_writes_them() -> None:
+    """Full precision, `+/-` the deviation when there is one, the threshold quoted, camelCase rates."""
+    auc = Constraint("auc", 0.9395127993393898, "LessThanThreshold")
+    assert auc.describe(0.515363047795135, 0.012887520442626008) == (
+        "Metric auc with 0.515363047795135 +/- 0.012887520442626008 was LessThanThreshold '0.9395127993393898'"
+    )
+    assert auc.describe(0.5, math.nan) == "Metric auc with 0.5 was LessThanThreshold '0.9395127993393898'"
+    rate = Constraint("true_positive_rate", 0.5714285714285714, "LessThanThreshold")
+    assert rate.reported_name == "truePositiveRate"
+    assert rate.describe(0.11456752655538695, 0.0031164575525145627) == (
+        "Metric truePositiveRate with 0.11456752655538695 +/- 0.0031164575525145627 was LessThanThreshold "
+        "'0.5714285714285714'"
+    )
+    assert Constraint("f0_5", 0.5, "LessThanThreshold").reported_name == "f0_5"
 
 
 def test_sagemaker_file_with_scientific_notation_loads(tmp_path: Path) -> None:

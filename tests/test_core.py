@@ -72,7 +72,7 @@ def test_labels_join_in_either_order(make) -> None:
     [record] = h.metrics()
     assert record["sample_count"] == 2
     stats = record["binary_classification_metrics"]
-    assert stats["confusion_matrix"] == {"1": {"1": 1, "0": 1}}
+    assert stats["confusion_matrix"] == {"0": {"0": 0, "1": 0}, "1": {"0": 1, "1": 1}}  # every cell, as SageMaker
     assert stats["recall"]["value"] == 0.5
 
 
@@ -188,7 +188,8 @@ def test_violation_records_follow_the_contract(make) -> None:
     assert violation["value"] == pytest.approx(1 / 3)
     assert violation["sample_count"] == 5
     assert violation["window"] == {"kind": "tumbling", "start": "2025-11-24T16:00:00Z", "end": "2025-11-24T16:01:00Z"}
-    assert violation["description"] == "Metric recall with 0.333333 was LessThanThreshold 0.8"
+    # SageMaker's wording: full precision, the threshold quoted (no +/- without a deviation).
+    assert violation["description"] == "Metric recall with 0.3333333333333333 was LessThanThreshold '0.8'"
     assert violation["model"] == "churn" and violation["model_version"] == "1"
     again = make(base_settings(min_samples=4), catalog())
     again.feed(msgs)
@@ -383,7 +384,11 @@ def test_multiclass_problem_type_comes_from_the_constraints(make) -> None:
     [record] = h.metrics()
     stats = record["multiclass_classification_metrics"]
     assert stats["accuracy"]["value"] == pytest.approx(2 / 3)
-    assert stats["confusion_matrix"] == {"cat": {"cat": 1, "dog": 1}, "bird": {"bird": 1}}
+    assert stats["confusion_matrix"] == {
+        "bird": {"bird": 1, "cat": 0, "dog": 0},
+        "cat": {"bird": 0, "cat": 1, "dog": 1},
+        "dog": {"bird": 0, "cat": 0, "dog": 0},
+    }
     assert h.records("violations")[0]["metric_name"] == "accuracy"
 
 

@@ -16,11 +16,11 @@ from stream.core.records import Joined
 RES = 1e-4
 
 
-def binary_samples(n: int, seed: int, ties: bool = False) -> list[Joined]:
+def binary_samples(n: int, seed: int, ties: bool = False, positive_share: float = 0.35) -> list[Joined]:
     rng = random.Random(seed)
     out = []
     for i in range(n):
-        y = 1 if rng.random() < 0.35 else 0
+        y = 1 if rng.random() < positive_share else 0
         score = min(1.0, max(0.0, rng.gauss(0.35 + 0.3 * y, 0.2)))
         if ties:
             score = round(score, 1)
@@ -39,14 +39,16 @@ def values(stats: dict) -> dict[str, float]:
     return {k: v["value"] for k, v in stats.items() if isinstance(v, dict) and "value" in v}
 
 
-@pytest.mark.parametrize("seed,ties", [(1, False), (2, True), (3, False)])
-def test_binary_scalars_match_sklearn(seed: int, ties: bool) -> None:
-    """Every binary scalar equals scikit-learn's value on the same samples to 1e-9."""
-    samples = binary_samples(2000, seed, ties)
+@pytest.mark.parametrize("seed,ties,share", [(1, False, 0.35), (2, True, 0.35), (3, False, 0.6)])
+def test_binary_scalars_match_sklearn(seed: int, ties: bool, share: float) -> None:
+    """Every binary scalar equals scikit-learn's value on the same samples to 1e-9 (a majority of
+    negatives, then of positives, for the best constant classifier)."""
+    samples = binary_samples(2000, seed, ties, share)
     stats = compute_metrics(WindowAggregate.of(samples, RES), "BinaryClassification", curve_points=100000)
     got = values(stats)
     y, p, scores = arrays(samples)
-    ones = np.ones_like(y)
+    # The current analyzer's best constant classifier: the ground truth's majority class (tie: 1).
+    ones = np.full_like(y, 1 if 2 * int(np.sum(y)) >= len(y) else 0)
     tn, fp, fn, tp = skm.confusion_matrix(y, p, labels=[0, 1]).ravel()
     expected = {
         "recall": skm.recall_score(y, p),
@@ -59,12 +61,12 @@ def test_binary_scalars_match_sklearn(seed: int, ties: bool) -> None:
         "true_negative_rate": tn / (tn + fp),
         "false_positive_rate": fp / (fp + tn),
         "false_negative_rate": fn / (fn + tp),
-        "recall_best_constant_classifier": skm.recall_score(y, ones),
-        "precision_best_constant_classifier": skm.precision_score(y, ones),
+        "recall_best_constant_classifier": skm.recall_score(y, ones, zero_division=0),
+        "precision_best_constant_classifier": skm.precision_score(y, ones, zero_division=0),
         "accuracy_best_constant_classifier": skm.accuracy_score(y, ones),
-        "f0_5_best_constant_classifier": skm.fbeta_score(y, ones, beta=0.5),
-        "f1_best_constant_classifier": skm.f1_score(y, ones),
-        "f2_best_constant_classifier": skm.fbeta_score(y, ones, beta=2),
+        "f0_5_best_constant_classifier": skm.fbeta_score(y, ones, beta=0.5, zero_division=0),
+        "f1_best_constant_classifier": skm.f1_score(y, ones, zero_division=0),
+        "f2_best_constant_classifier": skm.fbeta_score(y, ones, beta=2, zero_division=0),
         "auc": skm.roc_auc_score(y, scores),
     }
     assert set(got) == set(BINARY_SCALARS)
@@ -84,7 +86,7 @@ def test_auc_on_unbinned_scores_is_within_documented_tolerance() -> None:
 
 @pytest.mark.parametrize("ties", [False, True])
 def test_curves_match_sklearn_points(ties: bool) -> None:
-    """Un-thinned ROC and PR curves are scikit-learn's points, in scikit-learn's order."""
+    """Un-thinned ROC and PR curves are scikit-learn's points (ROC in its order, PR in SageMaker's)."""
     samples = binary_samples(800, 5, ties)
     stats = compute_metrics(WindowAggregate.of(samples, RES), "BinaryClassification", curve_points=100000)
     y, _, scores = arrays(samples)
@@ -94,9 +96,12 @@ def test_curves_match_sklearn_points(ties: bool) -> None:
     np.testing.assert_allclose(roc["true_positive_rates"], tpr, atol=1e-12)
     precision, recall, _ = skm.precision_recall_curve(y, scores)
     pr = stats["precision_recall_curve"]
-    # scikit-learn stops its PR curve once recall reaches 1; the rest of ours is the same points' prefix.
-    np.testing.assert_allclose(pr["precisions"][-len(precision) :], precision, atol=1e-12)
-    np.testing.assert_allclose(pr["recalls"][-len(recall) :], recall, atol=1e-12)
+    # SageMaker's order, recall ascending: scikit-learn's points reversed. scikit-learn stops once
+    # recall reaches 1; the rest of ours continues from there.
+    assert pr["recalls"][0] == 0.0 and pr["precisions"][0] == 1.0
+    assert all(a <= b for a, b in zip(pr["recalls"], pr["recalls"][1:]))
+    np.testing.assert_allclose(pr["precisions"][: len(precision)], precision[::-1], atol=1e-12)
+    np.testing.assert_allclose(pr["recalls"][: len(recall)], recall[::-1], atol=1e-12)
 
 
 def test_thinned_curves_keep_only_true_points() -> None:

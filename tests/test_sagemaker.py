@@ -121,6 +121,6 @@ def test_worker_core_accepts_sagemaker_records_on_its_topics() -> None:
     h.feed(msgs)
     [record] = h.metrics()
     assert record["model"] == "churn" and record["sample_count"] == 2
-    assert record["binary_classification_metrics"]["confusion_matrix"] == {"1": {"1": 1, "0": 1}}
+    assert record["binary_classification_metrics"]["confusion_matrix"] == {"0": {"0": 0, "1": 0}, "1": {"1": 1, "0": 1}}
     [dead] = h.records("dead-letters")
     assert dead["field"] == "captureData.endpointOutput" and "expected a number" in dead["reason"]

@@ -20,6 +20,18 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "GreaterThanThreshold": operator.gt,
     "GreaterThanOrEqualToThreshold": operator.ge,
 }
+# SageMaker's violation reports spell these four in camelCase (its statistics and constraints
+# files, and truthstream's, in snake_case).
+REPORTED_NAMES = {
+    "true_positive_rate": "truePositiveRate",
+    "true_negative_rate": "trueNegativeRate",
+    "false_positive_rate": "falsePositiveRate",
+    "false_negative_rate": "falseNegativeRate",
+}
+# A value equal to its threshold up to floating-point rounding compares as equal: a threshold
+# suggested from a baseline is that baseline's value, recomputed in another order.
+RELATIVE_TOLERANCE = 1e-9
+ABSOLUTE_TOLERANCE = 1e-12
 SECTIONS: dict[str, ProblemType] = {
     "binary_classification_constraints": "BinaryClassification",
     "multiclass_classification_constraints": "MulticlassClassification",
@@ -35,13 +47,25 @@ class Constraint:
     threshold: float
     comparison_operator: str
 
+    @property
+    def reported_name(self) -> str:
+        """The metric's name in violation reports, as SageMaker writes it."""
+        return REPORTED_NAMES.get(self.metric_name, self.metric_name)
+
     def violated(self, value: float) -> bool:
-        """Whether `value` breaks this constraint."""
+        """Whether `value` breaks this constraint (a value within rounding of the threshold counts as equal)."""
+        if math.isclose(value, self.threshold, rel_tol=RELATIVE_TOLERANCE, abs_tol=ABSOLUTE_TOLERANCE):
+            value = self.threshold
         return OPERATORS[self.comparison_operator](value, self.threshold)
 
-    def describe(self, value: float) -> str:
-        """SageMaker's wording, e.g. `Metric f2 with 0.6 was LessThanThreshold 0.625`."""
-        return f"Metric {self.metric_name} with {value:g} was {self.comparison_operator} {self.threshold:g}"
+    def describe(self, value: float, deviation: float | None = None) -> str:
+        """SageMaker's wording at full precision, e.g. `Metric auc with 0.515363047795135 +/-
+        0.012887520442626008 was LessThanThreshold '0.9395127993393898'` (no `+/-` without a deviation)."""
+        spread = f" +/- {deviation!r}" if deviation is not None and math.isfinite(deviation) else ""
+        return (
+            f"Metric {self.reported_name} with {float(value)!r}{spread} was "
+            f"{self.comparison_operator} '{float(self.threshold)!r}'"
+        )
 
 
 @dataclass(frozen=True, slots=True)

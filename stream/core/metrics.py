@@ -72,6 +72,16 @@ def _river_cm(matrix: dict[str, dict[str, int]]) -> rm.ConfusionMatrix:
     return cm
 
 
+def full_matrix(matrix: dict[str, dict[str, int]], binary: bool) -> dict[str, dict[str, int]]:
+    """The confusion matrix with every cell written, zeros included, as SageMaker writes it: over
+    the classes seen as actual or predicted (and both binary classes)."""
+    classes = set(matrix) | {p for row in matrix.values() for p in row}
+    if binary:
+        classes |= {NEGATIVE, POSITIVE}
+    order = sorted(classes)
+    return {actual: {p: matrix.get(actual, {}).get(p, 0) for p in order} for actual in order}
+
+
 def _constant_matrix(matrix: dict[str, dict[str, int]], predicted: str) -> dict[str, dict[str, int]]:
     return {actual: {predicted: sum(row.values())} for actual, row in matrix.items()}
 
@@ -119,7 +129,7 @@ def roc_and_pr(
     """AUC, ROC points (fpr, tpr) and PR points (precision, recall) from a score histogram's
     negative and positive counts per distinct score, highest score first.
 
-    The points are those of scikit-learn's `roc_curve(..., drop_intermediate=False)` and
+    The points are those of scikit-learn's `roc_curve(..., drop_intermediate=False)` and (reversed)
     `precision_recall_curve`, one per distinct score; AUC is the trapezoidal area (ties count half).
     """
     tp, fp = np.cumsum(positives), np.cumsum(negatives)
@@ -132,13 +142,14 @@ def roc_and_pr(
         recall = tp / total_pos if total_pos else np.full(len(tp), math.nan)
         predicted = tp + fp
         precisions = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
-    # scikit-learn lists PR points by increasing threshold and closes with (precision 1, recall 0).
+    # As SageMaker writes it: recall ascending from (recall 0, precision 1), i.e. scikit-learn's
+    # `precision_recall_curve` points in reverse order.
     return (
         auc_value,
         [0.0, *fprs.tolist()],
         [0.0, *recall.tolist()],
-        [*precisions[::-1].tolist(), 1.0],
-        [*recall[::-1].tolist(), 0.0],
+        [1.0, *precisions.tolist()],
+        [0.0, *recall.tolist()],
     )
 
 
@@ -181,10 +192,14 @@ def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_point
             if name in scores
         }
     matrix = agg.confusion()
-    out: dict[str, Any] = {"confusion_matrix": matrix}
+    out: dict[str, Any] = {"confusion_matrix": full_matrix(matrix, problem_type == BINARY)}
     if problem_type == BINARY:
         scores = _binary_scores(matrix)
-        constant = _binary_scores(_constant_matrix(matrix, POSITIVE))
+        # The current analyzer's best constant classifier predicts the majority class of the
+        # ground truth (older analyzers: always 1); a tie goes to the positive class.
+        positives = sum(matrix.get(POSITIVE, {}).values())
+        negatives = sum(matrix.get(NEGATIVE, {}).values())
+        constant = _binary_scores(_constant_matrix(matrix, POSITIVE if positives >= negatives else NEGATIVE))
         for name in ("recall", "precision", "accuracy", "f0_5", "f1", "f2"):
             scores[f"{name}_best_constant_classifier"] = constant[name]
         _, negatives, positives = agg.score_histogram()

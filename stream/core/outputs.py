@@ -88,22 +88,28 @@ def judge(
     if constraints is None:
         return STATUS_UNCONSTRAINED, []
     model, version, window = record["model"], record["model_version"], record["window"]
+    statistics = record[STATISTICS_KEY[record["problem_type"]]]
     violations = [
         {
             "violation_id": violation_id(model, version, window, constraint.metric_name),
             "model": model,
             "model_version": version,
             "window": window,
-            "metric_name": constraint.metric_name,
+            "metric_name": constraint.reported_name,
             "constraint_check_type": constraint.comparison_operator,
             "threshold": constraint.threshold,
             "value": value,
             "sample_count": n,
-            "description": constraint.describe(value),
+            "description": constraint.describe(value, _deviation(statistics[constraint.metric_name])),
         }
-        for constraint, value in constraints.check(scalar_values(record[STATISTICS_KEY[record["problem_type"]]]))
+        for constraint, value in constraints.check(scalar_values(statistics))
     ]
     return (STATUS_VIOLATIONS if violations else STATUS_OK), violations
+
+
+def _deviation(entry: Mapping[str, Any]) -> float | None:
+    deviation = entry.get("standard_deviation")
+    return float(deviation) if isinstance(deviation, (int, float)) and not isinstance(deviation, bool) else None
 
 
 def evaluate(
