@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from connectors.sources import IngestState, SourceFile, Tree
 from connectors.tables import read_chunks, table_format
 from connectors.options import time_option
 from stream.errors import ConfigError, InputError, RecordError
-from stream.core.sagemaker import CaptureFormat, capture_to_inference, ground_truth_to_label
+from stream.core.sagemaker import CaptureFormat, capture_to_inferences, ground_truth_to_labels
 from stream.settings import Settings
 from stream.core.timefmt import format_time
 
@@ -64,12 +65,32 @@ def producer(settings: Settings) -> KafkaProducer:
     )
 
 
-def _convert_capture(fmt: CaptureFormat, model: str | None) -> Callable[[dict[str, Any], SourceFile], dict[str, Any]]:
-    def convert(doc: dict[str, Any], file: SourceFile) -> dict[str, Any]:
+class DryRun:
+    """Stands in for the producer with `--dry-run`: each record's value, exactly as it would be sent,
+    is one line on standard output."""
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes | None = None, **_: Any) -> None:
+        """Print the value instead of sending it."""
+        sys.stdout.write((value or b"").decode("utf-8") + "\n")
+
+    def flush(self) -> None:
+        """Flush standard output."""
+        sys.stdout.flush()
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+Convert = Callable[[dict[str, Any], SourceFile], list[dict[str, Any]]]
+
+
+def _convert_capture(fmt: CaptureFormat, model: str | None) -> Convert:
+    def convert(doc: dict[str, Any], file: SourceFile) -> list[dict[str, Any]]:
         parts = file.prefix_parts
         endpoint = model or (parts[-2] if len(parts) >= 2 else "sagemaker")
         variant = parts[-1] if len(parts) >= 2 else ""
-        return capture_to_inference(doc, fmt, endpoint, variant)
+        # A batch-transform capture has no inferenceTime: it is timed by its file's hour folder.
+        return capture_to_inferences(doc, fmt, endpoint, variant, default_time=format_time(file.hour.timestamp()))
 
     return convert
 
@@ -80,15 +101,17 @@ def ingest_tree(
     topic: str,
     settings: Settings,
     state: IngestState,
-    convert: Callable[[dict[str, Any], SourceFile], dict[str, Any]],
+    convert: Convert,
     since: Any,
     until: Any,
     follow: bool,
     poll_s: float,
     summary: Summary,
+    dry_run: bool = False,
 ) -> Summary:
-    """Send every new line of the tree's files to `topic`, file by file, remembering progress."""
-    out = producer(settings)
+    """Send every new line of the tree's files to `topic`, file by file, remembering progress
+    (with `dry_run`, print the records instead and remember nothing)."""
+    out: KafkaProducer | DryRun = DryRun() if dry_run else producer(settings)
     try:
         while True:
             files = [f for f in tree.list(since, until) if f.key not in state.done]
@@ -108,9 +131,9 @@ def _send_file(
     tree: Tree,
     file: SourceFile,
     topic: str,
-    out: KafkaProducer,
+    out: KafkaProducer | DryRun,
     state: IngestState,
-    convert: Callable[[dict[str, Any], SourceFile], dict[str, Any]],
+    convert: Convert,
     summary: Summary,
 ) -> None:
     start = state.partial.get(file.key, 0)  # a restart resumes inside the file
@@ -123,23 +146,26 @@ def _send_file(
             doc = json.loads(line)
             if not isinstance(doc, dict):
                 raise RecordError("not a JSON object")
-            record = convert(doc, file)
+            records = convert(doc, file)
         except ValueError as exc:
             summary.reject(where, f"not valid JSON ({exc.__class__.__name__})")
         except RecordError as exc:
             summary.reject(where, str(exc))
         else:
-            out.send(topic, key=record["event_id"].encode(), value=json.dumps(record).encode())
-            summary.sent += 1
+            for record in records:  # one per instance of a multi-instance capture or ground truth
+                out.send(topic, key=record["event_id"].encode(), value=json.dumps(record).encode())
+            summary.sent += len(records)
         sent_here = number
         if number % FLUSH_EVERY == 0:
             out.flush()
             state.partial[file.key] = sent_here
-            state.save()
+            if not isinstance(out, DryRun):
+                state.save()
     out.flush()
     state.partial.pop(file.key, None)
     state.done.add(file.key)
-    state.save()
+    if not isinstance(out, DryRun):
+        state.save()
     summary.files += 1
 
 
@@ -159,12 +185,23 @@ def ingest_files(args: argparse.Namespace, settings: Settings) -> Summary:
         topic = settings.inference_topic
     else:
 
-        def convert(doc: dict[str, Any], file: SourceFile) -> dict[str, Any]:
-            return ground_truth_to_label(doc)
+        def convert(doc: dict[str, Any], file: SourceFile) -> list[dict[str, Any]]:
+            return ground_truth_to_labels(doc)
 
         topic = settings.label_topic
     return ingest_tree(
-        args.source_kind, tree, topic, settings, state, convert, since, until, args.follow, args.poll, summary
+        args.source_kind,
+        tree,
+        topic,
+        settings,
+        state,
+        convert,
+        since,
+        until,
+        args.follow,
+        args.poll,
+        summary,
+        dry_run=args.dry_run,
     )
 
 

@@ -157,12 +157,14 @@ class Settings:
     )
     capture_inference_attribute: str = setting(
         "",
-        "SageMaker inference_attribute: prediction's CSV column index or JSON path in a capture's output",
+        "SageMaker inference_attribute: the prediction's CSV column index (0, 1, ...) or JMESPath "
+        "(predicted_label, predictions[*].predicted_label) in a capture's output",
         group="capture",
     )
     capture_probability_attribute: str = setting(
         "",
-        "SageMaker probability_attribute: positive-class probability's CSV column or JSON path",
+        "SageMaker probability_attribute: the positive-class probability's CSV column index or JMESPath "
+        "(score, predictions[*].score)",
         group="capture",
     )
     capture_probability_threshold: float = setting(

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
 from stream.core.records import INFERENCE, LABEL, RawMessage, decode_json, parse_inference, parse_label
-from stream.core.sagemaker import CaptureFormat, capture_to_inference, ground_truth_to_label
+from stream.core.sagemaker import CaptureFormat, capture_to_inferences, ground_truth_to_labels
 from stream.core.state import DEAD_LETTER, PENDING_INFERENCE, PENDING_LABEL
 from stream.core.step import Step, event_ids
 from stream.errors import RecordError
@@ -114,8 +114,9 @@ def test_parsers_raise_only_record_errors(value: bytes) -> None:
         lambda doc: parse_inference(doc, lambda m: "MulticlassClassification", NOW, 86400.0),
         lambda doc: parse_inference(doc, lambda m: "Regression", NOW, 86400.0),
         lambda doc: parse_label(doc, NOW, 86400.0),
-        lambda doc: capture_to_inference(doc, CaptureFormat("", "0", 0.5), "m"),
-        ground_truth_to_label,
+        lambda doc: capture_to_inferences(doc, CaptureFormat("", "0", 0.5), "m"),
+        lambda doc: capture_to_inferences(doc, CaptureFormat("predictions[*].label", "predictions[*].score"), "m"),
+        ground_truth_to_labels,
     ):
         try:
             parse(decode_json(value, 262144))
@@ -145,3 +146,42 @@ def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMes
     for event_id, entry in result.entries.items():
         event_id.encode("utf-8")  # storable: no lone surrogates
         assert entry is None or math.isnan(entry.time) or entry.time >= 946684800.0
+
+
+def _capture_of(output: str, encoding: str, content_type: str, batch: bool) -> dict[str, Any]:
+    block = {"observedContentType": content_type, "mode": "OUTPUT", "data": output, "encoding": encoding}
+    meta = {"eventId": "e"} if batch else {"eventId": "e", "inferenceTime": "2025-11-24T16:00:00Z"}
+    return {"captureData": {"batchTransformOutput" if batch else "endpointOutput": block}, "eventMetadata": meta}
+
+
+outputs = st.one_of(
+    st.text(max_size=60),
+    json_values.map(json.dumps),
+    st.lists(json_values.map(json.dumps), max_size=4).map("\n".join),
+    st.lists(st.lists(st.sampled_from(["0.5", "1", "x", "", '"q"']), max_size=3).map(",".join), max_size=4).map(
+        "\n".join
+    ),
+)
+attributes = st.sampled_from(["", "0", "1", "score", "predictions[*].score", "a.0.b", "[", "$.x", "SageMakerOutput.s"])
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    outputs,
+    st.sampled_from(["CSV", "JSON", "BASE64", "xml"]),
+    st.sampled_from(["text/csv", "application/json", "application/jsonlines", "image/png", ""]),
+    st.booleans(),
+    attributes,
+    attributes,
+)
+def test_capture_outputs_raise_only_record_errors(output, encoding, content_type, batch, inference, probability):
+    """Any model output, encoding, content type and attribute: instances, or a RecordError; ids unique."""
+    import base64
+
+    data = base64.b64encode(output.encode("utf-8", "surrogatepass")).decode() if encoding == "BASE64" else output
+    doc = _capture_of(data, encoding, content_type, batch)
+    try:
+        records = capture_to_inferences(doc, CaptureFormat(inference, probability), "m", default_time=NOW)
+    except RecordError:
+        return
+    assert records and len({r["event_id"] for r in records}) == len(records)

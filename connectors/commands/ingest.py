@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from stream.settings import Settings
 
@@ -34,14 +35,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow (default 30)")
         p.add_argument("--state", help="state file (default: under ~/.local/state/truthstream/)")
         p.add_argument("--endpoint-url", help="S3 endpoint URL (for S3-compatible servers; also AWS_ENDPOINT_URL)")
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print the records that would be sent, one JSON object a line, on standard output "
+            "(rejected lines on standard error); no broker needed, no state written",
+        )
         if kind == "capture":
             p.add_argument(
                 "--model",
                 help="model name for every record (default: the ENDPOINT part of the path; "
                 "VARIANT becomes model_version)",
             )
-            p.add_argument("--inference-attribute", help="prediction: CSV column index or JSON path in the output")
-            p.add_argument("--probability-attribute", help="probability: CSV column index or JSON path")
+            p.add_argument(
+                "--inference-attribute",
+                help="prediction: a CSV column index (0, 1, ...) or a JMESPath in a JSON output "
+                "(predicted_label, predictions[*].predicted_label, SageMakerOutput.predicted_label)",
+            )
+            p.add_argument(
+                "--probability-attribute",
+                help="positive-class probability: a CSV column index or a JMESPath (score, predictions[*].score)",
+            )
             p.add_argument(
                 "--probability-threshold-attribute",
                 type=float,
@@ -81,5 +95,6 @@ def run(args: argparse.Namespace) -> int:
         summary = ingest_table(args, settings)
     else:
         summary = ingest_files(args, settings)
-    print(summary.report())
+    # A dry run's standard output is the records themselves: its summary goes to standard error.
+    print(summary.report(), file=sys.stderr if getattr(args, "dry_run", False) else sys.stdout)
     return 0

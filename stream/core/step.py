@@ -10,6 +10,7 @@ so the worker and the replay compute exactly the same thing.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
@@ -31,7 +32,7 @@ from stream.core.records import (
     plain_text,
     shown,
 )
-from stream.core.sagemaker import capture_to_inference, ground_truth_to_label, is_capture, is_ground_truth
+from stream.core.sagemaker import capture_to_inferences, ground_truth_to_labels, is_capture, is_ground_truth
 from stream.core.state import (
     DEAD_LETTER,
     JOINED,
@@ -69,6 +70,16 @@ def event_ids(messages: list[RawMessage], config: CoreConfig) -> set[str]:
             except (RecordError, ValueError):  # ValueError: an integer of more digits than str() takes
                 continue
     return ids
+
+
+def _instance(parse: Any, doc: dict[str, Any], index: int, count: int, *args: Any) -> Any:
+    """`parse(doc, *args)`, its errors naming the instance when the record holds several."""
+    try:
+        return parse(doc, *args)
+    except RecordError as exc:
+        if count == 1:
+            raise
+        raise RecordError(f"instance {index} of {count}: {exc.reason}", exc.field, exc.model) from None
 
 
 class Step:
@@ -124,16 +135,25 @@ class Step:
         doc = decode_json(msg.value, self.config.max_record_bytes)
         reference = msg.timestamp if msg.timestamp is not None else self.wall_clock
         future = self.config.max_future_seconds
+        # A SageMaker record forwarded unchanged may hold several instances: all of them are
+        # read before any is applied, so a bad one refuses the whole record.
         if msg.side == INFERENCE:
-            if is_capture(doc):  # forwarded unchanged from SageMaker data capture
-                doc = capture_to_inference(doc, self.config.capture_format, self.config.capture_model)
-            inference = parse_inference(doc, self.catalog.problem_type, reference, future)
-            self.catalog.check_class(inference.model, inference.prediction, "prediction")
-            self._inference(msg, inference)
+            docs = (
+                capture_to_inferences(doc, self.config.capture_format, self.config.capture_model, "", reference)
+                if is_capture(doc)
+                else [doc]
+            )
+            inferences = [_instance(parse_inference, d, i, len(docs), self.catalog.problem_type, reference, future)
+                          for i, d in enumerate(docs)]  # fmt: skip
+            for inference in inferences:
+                self.catalog.check_class(inference.model, inference.prediction, "prediction")
+            for inference in inferences:
+                self._inference(msg, inference)
         else:
-            if is_ground_truth(doc):
-                doc = ground_truth_to_label(doc)
-            self._label(msg, parse_label(doc, reference, future))
+            docs = ground_truth_to_labels(doc) if is_ground_truth(doc) else [doc]
+            labels = [_instance(parse_label, d, i, len(docs), reference, future) for i, d in enumerate(docs)]
+            for label in labels:
+                self._label(msg, label)
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self, partition: int, side: str = "i") -> float:
