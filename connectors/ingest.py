@@ -37,6 +37,7 @@ class Summary:
     files: int = 0
     sent: int = 0
     skipped_files: int = 0
+    dry_run: bool = False
     rejected: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
@@ -49,7 +50,8 @@ class Summary:
     def report(self) -> str:
         """The closing summary."""
         lines = [
-            f"{self.sent} records sent from {self.files} files ({self.skipped_files} already sent before), "
+            f"{self.sent} records {'printed (dry run: nothing sent)' if self.dry_run else 'sent'} from "
+            f"{self.files} files ({self.skipped_files} already sent before), "
             f"{sum(self.rejected.values())} lines rejected"
         ]
         lines += [f"  {n} x {reason}" for reason, n in self.rejected.most_common(SHOWN_REASONS)]
@@ -171,7 +173,7 @@ def _send_file(
 
 def ingest_files(args: argparse.Namespace, settings: Settings) -> Summary:
     """`ingest capture|labels`: every new file of the tree, in hour order, remembering progress."""
-    summary = Summary()
+    summary = Summary(dry_run=args.dry_run)
     since = _hour(time_option(args.since, "--since"))
     until = _hour(time_option(args.until, "--until"))
     tree = Tree(args.src, args.endpoint_url)

@@ -115,8 +115,89 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
     )
     first = windows["2025-11-24T16:00:00Z"]["binary_classification_metrics"]["confusion_matrix"]
     # e0..e19: score 0.9 for odd i (label 1), 0.1 for even (label 0); inf-20 score 0.8 label 1; e21 0.2 label 0.
-    assert first == {"1": {"1": 11}, "0": {"0": 11}}
+    assert first == {"0": {"0": 11, "1": 0}, "1": {"0": 0, "1": 11}}
     assert windows["2025-11-24T17:00:00Z"]["sample_count"] == 10
+
+
+def test_multi_instance_and_batch_captures_dry_run_then_join_completely(
+    deployment: Deployment, tmp_path: Path, capsys
+) -> None:
+    """A 300-instance JSON capture, JSON Lines and a batch transform: --dry-run prints exactly what a
+    real ingest then puts on the topic (no broker needed for it), and the worker joins every instance
+    with its ground truth's `instances`."""
+    scores = [round((i * 37 % 300) / 300, 4) for i in range(300)]
+    truth = [int(s > 0.4) for s in scores]
+    hour = tmp_path / "capture" / "churn-ep" / "AllTraffic" / "2025" / "11" / "24" / "16"
+    batch_hour = tmp_path / "capture" / "churn-ep" / "AllTraffic" / "2025" / "11" / "24" / "17"
+    hour.mkdir(parents=True)
+    batch_hour.mkdir(parents=True)
+    big = capture(
+        "big", "2025-11-24T16:10:00Z", json.dumps({"predictions": [{"score": s} for s in scores]}), "JSON",
+        content_type="application/json",
+    )  # fmt: skip
+    lines = capture(
+        "jl", "2025-11-24T16:20:00Z", '{"score": 0.9}\n{"score": 0.1}', "JSON", content_type="application/jsonlines"
+    )
+    (hour / "a.jsonl").write_text(json.dumps(big) + "\n" + json.dumps(lines) + "\n")
+    batch = {
+        "captureData": {
+            "batchTransformOutput": {
+                "observedContentType": "application/jsonlines",
+                "mode": "OUTPUT",
+                "data": '{"SageMakerOutput": {"score": 0.8}, "features": [1]}',
+                "encoding": "JSON",
+            }
+        },
+        "eventMetadata": {"eventId": "bt"},
+        "eventVersion": "0",
+    }
+    (batch_hour / "b.jsonl").write_text(json.dumps(batch) + "\n")
+    deployment.configure(window_seconds=WINDOW, label_grace=60, min_samples=1, rolling_size=0)
+    capture_args = [
+        "ingest", "capture", str(tmp_path / "capture"), "--probability-attribute", "predictions[*].score",
+    ]  # fmt: skip
+    # The JSON Lines and batch captures name their score differently: one attribute per run, as in SageMaker.
+    dry = main([*capture_args, "--dry-run", "--broker", "kafka://127.0.0.1:1", "--state", str(tmp_path / "dry")])
+    out, err = capsys.readouterr()
+    assert dry == 0 and "300 records printed (dry run: nothing sent) from 2 files" in err and "2 lines rejected" in err
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert [r["event_id"] for r in printed] == [f"big:{i}" for i in range(300)]
+    assert not (tmp_path / "dry").exists()  # a dry run remembers nothing
+
+    for attribute, state in (("predictions[*].score", "s1"), ("score", "s2"), ("SageMakerOutput.score", "s3")):
+        flags = ["--probability-attribute", attribute, "--state", str(tmp_path / state)]
+        assert main([*capture_args[:3], *flags, *ingest_args(deployment, topics=("inferences",))]) == 0
+    capsys.readouterr()
+    sent = {r["event_id"]: r for r in read_topic(deployment.kafka, deployment.topic("inferences"))}
+    assert {k: v for k, v in sent.items() if k.startswith("big:")} == {r["event_id"]: r for r in printed}
+    assert {"jl:0", "jl:1", "bt"} <= set(sent) and len(sent) == 303
+    assert sent["bt"]["inference_time"] == "2025-11-24T17:00:00Z"  # the batch file's hour
+
+    labels = tmp_path / "gt" / "2025" / "11" / "24" / "18"
+    labels.mkdir(parents=True)
+    gt_big = ground_truth("big", "", "JSON")
+    gt_big["groundTruthData"]["data"] = json.dumps({"instances": [{"label": y} for y in truth]})
+    gt_lines = ground_truth("jl", "", "CSV")
+    gt_lines["groundTruthData"]["data"] = "1\n0"
+    (labels / "l.jsonl").write_text("\n".join(json.dumps(d) for d in (gt_big, gt_lines, ground_truth("bt", 1))))
+    flags = ["--state", str(tmp_path / "gt-state"), *ingest_args(deployment, topics=("labels",))]
+    assert main(["ingest", "labels", str(tmp_path / "gt"), *flags]) == 0
+    assert "303 records sent from 1 files" in capsys.readouterr().out
+    deployment.start_worker()
+    deployment.close_all_windows(1_764_020_000.0)
+    windows = deployment.wait_for(
+        "2 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 2 and w
+    )
+    first = windows["2025-11-24T16:00:00Z"]
+    assert first["sample_count"] == 302
+    matrix = first["binary_classification_metrics"]["confusion_matrix"]
+    predicted = [int(s >= 0.5) for s in scores] + [1, 0]
+    actual = truth + [1, 0]
+    for a in (0, 1):
+        for p in (0, 1):
+            want = sum(1 for x, y in zip(actual, predicted) if x == a and y == p)
+            assert matrix[str(a)][str(p)] == want
+    assert windows["2025-11-24T17:00:00Z"]["sample_count"] == 1
 
 
 def test_ingest_resumes_after_a_kill_without_skipping(deployment: Deployment, tmp_path: Path) -> None:
