@@ -380,3 +380,62 @@ def test_bad_input_names_file_column_and_row_and_writes_nothing(
     assert code == 2
     assert str(data) in err and message in err, err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_check_judges_a_data_set_as_sagemakers_monitoring_run(cancer: pd.DataFrame, tmp_path: Path, capsys) -> None:
+    """`check` on the baseline's own data: nothing against thresholds at its values (SageMaker's
+    suggestion) or against truthstream's suggestion; one edited threshold gives exactly that violation."""
+    data = tmp_path / "cancer.csv"
+    cancer.to_csv(data, index=False)
+    _, stats, suggested = run(tmp_path, data, *BINARY_ARGS)
+    body = stats["binary_classification_metrics"]
+    at_values = {
+        name: {
+            "threshold": body[name]["value"],
+            "comparison_operator": "GreaterThanThreshold" if name.startswith("false_") else "LessThanThreshold",
+        }
+        for name in BINARY_SCALARS
+        if not name.endswith("_best_constant_classifier")
+    }
+    check_args = [a for a in BINARY_ARGS if a not in ("--problem-type", "BinaryClassification")]
+    for name, doc in (
+        ("sagemaker.json", {"binary_classification_constraints": at_values}),
+        ("suggested.json", suggested),
+    ):
+        (tmp_path / name).write_text(json.dumps(doc))
+        out = tmp_path / f"check-{name}"
+        code = main(["check", str(data), *check_args, "--constraints", str(tmp_path / name), "--output-dir", str(out)])
+        assert code == 0, capsys.readouterr()
+        assert json.loads((out / "constraint_violations.json").read_text()) == {"violations": []}
+        assert (
+            json.loads((out / "statistics.json").read_text())["binary_classification_metrics"]["recall"]
+            == (body["recall"])
+        )
+    assert "Completed: 569 rows, no violation" in capsys.readouterr().out
+
+    edited = dict(at_values, true_positive_rate={"threshold": 0.999, "comparison_operator": "LessThanThreshold"})
+    (tmp_path / "edited.json").write_text(json.dumps({"binary_classification_constraints": edited}))
+    out = tmp_path / "check-edited"
+    code = main(
+        ["check", str(data), *check_args, "--constraints", str(tmp_path / "edited.json"), "--output-dir", str(out)]
+    )
+    assert code == 1
+    tpr = body["true_positive_rate"]
+    assert json.loads((out / "constraint_violations.json").read_text()) == {
+        "violations": [
+            {
+                "metric_name": "truePositiveRate",
+                "constraint_check_type": "LessThanThreshold",
+                "description": f"Metric truePositiveRate with {tpr['value']!r} +/- {tpr['standard_deviation']!r} "
+                "was LessThanThreshold '0.999'",
+            }
+        ]
+    }
+    assert f"CompletedWithViolations: 569 rows, 1 of {len(edited)} constraints broken" in capsys.readouterr().out
+
+    code = main(
+        ["check", str(data), "--problem-type", "Regression", *check_args,
+         "--constraints", str(tmp_path / "edited.json"), "--output-dir", str(tmp_path / "never")]
+    )  # fmt: skip
+    assert code == 2 and "holds BinaryClassification constraints" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()

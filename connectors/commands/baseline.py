@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.data_options import add_data_arguments
+
 HELP = "statistics.json and a suggested constraints.json from a labelled data set"
 DESCRIPTION = (
     "Compute SageMaker's model-quality statistics.json over a labelled data set (CSV, JSON Lines or Parquet, "
@@ -16,29 +18,8 @@ SHOWN_METRICS = ("accuracy", "recall", "precision", "f1", "auc", "weighted_f1", 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The data set and SageMaker's attribute names."""
-    parser.add_argument("data", nargs="?", help="labelled data set: CSV, JSON Lines or Parquet")
-    parser.add_argument(
-        "--problem-type",
-        choices=["BinaryClassification", "MulticlassClassification", "Regression"],
-        help="what the model predicts (required with DATA)",
-    )
+    add_data_arguments(parser, "what the model predicts (required with DATA)")
     parser.add_argument("--output-dir", required=True, help="where statistics.json and constraints.json go")
-    parser.add_argument("--inference-attribute", help="column of the model's prediction (a class, or a number)")
-    parser.add_argument("--probability-attribute", help="column of the positive-class probability (binary)")
-    parser.add_argument(
-        "--probability-threshold-attribute",
-        type=float,
-        default=0.5,
-        help="cut-off turning a probability into the positive class when there is no "
-        "--inference-attribute: probability >= cut-off means 1 (default 0.5)",
-    )
-    parser.add_argument("--ground-truth-attribute", help="column of the true label (required with DATA)")
-    parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="file format (default: by extension)")
-    parser.add_argument(
-        "--no-header",
-        action="store_true",
-        help="the CSV has no header: attributes are 0-based column indexes, as in SageMaker",
-    )
     parser.add_argument(
         "--margin-stds",
         type=float,
@@ -51,8 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.1,
         help="without a standard deviation (< 200 rows), the margin is this fraction of the value (default 0.1)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subsamples behind the standard deviations")
-    parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time (bounds memory)")
     parser.add_argument(
         "--from-statistics",
         metavar="STATISTICS_JSON",

@@ -10,7 +10,7 @@ from typing import Any
 
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.constraints import ConstraintSet
+from stream.core.constraints import Constraint, ConstraintSet
 from stream.core.aggregate import WindowAggregate
 from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.core.records import RawMessage
@@ -95,16 +95,33 @@ def judge(
             "model": model,
             "model_version": version,
             "window": window,
-            "metric_name": constraint.reported_name,
-            "constraint_check_type": constraint.comparison_operator,
+            **report,
             "threshold": constraint.threshold,
             "value": value,
             "sample_count": n,
-            "description": constraint.describe(value, _deviation(statistics[constraint.metric_name])),
         }
-        for constraint, value in constraints.check(scalar_values(statistics))
+        for constraint, value, report in sagemaker_violations(statistics, constraints)
     ]
     return (STATUS_VIOLATIONS if violations else STATUS_OK), violations
+
+
+def sagemaker_violations(
+    statistics: Mapping[str, Any], constraints: ConstraintSet
+) -> list[tuple[Constraint, float, dict[str, str]]]:
+    """The constraints a statistics body breaks, each with its value and its entry of SageMaker's
+    constraint_violations.json (`metric_name`, `constraint_check_type`, `description`)."""
+    return [
+        (
+            constraint,
+            value,
+            {
+                "metric_name": constraint.reported_name,
+                "constraint_check_type": constraint.comparison_operator,
+                "description": constraint.describe(value, _deviation(statistics[constraint.metric_name])),
+            },
+        )
+        for constraint, value in constraints.check(scalar_values(statistics))
+    ]
 
 
 def _deviation(entry: Mapping[str, Any]) -> float | None:

@@ -1,0 +1,32 @@
+"""The flags that describe a labelled data set, shared by `baseline` and `check` (kept free of heavy
+imports: building the parser must stay fast)."""
+
+from __future__ import annotations
+
+import argparse
+
+PROBLEM_TYPES = ["BinaryClassification", "MulticlassClassification", "Regression"]
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, problem_type_help: str) -> None:
+    """DATA and SageMaker's attribute names for its columns."""
+    parser.add_argument("data", nargs="?", help="labelled data set: CSV, JSON Lines or Parquet")
+    parser.add_argument("--problem-type", choices=PROBLEM_TYPES, help=problem_type_help)
+    parser.add_argument("--inference-attribute", help="column of the model's prediction (a class, or a number)")
+    parser.add_argument("--probability-attribute", help="column of the positive-class probability (binary)")
+    parser.add_argument(
+        "--probability-threshold-attribute",
+        type=float,
+        default=0.5,
+        help="cut-off turning a probability into the positive class when there is no "
+        "--inference-attribute: probability >= cut-off means 1 (default 0.5)",
+    )
+    parser.add_argument("--ground-truth-attribute", help="column of the true label (required with DATA)")
+    parser.add_argument("--format", choices=["csv", "jsonl", "parquet"], help="file format (default: by extension)")
+    parser.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the CSV has no header: attributes are 0-based column indexes, as in SageMaker",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsamples behind the standard deviations")
+    parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time (bounds memory)")
