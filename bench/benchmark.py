@@ -10,7 +10,8 @@ measures on the same messages, one after the other:
   raw aiokafka     getmany over every partition, no decoding        (the client's limit)
   faust no-op      an agent that only counts, batching as we do     (the framework's limit)
   truthstream      one `truthstream worker` process, steady state   (10% -> 90% of messages)
-                   (no-op, worker and many-models runs alternate --rounds times; best of each)
+                   (no-op, worker, worker without deviations and many-models runs alternate
+                   --rounds times; best of each)
   truthstream xM   the same with --models-compare models            (1 vs many models)
   batch            pandas merge + scikit-learn per window, as an hourly job would; and the same
                    job held to the stream's p99 freshness (recomputing the open hourly window)
@@ -552,7 +553,7 @@ def main() -> int:
             many, _ = workload(args.events, args.models_compare, args.classes, args.seed + 1)
             many_topics = fresh_topics(kafka, f"many{uuid.uuid4().hex[:6]}")
             produce(kafka, many_topics, many, args.seed)
-        rounds: dict[str, list[float]] = {"noop": [], "truthstream": [], "many": []}
+        rounds: dict[str, list[float]] = {"noop": [], "truthstream": [], "no_deviations": [], "many": []}
         figures["truthstream_wrong_windows"] = 0
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}/{args.rounds}: faust no-op agent ...")
@@ -572,6 +573,11 @@ def main() -> int:
             if round_no == 1:
                 figures["truthstream_wall_s"], figures["worker_rss_bytes"] = wall, rss
             figures["truthstream_wrong_windows"] += check_results(redis_url, main_tag, table, broker)
+            print(f"round {round_no}/{args.rounds}: truthstream worker, deviations off ...")
+            rate, _, _ = truthstream_run(
+                broker, redis_url, topics, f"nodev{uuid.uuid4().hex[:6]}", total, logs, deviations="off"
+            )
+            rounds["no_deviations"].append(rate)
             if many_topics:
                 print(f"round {round_no}/{args.rounds}: truthstream worker, {args.models_compare} models ...")
                 tag = f"many{uuid.uuid4().hex[:6]}"
@@ -615,6 +621,7 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
         "truthstream / batch at equal freshness": f["truthstream_pairs_per_s"]
         / max(f["batch_at_freshness"]["hourly_window_pairs_per_s"], 1e-9),
     }
+    ratios["deviations on / off"] = ts / max(f["rounds_msgs_per_s"]["no_deviations"])
     many = f.get(f"truthstream_{args.models_compare}_models_msgs_per_s")
     if many:
         ratios[f"{args.models_compare} models / {args.models} model(s)"] = many / ts
@@ -665,7 +672,11 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
     print()
-    targets = {"truthstream / faust no-op": 0.7, "truthstream / batch at equal freshness": 1.0}
+    targets = {
+        "truthstream / faust no-op": 0.7,
+        "truthstream / batch at equal freshness": 1.0,
+        "deviations on / off": 0.9,
+    }
     for name, value in ratios.items():
         target = targets.get(name)
         if name.endswith("model(s)"):

@@ -82,12 +82,16 @@ def baseline_file(args: argparse.Namespace) -> Baseline:  # the baseline command
         raise InputError("--probability-attribute applies to BinaryClassification only")
     fmt = table_format(path, args.format)
     header = not args.no_header
-    baseline = Baseline(problem_type, seed=args.seed)
+    baseline = Baseline(problem_type)
 
     with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", leave=False) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):
             truth, predicted, scores = _columns(chunk, args, path, header, fmt)
-            baseline.add(truth, predicted, scores)
+            if args.event_id_attribute:
+                ids = _column(chunk, args.event_id_attribute, path, "--event-id-attribute").astype(str).tolist()
+            else:
+                ids = [str(i) for i in chunk.index]  # the row number: the same whatever the chunk size
+            baseline.add(truth, predicted, scores, ids)
             bar.update(len(chunk))
     if baseline.rows == 0:
         raise InputError(f"{path}: the file has no data rows")

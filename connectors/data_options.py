@@ -28,5 +28,9 @@ def add_data_arguments(parser: argparse.ArgumentParser, problem_type_help: str) 
         action="store_true",
         help="the CSV has no header: attributes are 0-based column indexes, as in SageMaker",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subsamples behind the standard deviations")
+    parser.add_argument(
+        "--event-id-attribute",
+        help="column of the event id, which decides each row's subsamples (the standard deviations) as in the "
+        "worker; default: the row number",
+    )
     parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time (bounds memory)")

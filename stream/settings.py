@@ -142,6 +142,13 @@ class Settings:
         group="limits",
     )
     score_resolution: float = setting(1e-4, "scores are binned at this resolution for AUC and curves", group="windows")
+    deviations: str = setting(
+        "on",
+        "standard deviations of tumbling-window metrics from 5 subsamples of about 80%% (SageMaker's way; "
+        "violations then quote them); off saves Redis memory and worker time",
+        group="windows",
+        choices=("on", "off"),
+    )
     curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record", group="windows")
     batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)", group="worker")
     batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill", group="worker")
@@ -186,6 +193,7 @@ class Settings:
             max_future_seconds=self.max_future_seconds,
             max_pending=self.max_pending,
             score_resolution=self.score_resolution,
+            deviations=self.deviations == "on",
             curve_points=self.curve_points,
             capture_model=self.capture_model,
             capture_format=CaptureFormat(
@@ -234,8 +242,12 @@ class Settings:
                 raise ConfigError(f"{setting_name(name)} must not be negative, got {getattr(self, name)}")
         if self.curve_points < 2:
             raise ConfigError(f"{setting_name('curve_points')} must be at least 2, got {self.curve_points}")
-        if self.problem_type not in PROBLEM_TYPES:
-            raise ConfigError(f"{ENV_PREFIX}PROBLEM_TYPE must be one of {', '.join(PROBLEM_TYPES)}")
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed and getattr(self, f.name) not in allowed:
+                raise ConfigError(
+                    f"{setting_name(f.name)} must be one of {', '.join(allowed)}, got {getattr(self, f.name)!r}"
+                )
         self.problem_type_map()
         self.class_map()
         topics = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -98,12 +99,12 @@ def test_binary_statistics_match_sklearn_key_by_key(cancer: pd.DataFrame, tmp_pa
 
 
 def test_standard_deviation_is_reproducible_and_needs_200_rows(cancer: pd.DataFrame, tmp_path: Path) -> None:
-    """Same seed, same deviations whatever the chunk size; another seed differs; under 200 rows it is "NaN"."""
+    """Same ids, same deviations whatever the chunk size; other ids differ; under 200 rows it is "NaN"."""
     data = tmp_path / "cancer.csv"
-    cancer.to_csv(data, index=False)
+    cancer.assign(id=[f"x{i}" for i in range(len(cancer))]).to_csv(data, index=False)
     _, a, _ = run(tmp_path / "a", data, *BINARY_ARGS)
     _, b, _ = run(tmp_path / "b", data, *BINARY_ARGS, "--chunk-rows", "37")
-    _, c, _ = run(tmp_path / "c", data, *BINARY_ARGS, "--seed", "9")
+    _, c, _ = run(tmp_path / "c", data, *BINARY_ARGS, "--event-id-attribute", "id")
     std = {k: v["standard_deviation"] for k, v in a["binary_classification_metrics"].items() if "value" in v}
     assert std == {k: v["standard_deviation"] for k, v in b["binary_classification_metrics"].items() if "value" in v}
     assert std != {k: v["standard_deviation"] for k, v in c["binary_classification_metrics"].items() if "value" in v}
@@ -111,6 +112,45 @@ def test_standard_deviation_is_reproducible_and_needs_200_rows(cancer: pd.DataFr
     cancer.head(150).to_csv(small, index=False)
     _, s, _ = run(tmp_path / "s", small, *BINARY_ARGS)
     assert all(v["standard_deviation"] == "NaN" for v in s["binary_classification_metrics"].values() if "value" in v)
+
+
+def _in_subsample(event_id: str, k: int) -> bool:
+    """The documented rule, written out independently: bytes 2k and 2k+1 of BLAKE2b-80 of the id,
+    big-endian, below 0.8 * 65536."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=10).digest()
+    return int.from_bytes(digest[2 * k : 2 * k + 2], "big") < 52428
+
+
+def test_standard_deviations_equal_a_resampling_oracle(cancer: pd.DataFrame, tmp_path: Path) -> None:
+    """Each deviation is scikit-learn's metric on the 5 documented subsamples, sample standard deviation."""
+    data = tmp_path / "cancer.csv"
+    cancer.to_csv(data, index=False)
+    _, stats, _ = run(tmp_path, data, *BINARY_ARGS)
+    body = stats["binary_classification_metrics"]
+    y, p, score = cancer["label"].to_numpy(), cancer["prediction"].to_numpy(), cancer["probability"].to_numpy()
+    rows = [np.array([_in_subsample(str(i), k) for i in range(len(cancer))]) for k in range(5)]
+    for name, metric in (
+        ("recall", lambda t, q, s: skm.recall_score(t, q)),
+        ("precision", lambda t, q, s: skm.precision_score(t, q)),
+        ("accuracy", lambda t, q, s: skm.accuracy_score(t, q)),
+        ("f1", lambda t, q, s: skm.f1_score(t, q)),
+        ("auc", lambda t, q, s: skm.roc_auc_score(t, np.round(s / RES) * RES)),
+    ):
+        values = [metric(y[keep], p[keep], score[keep]) for keep in rows]
+        assert body[name]["standard_deviation"] == pytest.approx(float(np.std(values, ddof=1)), abs=1e-12), name
+
+
+def test_subsample_membership_is_a_fair_independent_coin() -> None:
+    """By simulation over 200,000 ids: each subsample holds 80 % of them and two subsamples 64 %."""
+    from stream.core.aggregate import subsample_mask
+
+    masks = np.array([subsample_mask(f"id-{i}") for i in range(200_000)])
+    bits = np.array([(masks >> k) & 1 for k in range(5)], dtype=float)
+    assert np.all(np.abs(bits.mean(axis=1) - 0.8) < 0.005)  # ~5.6 standard errors
+    for a in range(5):
+        for b in range(a + 1, 5):
+            assert abs((bits[a] * bits[b]).mean() - 0.64) < 0.006
+    assert all(_in_subsample(f"id-{i}", k) == bool(masks[i] >> k & 1) for i in range(1000) for k in range(5))
 
 
 def test_every_format_gives_the_same_statistics(cancer: pd.DataFrame, tmp_path: Path) -> None:
@@ -271,10 +311,11 @@ def test_sagemaker_statistics_file_is_accepted(tmp_path: Path) -> None:
 
 
 def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFrame, tmp_path: Path) -> None:
-    """One metric implementation: the worker's record for a window holding the data set equals the baseline."""
+    """One metric implementation: the worker's record for a window holding the data set equals the
+    baseline, standard deviations included (the same event ids put rows in the same subsamples)."""
     data = tmp_path / "cancer.csv"
-    cancer.to_csv(data, index=False)
-    _, stats, _ = run(tmp_path, data, *BINARY_ARGS)
+    cancer.assign(id=[f"e{i}" for i in range(len(cancer))]).to_csv(data, index=False)
+    _, stats, _ = run(tmp_path, data, *BINARY_ARGS, "--event-id-attribute", "id")
     h = Harness("memory", Settings(window_seconds=3600.0, label_grace=0.0, min_samples=1, rolling_size=0), Catalog())
     inf, lab = Topic("inferences"), Topic("labels")
     msgs = []
@@ -291,6 +332,8 @@ def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFram
     assert worker["confusion_matrix"] == baseline["confusion_matrix"]
     for name in BINARY_SCALARS:
         assert worker[name]["value"] == baseline[name]["value"], name
+        assert worker[name]["standard_deviation"] == baseline[name]["standard_deviation"], name
+        assert isinstance(worker[name]["standard_deviation"], float), name
 
     # SageMaker's suggestion puts each threshold at the baseline's value; recomputed in another
     # order, a value may differ in its last bits. Neither raises a violation on the same data.

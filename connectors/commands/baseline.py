@@ -9,7 +9,8 @@ from connectors.data_options import add_data_arguments
 HELP = "statistics.json and a suggested constraints.json from a labelled data set"
 DESCRIPTION = (
     "Compute SageMaker's model-quality statistics.json over a labelled data set (CSV, JSON Lines or Parquet, "
-    "read in chunks), with standard deviations from 5 seeded 80% subsamples when there are at least 200 rows, "
+    "read in chunks), with standard deviations from 5 subsamples of about 80% (by a hash of each row's event id "
+    "or row number) when there are at least 200 rows, "
     "and suggest a constraints.json whose thresholds sit a margin beyond the baseline. Nothing is written if "
     "any row is invalid."
 )

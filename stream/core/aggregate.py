@@ -5,10 +5,16 @@ them and its size is bounded by the number of classes squared plus the number
 of score bins, whatever the number of events. In memory the counters are keyed
 by tuples; `fields()` / `WindowAggregate(resolution, fields)` convert them to and
 from flat string fields, the form a Redis hash updated with HINCRBY holds.
+
+Beside the whole window's counters, a window keeps those of SageMaker's 5 subsamples of
+about 80 %, from which the metrics' standard deviations come. Whether a sample is in
+subsample k is decided by a hash of its event id and k (`subsample_mask`), so the worker,
+replay and the baseline put every sample in the same subsamples, whatever the order.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -22,6 +28,22 @@ REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, erro
 REG = "g"
 
 
+SUBSAMPLES = 5
+SUBSAMPLE_SHARE = 0.8
+_IN_SUBSAMPLE = int(SUBSAMPLE_SHARE * 65536)  # a 16-bit hash slice below this: the sample is in
+
+
+def subsample_mask(event_id: str) -> int:
+    """Which subsamples a sample is in (bit k: subsample k): each with probability 0.8,
+    independently, decided by a hash of its event id (the same in every process and run)."""
+    digest = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=2 * SUBSAMPLES).digest()
+    mask = 0
+    for k in range(SUBSAMPLES):
+        if (digest[2 * k] << 8 | digest[2 * k + 1]) < _IN_SUBSAMPLE:
+            mask |= 1 << k
+    return mask
+
+
 def _add(counts: dict, key: object, n: float) -> None:
     counts[key] = counts.get(key, 0) + n
 
@@ -30,7 +52,7 @@ class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
     (or, for regression models, error sums)."""
 
-    __slots__ = ("cells", "scores", "sums", "resolution")
+    __slots__ = ("cells", "scores", "sums", "resolution", "parts")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
@@ -38,24 +60,50 @@ class WindowAggregate:
         self.cells: dict[tuple[str, str], int] = {}  # (actual, predicted) -> count
         self.scores: dict[int, int] = {}  # score bin * 2 + (1 if actual is positive) -> count
         self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name
+        self.parts: list[WindowAggregate] | None = None  # the subsamples' counters, once a sample has some
         for field, n in (fields or {}).items():
-            kind, first, *rest = field.split(SEP)
-            if kind == CELL:
-                _add(self.cells, (first, rest[0]), int(n))
-            elif kind == SCORE:
-                _add(self.scores, int(first) * 2 + int(rest[0]), int(n))
-            elif kind == REG:
-                _add(self.sums, first, n)
+            self._load(field, n)
+
+    def _load(self, field: str, n: float) -> None:
+        kind, first, *rest = field.split(SEP)
+        if kind == CELL:
+            _add(self.cells, (first, rest[0]), int(n))
+        elif kind == SCORE:
+            _add(self.scores, int(first) * 2 + int(rest[0]), int(n))
+        elif kind == REG:
+            _add(self.sums, first, n)
+        elif kind.isdigit() and int(kind) < SUBSAMPLES:
+            self.part(int(kind))._load(field[len(kind) + 1 :], n)
+
+    def part(self, k: int) -> "WindowAggregate":
+        """The counters of subsample `k`."""
+        if self.parts is None:
+            self.parts = [WindowAggregate(self.resolution) for _ in range(SUBSAMPLES)]
+        return self.parts[k]
 
     def fields(self) -> dict[str, float]:
-        """The counters as flat string fields (a Redis hash's form); the constructor reads them back."""
+        """The counters as flat string fields (a Redis hash's form); the constructor reads them back.
+        Subsample k's fields are its own, prefixed `k` and the separator."""
         out: dict[str, float] = {f"{CELL}{SEP}{t}{SEP}{p}": n for (t, p), n in self.cells.items()}
         out.update((f"{SCORE}{SEP}{k >> 1}{SEP}{k & 1}", n) for k, n in self.scores.items())
         out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
+        for k, part in enumerate(self.parts or ()):
+            out.update((f"{k}{SEP}{field}", n) for field, n in part.fields().items())
         return out
 
     def add(self, sample: Joined, regression: bool = False) -> None:
-        """Count one joined sample (a regression sample adds to error sums instead of cells)."""
+        """Count one joined sample, in the window and in the subsamples its mask names (a regression
+        sample adds to error sums instead of cells)."""
+        self._count(sample, regression)
+        mask = sample.subsamples
+        k = 0
+        while mask:
+            if mask & 1:
+                self.part(k)._count(sample, regression)
+            mask >>= 1
+            k += 1
+
+    def _count(self, sample: Joined, regression: bool) -> None:
         if regression:
             y, pred = float(sample.y_true), float(sample.y_pred)
             err = pred - y
@@ -77,6 +125,8 @@ class WindowAggregate:
         for mine, theirs in ((self.cells, other.cells), (self.scores, other.scores), (self.sums, other.sums)):
             for key, n in theirs.items():
                 _add(mine, key, n)
+        for k, part in enumerate(other.parts or ()):
+            self.part(k).merge(part)
 
     @property
     def sample_count(self) -> int:
@@ -112,9 +162,31 @@ class WindowAggregate:
         y_pred: Sequence[str],
         scores: Sequence[float | None] | np.ndarray | None,
         regression: bool = False,
+        masks: Sequence[int] | np.ndarray | None = None,
     ) -> None:
-        """Count many samples at once (canonical values, as `add` takes them); the same counters as
-        calling `add` per sample, with the binning done by numpy. A None score is not binned."""
+        """Count many samples at once (canonical values, as `add` takes them, with their subsample
+        masks); the same counters as calling `add` per sample, with the binning done by numpy. A
+        None score is not binned."""
+        self._count_columns(y_true, y_pred, scores, regression)
+        if masks is None:
+            return
+        masks = np.asarray(masks, dtype=np.int64)
+        truth, predicted = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
+        values = None if scores is None else np.asarray(scores, dtype=float)
+        for k in range(SUBSAMPLES):
+            keep = (masks >> k) & 1 == 1
+            if keep.any():
+                self.part(k)._count_columns(
+                    truth[keep].tolist(), predicted[keep].tolist(), None if values is None else values[keep], regression
+                )
+
+    def _count_columns(
+        self,
+        y_true: Sequence[str],
+        y_pred: Sequence[str],
+        scores: Sequence[float | None] | np.ndarray | None,
+        regression: bool,
+    ) -> None:
         if regression:
             y, pred = np.asarray(y_true, dtype=float), np.asarray(y_pred, dtype=float)
             err = pred - y

@@ -1,10 +1,10 @@
 """The baseline job's core: SageMaker statistics.json and a suggested constraints.json.
 
-`Baseline` takes validated columns in chunks and keeps, besides the whole data set's
-window state, the state of 5 random 80 % subsamples (each row joins each subsample with
-probability 0.8, drawn from a seeded generator), so memory is bounded and the standard
-deviations are reproducible whatever the chunk size. Metrics come from the same
-`WindowAggregate` and `compute_metrics` the worker uses.
+`Baseline` takes validated columns in chunks into one `WindowAggregate`, the worker's, with
+its 5 subsamples of about 80 % (a row's membership decided by a hash of its event id, or of
+its row number when the data set has none), so memory is bounded, the standard deviations
+are the same whatever the chunk size, and a data set fed to the worker with the same ids
+gives the same deviations. Metrics come from the same `compute_metrics` the worker uses.
 """
 
 from __future__ import annotations
@@ -15,15 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from stream.core.aggregate import WindowAggregate
+from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.constraints import SECTIONS
 from stream.errors import InputError, RecordError
 from stream.core.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
 from stream.core.records import REGRESSION, ProblemType, number
 
-SUBSAMPLES = 5
-FRACTION = 0.8
-MIN_ROWS_FOR_STD = 200  # SageMaker computes standard deviations only from 200 rows on
 FULL_CURVE_POINTS = 1001
 # Metrics that alert when they rise; every other suggested metric alerts when it falls.
 ERROR_METRICS = frozenset({"false_positive_rate", "false_negative_rate", "mae", "mse", "rmse"})
@@ -33,45 +30,31 @@ UNIT_INTERVAL = frozenset(SCALARS["BinaryClassification"] + SCALARS["MulticlassC
 class Baseline:
     """Accumulates a labelled data set and turns it into SageMaker's statistics."""
 
-    def __init__(self, problem_type: ProblemType, resolution: float = 1e-4, seed: int = 0) -> None:
+    def __init__(self, problem_type: ProblemType, resolution: float = 1e-4) -> None:
         self.problem_type = problem_type
         self.regression = problem_type == REGRESSION
-        self.rng = np.random.default_rng(seed)
         self.full = WindowAggregate(resolution)
-        self.parts = [WindowAggregate(resolution) for _ in range(SUBSAMPLES)]
         self.rows = 0
 
-    def add(self, y_true: Sequence[str], y_pred: Sequence[str], scores: Sequence[float] | None) -> None:
-        """Count a chunk of canonical labels, predictions and (binary) scores."""
-        n = len(y_true)
-        self.rows += n
-        self.full.add_columns(y_true, y_pred, scores, self.regression)
-        masks = self.rng.random((n, SUBSAMPLES)) < FRACTION
-        yt, yp = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
-        sc = None if scores is None else np.asarray(scores, dtype=float)
-        for i, part in enumerate(self.parts):
-            keep = masks[:, i]
-            part.add_columns(yt[keep].tolist(), yp[keep].tolist(), None if sc is None else sc[keep], self.regression)
+    def add(
+        self, y_true: Sequence[str], y_pred: Sequence[str], scores: Sequence[float] | None, ids: Sequence[str]
+    ) -> None:
+        """Count a chunk of canonical labels, predictions and (binary) scores, with the rows' event ids."""
+        self.rows += len(y_true)
+        masks = np.fromiter((subsample_mask(i) for i in ids), dtype=np.int64, count=len(ids))
+        self.full.add_columns(y_true, y_pred, scores, self.regression, masks)
 
     def statistics(self) -> dict[str, Any]:
         """The statistics.json document: every metric with its value and standard deviation."""
         if not self.rows:
             raise InputError("the data set has no rows")
-        metrics = compute_metrics(self.full, self.problem_type, FULL_CURVE_POINTS)
-        if self.rows >= MIN_ROWS_FOR_STD:
-            samples = [compute_metrics(p, self.problem_type, 2) for p in self.parts]
-            for name, entry in metrics.items():
-                if isinstance(entry, dict) and "standard_deviation" in entry:
-                    values = [s.get(name, {}).get("value") for s in samples]
-                    if all(isinstance(v, (int, float)) for v in values):
-                        entry["standard_deviation"] = float(np.std(values, ddof=1))
         return {
             "version": 0.0,
             "dataset": {
                 "item_count": self.rows,
                 "evaluation_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             },
-            STATISTICS_KEY[self.problem_type]: metrics,
+            STATISTICS_KEY[self.problem_type]: compute_metrics(self.full, self.problem_type, FULL_CURVE_POINTS),
         }
 
 

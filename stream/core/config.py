@@ -21,6 +21,7 @@ class CoreConfig:
     max_future_seconds: float = 86400.0  # event times further ahead of the record's timestamp are dead-lettered
     max_pending: int = 0  # waiting join entries kept at most, over all partitions (0: no bound)
     score_resolution: float = 1e-4  # score bin width for AUC and the curves
+    deviations: bool = True  # keep the 5 subsamples behind the metrics' standard deviations
     curve_points: int = 101  # at most this many points per ROC / PR curve
     capture_model: str = "sagemaker"  # model name of SageMaker capture records found on the inference topic
     capture_format: CaptureFormat = field(default_factory=lambda: CaptureFormat("", "", 0.5))

@@ -17,6 +17,7 @@ from stream.core.aggregate import WindowAggregate
 from stream.core.records import BINARY, NEGATIVE, POSITIVE, REGRESSION, ProblemType
 
 NO_STD = "NaN"  # SageMaker writes the string "NaN" where no standard deviation was computed
+MIN_SAMPLES_FOR_STD = 200  # SageMaker computes standard deviations only from 200 samples on
 
 BINARY_SCALARS = (
     "recall",
@@ -183,7 +184,22 @@ def regression_scores(sums: dict[str, float]) -> dict[str, float]:
 
 
 def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
-    """The body of a SageMaker `statistics.json` for the problem type (under its key)."""
+    """The body of a SageMaker `statistics.json` for the problem type (under its key), with each
+    scalar's standard deviation over the subsamples (SageMaker's: from 200 samples on, else "NaN")."""
+    out = _metrics(agg, problem_type, curve_points)
+    if agg.parts is None or agg.sample_count < MIN_SAMPLES_FOR_STD:
+        return out
+    parts = [_metrics(part, problem_type, 0) for part in agg.parts]
+    for name, entry in out.items():
+        if isinstance(entry, dict) and "standard_deviation" in entry:
+            values = [part.get(name, {}).get("value") for part in parts]
+            if all(isinstance(v, (int, float)) for v in values):
+                entry["standard_deviation"] = _finite(float(np.std(values, ddof=1)))
+    return out
+
+
+def _metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
+    """Values only (deviations "NaN"); `curve_points` 0 leaves the curves out."""
     if problem_type == REGRESSION:
         scores = regression_scores(agg.regression_sums())
         return {
@@ -197,15 +213,17 @@ def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_point
         scores = _binary_scores(matrix)
         # The current analyzer's best constant classifier predicts the majority class of the
         # ground truth (older analyzers: always 1); a tie goes to the positive class.
-        positives = sum(matrix.get(POSITIVE, {}).values())
-        negatives = sum(matrix.get(NEGATIVE, {}).values())
-        constant = _binary_scores(_constant_matrix(matrix, POSITIVE if positives >= negatives else NEGATIVE))
+        actual_positives = sum(matrix.get(POSITIVE, {}).values())
+        actual_negatives = sum(matrix.get(NEGATIVE, {}).values())
+        majority = POSITIVE if actual_positives >= actual_negatives else NEGATIVE
+        constant = _binary_scores(_constant_matrix(matrix, majority))
         for name in ("recall", "precision", "accuracy", "f0_5", "f1", "f2"):
             scores[f"{name}_best_constant_classifier"] = constant[name]
         _, negatives, positives = agg.score_histogram()
         if len(negatives):
             auc, fprs, tprs, precisions, recalls = roc_and_pr(negatives, positives)
             scores["auc"] = auc
+        if len(negatives) and curve_points:
             keep = _keep_indexes(len(fprs), curve_points)
             out["receiver_operating_characteristic_curve"] = {
                 "false_positive_rates": [_finite(v) for v in _thin(fprs, keep)],

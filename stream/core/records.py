@@ -71,6 +71,7 @@ class Joined:
     y_true: str
     y_pred: str
     score: float | None
+    subsamples: int = 0  # bit k: the sample is in subsample k (see aggregate.subsample_mask)
 
 
 # Bounds that keep one record from growing the state: ids, names, versions and class labels are

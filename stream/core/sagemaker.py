@@ -190,6 +190,8 @@ def capture_to_inferences(
             output_path,
         )
     count = len(predictions if predictions is not None else probabilities or [])
+    if count == 0:
+        raise RecordError("the attributes select no instance in the output", output_path)
     records = []
     for i in range(count):
         where = output_path if count == 1 else f"{output_path} (instance {i} of {count})"

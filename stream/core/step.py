@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stream.core.aggregate import WindowAggregate
+from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
@@ -269,7 +269,15 @@ class Step:
             self._reject(label_msg, exc, inf.model)
             return False
         self._set(inf.event_id, JoinEntry(JOINED, inf.time + self.config.label_ttl, partition, inf.model), stored)
-        sample = Joined(inf.model, inf.model_version, inf.time, y_true, inf.prediction, inf.score)
+        sample = Joined(
+            inf.model,
+            inf.model_version,
+            inf.time,
+            y_true,
+            inf.prediction,
+            inf.score,
+            subsample_mask(inf.event_id) if self.config.deviations else 0,
+        )
         self.result.joined += 1
         window = WindowKey.of(sample, self.config.window_seconds)
         deadline = window.end + self.config.label_grace
