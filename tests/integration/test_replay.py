@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -70,16 +71,22 @@ def replay_settings(dep: Deployment, constraints: str) -> Settings:
     return Settings.from_env({**env, "TRUTHSTREAM_CONSTRAINTS": constraints})
 
 
+def live_windows(dep: Deployment, pairs: list, constraints: str, windows: int, send: Any) -> dict[str, dict]:
+    """Run a worker on the pairs (sent with `send`), close every window, and return the tumbling
+    windows it published, by start."""
+    dep.configure(window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=constraints, rolling_size=0)
+    dep.start_worker()
+    send(dep, arrival_order(pairs))
+    dep.close_all_windows(pairs[-1].time + 1000)
+    return dep.wait_for(f"{windows} windows", lambda: (w := tumbling(dep.read("metrics"))) and len(w) == windows and w)
+
+
 def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: Deployment, tmp_path: Path) -> None:
     """Window for window and violation for violation, the replay equals the worker; a stricter file raises more."""
     current = constraints_file(tmp_path / "current.json", 0.8)
     strict = constraints_file(tmp_path / "strict.json", 0.93)
     pairs = workload(n=1600, per_window=200, window=WINDOW, drift_window=5, seed=11, max_label_delay=20)
-    deployment.configure(window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=current, rolling_size=0)
-    deployment.start_worker()
-    produce(deployment, arrival_order(pairs))
-    deployment.close_all_windows(pairs[-1].time + 1000)
-    live = deployment.wait_for("8 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w)
+    live = live_windows(deployment, pairs, current, 8, produce)
     live_violations = {v["violation_id"] for v in deployment.read("violations")}
 
     result = replay(replay_settings(deployment, current), load_catalog(current, "BinaryClassification"), None, None)
@@ -242,11 +249,7 @@ def test_replay_of_a_default_producers_records_equals_the_live_worker(deployment
     gives the live worker's windows and violations, on whichever broker runs the tests."""
     current = constraints_file(tmp_path / "current.json", 0.8)
     pairs = workload(n=600, per_window=120, window=WINDOW, drift_window=3, seed=21, max_label_delay=20)
-    deployment.configure(window_seconds=WINDOW, label_grace=GRACE, min_samples=50, constraints=current, rolling_size=0)
-    deployment.start_worker()
-    produce_with_defaults(deployment, arrival_order(pairs))
-    deployment.close_all_windows(pairs[-1].time + 1000)
-    live = deployment.wait_for("5 windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 5 and w)
+    live = live_windows(deployment, pairs, current, 5, produce_with_defaults)
     live_violations = deployment.read("violations")
     assert live_violations, "the drifted windows violate the constraints"
 
