@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -284,7 +285,10 @@ def test_replay_of_a_default_producers_records_equals_the_live_worker(deployment
 
 def test_replay_reads_a_long_span_whole(deployment: Deployment) -> None:
     """200,000 records, far more than one fetch per partition: every one is read, and the windows
-    equal scikit-learn's metrics of the data."""
+    equal scikit-learn's metrics of the data. On the embedded broker, whose fetches stalled
+    readers before (Apache Kafka's long reads are the worker tests' and the benchmark's)."""
+    if os.environ.get("TRUTHSTREAM_TEST_BROKER"):
+        pytest.skip("the long span is read on the embedded broker (CI's last run); this run has another")
     pairs = workload(n=100_000, per_window=25_000, window=WINDOW, drift_window=2, seed=22, max_label_delay=5)
     deployment.configure(window_seconds=WINDOW, label_grace=GRACE)
     produce(deployment, arrival_order(pairs), chunk=20_000)
