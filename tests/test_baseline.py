@@ -134,7 +134,7 @@ def test_standard_deviations_equal_a_resampling_oracle(cancer: pd.DataFrame, tmp
         ("precision", lambda t, q, s: skm.precision_score(t, q)),
         ("accuracy", lambda t, q, s: skm.accuracy_score(t, q)),
         ("f1", lambda t, q, s: skm.f1_score(t, q)),
-        ("auc", lambda t, q, s: skm.roc_auc_score(t, np.round(s / RES) * RES)),
+        ("auc", lambda t, q, s: skm.roc_auc_score(t, np.round(s / 0.01) * 0.01)),  # subsamples bin at 0.01
     ):
         values = [metric(y[keep], p[keep], score[keep]) for keep in rows]
         assert body[name]["standard_deviation"] == pytest.approx(float(np.std(values, ddof=1)), abs=1e-12), name

@@ -191,3 +191,21 @@ def test_regression_metrics_match_sklearn() -> None:
             assert got[name] == pytest.approx(value, rel=1e-9), name
     constant = WindowAggregate.of([Joined("m", "", 0.0, "2.0", "2.0", None)] * 3, RES, regression=True)
     assert values(compute_metrics(constant, "Regression", 10))["r2"] == skm.r2_score([2, 2, 2], [2, 2, 2])
+
+
+def test_subsample_counters_are_bounded_and_survive_the_hash_form() -> None:
+    """20,000 samples in one window: the subsample counters stay within 32 masks x (cells + 101
+    coarse bins x 2), and the Redis hash form gives back the same metrics and deviations."""
+    from stream.core.aggregate import subsample_mask
+
+    samples = [
+        Joined(s.model, s.model_version, s.time, s.y_true, s.y_pred, s.score, subsample_mask(f"id-{i}"))
+        for i, s in enumerate(binary_samples(20_000, 7))
+    ]
+    agg = WindowAggregate.of(samples, RES)
+    masked = sum(len(counts.fields()) for counts in agg.masked.values())
+    assert len(agg.masked) <= 31 and masked <= 31 * (4 + 101 * 2)
+    again = WindowAggregate(RES, agg.fields())
+    stats = compute_metrics(agg, "BinaryClassification", curve_points=101)
+    assert compute_metrics(again, "BinaryClassification", curve_points=101) == stats
+    assert all(isinstance(v["standard_deviation"], float) for v in stats.values() if "value" in v)

@@ -173,6 +173,12 @@ MULTI = [
         [("r:0", 0.9, 1), ("r:1", 0.1, 0), ("r:2", 0.7, 1)],
     ),
     (
+        "CSV rows, Windows line ends",
+        capture("r", WHEN, "0.9\r\n0.1\r", content_type="text/csv"),
+        CaptureFormat(),
+        [("r:0", 0.9, 1), ("r:1", 0.1, 0)],
+    ),
+    (
         "bare JSON list",
         capture("r", WHEN, "[0.9, 0.1]", "JSON", content_type="application/json"),
         CaptureFormat(),

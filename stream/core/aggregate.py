@@ -6,10 +6,13 @@ of score bins, whatever the number of events. In memory the counters are keyed
 by tuples; `fields()` / `WindowAggregate(resolution, fields)` convert them to and
 from flat string fields, the form a Redis hash updated with HINCRBY holds.
 
-Beside the whole window's counters, a window keeps those of SageMaker's 5 subsamples of
-about 80 %, from which the metrics' standard deviations come. Whether a sample is in
-subsample k is decided by a hash of its event id and k (`subsample_mask`), so the worker,
-replay and the baseline put every sample in the same subsamples, whatever the order.
+Beside the whole window's counters, a window keeps what SageMaker's 5 subsamples of about
+80 % need for the metrics' standard deviations. Whether a sample is in subsample k is
+decided by a hash of its event id and k (`subsample_mask`), so the worker, replay and the
+baseline put every sample in the same subsamples, whatever the order. A sample is counted
+once more, under its mask (which subsamples hold it), with its score binned at
+SUBSAMPLE_RESOLUTION: two more counters per sample whatever the subsamples, and subsample
+k is the sum of the masks that have bit k.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ REG = "g"
 
 SUBSAMPLES = 5
 SUBSAMPLE_SHARE = 0.8
+SUBSAMPLE_RESOLUTION = 0.01  # score bins of the subsamples (their AUC feeds a deviation only)
 _IN_SUBSAMPLE = int(SUBSAMPLE_SHARE * 65536)  # a 16-bit hash slice below this: the sample is in
 
 
@@ -52,7 +56,7 @@ class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
     (or, for regression models, error sums)."""
 
-    __slots__ = ("cells", "scores", "sums", "resolution", "parts")
+    __slots__ = ("cells", "scores", "sums", "resolution", "masked")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
@@ -60,7 +64,7 @@ class WindowAggregate:
         self.cells: dict[tuple[str, str], int] = {}  # (actual, predicted) -> count
         self.scores: dict[int, int] = {}  # score bin * 2 + (1 if actual is positive) -> count
         self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name
-        self.parts: list[WindowAggregate] | None = None  # the subsamples' counters, once a sample has some
+        self.masked: dict[int, WindowAggregate] = {}  # subsample mask -> the counters of its samples
         for field, n in (fields or {}).items():
             self._load(field, n)
 
@@ -72,36 +76,44 @@ class WindowAggregate:
             _add(self.scores, int(first) * 2 + int(rest[0]), int(n))
         elif kind == REG:
             _add(self.sums, first, n)
-        elif kind.isdigit() and int(kind) < SUBSAMPLES:
-            self.part(int(kind))._load(field[len(kind) + 1 :], n)
+        elif kind.isdigit():
+            self._under(int(kind))._load(field[len(kind) + 1 :], n)
 
-    def part(self, k: int) -> "WindowAggregate":
-        """The counters of subsample `k`."""
-        if self.parts is None:
-            self.parts = [WindowAggregate(self.resolution) for _ in range(SUBSAMPLES)]
-        return self.parts[k]
+    def _under(self, mask: int) -> "WindowAggregate":
+        found = self.masked.get(mask)
+        if found is None:
+            found = self.masked[mask] = WindowAggregate(max(self.resolution, SUBSAMPLE_RESOLUTION))
+        return found
+
+    @property
+    def parts(self) -> list["WindowAggregate"] | None:
+        """The counters of the 5 subsamples (scores binned at SUBSAMPLE_RESOLUTION), or None when
+        no sample was counted with a mask."""
+        if not self.masked:
+            return None
+        parts = [WindowAggregate(max(self.resolution, SUBSAMPLE_RESOLUTION)) for _ in range(SUBSAMPLES)]
+        for mask, counts in self.masked.items():
+            for k in range(SUBSAMPLES):
+                if mask >> k & 1:
+                    parts[k].merge(counts)
+        return parts
 
     def fields(self) -> dict[str, float]:
         """The counters as flat string fields (a Redis hash's form); the constructor reads them back.
-        Subsample k's fields are its own, prefixed `k` and the separator."""
+        The counters of the samples of mask m are their own fields, prefixed `m` and the separator."""
         out: dict[str, float] = {f"{CELL}{SEP}{t}{SEP}{p}": n for (t, p), n in self.cells.items()}
         out.update((f"{SCORE}{SEP}{k >> 1}{SEP}{k & 1}", n) for k, n in self.scores.items())
         out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
-        for k, part in enumerate(self.parts or ()):
-            out.update((f"{k}{SEP}{field}", n) for field, n in part.fields().items())
+        for mask, counts in self.masked.items():
+            out.update((f"{mask}{SEP}{field}", n) for field, n in counts.fields().items())
         return out
 
     def add(self, sample: Joined, regression: bool = False) -> None:
-        """Count one joined sample, in the window and in the subsamples its mask names (a regression
-        sample adds to error sums instead of cells)."""
+        """Count one joined sample, in the window and under its subsample mask (a regression sample
+        adds to error sums instead of cells)."""
         self._count(sample, regression)
-        mask = sample.subsamples
-        k = 0
-        while mask:
-            if mask & 1:
-                self.part(k)._count(sample, regression)
-            mask >>= 1
-            k += 1
+        if sample.subsamples:
+            self._under(sample.subsamples)._count(sample, regression)
 
     def _count(self, sample: Joined, regression: bool) -> None:
         if regression:
@@ -125,8 +137,8 @@ class WindowAggregate:
         for mine, theirs in ((self.cells, other.cells), (self.scores, other.scores), (self.sums, other.sums)):
             for key, n in theirs.items():
                 _add(mine, key, n)
-        for k, part in enumerate(other.parts or ()):
-            self.part(k).merge(part)
+        for mask, counts in other.masked.items():
+            self._under(mask).merge(counts)
 
     @property
     def sample_count(self) -> int:
@@ -173,12 +185,11 @@ class WindowAggregate:
         masks = np.asarray(masks, dtype=np.int64)
         truth, predicted = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
         values = None if scores is None else np.asarray(scores, dtype=float)
-        for k in range(SUBSAMPLES):
-            keep = (masks >> k) & 1 == 1
-            if keep.any():
-                self.part(k)._count_columns(
-                    truth[keep].tolist(), predicted[keep].tolist(), None if values is None else values[keep], regression
-                )
+        for mask in np.unique(masks[masks != 0]).tolist():
+            keep = masks == mask
+            self._under(mask)._count_columns(
+                truth[keep].tolist(), predicted[keep].tolist(), None if values is None else values[keep], regression
+            )
 
     def _count_columns(
         self,

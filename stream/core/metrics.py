@@ -187,9 +187,10 @@ def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_point
     """The body of a SageMaker `statistics.json` for the problem type (under its key), with each
     scalar's standard deviation over the subsamples (SageMaker's: from 200 samples on, else "NaN")."""
     out = _metrics(agg, problem_type, curve_points)
-    if agg.parts is None or agg.sample_count < MIN_SAMPLES_FOR_STD:
+    subsamples = agg.parts if agg.sample_count >= MIN_SAMPLES_FOR_STD else None
+    if subsamples is None:
         return out
-    parts = [_metrics(part, problem_type, 0) for part in agg.parts]
+    parts = [_metrics(part, problem_type, 0) for part in subsamples]
     for name, entry in out.items():
         if isinstance(entry, dict) and "standard_deviation" in entry:
             values = [part.get(name, {}).get("value") for part in parts]

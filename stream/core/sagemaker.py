@@ -22,7 +22,6 @@ import base64
 import binascii
 import csv
 import functools
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -94,7 +93,10 @@ def decode_payload(payload: Any, path: str) -> Content:
                 f"{path}.observedContentType",
             )
     if encoding == "CSV":
-        rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(data.strip())) if row]
+        try:  # one row a line, whatever the line ends (\n, \r\n or a bare \r)
+            rows = [[cell.strip() for cell in row] for row in csv.reader(data.strip().splitlines()) if row]
+        except csv.Error as exc:
+            raise RecordError(f"CSV data does not parse ({exc})", f"{path}.data") from None
         return Content("csv", rows)
     if encoding == "JSON":
         lines = [line for line in data.splitlines() if line.strip()]
