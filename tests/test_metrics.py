@@ -194,8 +194,8 @@ def test_regression_metrics_match_sklearn() -> None:
 
 
 def test_subsample_counters_are_bounded_and_survive_the_hash_form() -> None:
-    """20,000 samples in one window: the subsample counters stay within 32 masks x (cells + 101
-    coarse bins x 2), and the Redis hash form gives back the same metrics and deviations."""
+    """20,000 samples in one window: the masked cells stay within 31 masks x 4 cells x 102 coarse
+    bins, and the Redis hash form gives back the same metrics and deviations."""
     from stream.core.aggregate import subsample_mask
 
     samples = [
@@ -203,8 +203,9 @@ def test_subsample_counters_are_bounded_and_survive_the_hash_form() -> None:
         for i, s in enumerate(binary_samples(20_000, 7))
     ]
     agg = WindowAggregate.of(samples, RES)
-    masked = sum(len(counts.fields()) for counts in agg.masked.values())
-    assert len(agg.masked) <= 31 and masked <= 31 * (4 + 101 * 2)
+    assert len(agg.mcells) <= 31 * 4 * 102
+    # A sample is in no subsample with probability 0.2 ** 5: about 6 of these 20,000.
+    assert sum(agg.mcells.values()) + sum(agg.cells.values()) == 20_000 and sum(agg.cells.values()) < 30
     again = WindowAggregate(RES, agg.fields())
     stats = compute_metrics(agg, "BinaryClassification", curve_points=101)
     assert compute_metrics(again, "BinaryClassification", curve_points=101) == stats

@@ -9,10 +9,11 @@ from flat string fields, the form a Redis hash updated with HINCRBY holds.
 Beside the whole window's counters, a window keeps what SageMaker's 5 subsamples of about
 80 % need for the metrics' standard deviations. Whether a sample is in subsample k is
 decided by a hash of its event id and k (`subsample_mask`), so the worker, replay and the
-baseline put every sample in the same subsamples, whatever the order. A sample is counted
-once more, under its mask (which subsamples hold it), with its score binned at
-SUBSAMPLE_RESOLUTION: two more counters per sample whatever the subsamples, and subsample
-k is the sum of the masks that have bit k.
+baseline put every sample in the same subsamples, whatever the order. A sample's confusion
+cell is counted under its mask (which subsamples hold it) together with its score binned at
+SUBSAMPLE_RESOLUTION: the window's cells are the sum over masks and bins, subsample k the
+sum over the masks with bit k. So a sample writes as many counters as without subsamples
+(its masked cell and its score bin), and a window holds at most 31 x cells x 102 of them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 from stream.core.records import POSITIVE, SEP, Joined
 
 CELL = "c"
+MASKED_CELL = "m"
 SCORE = "s"
 REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, error², y and y²
 REG = "g"
@@ -56,15 +58,16 @@ class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
     (or, for regression models, error sums)."""
 
-    __slots__ = ("cells", "scores", "sums", "resolution", "masked")
+    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
         # Plain dicts: a window's state is created per batch and model, and Counter() costs more.
-        self.cells: dict[tuple[str, str], int] = {}  # (actual, predicted) -> count
-        self.scores: dict[int, int] = {}  # score bin * 2 + (1 if actual is positive) -> count
-        self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name
-        self.masked: dict[int, WindowAggregate] = {}  # subsample mask -> the counters of its samples
+        self.cells: dict[tuple[str, str], int] = {}  # (actual, predicted) -> count, samples of no subsample
+        self.scores: dict[int, int] = {}  # score bin * 2 + (1 if actual is positive) -> count, every sample
+        self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name, samples of no subsample
+        self.mcells: dict[tuple[int, str, str, int], int] = {}  # (mask, actual, predicted, coarse bin or -1)
+        self.msums: dict[tuple[int, str], float] = {}  # (mask, regression sum name)
         for field, n in (fields or {}).items():
             self._load(field, n)
 
@@ -76,57 +79,69 @@ class WindowAggregate:
             _add(self.scores, int(first) * 2 + int(rest[0]), int(n))
         elif kind == REG:
             _add(self.sums, first, n)
-        elif kind.isdigit():
-            self._under(int(kind))._load(field[len(kind) + 1 :], n)
+        elif kind.isdigit() and first == MASKED_CELL:
+            _add(self.mcells, (int(kind), rest[0], rest[1], int(rest[2])), int(n))
+        elif kind.isdigit() and first == REG:
+            _add(self.msums, (int(kind), rest[0]), n)
 
-    def _under(self, mask: int) -> "WindowAggregate":
-        found = self.masked.get(mask)
-        if found is None:
-            found = self.masked[mask] = WindowAggregate(max(self.resolution, SUBSAMPLE_RESOLUTION))
-        return found
+    @property
+    def coarse(self) -> float:
+        """The score resolution of the subsamples."""
+        return max(self.resolution, SUBSAMPLE_RESOLUTION)
 
     @property
     def parts(self) -> list["WindowAggregate"] | None:
         """The counters of the 5 subsamples (scores binned at SUBSAMPLE_RESOLUTION), or None when
         no sample was counted with a mask."""
-        if not self.masked:
+        if not self.mcells and not self.msums:
             return None
-        parts = [WindowAggregate(max(self.resolution, SUBSAMPLE_RESOLUTION)) for _ in range(SUBSAMPLES)]
-        for mask, counts in self.masked.items():
+        parts = [WindowAggregate(self.coarse) for _ in range(SUBSAMPLES)]
+        for (mask, actual, predicted, coarse_bin), n in self.mcells.items():
             for k in range(SUBSAMPLES):
                 if mask >> k & 1:
-                    parts[k].merge(counts)
+                    _add(parts[k].cells, (actual, predicted), n)
+                    if coarse_bin >= 0:
+                        _add(parts[k].scores, coarse_bin * 2 + (1 if actual == POSITIVE else 0), n)
+        for (mask, name), v in self.msums.items():
+            for k in range(SUBSAMPLES):
+                if mask >> k & 1:
+                    _add(parts[k].sums, name, v)
         return parts
 
     def fields(self) -> dict[str, float]:
         """The counters as flat string fields (a Redis hash's form); the constructor reads them back.
-        The counters of the samples of mask m are their own fields, prefixed `m` and the separator."""
+        Masked counters are `mask|m|actual|predicted|coarse bin` and `mask|g|name`."""
         out: dict[str, float] = {f"{CELL}{SEP}{t}{SEP}{p}": n for (t, p), n in self.cells.items()}
         out.update((f"{SCORE}{SEP}{k >> 1}{SEP}{k & 1}", n) for k, n in self.scores.items())
         out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
-        for mask, counts in self.masked.items():
-            out.update((f"{mask}{SEP}{field}", n) for field, n in counts.fields().items())
+        out.update(
+            (f"{m}{SEP}{MASKED_CELL}{SEP}{t}{SEP}{p}{SEP}{b}", n) for (m, t, p, b), n in self.mcells.items()
+        )
+        out.update((f"{m}{SEP}{REG}{SEP}{name}", v) for (m, name), v in self.msums.items())
         return out
 
     def add(self, sample: Joined, regression: bool = False) -> None:
-        """Count one joined sample, in the window and under its subsample mask (a regression sample
-        adds to error sums instead of cells)."""
-        self._count(sample, regression)
-        if sample.subsamples:
-            self._under(sample.subsamples)._count(sample, regression)
-
-    def _count(self, sample: Joined, regression: bool) -> None:
+        """Count one joined sample: its cell (under its subsample mask, if any) and score bin, or
+        its error sums for a regression model."""
+        mask = sample.subsamples
         if regression:
             y, pred = float(sample.y_true), float(sample.y_pred)
             err = pred - y
             for name, value in zip(REGRESSION_FIELDS, (1, abs(err), err * err, y, y * y)):
-                _add(self.sums, name, value)
+                if mask:
+                    _add(self.msums, (mask, name), value)
+                else:
+                    _add(self.sums, name, value)
             return
-        cell = (sample.y_true, sample.y_pred)
-        self.cells[cell] = self.cells.get(cell, 0) + 1
         if sample.score is not None:
             key = self.bin_of(sample.score) * 2 + (1 if sample.y_true == POSITIVE else 0)
             self.scores[key] = self.scores.get(key, 0) + 1
+        if mask:
+            coarse_bin = -1 if sample.score is None else int(round(sample.score / self.coarse))
+            _add(self.mcells, (mask, sample.y_true, sample.y_pred, coarse_bin), 1)
+        else:
+            cell = (sample.y_true, sample.y_pred)
+            self.cells[cell] = self.cells.get(cell, 0) + 1
 
     def bin_of(self, score: float) -> int:
         """The histogram bin holding `score` (scores are rounded to the resolution)."""
@@ -134,25 +149,39 @@ class WindowAggregate:
 
     def merge(self, other: "WindowAggregate") -> None:
         """Add another partial state of the same window into this one."""
-        for mine, theirs in ((self.cells, other.cells), (self.scores, other.scores), (self.sums, other.sums)):
+        for mine, theirs in (
+            (self.cells, other.cells),
+            (self.scores, other.scores),
+            (self.sums, other.sums),
+            (self.mcells, other.mcells),
+            (self.msums, other.msums),
+        ):
             for key, n in theirs.items():
                 _add(mine, key, n)
-        for mask, counts in other.masked.items():
-            self._under(mask).merge(counts)
+
+    def all_cells(self) -> dict[tuple[str, str], int]:
+        """The whole window's confusion cells (those of no subsample plus every masked one)."""
+        cells = dict(self.cells)
+        for (_, actual, predicted, _), n in self.mcells.items():
+            _add(cells, (actual, predicted), n)
+        return cells
 
     @property
     def sample_count(self) -> int:
         """Number of joined samples counted."""
-        return int(self.sums.get("n", 0)) + sum(self.cells.values())
+        return int(self.regression_sums()["n"]) + sum(self.cells.values()) + sum(self.mcells.values())
 
     def regression_sums(self) -> dict[str, float]:
         """`n`, `ae`, `se`, `y`, `yy`: the sufficient statistics of the regression metrics."""
-        return {name: float(self.sums.get(name, 0.0)) for name in REGRESSION_FIELDS}
+        sums = {name: float(self.sums.get(name, 0.0)) for name in REGRESSION_FIELDS}
+        for (_, name), v in self.msums.items():
+            sums[name] += v
+        return sums
 
     def confusion(self) -> dict[str, dict[str, int]]:
         """Nested `{actual: {predicted: count}}`, SageMaker's confusion-matrix shape."""
         matrix: dict[str, dict[str, int]] = {}
-        for (actual, predicted), n in self.cells.items():
+        for (actual, predicted), n in self.all_cells().items():
             if n:
                 matrix.setdefault(actual, {})[predicted] = n
         return matrix
@@ -179,17 +208,33 @@ class WindowAggregate:
         """Count many samples at once (canonical values, as `add` takes them, with their subsample
         masks); the same counters as calling `add` per sample, with the binning done by numpy. A
         None score is not binned."""
-        self._count_columns(y_true, y_pred, scores, regression)
         if masks is None:
+            self._count_columns(y_true, y_pred, scores, regression)
             return
         masks = np.asarray(masks, dtype=np.int64)
+        plain = masks == 0
         truth, predicted = np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object)
         values = None if scores is None else np.asarray(scores, dtype=float)
-        for mask in np.unique(masks[masks != 0]).tolist():
-            keep = masks == mask
-            self._under(mask)._count_columns(
-                truth[keep].tolist(), predicted[keep].tolist(), None if values is None else values[keep], regression
-            )
+        if regression:
+            self._count_columns(truth[plain].tolist(), predicted[plain].tolist(), None, True)
+            for mask in np.unique(masks[~plain]).tolist():
+                keep = masks == mask
+                part = WindowAggregate(self.resolution)
+                part._count_columns(truth[keep].tolist(), predicted[keep].tolist(), None, True)
+                for name, v in part.sums.items():
+                    _add(self.msums, (mask, name), v)
+            return
+        self._count_columns(truth[plain].tolist(), predicted[plain].tolist(), None, False)
+        if values is not None:
+            self._bin_scores(values, truth)
+        coarse = np.full(len(masks), -1, dtype=np.int64)
+        if values is not None:
+            scored = ~np.isnan(values)
+            coarse[scored] = np.rint(values[scored] / self.coarse).astype(np.int64)
+        keep = ~plain
+        rows = zip(masks[keep].tolist(), truth[keep].tolist(), predicted[keep].tolist(), coarse[keep].tolist())
+        for key, n in Counter(rows).items():
+            _add(self.mcells, key, n)
 
     def _count_columns(
         self,
@@ -209,12 +254,14 @@ class WindowAggregate:
             return
         for cell, n in Counter(zip(y_true, y_pred)).items():
             _add(self.cells, cell, n)
-        if scores is None:
-            return
-        values = np.asarray(scores, dtype=float)  # None becomes NaN
+        if scores is not None:
+            self._bin_scores(np.asarray(scores, dtype=float), np.asarray(y_true, dtype=object))
+
+    def _bin_scores(self, values: np.ndarray, y_true: np.ndarray) -> None:
+        """Add scores (NaN: none) to the fine histogram."""
         scored = ~np.isnan(values)
         bins = np.rint(values[scored] / self.resolution).astype(np.int64)
-        positive = np.asarray(y_true, dtype=object)[scored] == POSITIVE
+        positive = y_true[scored] == POSITIVE
         keys, counts = np.unique(bins * 2 + positive, return_counts=True)  # one flat key: bin and class
         found = zip(keys.tolist(), counts.tolist())
         if not self.scores:
