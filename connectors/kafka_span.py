@@ -60,6 +60,14 @@ def span_consumer(kafka: KafkaConnection) -> KafkaConsumer:
     )
 
 
+def partitions_of(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of an input topic; a topic the broker does not have is an InputError."""
+    try:
+        return [TopicPartition(topic, p) for p in topic_partitions(consumer, topic, timeout_s=5.0)]
+    except ConfigError:
+        raise InputError(f"topic {topic!r} does not exist on the broker") from None
+
+
 def cursors(
     consumer: KafkaConsumer, topic: str, from_ms: int | None = None, needed_ms: int | None = None
 ) -> list[Cursor]:
@@ -67,11 +75,7 @@ def cursors(
     (at its beginning without `from_ms`). Refuses a partition whose retained records begin after
     `needed_ms` (default `from_ms`), and warns when they begin after `from_ms`."""
     needed_ms = from_ms if needed_ms is None else needed_ms
-    try:
-        parts = topic_partitions(consumer, topic, timeout_s=5.0)
-    except ConfigError:
-        raise InputError(f"topic {topic!r} does not exist on the broker") from None
-    tps = [TopicPartition(topic, p) for p in parts]
+    tps = partitions_of(consumer, topic)
     begin = consumer.beginning_offsets(tps)
     if from_ms is None:
         return [Cursor(tp, begin[tp]) for tp in tps]

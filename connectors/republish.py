@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.consumer.fetcher import ConsumerRecord
 
-from connectors.kafka import topic_partitions
+from connectors.kafka_span import partitions_of, span_consumer
 from connectors.replay import replay
-from stream.errors import ConfigError, InputError
+from stream.errors import ConfigError
 from stream.settings import Settings
 from stream.worker.topics import ensure_topics
 
@@ -23,14 +23,9 @@ def republish(settings: Settings, from_s: float | None, to_s: float | None, pref
     kafka = settings.kafka()
     catalog = settings.catalog()
     replay(settings, catalog, from_s, to_s)  # a first pass: a span without windows fails before any write
-    consumer = KafkaConsumer(**kafka.require_reachable().kafka_python(), group_id=None, enable_auto_commit=False)
+    consumer = span_consumer(kafka)
     try:
-        partitions = {}
-        for topic in (settings.inference_topic, settings.label_topic):
-            try:
-                partitions[topic] = len(topic_partitions(consumer, topic, timeout_s=5.0))
-            except ConfigError:
-                raise InputError(f"topic {topic!r} does not exist on the broker") from None
+        partitions = {t: len(partitions_of(consumer, t)) for t in (settings.inference_topic, settings.label_topic)}
     finally:
         consumer.close()
     created = ensure_topics(kafka, [prefix + t for t in partitions], max(partitions.values()))
