@@ -28,7 +28,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from connectors.kafka_span import Cursor, cursors, merged, raw, record_at, span_consumer
 from stream.core.catalog import Catalog
 from stream.core.engine import Engine
-from stream.core.state import METRICS, VIOLATION, StateStore
+from stream.core.state import METRICS, VIOLATION, StateStore, widen
 from stream.core.timefmt import format_time, parse_time
 from stream.errors import InputError
 from stream.settings import Settings
@@ -115,9 +115,9 @@ def replay(
                 result.messages += len(batch)
                 report = await engine.process([raw(r, settings.side_of(r.topic)) for r in batch], time.time())
                 result.dead_letters += report.dead_letters
-                _widen(result, report.inference_times)
+                result.inference_times = widen(result.inference_times, report.inference_times)
                 await _collect(store, result, span)
-                if final is not None and await engine.now() >= final:
+                if final is not None and report.stream_time >= final:
                     return  # every window of the span is closed: later records cannot change them
 
         asyncio.run(run())
@@ -127,12 +127,6 @@ def replay(
         return result
     finally:
         consumer.close()
-
-
-def _widen(result: Replay, times: tuple[float, float] | None) -> None:
-    if times is not None:
-        low, high = result.inference_times or times
-        result.inference_times = (min(low, times[0]), max(high, times[1]))
 
 
 async def _collect(store: StateStore, result: Replay, span: Span) -> None:

@@ -683,4 +683,5 @@ def test_batch_reports_give_the_span_of_inference_times_read(make) -> None:
         batch=3,
     )
     assert [r.inference_times for r in reports] == [(T0 + 5, T0 + 5), (T0 + 2, T0 + 9)]
+    assert reports[-1].stream_time == T0 + 9  # the slowest partition's watermark: replay stops by it
     assert h.feed([lab.msg(label("b", 0))])[0].inference_times is None

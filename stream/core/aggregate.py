@@ -114,9 +114,7 @@ class WindowAggregate:
         out: dict[str, float] = {f"{CELL}{SEP}{t}{SEP}{p}": n for (t, p), n in self.cells.items()}
         out.update((f"{SCORE}{SEP}{k >> 1}{SEP}{k & 1}", n) for k, n in self.scores.items())
         out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
-        out.update(
-            (f"{m}{SEP}{MASKED_CELL}{SEP}{t}{SEP}{p}{SEP}{b}", n) for (m, t, p, b), n in self.mcells.items()
-        )
+        out.update((f"{m}{SEP}{MASKED_CELL}{SEP}{t}{SEP}{p}{SEP}{b}", n) for (m, t, p, b), n in self.mcells.items())
         out.update((f"{m}{SEP}{REG}{SEP}{name}", v) for (m, name), v in self.msums.items())
         return out
 

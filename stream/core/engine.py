@@ -33,6 +33,7 @@ class BatchReport:
     closed_windows: int = 0
     accounting_records: int = 0
     inference_times: tuple[float, float] | None = None  # earliest and latest inference time read
+    stream_time: float = -math.inf  # the stream's event time after the batch (see `Engine.now`)
 
 
 class Engine:
@@ -63,7 +64,7 @@ class Engine:
         # finishing their last batches together, the later reader then sees both watermarks and
         # closes the windows (from their reads, each could miss the other's, and nothing would
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
-        now = await self.now()
+        now = report.stream_time = await self.now()
         counted = set(result.counters) | await self.expire({m.partition for m in messages}, now)
         report.closed_windows = await self.close_due(now)
         if counted:

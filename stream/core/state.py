@@ -128,6 +128,13 @@ class StateView:
     floor: float = -math.inf
 
 
+def widen(times: tuple[float, float] | None, more: tuple[float, float] | None) -> tuple[float, float] | None:
+    """The smallest `(earliest, latest)` covering both spans of times (None: no time yet)."""
+    if more is None or times is None:
+        return more or times
+    return (min(times[0], more[0]), max(times[1], more[1]))
+
+
 @dataclass(slots=True)
 class StepResult:
     """Every change and output of one batch, for a store to apply atomically."""
@@ -146,8 +153,7 @@ class StepResult:
 
     def saw_inference(self, when: float) -> None:
         """Widen `inference_times` to cover an inference of time `when`."""
-        low, high = self.inference_times or (when, when)
-        self.inference_times = (min(low, when), max(high, when))
+        self.inference_times = widen(self.inference_times, (when, when))
 
     def count(self, key: str, what: str, n: int = 1) -> None:
         """Add to a per-model counter (late, expired, duplicates, rejected)."""
