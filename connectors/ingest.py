@@ -161,13 +161,11 @@ def _send_file(
         if number % FLUSH_EVERY == 0:
             out.flush()
             state.partial[file.key] = sent_here
-            if not isinstance(out, DryRun):
-                state.save()
+            state.save()
     out.flush()
     state.partial.pop(file.key, None)
     state.done.add(file.key)
-    if not isinstance(out, DryRun):
-        state.save()
+    state.save()
     summary.files += 1
 
 
@@ -177,7 +175,9 @@ def ingest_files(args: argparse.Namespace, settings: Settings) -> Summary:
     since = _hour(time_option(args.since, "--since"))
     until = _hour(time_option(args.until, "--until"))
     tree = Tree(args.src, args.endpoint_url)
-    state = IngestState(Path(args.state) if args.state else IngestState.default_path(args.source_kind, args.src))
+    state = IngestState(
+        Path(args.state) if args.state else IngestState.default_path(args.source_kind, args.src), args.dry_run
+    )
     summary.skipped_files = len(state.done)
     if args.source_kind == "capture":
         fmt = CaptureFormat(

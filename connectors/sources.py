@@ -96,8 +96,8 @@ class IngestState:
     the worker counts such duplicates once).
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, read_only: bool = False) -> None:
+        self.path, self.read_only = path, read_only  # read_only: a dry run reads the state, never writes it
         self.done: set[str] = set()
         self.partial: dict[str, int] = {}
         if path.exists():
@@ -108,7 +108,9 @@ class IngestState:
                 raise InputError(f"{path}: unreadable ingest state ({exc}); delete it to start over") from None
 
     def save(self) -> None:
-        """Write the state atomically."""
+        """Write the state atomically (unless read-only)."""
+        if self.read_only:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_files(self.path) as (tmp,):
             tmp.write_text(json.dumps({"done": sorted(self.done), "partial": self.partial}))
