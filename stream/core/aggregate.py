@@ -223,10 +223,9 @@ class WindowAggregate:
                     _add(self.msums, (mask, name), v)
             return
         self._count_columns(truth[plain].tolist(), predicted[plain].tolist(), None, False)
-        if values is not None:
-            self._bin_scores(values, truth)
         coarse = np.full(len(masks), -1, dtype=np.int64)
         if values is not None:
+            self._bin_scores(values, truth)
             scored = ~np.isnan(values)
             coarse[scored] = np.rint(values[scored] / self.coarse).astype(np.int64)
         keep = ~plain

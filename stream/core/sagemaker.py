@@ -101,7 +101,7 @@ def decode_payload(payload: Any, path: str) -> Content:
     if encoding == "JSON":
         lines = [line for line in data.splitlines() if line.strip()]
         try:
-            if "jsonlines" in content_type or "jsonl" in content_type or len(lines) > 1:
+            if "jsonl" in content_type or len(lines) > 1:  # application/jsonlines, application/jsonl
                 try:
                     return Content("jsonlines", [json.loads(line) for line in lines])
                 except ValueError:
@@ -137,12 +137,13 @@ def _values(content: Content, attribute: str, path: str) -> list[Any]:
             if index >= len(row):
                 raise RecordError(f"column {index} does not exist; the row has {len(row)}", path)
         return [row[index] for row in content.items]
+    try:
+        expression = _expression(attribute) if attribute else None
+    except RecordError as exc:
+        raise RecordError(exc.reason, path) from None
     found = []
     for item in content.items:
-        try:
-            value = _expression(attribute).search(item) if attribute else item
-        except RecordError as exc:
-            raise RecordError(exc.reason, path) from None
+        value = expression.search(item) if expression is not None else item
         if value is None:
             raise RecordError(f"attribute {attribute!r} is not in the output", path)
         found.extend(value if isinstance(value, list) else [value])
