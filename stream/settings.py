@@ -76,6 +76,13 @@ class Settings:
         "(?ssl_ca_certs=PATH, &ssl_certfile=, &ssl_keyfile= for a client certificate)",
         group="redis",
     )
+    redis_cluster: str = setting(
+        "off",
+        "on: TRUTHSTREAM_REDIS_URL names a node of a Redis Cluster (ElastiCache cluster mode); each input "
+        "partition's state lives in one hash slot (rolling windows need one Redis: set TRUTHSTREAM_ROLLING_SIZE=0)",
+        group="redis",
+        choices=("on", "off"),
+    )
     constraints: str = setting(
         "",
         "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path",
@@ -248,6 +255,12 @@ class Settings:
                 raise ConfigError(
                     f"{setting_name(f.name)} must be one of {', '.join(allowed)}, got {getattr(self, f.name)!r}"
                 )
+        if self.redis_cluster == "on" and self.rolling_size:
+            raise ConfigError(
+                f"{setting_name('rolling_size')} must be 0 with {setting_name('redis_cluster')}=on: a rolling "
+                "window is one list per model version that every partition appends to, which a Redis Cluster "
+                "cannot update in one transaction with the partition's batch (tumbling windows work on a cluster)"
+            )
         self.problem_type_map()
         self.class_map()
         topics = [

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from stream.core.catalog import Catalog
 from stream.core.state import Output
@@ -15,6 +17,9 @@ from stream.stores.memory import MemoryStore
 from stream.core.records import RawMessage
 from stream.stores.redis import RedisStore
 from stream.settings import Settings
+
+# The Redis the tests are given is a node of a Redis Cluster (CI runs the worker's tests on one).
+CLUSTER = os.environ.get("TRUTHSTREAM_TEST_REDIS_CLUSTER") == "on"
 
 
 class Harness:
@@ -38,11 +43,12 @@ class Harness:
     async def _with_engine(self, work: Any) -> Any:
         client = None
         if self.kind == "redis":
-            client = aioredis.from_url(self.redis_url)
+            client = RedisCluster.from_url(self.redis_url) if CLUSTER else aioredis.from_url(self.redis_url)
             store: Any = RedisStore(
                 client,
                 self.prefix,
                 self.settings.label_ttl,
+                self.partitions,
                 self.settings.rolling_size,
                 self.settings.rolling_every,
                 self.settings.score_resolution,

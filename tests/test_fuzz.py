@@ -132,20 +132,29 @@ def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMes
     config = CoreConfig(window_seconds=60.0, label_grace=30.0, label_ttl=86400.0 * 7, min_samples=1)
     catalog = Catalog(default_problem_type=problem_type)  # type: ignore[arg-type]
     store = MemoryStore()
-    result, _ = asyncio.run(
-        store.transact(event_ids(batch, config), set(), lambda view: Step(config, catalog, view, NOW).run(batch))
+    results = []
+    for partition in sorted({m.partition for m in batch}):
+        group = [m for m in batch if m.partition == partition]
+        result, _ = store.run(
+            partition, event_ids(group, config), set(), lambda view: Step(config, catalog, view, NOW).run(group)
+        )
+        results.append(result)
+    counters = [c for result in results for c in result.counters.values()]
+    counts = {name: sum(c.get(name, 0) for c in counters) for name in ("rejected", "duplicates")}
+    expired = sum(c.get(k, 0) for c in counters for k in ("expired_inferences", "expired_labels"))
+    waiting = sum(
+        1 for entries in store.entries.values() for e in entries.values() if e.kind in (PENDING_INFERENCE, PENDING_LABEL)
     )
-    counts = {name: sum(c.get(name, 0) for c in result.counters.values()) for name in ("rejected", "duplicates")}
-    expired = sum(c.get(k, 0) for c in result.counters.values() for k in ("expired_inferences", "expired_labels"))
-    waiting = sum(1 for e in store.entries.values() if e.kind in (PENDING_INFERENCE, PENDING_LABEL))
-    dead = [o for o in result.outputs if o.kind == DEAD_LETTER]
-    assert len(batch) == counts["rejected"] + counts["duplicates"] + 2 * result.joined + waiting + expired
+    dead = [o for result in results for o in result.outputs if o.kind == DEAD_LETTER]
+    joined = sum(result.joined for result in results)
+    assert len(batch) == counts["rejected"] + counts["duplicates"] + 2 * joined + waiting + expired
     assert len(dead) == counts["rejected"]
     for letter in dead:
         assert len(json.dumps(letter.value)) < 12_000
-    for event_id, entry in result.entries.items():
-        event_id.encode("utf-8")  # storable: no lone surrogates
-        assert entry is None or math.isnan(entry.time) or entry.time >= 946684800.0
+    for result in results:
+        for event_id, entry in result.entries.items():
+            event_id.encode("utf-8")  # storable: no lone surrogates
+            assert entry is None or math.isnan(entry.time) or entry.time >= 946684800.0
 
 
 def _capture_of(output: str, encoding: str, content_type: str, batch: bool) -> dict[str, Any]:

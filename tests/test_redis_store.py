@@ -6,12 +6,13 @@ import asyncio
 import time
 import threading
 import uuid
+from functools import partial
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from stream.core.catalog import Catalog
-from stream.core.state import METRICS, Output
+from stream.core.state import METRICS, Job, Output
 from stream.core.engine import Engine
 from stream.core.records import RawMessage
 from stream.stores.redis import RedisStore
@@ -26,7 +27,7 @@ async def _engine_run(redis_url: str, prefix: str, work: Any, partitions: int = 
     """Run `work(engine, store)` on a fresh client of the shared Redis state under `prefix`."""
     client = aioredis.from_url(redis_url)
     try:
-        store = RedisStore(client, prefix, SETTINGS.label_ttl)
+        store = RedisStore(client, prefix, SETTINGS.label_ttl, partitions)
         return await work(Engine(SETTINGS.core(), Catalog(), store, partitions), store)
     finally:
         await client.aclose()
@@ -37,8 +38,8 @@ def _interleaved(store: RedisStore, between: Any, steps: list[dict]) -> None:
     their first read and before their write; `steps` collects the offsets each read saw."""
     original = store.transact
 
-    async def transact(ids: set[str], inputs: set[tuple[str, int]], step: Any) -> Any:
-        def interleaved(view: Any) -> Any:
+    async def transact(jobs: list[Job]) -> Any:
+        def interleaved(step: Any, view: Any) -> Any:
             steps.append(dict(view.checkpoints))
             if len(steps) == 1:
                 thread = threading.Thread(target=between)
@@ -46,7 +47,7 @@ def _interleaved(store: RedisStore, between: Any, steps: list[dict]) -> None:
                 thread.join()
             return step(view)
 
-        return await original(ids, inputs, interleaved)
+        return await original([job._replace(step=partial(interleaved, job.step)) for job in jobs])
 
     store.transact = transact  # type: ignore[method-assign]
 
@@ -148,8 +149,8 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
                 total = 0
                 for added in (1, 2, 5, 3, 10, 1, 1, 6, 2):
                     samples = [Joined("m", "1", float(total + i), "1", "0", 0.5) for i in range(added)]
-                    _, due = await store.transact(
-                        set(), set(), lambda view, s=samples: StepResult(rolling={"m\x1f1": s})
+                    [(_, due)] = await store.transact(
+                        [Job(0, set(), set(), lambda view, s=samples: StepResult(rolling={"m\x1f1": s}))]
                     )
                     total += added
                     assert bool(due) == rolling_due(total, added, every), (every, total, added)

@@ -17,7 +17,7 @@ from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
 from stream.core.outputs import accounting_record, evaluate, window_doc
 from stream.core.records import REGRESSION, RawMessage
-from stream.core.state import METRICS, VIOLATION, Output, RollingDue, StateStore
+from stream.core.state import METRICS, VIOLATION, Job, Output, RollingDue, StateStore, sweep_horizon, widen
 from stream.core.step import Step, event_ids
 from stream.core.windows import WindowKey, is_due, split_model_key, stream_time
 
@@ -49,15 +49,21 @@ class Engine:
         if not messages:
             report.closed_windows = await self.close_due()
             return report
-        ids = event_ids(messages, self.config)
-        inputs = {(m.topic, m.partition) for m in messages}
-        result, rolling = await self.store.transact(
-            ids, inputs, lambda view: Step(self.config, self.catalog, view, wall_clock).run(messages)
-        )
-        report.joined = result.joined
-        report.inference_times = result.inference_times
-        report.dead_letters = len(result.dead_letters)
-        report.late = sum(c.get("late", 0) for c in result.counters.values())
+        by_partition: dict[int, list[RawMessage]] = {}
+        for msg in messages:
+            by_partition.setdefault(msg.partition, []).append(msg)
+        # A partition's join entries, offsets and window parts are a unit of their own (one Redis
+        # hash slot): each partition's messages are one transaction (a store runs them together).
+        done = await self.store.transact([self._job(p, group, wall_clock) for p, group in by_partition.items()])
+        counted: set[str] = set()
+        rolling = []
+        for result, due in done:
+            report.joined += result.joined
+            report.inference_times = widen(report.inference_times, result.inference_times)
+            report.dead_letters += len(result.dead_letters)
+            report.late += sum(c.get("late", 0) for c in result.counters.values())
+            counted |= set(result.counters)
+            rolling += due
         if rolling:
             await self.store.enqueue([out for due in rolling for out in self._rolling(due)])
         # The clock is read after the write, not taken from the batch's own read: of two workers
@@ -65,11 +71,17 @@ class Engine:
         # closes the windows (from their reads, each could miss the other's, and nothing would
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
         now = report.stream_time = await self.now()
-        counted = set(result.counters) | await self.expire({m.partition for m in messages}, now)
+        counted |= await self.expire(set(by_partition), now)
         report.closed_windows = await self.close_due(now)
         if counted:
             report.accounting_records = await self.store.close_counts(counted, lambda m, c: self._accounting(m, c, now))
         return report
+
+    def _job(self, partition: int, messages: list[RawMessage], wall_clock: float) -> Job:
+        """The core step over one partition's messages, as one store transaction."""
+        ids = event_ids(messages, self.config)
+        inputs = {(m.topic, m.partition) for m in messages}
+        return Job(partition, ids, inputs, lambda view: Step(self.config, self.catalog, view, wall_clock).run(messages))
 
     async def now(self) -> float:
         """The stream's event time (see `stream_time`)."""
@@ -80,8 +92,9 @@ class Engine:
         """Expire the waiting entries of these partitions that the stream's event time `now` has passed;
         then, if the pending state is over its bound, evict the entries that would expire first.
         Returns the models (counter keys) whose counts this changed."""
+        horizon = sweep_horizon(now, self.config.label_ttl)
         counted = await self._sweep(
-            await self.store.expiry_candidates(partitions, now), lambda step, ids: step.sweep(ids, now)
+            await self.store.expiry_candidates(partitions, horizon), lambda step, ids: step.sweep(ids, now)
         )
         if self.config.max_pending:
             per_partition = max(1, -(-self.config.max_pending // max(self.partitions, 1)))
@@ -90,16 +103,16 @@ class Engine:
         return counted
 
     async def _sweep(self, candidates: dict[int, list[str]], apply: Any) -> set[str]:
-        """Run `apply(step, candidates)` on the listed entries in one transaction (nothing to do when
-        none are listed); returns the models whose counts it changed."""
-        if not any(candidates.values()):
-            return set()
-        result, _ = await self.store.transact(
-            set().union(*candidates.values()),
-            set(),
-            lambda view: apply(Step(self.config, self.catalog, view), candidates),
+        """Run `apply(step, {partition: ids})` on the listed entries, a transaction per partition;
+        returns the models whose counts it changed."""
+        done = await self.store.transact(
+            [
+                Job(p, set(ids), set(), lambda view, p=p, ids=ids: apply(Step(self.config, self.catalog, view), {p: ids}))
+                for p, ids in candidates.items()
+                if ids
+            ]
         )
-        return set(result.counters)
+        return {model for result, _ in done for model in result.counters}
 
     async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.records import SEP, Joined
@@ -31,6 +31,26 @@ METRICS: OutputKind = "metrics"
 VIOLATION: OutputKind = "violation"
 DEAD_LETTER: OutputKind = "dead_letter"
 OUTPUT_KINDS: tuple[OutputKind, ...] = (METRICS, VIOLATION, DEAD_LETTER)
+
+# Waiting entries are swept by slots of event time, a thousandth of the label TTL each: a store
+# indexes an entry under the slot its expiry falls in and sweeps a slot once event time passed its
+# end, so its expiry index holds about a thousand slots per partition whatever the traffic.
+EXPIRY_SLOTS = 1000
+
+
+def expiry_slot_end(expires: float, label_ttl: float) -> float:
+    """The end of the expiry slot an entry expiring at `expires` is indexed under."""
+    width = label_ttl / EXPIRY_SLOTS
+    return (math.floor(expires / width) + 1) * width
+
+
+def sweep_horizon(now: float, label_ttl: float) -> float:
+    """How far a sweep at event time `now` expires entries: up to the end of the last whole slot
+    (an entry expiring before the horizon is in a slot that ended by `now`)."""
+    if not math.isfinite(now):
+        return now
+    width = label_ttl / EXPIRY_SLOTS
+    return math.floor(now / width) * width
 
 
 @dataclass(slots=True)
@@ -209,19 +229,30 @@ def merge_counts(*counters: Mapping[str, float]) -> dict[str, int]:
     return out
 
 
+class Job(NamedTuple):
+    """One partition's part of a batch for `StateStore.transact`: the event ids and input partitions
+    its view needs, and the step to run on that view."""
+
+    partition: int
+    ids: set[str]
+    inputs: set[tuple[str, int]]
+    step: Callable[[StateView], StepResult]
+
+
 class StateStore(Protocol):
     """Where the state lives (Redis for the worker, memory for replay); every method is atomic."""
 
-    async def transact(
-        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
-    ) -> tuple[StepResult, list[RollingDue]]:
-        """Load a StateView for `ids` and `inputs`, call `step(view)`, apply its result atomically."""
+    async def transact(self, jobs: list[Job]) -> list[tuple[StepResult, list[RollingDue]]]:
+        """For each job, load a StateView of its input partition for its ids and inputs (join entries
+        live with the partition their records came from), call its `step(view)` and apply the result
+        atomically; the jobs' partitions differ, and each job is a transaction of its own."""
 
-    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
-        """Event ids of these partitions' expiry indexes due at or before `now`."""
+    async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
+        """Ids (or the store's handles for them) of these partitions' entries expiring before
+        `horizon` (see `sweep_horizon`), a page at most; stale ones are skipped by the sweep."""
 
     async def oldest_beyond(self, partitions: set[int], limit: int) -> dict[int, list[str]]:
-        """Per partition, the event ids of the indexed entries that expire first, beyond the `limit`
+        """Per partition, ids (or handles) of the indexed entries that expire first, beyond the `limit`
         that expire last (what to evict when the pending state is over its bound; a page at most)."""
 
     async def clock(self) -> tuple[dict[str, float], float]:
@@ -234,19 +265,20 @@ class StateStore(Protocol):
         """Open windows whose end is at or before `until`."""
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
-        """Atomically take the windows (oldest first) and their models' counters, call
-        `build(key, agg, counts)` for each window's outputs (a model's counts, and the
-        unattributed ones, go to its first window: `merge_counts`), queue them in the outbox
-        and delete the windows. Returns how many closed (one closed by another worker first
-        is skipped)."""
+        """Take the windows (oldest first) and, per input partition, their models' counters, call
+        `build(key, agg, counts)` for each window's outputs (a window's parts of every partition
+        merged; of each partition, a model's counts and the unattributed ones go to its first
+        window: `merge_counts`), queue them in the outbox and delete the windows, each exactly
+        once. Returns how many closed (one closed by another worker first is skipped)."""
 
     async def close_counts(self, models: set[str], build: Any) -> int:
-        """Atomically take the counters of those of `models` that have no open window to carry them
-        (the unattributed counters only when no window is open at all), call `build(model, counts)`
-        for each, and queue its outputs in the outbox. Returns how many were taken."""
+        """Per input partition, atomically take the counters of those of `models` that have no window
+        open in it to carry them (the unattributed counters only when it has no open window at all),
+        call `build(model, counts)` for each, and queue its outputs in the outbox. Returns how many
+        were taken."""
 
     async def enqueue(self, outputs: list[Output]) -> None:
-        """Queue outputs in the outbox."""
+        """Queue outputs in the outbox (not atomically with any batch: rolling-window records)."""
 
     async def pending_outbox(self) -> list[Output]:
         """Outputs queued but not yet confirmed as published (the oldest first; possibly a page)."""

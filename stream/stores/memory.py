@@ -12,6 +12,7 @@ from stream.core.records import Joined
 from stream.core.state import (
     UNATTRIBUTED,
     JoinEntry,
+    Job,
     Output,
     RollingDue,
     StateView,
@@ -23,55 +24,63 @@ from stream.core.windows import WindowKey
 
 
 class MemoryStore:
-    """A StateStore in dictionaries; same semantics as the Redis store, without durability."""
+    """A StateStore in dictionaries; same semantics as the Redis store, without durability. Like
+    it, it keeps join entries, window parts and counters per input partition."""
 
     def __init__(self, rolling_size: int = 0, rolling_every: int = 1) -> None:
         self.rolling_size, self.rolling_every = rolling_size, rolling_every
-        self.entries: dict[str, JoinEntry] = {}
+        self.entries: dict[int, dict[str, JoinEntry]] = {}
         self.index: dict[int, dict[str, float]] = {}
         self.due: dict[int, list[tuple[float, str]]] = {}  # heaps over `index`, stale items skipped
         self.checkpoints: dict[tuple[str, int], int] = {}
         self.watermarks: dict[str, float] = {}
         self.floor = -math.inf
-        self.windows: dict[WindowKey, WindowAggregate] = {}
-        self.counters: dict[str, Counter[str]] = {}
+        self.windows: dict[WindowKey, dict[int, WindowAggregate]] = {}  # parts per partition
+        self.counters: dict[int, dict[str, Counter[str]]] = {}
         self.rolling: dict[str, deque[Joined]] = {}
         self.rolling_count: Counter[str] = Counter()
         self.outbox: list[Output] = []
 
-    async def transact(
-        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
+    async def transact(self, jobs: list[Job]) -> list[tuple[StepResult, list[RollingDue]]]:
+        """Run each job's step on a view of its partition's state and apply its result."""
+        return [self.run(*job) for job in jobs]
+
+    def run(
+        self, partition: int, ids: set[str], inputs: set[tuple[str, int]], step: Any
     ) -> tuple[StepResult, list[RollingDue]]:
-        """Run `step` on a view of the state and apply its result."""
+        """Run `step` on a view of one partition's state and apply its result."""
+        entries = self.entries.get(partition, {})
         while True:
             view = StateView(
-                {i: self.entries.get(i) for i in ids},
+                {i: entries.get(i) for i in ids},
                 {k: v for k, v in self.checkpoints.items() if k in inputs},
                 dict(self.watermarks),
                 self.floor,
             )
             result: StepResult = step(view)
             if not result.missing:
-                return result, self.apply(result)
+                return result, self.apply(partition, result)
             ids = ids | result.missing
 
-    def apply(self, result: StepResult) -> list[RollingDue]:
-        """Apply a step's changes."""
-        for partition, ids in result.unindex.items():
-            for event_id in ids:
-                self.index.get(partition, {}).pop(event_id, None)
+    def apply(self, partition: int, result: StepResult) -> list[RollingDue]:
+        """Apply a step's changes to one partition's state."""
+        entries = self.entries.setdefault(partition, {})
+        index = self.index.setdefault(partition, {})
+        for event_id in result.unindex.get(partition, ()):
+            index.pop(event_id, None)
         for event_id, entry in result.entries.items():
             if entry is None:
-                self.entries.pop(event_id, None)
+                entries.pop(event_id, None)
                 continue
-            self.entries[event_id] = entry
+            entries[event_id] = entry
             if math.isfinite(entry.expires):
-                self.index.setdefault(entry.partition, {})[event_id] = entry.expires
-                heapq.heappush(self.due.setdefault(entry.partition, []), (entry.expires, event_id))
+                index[event_id] = entry.expires
+                heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
         for key, agg in result.windows.items():
-            self.windows.setdefault(key, WindowAggregate(agg.resolution)).merge(agg)
+            self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution)).merge(agg)
+        counters = self.counters.setdefault(partition, {})
         for key, counts in result.counters.items():
-            self.counters.setdefault(key, Counter()).update(counts)
+            counters.setdefault(key, Counter()).update(counts)
         self.watermarks.update(result.watermarks)
         self.checkpoints.update(result.checkpoints)
         self.outbox.extend(result.outputs)
@@ -84,13 +93,14 @@ class MemoryStore:
                 due.append(RollingDue.of(mk, self.rolling_count[mk], window))
         return due
 
-    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
-        """Indexed entries of these partitions due before `now` (each returned once: the sweep expires them)."""
+    async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
+        """Indexed entries of these partitions expiring before `horizon` (each returned once: the
+        sweep expires them)."""
         out: dict[int, list[str]] = {}
         for p in partitions:
             heap, index = self.due.get(p, []), self.index.get(p, {})
             found = []
-            while heap and heap[0][0] < now:
+            while heap and heap[0][0] < horizon:
                 expires, event_id = heapq.heappop(heap)
                 if index.get(event_id) == expires:
                     found.append(event_id)
@@ -119,28 +129,37 @@ class MemoryStore:
         return sorted((k for k in self.windows if k.end <= until), key=lambda k: (k.end, k.model, k.version))
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
-        """Take each window and its model's counters, build and queue its outputs."""
+        """Take each window's parts and, per partition, its model's counters; build and queue its outputs."""
         closed = 0
+        taken: dict[int, set[str]] = {}  # per partition, the counters taken by an earlier window of this call
         for key in keys:
-            agg = self.windows.pop(key, None)
-            if agg is None:
+            parts = self.windows.pop(key, None)
+            if parts is None:
                 continue
-            counts = merge_counts(self.counters.pop(key.model, {}), self.counters.pop(UNATTRIBUTED, {}))
+            agg, counts = WindowAggregate(next(iter(parts.values())).resolution), {}
+            for part in parts.values():
+                agg.merge(part)
+            for partition, counters in self.counters.items():
+                firsts = [m for m in (key.model, UNATTRIBUTED) if m not in taken.setdefault(partition, set())]
+                taken[partition].update(firsts)
+                counts = merge_counts(counts, *(counters.pop(m, {}) for m in firsts))
             self.outbox.extend(build(key, agg, counts))
             closed += 1
         return closed
 
     async def close_counts(self, models: set[str], build: Any) -> int:
-        """Take the counters of the models no open window will carry, build and queue their outputs."""
-        carried = {k.model for k in self.windows}
+        """Per partition, take the counters of the models no window open in it will carry, build and
+        queue their outputs."""
         taken = 0
-        for model in sorted(models):
-            if (model == UNATTRIBUTED and self.windows) or (model != UNATTRIBUTED and model in carried):
-                continue
-            counts = merge_counts(self.counters.pop(model, {}))
-            if any(counts.values()):
-                self.outbox.extend(build(model, counts))
-                taken += 1
+        for partition, counters in sorted(self.counters.items()):
+            carried = {k.model for k, parts in self.windows.items() if partition in parts}
+            for model in sorted(models):
+                if (model == UNATTRIBUTED and carried) or (model != UNATTRIBUTED and model in carried):
+                    continue
+                counts = merge_counts(counters.pop(model, {}))
+                if any(counts.values()):
+                    self.outbox.extend(build(model, counts))
+                    taken += 1
         return taken
 
     async def enqueue(self, outputs: list[Output]) -> None:

@@ -1,38 +1,51 @@
-"""State held in Redis: the worker's store. Every batch is one optimistic transaction.
+"""State held in Redis: the worker's store. Every batch of an input partition is one optimistic
+transaction on keys of that partition alone, so the store runs on one Redis or on a Redis Cluster.
 
-Key layout (all under the configured prefix):
-  j:{event_id}        a join entry (pending inference, pending label, or joined tombstone)
-  x:{partition}       sorted set event_id -> event time at which it expires
-  ck:{topic}:{part}   last input offset applied (the exactly-once guard)
-  wm                  hash i<partition> / l<partition> -> latest inference / label time seen
-  floor               idle floor of event time (wall clock after an idle period)
-  w:{window}          hash counter field -> count (a WindowAggregate)
-  open                sorted set window -> end time
-  c:{model}           hash of late/expired/duplicates/rejected counts since the last report
-  r:{model version}   list of the last N joined samples (rolling window); rn: their counts
-  outbox              list of records to publish, removed once Kafka acknowledged them
+Key layout (key layout 2; `B` is a partition's base `<prefix>:{<prefix>:<partition>}`, whose hash
+tag puts all of the partition's keys in one cluster slot):
+  B:meta            hash: linear-hashing level L and split s, entry count n, version v, layout "2"
+  B:e:<bucket>      hash: 12-byte id digest -> packed join entry (see `_encode`), ~40 per bucket
+  B:L:<digest>      a pending label too long to keep in its bucket (the bucket holds 'P')
+  B:m               hash: model reference -> model and version (entries name models by number)
+  B:x:<slot end>    list of digests expiring in that slot; B:xs the slots (sorted set by end)
+  B:xw, B:xv        digests taken from the index for the running expiry sweep or eviction
+  B:ck              hash: input topic -> last offset applied (the exactly-once guard)
+  B:wm              hash: i / l -> latest inference / label time seen, f -> the idle floor
+  B:w:<window>      hash: the partition's part of a tumbling window (a WindowAggregate)
+  B:open            sorted set: window -> end, of the parts above
+  B:s:<window>      a sealed part (closing); B:sealed their set; B:closed windows closed lately
+  B:c:<model>       hash: late/expired/duplicates/rejected counts since the last report; B:cv
+  B:o               list: records to publish, removed once Kafka acknowledged them
+  <prefix>:r:<model version>, <prefix>:rn   rolling windows (one Redis only)
 
-A batch is two round trips: one script reads what it needs (join entries, the
-offsets of its input partitions, the floor, the watermarks); the core step runs;
-a second script checks that the offsets and the floor are still what was read and
-writes every change plus the new offsets, atomically (a Lua script runs alone).
-A batch replayed after a crash finds its offsets applied and changes nothing; a
-zombie worker that lost its partitions finds them moved and writes nothing.
+A batch of a partition is two round trips: one script reads what it needs (join entries, applied
+offsets, watermarks, the partition's version); the core step runs; a second script checks that
+the version and the floor are still what was read and writes every change, atomically. A batch
+replayed after a crash finds its offsets applied and changes nothing; a zombie worker that lost
+its partitions finds their version moved and writes nothing. A window closes in three steps, each
+safe to repeat: every partition seals its part (with its counters), the sealed parts are merged
+and the window's records queued in one partition's outbox by a script that marks it closed there
+(so only once), and the sealed parts are dropped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import struct
+import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import WatchError
-
 from stream.core.aggregate import WindowAggregate
+from stream.core.records import SEP
 from stream.core.state import (
-    UNATTRIBUTED,
+    JOINED,
+    PENDING_INFERENCE,
+    PENDING_LABEL,
+    JoinEntry,
+    Job,
     Output,
     RollingDue,
     StateView,
@@ -40,101 +53,38 @@ from stream.core.state import (
     decode_entry,
     encode_entry,
     encode_sample,
+    expiry_slot_end,
     merge_counts,
 )
-from stream.core.windows import WindowKey
+from stream.core.windows import WindowKey, model_key, split_model_key
 from stream.errors import StateError
+from stream.stores import redis_scripts as lua
 
-# Redis forgets an entry this long after its last write even if event time stalls, so a
-# stopped stream cannot grow Redis without bound. Event-time expiry normally comes first.
+LAYOUT = "2"
+OLD_LAYOUT_KEYS = ("open", "outbox", "wm", "floor")  # keys only truthstream's first key layout wrote
+# Redis forgets a bucket, index list or long label this long after its last write even if event
+# time stalls, so an abandoned prefix cannot hold memory for ever. Event-time expiry comes first.
 SAFETY_TTL_FACTOR = 2
-OUTBOX_PAGE = 1000  # outbox entries published per round
+OUTBOX_PAGE = 1000  # outbox entries published per round and partition
 EXPIRY_PAGE = 10000  # expired entries handled per partition per batch
 MAX_RETRIES = 50  # optimistic-transaction retries before giving up on a batch
+INLINE_BYTES = 60  # longer entries (pending labels) get a key of their own: buckets stay listpacks
+MAX_MODEL_REFS = 0xFFFF
+_SCORED = struct.Struct("<ddH")  # a pending inference: time, score, model reference
+_PLAIN = struct.Struct("<dH")  # one without a score: time, model reference; a join tombstone: expiry, reference
+_LENGTH = struct.Struct(">I")
 
 
-# The batch scripts take their keys and values packed in one JSON argument: redis-py spends
-# about a microsecond per argument, Redis's cjson far less. They name keys they do not declare
-# in KEYS, which a single Redis (all truthstream supports) allows. They are sent with EVAL:
-# a registered Script makes every transaction ask SCRIPT EXISTS first, a round trip per batch.
+def digest(event_id: str) -> bytes:
+    """The 12 bytes an event id is stored under (a sweep's handle carries them in hex)."""
+    if event_id.startswith(SEP):
+        return bytes.fromhex(event_id[2:])
+    return hashlib.blake2b(event_id.encode(), digest_size=lua.DIGEST).digest()
 
-# Lua adding a list [[hash, [field, increment, ...]], ...] (the expression put in for %s) to the
-# hashes; an increment with a point or exponent (a regression sum) is a float.
-HINCR = """
-for _, h in ipairs(%s) do
-  local f = h[2]
-  for i = 1, #f, 2 do
-    if string.find(f[i + 1], '[.eEn]') then
-      redis.call('HINCRBYFLOAT', h[1], f[i], f[i + 1])
-    else
-      redis.call('HINCRBY', h[1], f[i], f[i + 1])
-    end
-  end
-end
-"""
-# ARGV[1]: JSON [key, ...]. Returns the MGET of the keys (in pages: unpack() is bounded by
-# Lua's stack) and the HGETALL of ARGV[2].
-READ = """
-local keys, values = cjson.decode(ARGV[1]), {}
-for j = 1, #keys, 1000 do
-  local page = redis.call('MGET', unpack(keys, j, math.min(j + 999, #keys)))
-  for _, v in ipairs(page) do values[#values + 1] = v end
-end
-return {values, redis.call('HGETALL', ARGV[2])}
-"""
-# ARGV[1]: JSON of a batch's writes (see RedisStore._write). First a compare-and-set guard:
-# when an input partition's offset or the floor is not what the batch read, another worker
-# moved them, and the script writes nothing and returns 0. Otherwise it applies everything
-# and returns the rolling windows that came due: {{field, total, {sample, ...}}, ...}.
-APPLY = (
-    """
-local a = cjson.decode(ARGV[1])
-for i = 1, #a.expect, 2 do
-  if (redis.call('GET', a.expect[i]) or '') ~= a.expect[i + 1] then return 0 end
-end
-for _, z in ipairs(a.zrem) do for _, m in ipairs(z[2]) do redis.call('ZREM', z[1], m) end end
-for _, k in ipairs(a.del) do redis.call('DEL', k) end
-for i = 1, #a.set, 2 do redis.call('SET', a.set[i], a.set[i + 1], 'EX', a.ttl) end
-for _, z in ipairs(a.zadd) do
-  local m = z[2]
-  for i = 1, #m, 2 do redis.call('ZADD', z[1], m[i], m[i + 1]) end
-end
-"""
-    + HINCR % "a.hincr"
-    + """
-for i = 1, #a.hset, 3 do redis.call('HSET', a.hset[i], a.hset[i + 1], a.hset[i + 2]) end
-for i = 1, #a.put, 2 do redis.call('SET', a.put[i], a.put[i + 1]) end
-for _, l in ipairs(a.rpush) do
-  for j = 1, #l[2], 1000 do redis.call('RPUSH', l[1], unpack(l[2], j, math.min(j + 999, #l[2]))) end
-end
-local due = {}
-for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, ...}}
-  for j = 1, #l[3], 1000 do redis.call('RPUSH', l[1], unpack(l[3], j, math.min(j + 999, #l[3]))) end
-  redis.call('LTRIM', l[1], -a.rolling_size, -1)
-  local total = redis.call('HINCRBY', a.rolling_counts, l[2], #l[3])
-  if math.floor(total / a.rolling_every) > math.floor((total - #l[3]) / a.rolling_every) then
-    due[#due + 1] = {l[2], total, redis.call('LRANGE', l[1], 0, -1)}
-  end
-end
-return {1, due}
-"""
-)
-# ARGV[1]: JSON [[hash, [field, increment, ...]], ...].
-HINCR_MANY = HINCR % "cjson.decode(ARGV[1])" + "return 1"
-# KEYS[1]: the outbox; ARGV[1]: JSON [row, ...] published. Trims them only if they still head it.
-CONFIRM = """
-local rows = cjson.decode(ARGV[1])
-local head = redis.call('LRANGE', KEYS[1], 0, #rows - 1)
-for i = 1, #rows do if head[i] ~= rows[i] then return 0 end end
-redis.call('LTRIM', KEYS[1], #rows, -1)
-return #rows
-"""
-# HGETALL of every key, in one round trip (reads under WATCH cannot be pipelined).
-HGETALL_MANY = """
-local out = {}
-for k = 1, #KEYS do out[k] = redis.call('HGETALL', KEYS[k]) end
-return out
-"""
+
+def _handle(work: str, d: bytes) -> str:
+    """A sweep's name for an entry it found by digest (event ids cannot contain SEP)."""
+    return f"{SEP}{work[1]}{d.hex()}"
 
 
 def _counter_pairs(counts: Mapping[str, float]) -> list[str]:
@@ -159,89 +109,229 @@ def _counters(flat: list[bytes]) -> dict[str, float]:
     return {_text(f) or "": _counter(n) for f, n in zip(flat[::2], flat[1::2])}
 
 
+class _Txn:
+    """A job's transaction while it runs: what to read, and what its step made of the view."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.ids = sorted(job.ids)
+        self.topics = sorted({t for t, p in job.inputs if p == job.partition})
+        self.sweep = next(("x" + i[1] for i in self.ids if i.startswith(SEP)), "")  # its work list, if a sweep
+        self.known = 0  # model references known when it read
+        self.result = StepResult()
+        self.write: tuple[Any, ...] = ()
+        self.new_models: list[str] = []
+        self.done: tuple[StepResult, list[RollingDue]] | None = None
+
+
 class RedisStore:
-    """A StateStore over redis-py's asyncio client."""
+    """A StateStore over redis-py's asyncio client, or its cluster client."""
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Any,
         prefix: str,
         label_ttl: float,
+        partitions: int = 1,
         rolling_size: int = 0,
         rolling_every: int = 1,
         resolution: float = 1e-4,
     ) -> None:
-        self.redis, self.prefix = client, prefix
-        self.entry_prefix = self.key("j", "")  # join entry keys are built per event: by concatenation
+        self.redis, self.prefix, self.label_ttl, self.partitions = client, prefix, label_ttl, partitions
         self.safety_ttl = int(label_ttl * SAFETY_TTL_FACTOR) + 86400
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
-        self._outbox_page: list[bytes] = []
+        self._models: dict[int, list[str]] = {}  # per partition, model reference -> model key
+        self._model_refs: dict[int, dict[str, int]] = {}
+        self._outbox_pages: list[tuple[int, list[bytes]]] = []
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, *parts: object) -> str:
-        """A key under this store's prefix."""
+        """A key under this store's prefix, outside every partition."""
         return ":".join([self.prefix, *map(str, parts)])
 
-    # -- batches -------------------------------------------------------------------------------
-    async def transact(
-        self, ids: set[str], inputs: set[tuple[str, int]], step: Any
-    ) -> tuple[StepResult, list[RollingDue]]:
-        """Read the view, run `step`, then write its result and the new offsets in one script that
-        first checks the offsets and floor are still what was read (else: read and run again)."""
-        id_list = sorted(ids)
-        input_list = sorted(inputs)
-        guarded = [self.key("ck", t, p) for t, p in input_list] + [self.key("floor")]
-        for _ in range(MAX_RETRIES):
-            keys = [self.entry_prefix + i for i in id_list] + guarded
-            raw, flat = await self.redis.eval(READ, 0, json.dumps(keys), self.key("wm"))
-            entries = {i: decode_entry(v) if v is not None else None for i, v in zip(id_list, raw)}
-            tail = raw[len(id_list) :]
-            floor = tail[-1]
-            view = StateView(
-                entries,
-                {inp: int(v) for inp, v in zip(input_list, tail) if v is not None},
-                {_text(k) or "": float(t) for k, t in zip(flat[::2], flat[1::2])},
-                float(floor) if floor is not None else -math.inf,
+    def base(self, partition: int) -> str:
+        """The start of every key of a partition: the hash tag keeps them in one cluster slot."""
+        return f"{self.prefix}:{{{self.prefix}:{partition}}}"
+
+    def _eval(self, runner: Any, script: str, partition: int, *args: Any) -> Any:
+        """Run a partition's script (on a client or a pipeline): KEYS[1] its meta hash, ARGV[1] its base."""
+        base = self.base(partition)
+        return runner.eval(script, 1, f"{base}:meta", base, *args)
+
+    async def _each(self, calls: list[tuple[str, int, tuple[Any, ...]]]) -> list[Any]:
+        """Run scripts of several partitions in one pipeline (each still atomic on its own)."""
+        if not calls:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script, partition, args in calls:
+                self._eval(pipe, script, partition, *args)
+            return await pipe.execute()
+
+    async def check_layout(self) -> None:
+        """Refuse a Redis holding truthstream's first key layout under this prefix (its state would be
+        ignored: counted nowhere). Reads only: a full Redis must not stop the worker from starting."""
+        for name in OLD_LAYOUT_KEYS:
+            if await self.redis.exists(self.key(name)):
+                raise StateError(
+                    f"Redis holds state of truthstream's first key layout under prefix {self.prefix!r} "
+                    f"(key {self.key(name)!r}): run the previous version until its windows closed and its "
+                    "outbox is empty, then delete its keys (or choose another TRUTHSTREAM_REDIS_PREFIX); "
+                    "see 'Upgrading' in the README"
+                )
+
+    # -- entries -------------------------------------------------------------------------------
+    def _encode(self, partition: int, entry: JoinEntry, new_models: dict[str, int]) -> bytes:
+        """An entry's bytes: a pending inference in 19 bytes and its class, a tombstone in 11 (its
+        expiry is its time plus the label TTL, not stored); a pending label as text."""
+        if entry.kind == PENDING_INFERENCE:
+            if entry.expires != entry.time + self.label_ttl:
+                raise StateError(f"a pending inference expires at {entry.expires!r}, not its time plus the label TTL")
+            ref = self._model_ref(partition, model_key(entry.model, entry.version), new_models)
+            if entry.score is None:
+                return b"i" + _PLAIN.pack(entry.time, ref) + entry.prediction.encode()
+            return b"I" + _SCORED.pack(entry.time, entry.score, ref) + entry.prediction.encode()
+        if entry.kind == JOINED:
+            return b"J" + _PLAIN.pack(entry.expires, self._model_ref(partition, model_key(entry.model, ""), new_models))
+        return b"L" + encode_entry(entry).encode()
+
+    def _decode(self, partition: int, value: bytes) -> JoinEntry:
+        """Inverse of `_encode`."""
+        kind, models = value[:1], self._models[partition]
+        if kind in (b"I", b"i"):
+            if kind == b"I":
+                time, score, ref = _SCORED.unpack_from(value, 1)
+                prediction = value[1 + _SCORED.size :]
+            else:
+                (time, ref), score, prediction = _PLAIN.unpack_from(value, 1), None, value[1 + _PLAIN.size :]
+            model, version = split_model_key(models[ref])
+            return JoinEntry(
+                PENDING_INFERENCE, time + self.label_ttl, partition, model, version, time, prediction.decode(), score
             )
-            result: StepResult = step(view)
-            if result.missing:  # messages keyed otherwise than by event id: load those too
-                id_list = sorted(set(id_list) | result.missing)
-                continue
-            expect = [x for k, v in zip(guarded, tail) for x in (k, _text(v) or "")]
-            reply = await self.redis.eval(APPLY, 0, self._write(result, expect))
-            if reply != 0:
-                return result, [RollingDue.decode(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]]
+        if kind == b"J":
+            expires, ref = _PLAIN.unpack_from(value, 1)
+            return JoinEntry(JOINED, expires, partition, split_model_key(models[ref])[0])
+        entry = decode_entry(value[1:])
+        entry.partition = partition
+        return entry
+
+    def _model_ref(self, partition: int, key: str, new_models: dict[str, int]) -> int:
+        """A model's number in a partition; one it lacks is numbered in `new_models`, written with the batch."""
+        ref = self._model_refs[partition].get(key, new_models.get(key))
+        if ref is None:
+            ref = new_models[key] = len(self._models[partition]) + len(new_models)
+            if ref > MAX_MODEL_REFS:
+                raise StateError(f"partition {partition} names more than {MAX_MODEL_REFS} model versions")
+        return ref
+
+    def _learn_models(self, partition: int, known: int, count: int, found: list[bytes]) -> bool:
+        """Add the model references a read returned; False when Redis holds fewer than this process
+        knows (its state was reset), after forgetting them: read again."""
+        models = self._models.setdefault(partition, [])
+        refs = self._model_refs.setdefault(partition, {})
+        if count < known:
+            models.clear()
+            refs.clear()
+            return False
+        for ref, key in enumerate(found, start=known):
+            models.append(_text(key) or "")
+            refs[models[-1]] = ref
+        return True
+
+    # -- batches -------------------------------------------------------------------------------
+    async def transact(self, jobs: list[Job]) -> list[tuple[StepResult, list[RollingDue]]]:
+        """Run the jobs (one per partition) as optimistic transactions, all in one pipeline: read
+        each partition's view, run its step, then write its result and new offsets in one script that
+        first checks the partition's version and floor are still what was read (else: read again)."""
+        txns = [_Txn(job) for job in jobs]
+        pending = list(txns)
+        for _ in range(MAX_RETRIES):
+            calls = []
+            for txn in pending:
+                txn.known = len(self._models.get(txn.job.partition, ()))
+                digests = b"".join(digest(i) for i in txn.ids)
+                calls.append((lua.READ, txn.job.partition, (digests, txn.known, *txn.topics)))
+            writes = []
+            for txn, reply in zip(pending, await self._each(calls)):
+                if self._view(txn, reply):
+                    writes.append(txn)
+            replies = await self._each([(lua.APPLY, t.job.partition, t.write) for t in writes])
+            for txn, reply in zip(writes, replies):
+                if reply == 2:  # another worker did this sweep
+                    txn.done = (StepResult(), [])
+                elif reply != 0:
+                    self._learn_models(txn.job.partition, txn.known, txn.known, txn.new_models)
+                    txn.done = (txn.result, [RollingDue.decode(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]])
+            pending = [t for t in pending if t.done is None]
+            if not pending:
+                return [t.done for t in txns if t.done is not None]
         raise StateError(
-            f"Redis transaction kept conflicting {MAX_RETRIES} times; is another worker consuming the same partitions?"
+            f"Redis transactions of partitions {sorted(t.job.partition for t in pending)} kept conflicting "
+            f"{MAX_RETRIES} times; is another worker consuming the same partitions?"
         )
 
-    def _write(self, result: StepResult, expect: list[str]) -> str:
-        """The APPLY script's argument: every change of a batch, a handful of lists in one JSON text
-        (redis-py spends more time packing commands than Redis spends running them)."""
-        index: dict[int, list[Any]] = {}
-        deleted, written = [], []
+    def _view(self, txn: "_Txn", reply: list[Any]) -> bool:
+        """Run a job's step on the view READ returned and prepare its write; False when it must read
+        again (ids to load that the step found missing, or model references to learn afresh)."""
+        partition = txn.job.partition
+        values, found, offsets, flat, version, count = reply
+        if not self._learn_models(partition, txn.known, count, found):
+            return False
+        entries = {i: self._decode(partition, v) if v is not None else None for i, v in zip(txn.ids, values)}
+        marks = {_text(k) or "": _text(v) or "" for k, v in zip(flat[::2], flat[1::2])}
+        view = StateView(
+            entries,
+            {(t, partition): int(o) for t, o in zip(txn.topics, offsets) if o is not None},
+            {f"{side}{partition}": float(marks[side]) for side in ("i", "l") if side in marks},
+            float(marks["f"]) if "f" in marks else -math.inf,
+        )
+        result = txn.result = txn.job.step(view)
+        if result.missing:  # messages keyed otherwise than by event id: load those too
+            txn.ids = sorted(set(txn.ids) | result.missing)
+            return False
+        new_models: dict[str, int] = {}
+        control, dels, sets, sides = self._write(partition, result, view, new_models)
+        control.update(version=_text(version) or "", floor=marks.get("f", ""), sweep=txn.sweep)
+        txn.write = (json.dumps(control), dels, sets, sides)
+        txn.new_models = sorted(new_models, key=new_models.__getitem__)
+        return True
+
+    def _write(
+        self, partition: int, result: StepResult, view: StateView, new_models: dict[str, int]
+    ) -> tuple[dict[str, Any], bytes, bytes, bytes]:
+        """The APPLY script's arguments: every change of a batch, as a JSON text and three strings of
+        digests and entries (redis-py spends more time packing commands than Redis running them)."""
+        dels, sets, sides = [], [], []
+        index: dict[str, list[int]] = {}
         for event_id, entry in result.entries.items():
+            d = digest(event_id)
+            old = view.entries.get(event_id)
+            if old is not None and old.kind == PENDING_LABEL:
+                sides.append(d)  # its text may be in a key of its own
             if entry is None:
-                deleted.append(self.entry_prefix + event_id)
+                dels.append(d)
                 continue
-            written += (self.entry_prefix + event_id, encode_entry(entry))
+            value = self._encode(partition, entry, new_models)
+            sets.append(d + _LENGTH.pack(len(value)) + value)
             if math.isfinite(entry.expires):
-                index.setdefault(entry.partition, []).extend((repr(entry.expires), event_id))
-        hashes = [(self.key("w", w.encode()), agg.fields()) for w, agg in result.windows.items()]
-        hashes += [(self.key("c", model), counts) for model, counts in result.counters.items()]
-        wm = self.key("wm")
-        writes = {
-            "expect": expect,
-            "ttl": str(self.safety_ttl),
-            "zrem": [[self.key("x", p), sorted(ids)] for p, ids in result.unindex.items()],
-            "del": deleted,
-            "set": written,
-            "zadd": [[self.key("x", p), members] for p, members in index.items()]
-            + [[self.key("open"), [x for w in result.windows for x in (repr(w.end), w.encode())]]],
+                end = expiry_slot_end(entry.expires, self.label_ttl)
+                # an entry replacing one of the same slot (a join tombstone its inference) is indexed already
+                if old is None or not math.isfinite(old.expires) or expiry_slot_end(old.expires, self.label_ttl) != end:
+                    index.setdefault(repr(end), []).append(len(sets))
+        base = self.base(partition)
+        hashes = [(f"{base}:w:{w.encode()}", agg.fields()) for w, agg in result.windows.items()]
+        hashes += [(f"{base}:c:{model}", counts) for model, counts in result.counters.items()]
+        control = {
+            "ttl": self.safety_ttl,
+            "inline": INLINE_BYTES,
+            "fill": lua.FILL,
+            "layout": LAYOUT,
+            "models": [x for key, ref in new_models.items() for x in (str(ref), key)],
+            "index": [[end, positions] for end, positions in index.items()],
             "hincr": [[key, _counter_pairs(counts)] for key, counts in hashes],
-            "hset": [x for k, t in result.watermarks.items() for x in (wm, k, repr(t))],
-            "put": [x for (t, p), offset in result.checkpoints.items() for x in (self.key("ck", t, p), str(offset))],
-            "rpush": [[self.key("outbox"), self._outbox_rows(result.outputs)]],
+            "open": [x for w in result.windows for x in (repr(w.end), w.encode())],
+            "wm": [x for k, t in result.watermarks.items() for x in (k[0], repr(t))],
+            "ck": [x for (topic, _), offset in result.checkpoints.items() for x in (topic, str(offset))],
+            "outbox": self._outbox_rows(result.outputs),
             "rolling": [
                 [self.key("r", mk), mk, [encode_sample(s) for s in samples]] for mk, samples in result.rolling.items()
             ],
@@ -249,169 +339,139 @@ class RedisStore:
             "rolling_every": self.rolling_every,
             "rolling_counts": self.key("rn"),
         }
-        return json.dumps(writes)
-
-    async def _add_counts(self, hashes: list[tuple[str, Mapping[str, float]]], pipe: Any) -> None:
-        """Queue HINCRBY(FLOAT)s of many hashes as one script call (the await only queues it)."""
-        packed = [[key, _counter_pairs(counts)] for key, counts in hashes]
-        await pipe.eval(HINCR_MANY, 0, json.dumps(packed))
+        return control, b"".join(dels), b"".join(sets), b"".join(sides)
 
     @staticmethod
     def _outbox_rows(outputs: Iterable[Output]) -> list[str]:
         return [json.dumps({"kind": o.kind, "key": o.key, "value": o.value}) for o in outputs]
 
-    def _push(self, pipe: Any, outputs: Iterable[Output]) -> None:
-        values = self._outbox_rows(outputs)
-        if values:
-            pipe.rpush(self.key("outbox"), *values)
-
     # -- expiry and clock ----------------------------------------------------------------------
     async def clock(self) -> tuple[dict[str, float], float]:
-        """Partition watermarks and the idle floor."""
+        """Partition watermarks and the idle floor (the lowest partition's: raising it is not atomic)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.key("wm"))
-            pipe.get(self.key("floor"))
-            watermarks, floor = await pipe.execute()
-        return (
-            {_text(k) or "": float(t) for k, t in watermarks.items()},
-            float(floor) if floor is not None else -math.inf,
-        )
+            for p in range(self.partitions):
+                pipe.hgetall(f"{self.base(p)}:wm")
+            replies = await pipe.execute()
+        watermarks, floors = {}, []
+        for p, marks in enumerate(replies):
+            marks = {_text(k) or "": float(v) for k, v in marks.items()}
+            watermarks.update((f"{side}{p}", marks[side]) for side in ("i", "l") if side in marks)
+            floors.append(marks.get("f", -math.inf))
+        return watermarks, min(floors, default=-math.inf)
 
-    async def expiry_candidates(self, partitions: set[int], now: float) -> dict[int, list[str]]:
-        """Indexed entries of these partitions due before `now` (a page per call)."""
-        out = {}
-        if now == -math.inf:
-            return out
-        async with self.redis.pipeline(transaction=False) as pipe:
-            ordered = sorted(partitions)
-            for p in ordered:
-                pipe.zrangebyscore(self.key("x", p), "-inf", f"({now!r}", start=0, num=EXPIRY_PAGE)
-            for p, found in zip(ordered, await pipe.execute()):
-                out[p] = [_text(i) or "" for i in found]
-        return out
+    async def _work(self, partitions: set[int], work: str, mode: str, bound: str) -> dict[int, list[str]]:
+        ordered = sorted(partitions)
+        replies = await self._each([(lua.CANDIDATES, p, (work, mode, bound, EXPIRY_PAGE)) for p in ordered])
+        return {p: [_handle(work, d) for d in found] for p, found in zip(ordered, replies) if found}
+
+    async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
+        """Handles of these partitions' entries indexed in expiry slots ending by `horizon` (a page)."""
+        return await self._work(partitions, "xw", "due", repr(horizon))
 
     async def oldest_beyond(self, partitions: set[int], limit: int) -> dict[int, list[str]]:
-        """The indexed entries of each partition past the `limit` that expire last (a page per call)."""
-        ordered = sorted(partitions)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for p in ordered:
-                pipe.zcard(self.key("x", p))
-            sizes = await pipe.execute()
-        over = {p: min(n - limit, EXPIRY_PAGE) for p, n in zip(ordered, sizes) if n > limit}
-        if not over:
-            return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for p, n in over.items():
-                pipe.zrange(self.key("x", p), 0, n - 1)
-            return {p: [_text(i) or "" for i in found] for p, found in zip(over, await pipe.execute())}
+        """Handles of the entries of each partition past the `limit` that expire last (a page)."""
+        return await self._work(partitions, "xv", "over", str(limit))
 
     async def raise_floor(self, when: float) -> None:
-        """Advance the idle floor (a Lua max keeps it monotonic under concurrent writers)."""
-        await self.redis.eval(
-            "local v = tonumber(redis.call('GET', KEYS[1]) or '-inf') "
-            "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end return 1",
-            1,
-            self.key("floor"),
-            repr(when),
-        )
+        """Advance every partition's idle floor (a Lua max keeps each monotonic under concurrent writers)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.eval(lua.RAISE_FLOOR, 1, f"{self.base(p)}:wm", repr(when))
+            await pipe.execute()
 
     # -- windows -------------------------------------------------------------------------------
     async def open_windows(self, until: float) -> list[WindowKey]:
-        """Open windows ending at or before `until`, oldest first."""
-        found = await self.redis.zrangebyscore(self.key("open"), "-inf", until)
-        return sorted((WindowKey.decode(_text(k) or "") for k in found), key=lambda k: (k.end, k.model, k.version))
+        """Windows with a part ending at or before `until` in some partition, or sealed, oldest first."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.zrangebyscore(f"{self.base(p)}:open", "-inf", until)
+                pipe.zrange(f"{self.base(p)}:sealed", 0, -1)
+            found = {_text(k) or "" for names in await pipe.execute() for k in names}
+        return sorted(map(WindowKey.decode, found), key=lambda k: (k.end, k.model, k.version))
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
-        """Take the windows and their models' counters, queue their outputs, delete them: one
-        transaction for all (WATCH, one read script, MULTI/EXEC), however many windows close."""
-        names = [self.key("w", k.encode()) for k in keys]
-        models = sorted({k.model for k in keys} | {UNATTRIBUTED})
-        counter_keys = [self.key("c", m) for m in models]
-        for _ in range(MAX_RETRIES):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(*names)
-                    replies = await pipe.eval(HGETALL_MANY, len(names) + len(counter_keys), *names, *counter_keys)
-                    hashes = [_counters(flat) for flat in replies]
-                    windows, counters = hashes[: len(names)], dict(zip(models, hashes[len(names) :]))
-                    outputs: list[Output] = []
-                    closed = 0
-                    for key, fields in zip(keys, windows):
-                        if not fields:  # another worker closed it first
-                            continue
-                        counts = merge_counts(counters.pop(key.model, {}), counters.pop(UNATTRIBUTED, {}))
-                        outputs += build(key, WindowAggregate(self.resolution, fields), counts)
-                        closed += 1
-                    pipe.multi()
-                    pipe.delete(*names)
-                    pipe.zrem(self.key("open"), *(k.encode() for k in keys))
-                    taken = [
-                        (self.key("c", m), {f: -int(n) for f, n in c.items() if int(n)})
-                        for m, c in zip(models, hashes[len(names) :])
-                        if m not in counters
-                    ]
-                    taken = [(k, c) for k, c in taken if c]
-                    if taken:
-                        await self._add_counts(taken, pipe)
-                    self._push(pipe, outputs)
-                    await pipe.execute()
-                    return closed
-                except WatchError:
-                    continue
-        raise StateError(f"could not close {len(keys)} windows after {MAX_RETRIES} attempts")
+        """Seal the windows' parts in every partition, merge them and queue each window's records in
+        its owner partition's outbox (only if not closed there yet), then drop the sealed parts."""
+        names = [k.encode() for k in keys]
+        seal = json.dumps({"windows": names, "models": [k.model for k in keys], "ends": [repr(k.end) for k in keys]})
+        sealed = await self._each([(lua.SEAL, p, (seal,)) for p in range(self.partitions)])
+        claims: dict[int, dict[str, list[Any]]] = {}
+        for i, key in enumerate(keys):
+            parts = [replies[i] for replies in sealed]
+            if any(part is None for part in parts):  # closed already: only the cleanup is left
+                continue
+            agg, counts = WindowAggregate(self.resolution), {}
+            for part in parts:
+                fields = _counters(part)
+                counts = merge_counts(counts, {f[1:]: n for f, n in fields.items() if f.startswith("#") and f != "#"})
+                agg.merge(WindowAggregate(self.resolution, {f: n for f, n in fields.items() if not f.startswith("#")}))
+            claim = claims.setdefault(zlib.crc32(names[i].encode()) % self.partitions, {"windows": [], "ends": [], "rows": []})
+            claim["windows"].append(names[i])
+            claim["ends"].append(repr(key.end))
+            claim["rows"].append(self._outbox_rows(build(key, agg, counts)))
+        closed = sum(await self._each([(lua.CLAIM, p, (json.dumps(c),)) for p, c in claims.items()]))
+        forget = repr(max(k.end for k in keys) - 2 * self.label_ttl - 86400) if keys else "0"
+        cleanup = json.dumps({"windows": names, "ends": [repr(k.end) for k in keys], "forget": forget})
+        await self._each([(lua.CLEANUP, p, (cleanup,)) for p in range(self.partitions)])
+        return int(closed)
 
     async def close_counts(self, models: set[str], build: Any) -> int:
-        """Take the counters of the models no open window will carry and queue their outputs: one
-        transaction (WATCH the open windows and the counters, read, MULTI/EXEC)."""
+        """Per partition, take the counters of the models no window open in it carries and queue
+        their records, in a script that first checks no other writer took counters meanwhile."""
         ordered = sorted(models)
-        keys = [self.key("c", m) for m in ordered]
+        pending, taken = set(range(self.partitions)), 0
         for _ in range(MAX_RETRIES):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(self.key("open"), *keys)
-                    open_windows = [
-                        WindowKey.decode(_text(k) or "") for k in await pipe.zrange(self.key("open"), 0, -1)
-                    ]
-                    carried = {k.model for k in open_windows}
-                    replies = await pipe.eval(HGETALL_MANY, len(keys), *keys)
-                    outputs: list[Output] = []
-                    taken: list[tuple[str, Mapping[str, float]]] = []
-                    for model, key, flat in zip(ordered, keys, replies):
-                        if (model == UNATTRIBUTED and open_windows) or (model != UNATTRIBUTED and model in carried):
-                            continue
-                        counts = merge_counts(_counters(flat))
-                        if any(counts.values()):
-                            outputs += build(model, counts)
-                            taken.append((key, {f: -n for f, n in counts.items() if n}))
-                    if not taken:
-                        return 0
-                    pipe.multi()
-                    await self._add_counts(taken, pipe)
-                    self._push(pipe, outputs)
-                    await pipe.execute()
-                    return len(taken)
-                except WatchError:
-                    continue
+            partitions = sorted(pending)
+            replies = await self._each([(lua.COUNTS, p, (json.dumps(ordered),)) for p in partitions])
+            calls, sizes = [], []
+            for p, (version, hashes) in zip(partitions, replies):
+                outputs, take = [], []
+                for model, flat in zip(ordered, hashes):
+                    counts = merge_counts(_counters(flat))
+                    if any(counts.values()):
+                        outputs += build(model, counts)
+                        take.append([model, _counter_pairs({f: -n for f, n in counts.items() if n})])
+                if take:
+                    control = {"version": _text(version) or "", "take": take, "rows": self._outbox_rows(outputs)}
+                    calls.append((lua.TAKE, p, (json.dumps(control),)))
+                    sizes.append(len(take))
+                else:
+                    pending.discard(p)
+            for (_, p, _), size, reply in zip(calls, sizes, await self._each(calls)):
+                if reply == 1:
+                    pending.discard(p)
+                    taken += size
+            if not pending:
+                return taken
         raise StateError(f"could not take the counts of {len(models)} models after {MAX_RETRIES} attempts")
 
     # -- outbox --------------------------------------------------------------------------------
     async def enqueue(self, outputs: list[Output]) -> None:
-        """Queue outputs."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._push(pipe, outputs)
-            await pipe.execute()
+        """Queue outputs (in the first partition's outbox)."""
+        rows = self._outbox_rows(outputs)
+        if rows:
+            await self.redis.rpush(f"{self.base(0)}:o", *rows)
 
     async def pending_outbox(self) -> list[Output]:
-        """Queued outputs not yet confirmed (the first page)."""
-        self._outbox_page = await self.redis.lrange(self.key("outbox"), 0, OUTBOX_PAGE - 1)
-        # Rows queued by truthstream 0.1 name their topic instead of their kind: the worker
-        # publishes an unknown kind to the topic of that name.
-        return [Output(d.get("kind") or d["topic"], d["key"], d["value"]) for d in map(json.loads, self._outbox_page)]
+        """Queued outputs not yet confirmed (the first page of every partition's outbox)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.lrange(f"{self.base(p)}:o", 0, OUTBOX_PAGE - 1)
+            pages = await pipe.execute()
+        self._outbox_pages = [(p, page) for p, page in enumerate(pages) if page]
+        return [
+            Output(d["kind"], d["key"], d["value"]) for _, page in self._outbox_pages for d in map(json.loads, page)
+        ]
 
     async def confirm_outbox(self, count: int) -> None:
-        """Drop the first `count` entries of the page last read: Kafka has them. Workers share the
-        outbox, so they are dropped only if they still head it; if another worker published and
-        dropped them meanwhile, nothing is dropped (its copies were byte-identical)."""
-        if count:
-            page = [row.decode() if isinstance(row, bytes) else row for row in self._outbox_page[:count]]
-            await self.redis.eval(CONFIRM, 1, self.key("outbox"), json.dumps(page))
+        """Drop the first `count` entries of the pages last read: Kafka has them. Workers share
+        outboxes, so entries are dropped only if they still head theirs; if another worker published
+        and dropped them meanwhile, nothing is dropped (its copies were byte-identical)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p, page in self._outbox_pages:
+                if count <= 0:
+                    break
+                rows = [_text(row) for row in page[:count]]
+                count -= len(rows)
+                pipe.eval(lua.CONFIRM, 1, f"{self.base(p)}:o", json.dumps(rows))
+            await pipe.execute()

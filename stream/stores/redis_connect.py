@@ -3,8 +3,11 @@ start-up, and an error that says what is wrong (a TLS mismatch, a refused passwo
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 
 from stream.errors import ConfigError
 from stream.redact import redact
@@ -36,15 +39,29 @@ def explain(url: str, exc: BaseException) -> str:
     return "check TRUTHSTREAM_REDIS_URL"
 
 
-async def connect(url: str) -> aioredis.Redis:
-    """A client of the Redis at `url`, after a probe answered a PING within CONNECT_TIMEOUT_S;
-    ConfigError with the likely reason otherwise (the URL redacted). The client itself has no socket
-    timeout: a busy Redis is slow, not gone."""
-    probe = aioredis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S)
+def _client(url: str, cluster: bool, **options: Any) -> Any:
+    return RedisCluster.from_url(url, **options) if cluster else aioredis.from_url(url, **options)
+
+
+async def connect(url: str, cluster: bool = False) -> Any:
+    """A client of the Redis at `url` (redis-py's cluster client if `cluster`: the URL names any
+    node), after a probe answered a PING within CONNECT_TIMEOUT_S; ConfigError with the likely reason
+    otherwise (the URL redacted), also when the Redis is a cluster node and `cluster` is off, or the
+    reverse. The client itself has no socket timeout: a busy Redis is slow, not gone."""
+    probe = _client(url, cluster, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S)
     try:
         await probe.ping()
+        if not cluster and (await probe.info("cluster")).get("cluster_enabled"):
+            raise ConfigError(
+                f"Redis at {redact(url)} is a node of a Redis Cluster: set TRUTHSTREAM_REDIS_CLUSTER=on"
+            )
+    except RedisClusterException as exc:
+        raise ConfigError(
+            f"Redis at {redact(url)} does not answer as a cluster ({redact(str(exc))}): if it is a single Redis, "
+            "set TRUTHSTREAM_REDIS_CLUSTER=off"
+        ) from None
     except (RedisError, OSError) as exc:
         raise ConfigError(f"Redis at {redact(url)} does not answer ({redact(str(exc))}): {explain(url, exc)}") from None
     finally:
         await probe.aclose()
-    return aioredis.from_url(url)
+    return _client(url, cluster)

@@ -11,7 +11,6 @@ from typing import Any
 
 import faust
 import mode
-import redis.asyncio as aioredis
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -67,7 +66,11 @@ def preflight(settings: Settings) -> int:
     s = settings
 
     async def check_redis() -> None:
-        await (await connect(s.redis_url)).aclose()
+        client = await connect(s.redis_url, s.redis_cluster == "on")
+        try:
+            await RedisStore(client, s.redis_prefix, s.label_ttl).check_layout()
+        finally:
+            await client.aclose()
 
     asyncio.run(check_redis())
     counts = ensure_topics(
@@ -92,7 +95,7 @@ class WorkerService(mode.Service):
         self.topics = settings.output_topics()
         self.engine: Engine | None = None
         self.publisher: Publisher | None = None
-        self.redis: aioredis.Redis | None = None
+        self.redis: Any = None  # redis-py's client, or its cluster client
         self.last_input = time.monotonic()
         self.lock = asyncio.Lock()
         self.ready = asyncio.Event()
@@ -102,8 +105,10 @@ class WorkerService(mode.Service):
         """Connect to Redis (`preflight` checked it, and the topics, before faust started)."""
         install_redaction()  # faust's worker set up logging of its own by now
         s = self.settings
-        self.redis = await connect(s.redis_url)
-        store = RedisStore(self.redis, s.redis_prefix, s.label_ttl, s.rolling_size, s.rolling_every, s.score_resolution)
+        self.redis = await connect(s.redis_url, s.redis_cluster == "on")
+        store = RedisStore(
+            self.redis, s.redis_prefix, s.label_ttl, self.partitions, s.rolling_size, s.rolling_every, s.score_resolution
+        )
         self.engine = Engine(s.core(), self.catalog, store, self.partitions)
         self.publisher = Publisher(self.app.producer, store, self.topics)
         self.ready.set()
