@@ -22,6 +22,11 @@ from stream.settings import Settings
 CLUSTER = os.environ.get("TRUTHSTREAM_TEST_REDIS_CLUSTER") == "on"
 
 
+def redis_client(url: str) -> Any:
+    """An asyncio client of the test Redis: redis-py's cluster client when it is a cluster node."""
+    return RedisCluster.from_url(url) if CLUSTER else aioredis.from_url(url)
+
+
 class Harness:
     """Feeds batches to an Engine and collects what it publishes."""
 
@@ -43,7 +48,7 @@ class Harness:
     async def _with_engine(self, work: Any) -> Any:
         client = None
         if self.kind == "redis":
-            client = RedisCluster.from_url(self.redis_url) if CLUSTER else aioredis.from_url(self.redis_url)
+            client = redis_client(self.redis_url)
             store: Any = RedisStore(
                 client,
                 self.prefix,

@@ -3,7 +3,6 @@ step never raises and accounts for every message (joined, waiting, duplicate, ex
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from typing import Any
@@ -136,14 +135,17 @@ def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMes
     for partition in sorted({m.partition for m in batch}):
         group = [m for m in batch if m.partition == partition]
         result, _ = store.run(
-            partition, event_ids(group, config), set(), lambda view: Step(config, catalog, view, NOW).run(group)
+            partition, event_ids(group, config), set(), lambda view, g=group: Step(config, catalog, view, NOW).run(g)
         )
         results.append(result)
     counters = [c for result in results for c in result.counters.values()]
     counts = {name: sum(c.get(name, 0) for c in counters) for name in ("rejected", "duplicates")}
     expired = sum(c.get(k, 0) for c in counters for k in ("expired_inferences", "expired_labels"))
     waiting = sum(
-        1 for entries in store.entries.values() for e in entries.values() if e.kind in (PENDING_INFERENCE, PENDING_LABEL)
+        1
+        for entries in store.entries.values()
+        for e in entries.values()
+        if e.kind in (PENDING_INFERENCE, PENDING_LABEL)
     )
     dead = [o for result in results for o in result.outputs if o.kind == DEAD_LETTER]
     joined = sum(result.joined for result in results)

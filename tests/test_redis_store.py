@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import time
 import threading
 import uuid
 from functools import partial
 from typing import Any
 
+import pytest
+import redis
 import redis.asyncio as aioredis
 
 from stream.core.catalog import Catalog
 from stream.core.state import METRICS, Job, Output
 from stream.core.engine import Engine
 from stream.core.records import RawMessage
+from stream.errors import ConfigError, StateError
 from stream.stores.redis import RedisStore
+from stream.stores.redis_connect import connect
 from stream.settings import Settings
 from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
+from tests.harness import CLUSTER, Harness, redis_client
 
 SETTINGS = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
 
 
 async def _engine_run(redis_url: str, prefix: str, work: Any, partitions: int = 1) -> Any:
     """Run `work(engine, store)` on a fresh client of the shared Redis state under `prefix`."""
-    client = aioredis.from_url(redis_url)
+    client = redis_client(redis_url)
     try:
         store = RedisStore(client, prefix, SETTINGS.label_ttl, partitions)
         return await work(Engine(SETTINGS.core(), Catalog(), store, partitions), store)
@@ -118,7 +125,7 @@ def test_two_workers_flushing_the_shared_outbox_lose_nothing(redis_url: str) -> 
     prefix = f"t-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> list[str]:
-        clients = [aioredis.from_url(redis_url) for _ in range(2)]
+        clients = [redis_client(redis_url) for _ in range(2)]
         try:
             one, two = (RedisStore(c, prefix, SETTINGS.label_ttl) for c in clients)
             await one.enqueue([Output("metrics", k, {"n": k}) for k in ("a", "b", "c")])
@@ -141,6 +148,9 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
     from stream.core.records import Joined
     from stream.core.state import StepResult, rolling_due
 
+    if CLUSTER:
+        pytest.skip("rolling windows need one Redis (refused in cluster mode)")
+
     async def run() -> None:
         client = aioredis.from_url(redis_url)
         try:
@@ -161,3 +171,98 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
             await client.aclose()
 
     asyncio.run(run())
+
+
+def _keys(redis_url: str, prefix: str) -> dict[str, str]:
+    """The keys under a prefix, on every node, with their types."""
+    clients = (
+        [redis.Redis(host=n.host, port=n.port) for n in redis.RedisCluster.from_url(redis_url).get_primaries()]
+        if CLUSTER
+        else [redis.Redis.from_url(redis_url)]
+    )
+    return {k.decode("latin-1"): c.type(k).decode() for c in clients for k in c.scan_iter(match=f"{prefix}:*")}
+
+
+def test_entries_split_into_more_buckets_as_they_grow_and_every_one_is_found(redis_url: str) -> None:
+    """3,000 waiting inferences on one partition grow its buckets by linear hashing to about 3,000/40 small
+    hashes (none past the compact encoding's 128 entries); then every label finds its inference."""
+    settings = Settings(window_seconds=3600.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=86400.0)
+    h = Harness("redis", settings, None, 1, redis_url, prefix=f"t-{uuid.uuid4().hex[:8]}")
+    inf, lab = Topic("inferences"), Topic("labels")
+    ids = [str(uuid.UUID(int=random.Random(7).getrandbits(128) + i)) for i in range(3000)]
+    h.feed([inf.msg(inference(e, T0 + i * 0.1, i % 2, 0.3 + (i % 7) / 10)) for i, e in enumerate(ids)], batch=500)
+    buckets = [k for k, t in _keys(redis_url, h.prefix).items() if ":e:" in k and t == "hash"]
+    assert 3000 / 80 <= len(buckets) <= 3000 / 20
+    client = redis.Redis.from_url(redis_url) if not CLUSTER else redis.RedisCluster.from_url(redis_url)
+    assert max(client.hlen(k.encode("latin-1")) for k in buckets) <= 128
+    h.feed([lab.msg(label(e, i % 2)) for i, e in enumerate(ids)], batch=500)
+    h.idle(T0 + 86400 * 3)
+    [record] = h.metrics()
+    assert record["sample_count"] == 3000 and record["counts"]["expired_inferences"] == 0
+    assert record["binary_classification_metrics"]["accuracy"]["value"] == 1.0
+
+
+def test_a_long_waiting_label_gets_a_key_of_its_own_until_its_inference_comes(redis_url: str) -> None:
+    """A label waiting with a large message is kept beside the buckets (they stay compact) and the key
+    goes when the label joins; a label that does not fit its model is dead-lettered with its message."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0)
+    h = Harness("redis", settings, Catalog(default_problem_type="Regression"), 1, redis_url, prefix=prefix)
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([lab.msg(label("a", 1, note="n" * 500)), lab.msg(label("b", "not-a-class", note="m" * 500))])
+    assert sum(":L:" in k for k in _keys(redis_url, prefix)) == 2
+    h.feed([inf.msg(inference("a", T0, 1.5)), inf.msg(inference("b", T0 + 1, 2.5))])
+    assert sum(":L:" in k for k in _keys(redis_url, prefix)) == 0
+    [dead] = h.records(settings.dead_letter_topic)
+    assert dead["key"] == "b" and "m" * 500 in json.loads(dead["value"])["note"]
+
+
+def test_a_window_closed_by_two_workers_at_once_is_published_once(redis_url: str) -> None:
+    """Two workers see the same windows due and close them concurrently: each window's parts of the
+    two partitions are merged once, its record queued once, and the counters go with it once."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+    msgs = [
+        m
+        for i in range(40)
+        for m in (inf.msg(inference(f"e{i}", T0 + i, 1, 0.9), i % 2), lab.msg(label(f"e{i}", 1), i % 2))
+    ] + [lab.msg(label("e3", 1), 1)]  # a duplicate on partition 1
+
+    async def scenario() -> list[Output]:
+        clients = [redis_client(redis_url) for _ in range(2)]
+        try:
+            stores = [RedisStore(c, prefix, SETTINGS.label_ttl, 2) for c in clients]
+            engines = [Engine(SETTINGS.core(), Catalog(), s, 2) for s in stores]
+            await engines[0].process(msgs, time.time())
+            await stores[0].raise_floor(T0 + 3600)
+            await asyncio.gather(*(e.close_due() for e in engines))
+            return await stores[0].pending_outbox()
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    records = [o.value for o in asyncio.run(scenario()) if o.kind == METRICS]
+    assert [(r["sample_count"], r["counts"]["duplicates"]) for r in records] == [(40, 1)]
+
+
+def test_state_of_the_first_key_layout_is_refused_with_what_to_do(redis_url: str) -> None:
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> None:
+        client = redis_client(redis_url)
+        try:
+            await client.rpush(f"{prefix}:outbox", "{}")
+            with pytest.raises(StateError, match="first key layout.*Upgrading"):
+                await RedisStore(client, prefix, 600.0).check_layout()
+            await client.delete(f"{prefix}:outbox")
+            await RedisStore(client, prefix, 600.0).check_layout()
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_the_wrong_cluster_setting_is_one_clear_error(redis_url: str) -> None:
+    """A cluster node with cluster mode off, or a single Redis with it on: ConfigError naming the setting."""
+    with pytest.raises(ConfigError, match="TRUTHSTREAM_REDIS_CLUSTER=" + ("on" if CLUSTER else "off")):
+        asyncio.run(connect(redis_url, cluster=not CLUSTER))

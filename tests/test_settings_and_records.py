@@ -49,6 +49,8 @@ def test_a_bad_flag_is_named_as_the_user_typed_it(capsys: pytest.CaptureFixture[
         ({"TRUTHSTREAM_WINDOW_SECONDS": "0"}, "TRUTHSTREAM_WINDOW_SECONDS must be positive"),
         ({"TRUTHSTREAM_MIN_SAMPLES": "-1"}, "TRUTHSTREAM_MIN_SAMPLES must not be negative"),
         ({"TRUTHSTREAM_METRICS_TOPIC": "labels"}, "must be distinct"),
+        ({"TRUTHSTREAM_REDIS_CLUSTER": "yes"}, "TRUTHSTREAM_REDIS_CLUSTER must be one of on, off"),
+        ({"TRUTHSTREAM_REDIS_CLUSTER": "on"}, "ROLLING_SIZE must be 0 with --redis-cluster"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:

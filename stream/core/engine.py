@@ -107,7 +107,12 @@ class Engine:
         returns the models whose counts it changed."""
         done = await self.store.transact(
             [
-                Job(p, set(ids), set(), lambda view, p=p, ids=ids: apply(Step(self.config, self.catalog, view), {p: ids}))
+                Job(
+                    p,
+                    set(ids),
+                    set(),
+                    lambda view, p=p, ids=ids: apply(Step(self.config, self.catalog, view), {p: ids}),
+                )
                 for p, ids in candidates.items()
                 if ids
             ]

@@ -260,7 +260,10 @@ class RedisStore:
                     txn.done = (StepResult(), [])
                 elif reply != 0:
                     self._learn_models(txn.job.partition, txn.known, txn.known, txn.new_models)
-                    txn.done = (txn.result, [RollingDue.decode(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]])
+                    txn.done = (
+                        txn.result,
+                        [RollingDue.decode(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]],
+                    )
             pending = [t for t in pending if t.done is None]
             if not pending:
                 return [t.done for t in txns if t.done is not None]
@@ -405,7 +408,9 @@ class RedisStore:
                 fields = _counters(part)
                 counts = merge_counts(counts, {f[1:]: n for f, n in fields.items() if f.startswith("#") and f != "#"})
                 agg.merge(WindowAggregate(self.resolution, {f: n for f, n in fields.items() if not f.startswith("#")}))
-            claim = claims.setdefault(zlib.crc32(names[i].encode()) % self.partitions, {"windows": [], "ends": [], "rows": []})
+            claim = claims.setdefault(
+                zlib.crc32(names[i].encode()) % self.partitions, {"windows": [], "ends": [], "rows": []}
+            )
             claim["windows"].append(names[i])
             claim["ends"].append(repr(key.end))
             claim["rows"].append(self._outbox_rows(build(key, agg, counts)))

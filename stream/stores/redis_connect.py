@@ -52,9 +52,7 @@ async def connect(url: str, cluster: bool = False) -> Any:
     try:
         await probe.ping()
         if not cluster and (await probe.info("cluster")).get("cluster_enabled"):
-            raise ConfigError(
-                f"Redis at {redact(url)} is a node of a Redis Cluster: set TRUTHSTREAM_REDIS_CLUSTER=on"
-            )
+            raise ConfigError(f"Redis at {redact(url)} is a node of a Redis Cluster: set TRUTHSTREAM_REDIS_CLUSTER=on")
     except RedisClusterException as exc:
         raise ConfigError(
             f"Redis at {redact(url)} does not answer as a cluster ({redact(str(exc))}): if it is a single Redis, "

@@ -107,7 +107,13 @@ class WorkerService(mode.Service):
         s = self.settings
         self.redis = await connect(s.redis_url, s.redis_cluster == "on")
         store = RedisStore(
-            self.redis, s.redis_prefix, s.label_ttl, self.partitions, s.rolling_size, s.rolling_every, s.score_resolution
+            self.redis,
+            s.redis_prefix,
+            s.label_ttl,
+            self.partitions,
+            s.rolling_size,
+            s.rolling_every,
+            s.score_resolution,
         )
         self.engine = Engine(s.core(), self.catalog, store, self.partitions)
         self.publisher = Publisher(self.app.producer, store, self.topics)

@@ -21,6 +21,7 @@ from connectors.kafka_span import read_topic
 from stream.kafka_clients import KafkaConnection
 from stream.settings import Settings
 from stream.worker.topics import ensure_topics
+from tests.harness import CLUSTER
 
 PARTITIONS = 4
 WORKER_READY_S = 60.0  # a cold Faust worker needs a few seconds to join its group; CI machines are slow
@@ -61,6 +62,8 @@ class Deployment:
             "TRUTHSTREAM_DATA_DIR": str(self.logs / "data"),
         }
         self.env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in settings.items()})
+        if CLUSTER:  # the Redis given is a cluster node: run the worker in cluster mode (no rolling windows)
+            self.env.update(TRUTHSTREAM_REDIS_CLUSTER="on", TRUTHSTREAM_ROLLING_SIZE="0")
         ensure_topics(
             self.kafka,
             [self.topic(k) for k in ("inferences", "labels", "metrics", "violations", "dead-letters")],
