@@ -36,6 +36,7 @@ stop)
   for pid in "$dir"/*/redis.pid; do
     [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null || true
   done
+  exit 0
   ;;
 *)
   echo "usage: $0 start DIR PORT | stop DIR" >&2
