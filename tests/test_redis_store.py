@@ -162,6 +162,7 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
                     [(_, due)] = await store.transact(
                         [Job(0, set(), set(), lambda view, s=samples: StepResult(rolling={"m\x1f1": s}))]
                     )
+                    due = await store.rolling_samples(due)
                     total += added
                     assert bool(due) == rolling_due(total, added, every), (every, total, added)
                     if due:

@@ -56,16 +56,19 @@ class Engine:
         # hash slot): each partition's messages are one transaction (a store runs them together).
         done = await self.store.transact([self._job(p, group, wall_clock) for p, group in by_partition.items()])
         counted: set[str] = set()
-        rolling = []
+        rolling: dict[str, RollingDue] = {}
         for result, due in done:
             report.joined += result.joined
             report.inference_times = widen(report.inference_times, result.inference_times)
             report.dead_letters += len(result.dead_letters)
             report.late += sum(c.get("late", 0) for c in result.counters.values())
             counted |= set(result.counters)
-            rolling += due
+            for d in due:  # partitions of one batch are one boundary: its model's latest due window
+                if d.model_key not in rolling or d.sequence > rolling[d.model_key].sequence:
+                    rolling[d.model_key] = d
         if rolling:
-            await self.store.enqueue([out for due in rolling for out in self._rolling(due)])
+            due_windows = await self.store.rolling_samples(list(rolling.values()))
+            await self.store.enqueue([out for due in due_windows for out in self._rolling(due)])
         # The clock is read after the write, not taken from the batch's own read: of two workers
         # finishing their last batches together, the later reader then sees both watermarks and
         # closes the windows (from their reads, each could miss the other's, and nothing would

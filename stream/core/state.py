@@ -247,6 +247,10 @@ class StateStore(Protocol):
         live with the partition their records came from), call its `step(view)` and apply the result
         atomically; the jobs' partitions differ, and each job is a transaction of its own."""
 
+    async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
+        """The rolling windows `transact` found due, with their samples (a store may return them
+        from `transact` without, to read only the last of a batch's partitions)."""
+
     async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
         """Ids (or the store's handles for them) of these partitions' entries expiring before
         `horizon` (see `sweep_horizon`), a page at most; stale ones are skipped by the sweep."""

@@ -93,6 +93,10 @@ class MemoryStore:
                 due.append(RollingDue.of(mk, self.rolling_count[mk], window))
         return due
 
+    async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
+        """The due windows as `transact` returned them: with their samples."""
+        return due
+
     async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
         """Indexed entries of these partitions expiring before `horizon` (each returned once: the
         sweep expires them)."""

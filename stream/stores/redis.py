@@ -117,6 +117,7 @@ class _Txn:
         self.ids = sorted(job.ids)
         self.topics = sorted({t for t, p in job.inputs if p == job.partition})
         self.sweep = next(("x" + i[1] for i in self.ids if i.startswith(SEP)), "")  # its work list, if a sweep
+        self.digests: dict[str, bytes] = {}
         self.known = 0  # model references known when it read
         self.result = StepResult()
         self.write: tuple[Any, ...] = ()
@@ -248,7 +249,10 @@ class RedisStore:
             calls = []
             for txn in pending:
                 txn.known = len(self._models.get(txn.job.partition, ()))
-                digests = b"".join(digest(i) for i in txn.ids)
+                for i in txn.ids:
+                    if i not in txn.digests:
+                        txn.digests[i] = digest(i)
+                digests = b"".join(txn.digests[i] for i in txn.ids)
                 calls.append((lua.READ, txn.job.partition, (digests, txn.known, *txn.topics)))
             writes = []
             for txn, reply in zip(pending, await self._each(calls)):
@@ -260,10 +264,7 @@ class RedisStore:
                     txn.done = (StepResult(), [])
                 elif reply != 0:
                     self._learn_models(txn.job.partition, txn.known, txn.known, txn.new_models)
-                    txn.done = (
-                        txn.result,
-                        [RollingDue.decode(_text(mk) or "", int(n), rows) for mk, n, rows in reply[1]],
-                    )
+                    txn.done = (txn.result, [RollingDue.of(_text(mk) or "", int(n), []) for mk, n in reply[1]])
             pending = [t for t in pending if t.done is None]
             if not pending:
                 return [t.done for t in txns if t.done is not None]
@@ -292,21 +293,26 @@ class RedisStore:
             txn.ids = sorted(set(txn.ids) | result.missing)
             return False
         new_models: dict[str, int] = {}
-        control, dels, sets, sides = self._write(partition, result, view, new_models)
+        control, dels, sets, sides = self._write(partition, result, view, new_models, txn.digests)
         control.update(version=_text(version) or "", floor=marks.get("f", ""), sweep=txn.sweep)
         txn.write = (json.dumps(control), dels, sets, sides)
         txn.new_models = sorted(new_models, key=new_models.__getitem__)
         return True
 
     def _write(
-        self, partition: int, result: StepResult, view: StateView, new_models: dict[str, int]
+        self,
+        partition: int,
+        result: StepResult,
+        view: StateView,
+        new_models: dict[str, int],
+        digests: dict[str, bytes],
     ) -> tuple[dict[str, Any], bytes, bytes, bytes]:
         """The APPLY script's arguments: every change of a batch, as a JSON text and three strings of
         digests and entries (redis-py spends more time packing commands than Redis running them)."""
         dels, sets, sides = [], [], []
         index: dict[str, list[int]] = {}
         for event_id, entry in result.entries.items():
-            d = digest(event_id)
+            d = digests[event_id]
             old = view.entries.get(event_id)
             if old is not None and old.kind == PENDING_LABEL:
                 sides.append(d)  # its text may be in a key of its own
@@ -315,10 +321,10 @@ class RedisStore:
                 continue
             value = self._encode(partition, entry, new_models)
             sets.append(d + _LENGTH.pack(len(value)) + value)
-            if math.isfinite(entry.expires):
+            if entry.expires != math.inf:
                 end = expiry_slot_end(entry.expires, self.label_ttl)
                 # an entry replacing one of the same slot (a join tombstone its inference) is indexed already
-                if old is None or not math.isfinite(old.expires) or expiry_slot_end(old.expires, self.label_ttl) != end:
+                if old is None or old.expires == math.inf or expiry_slot_end(old.expires, self.label_ttl) != end:
                     index.setdefault(repr(end), []).append(len(sets))
         base = self.base(partition)
         hashes = [(f"{base}:w:{w.encode()}", agg.fields()) for w, agg in result.windows.items()]
@@ -347,6 +353,13 @@ class RedisStore:
     @staticmethod
     def _outbox_rows(outputs: Iterable[Output]) -> list[str]:
         return [json.dumps({"kind": o.kind, "key": o.key, "value": o.value}) for o in outputs]
+
+    async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
+        """The samples of rolling windows `transact` found due (read once per batch, after it)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for d in due:
+                pipe.lrange(self.key("r", d.model_key), 0, -1)
+            return [RollingDue.decode(d.model_key, d.sequence, rows) for d, rows in zip(due, await pipe.execute())]
 
     # -- expiry and clock ----------------------------------------------------------------------
     async def clock(self) -> tuple[dict[str, float], float]:

@@ -77,7 +77,7 @@ end
 # First the guard: when the partition's version or idle floor is not what the batch read, another
 # writer came between, and the script writes nothing and returns 0 (a sweep whose work list is
 # gone was done by another worker: 2). Otherwise it applies everything and returns
-# {1, rolling windows that came due: {{field, total, {sample, ...}}, ...}}.
+# {1, rolling windows that came due: {{field, total}, ...}} (their samples are read once per batch).
 APPLY = (
     BUCKETS
     + """
@@ -144,7 +144,7 @@ for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, .
   redis.call('LTRIM', l[1], -a.rolling_size, -1)
   local total = redis.call('HINCRBY', a.rolling_counts, l[2], #l[3])
   if math.floor(total / a.rolling_every) > math.floor((total - #l[3]) / a.rolling_every) then
-    due[#due + 1] = {l[2], total, redis.call('LRANGE', l[1], 0, -1)}
+    due[#due + 1] = {l[2], total}
   end
 end
 return {1, due}
