@@ -210,11 +210,11 @@ for i, w in ipairs(a.windows) do
       end
       redis.call('ZREM', base .. ':open', w)
       redis.call('ZADD', base .. ':sealed', a.ends[i], w)
-      redis.call('INCR', base .. ':cv')
     end
     out[i] = redis.call('HGETALL', sealed)
   end
 end
+if next(taken) then redis.call('INCR', base .. ':cv') end  -- counters moved: a count read before is stale
 return out
 """
 
