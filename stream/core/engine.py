@@ -32,6 +32,7 @@ class BatchReport:
     late: int = 0
     closed_windows: int = 0
     accounting_records: int = 0
+    queued: int = 0  # records this batch queued in the outbox (nothing to publish when 0)
     inference_times: tuple[float, float] | None = None  # earliest and latest inference time read
     stream_time: float = -math.inf  # the stream's event time after the batch (see `Engine.now`)
 
@@ -47,7 +48,7 @@ class Engine:
         `wall_clock` is the reference for the event times of messages that carry no Kafka timestamp."""
         report = BatchReport(messages=len(messages))
         if not messages:
-            report.closed_windows = await self.close_due()
+            report.closed_windows = report.queued = await self.close_due()
             return report
         by_partition: dict[int, list[RawMessage]] = {}
         for msg in messages:
@@ -61,6 +62,7 @@ class Engine:
             report.joined += result.joined
             report.inference_times = widen(report.inference_times, result.inference_times)
             report.dead_letters += len(result.dead_letters)
+            report.queued += len(result.outputs)
             report.late += sum(c.get("late", 0) for c in result.counters.values())
             counted |= set(result.counters)
             for d in due:  # partitions of one batch are one boundary: its model's latest due window
@@ -68,7 +70,9 @@ class Engine:
                     rolling[d.model_key] = d
         if rolling:
             due_windows = await self.store.rolling_samples(list(rolling.values()))
-            await self.store.enqueue([out for due in due_windows for out in self._rolling(due)])
+            outputs = [out for due in due_windows for out in self._rolling(due)]
+            await self.store.enqueue(outputs)
+            report.queued += len(outputs)
         # The clock is read after the write, not taken from the batch's own read: of two workers
         # finishing their last batches together, the later reader then sees both watermarks and
         # closes the windows (from their reads, each could miss the other's, and nothing would
@@ -76,8 +80,10 @@ class Engine:
         now = report.stream_time = await self.now()
         counted |= await self.expire(set(by_partition), now)
         report.closed_windows = await self.close_due(now)
+        report.queued += report.closed_windows
         if counted:
             report.accounting_records = await self.store.close_counts(counted, lambda m, c: self._accounting(m, c, now))
+            report.queued += report.accounting_records
         return report
 
     def _job(self, partition: int, messages: list[RawMessage], wall_clock: float) -> Job:

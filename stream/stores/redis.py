@@ -144,6 +144,7 @@ class RedisStore:
         self._models: dict[int, list[str]] = {}  # per partition, model reference -> model key
         self._model_refs: dict[int, dict[str, int]] = {}
         self._outbox_pages: list[tuple[int, list[bytes]]] = []
+        self._clock: tuple[dict[str, float], float] | None = None  # read with a batch's writes
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -159,14 +160,21 @@ class RedisStore:
         base = self.base(partition)
         return runner.eval(script, 1, f"{base}:meta", base, *args)
 
-    async def _each(self, calls: list[tuple[str, int, tuple[Any, ...]]]) -> list[Any]:
-        """Run scripts of several partitions in one pipeline (each still atomic on its own)."""
+    async def _each(self, calls: list[tuple[str, int, tuple[Any, ...]]], clock: bool = False) -> list[Any]:
+        """Run scripts of several partitions in one pipeline (each still atomic on its own); with
+        `clock`, read the clock after them in the same round trip, for the next `clock()` call."""
+        self._clock = None
         if not calls:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for script, partition, args in calls:
                 self._eval(pipe, script, partition, *args)
-            return await pipe.execute()
+            if clock:
+                self._read_clock(pipe)
+            replies = await pipe.execute()
+        if clock:
+            self._clock = self._clock_of(replies[len(calls) :])
+        return replies[: len(calls)]
 
     async def check_layout(self) -> None:
         """Refuse a Redis holding truthstream's first key layout under this prefix (its state would be
@@ -258,7 +266,9 @@ class RedisStore:
             for txn, reply in zip(pending, await self._each(calls)):
                 if self._view(txn, reply):
                     writes.append(txn)
-            replies = await self._each([(lua.APPLY, t.job.partition, t.write) for t in writes])
+            replies = await self._each(
+                [(lua.APPLY, t.job.partition, t.write) for t in writes], clock=any(t.topics for t in writes)
+            )
             for txn, reply in zip(writes, replies):
                 if reply == 2:  # another worker did this sweep
                     txn.done = (StepResult(), [])
@@ -363,11 +373,20 @@ class RedisStore:
 
     # -- expiry and clock ----------------------------------------------------------------------
     async def clock(self) -> tuple[dict[str, float], float]:
-        """Partition watermarks and the idle floor (the lowest partition's: raising it is not atomic)."""
+        """Partition watermarks and the idle floor (the lowest partition's: raising it is not atomic).
+        Read right after a batch's writes, in their round trip, if nothing else ran since."""
+        if self._clock is not None:
+            clock, self._clock = self._clock, None
+            return clock
         async with self.redis.pipeline(transaction=False) as pipe:
-            for p in range(self.partitions):
-                pipe.hgetall(f"{self.base(p)}:wm")
-            replies = await pipe.execute()
+            self._read_clock(pipe)
+            return self._clock_of(await pipe.execute())
+
+    def _read_clock(self, pipe: Any) -> None:
+        for p in range(self.partitions):
+            pipe.hgetall(f"{self.base(p)}:wm")
+
+    def _clock_of(self, replies: list[dict[bytes, bytes]]) -> tuple[dict[str, float], float]:
         watermarks, floors = {}, []
         for p, marks in enumerate(replies):
             marks = {_text(k) or "": float(v) for k, v in marks.items()}
@@ -390,6 +409,7 @@ class RedisStore:
 
     async def raise_floor(self, when: float) -> None:
         """Advance every partition's idle floor (a Lua max keeps each monotonic under concurrent writers)."""
+        self._clock = None
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(self.partitions):
                 pipe.eval(lua.RAISE_FLOOR, 1, f"{self.base(p)}:wm", repr(when))

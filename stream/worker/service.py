@@ -137,7 +137,8 @@ class WorkerService(mode.Service):
         self.last_input = time.monotonic()
         async with self.lock:
             report = await self._retrying(lambda: engine.process(messages, time.time()))
-            await self._retrying(self.flush)
+            if report.queued:  # else nothing new to publish; what others left, the next tick (1 s) sends
+                await self._retrying(self.flush)
         if report.closed_windows or report.dead_letters or report.accounting_records:
             log.info("batch: %s", report)
         if report.late:
