@@ -12,7 +12,7 @@ below `s`. When the partition holds more than FILL entries a bucket, bucket `s` 
 
 from __future__ import annotations
 
-FILL = 20  # average entries per bucket before one splits (at most twice that in unsplit buckets)
+FILL = 40  # average entries per bucket before one splits (at most twice that in unsplit buckets)
 DIGEST = 12  # bytes of an event id's digest
 
 # Names and functions every entry script starts with.
