@@ -249,7 +249,7 @@ class StateStore(Protocol):
 
     async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
         """The rolling windows `transact` found due, with their samples (a store may return them
-        from `transact` without, to read only the last of a batch's partitions)."""
+        from `transact` without, to read the samples once per batch, after all its partitions)."""
 
     async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
         """Ids (or the store's handles for them) of these partitions' entries expiring before

@@ -135,7 +135,6 @@ class MemoryStore:
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Take each window's parts and, per partition, its model's counters; build and queue its outputs."""
         closed = 0
-        taken: dict[int, set[str]] = {}  # per partition, the counters taken by an earlier window of this call
         for key in keys:
             parts = self.windows.pop(key, None)
             if parts is None:
@@ -143,10 +142,8 @@ class MemoryStore:
             agg, counts = WindowAggregate(next(iter(parts.values())).resolution), {}
             for part in parts.values():
                 agg.merge(part)
-            for partition, counters in self.counters.items():
-                firsts = [m for m in (key.model, UNATTRIBUTED) if m not in taken.setdefault(partition, set())]
-                taken[partition].update(firsts)
-                counts = merge_counts(counts, *(counters.pop(m, {}) for m in firsts))
+            for counters in self.counters.values():  # a later window of the model finds them gone
+                counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
             self.outbox.extend(build(key, agg, counts))
             closed += 1
         return closed

@@ -15,8 +15,16 @@ from __future__ import annotations
 FILL = 40  # average entries per bucket before one splits (at most twice that in unsplit buckets)
 DIGEST = 12  # bytes of an event id's digest
 
+# RPUSH of any number of items, in pages (unpack() is bounded by Lua's stack).
+RPUSH = """
+local function rpush(key, items)
+  for j = 1, #items, 1000 do redis.call('RPUSH', key, unpack(items, j, math.min(j + 999, #items))) end
+end
+"""
+
 # Names and functions every entry script starts with.
-BUCKETS = """
+BUCKETS = (
+    """
 local base, meta = ARGV[1], KEYS[1]
 local function h32(f)
   local a, b, c, d = string.byte(f, 1, 4)
@@ -30,10 +38,9 @@ local function bucket(f)
   if b < S then b = h % (2 ^ (L + 1)) end
   return base .. ':e:' .. b
 end
-local function rpush(key, items)
-  for j = 1, #items, 1000 do redis.call('RPUSH', key, unpack(items, j, math.min(j + 999, #items))) end
-end
 """
+    + RPUSH
+)
 
 # ARGV[2]: the digests, concatenated; ARGV[3]: model references the caller knows; ARGV[4..]: input
 # topics. Returns the entries (a long one is in a key of its own: 'P' points there), the model
@@ -193,7 +200,7 @@ return redis.call('LRANGE', work, 0, -1)
 # false. Returns each window's sealed hash.
 SEAL = """
 local base, a = ARGV[1], cjson.decode(ARGV[2])
-local closed, out, taken = base .. ':closed', {}, {}
+local closed, out, changed = base .. ':closed', {}, false
 for i, w in ipairs(a.windows) do
   local sealed = base .. ':s:' .. w
   if redis.call('ZSCORE', closed, w) then
@@ -203,40 +210,39 @@ for i, w in ipairs(a.windows) do
       local part = base .. ':w:' .. w
       if redis.call('EXISTS', part) == 1 then redis.call('RENAME', part, sealed) end
       redis.call('HSET', sealed, '#', '1')
-      for _, m in ipairs({a.models[i], ''}) do
-        if not taken[m] then
-          taken[m] = true
-          local c = redis.call('HGETALL', base .. ':c:' .. m)
-          for j = 1, #c, 2 do redis.call('HINCRBY', sealed, '#' .. c[j], c[j + 1]) end
-          redis.call('DEL', base .. ':c:' .. m)
-        end
+      for _, m in ipairs({a.models[i], ''}) do  -- a later window of the model finds them gone
+        local c = redis.call('HGETALL', base .. ':c:' .. m)
+        for j = 1, #c, 2 do redis.call('HINCRBY', sealed, '#' .. c[j], c[j + 1]) end
+        redis.call('DEL', base .. ':c:' .. m)
       end
       redis.call('ZREM', base .. ':open', w)
       redis.call('ZADD', base .. ':sealed', a.ends[i], w)
+      changed = true
     end
     out[i] = redis.call('HGETALL', sealed)
   end
 end
-if next(taken) then redis.call('INCR', base .. ':cv') end  -- counters moved: a count read before is stale
+if changed then redis.call('INCR', base .. ':cv') end  -- counters moved: a count read before is stale
 return out
 """
 
 # Claim windows ARGV[2] (JSON {windows, ends, rows}) for publication in their owner partition:
 # the outputs of a window not closed yet are queued and the window marked closed. Returns how many.
-CLAIM = """
+CLAIM = (
+    RPUSH
+    + """
 local base, a = ARGV[1], cjson.decode(ARGV[2])
 local closed, claimed = base .. ':closed', 0
 for i, w in ipairs(a.windows) do
   if not redis.call('ZSCORE', closed, w) then
     redis.call('ZADD', closed, a.ends[i], w)
-    for j = 1, #a.rows[i], 1000 do
-      redis.call('RPUSH', base .. ':o', unpack(a.rows[i], j, math.min(j + 999, #a.rows[i])))
-    end
+    rpush(base .. ':o', a.rows[i])
     claimed = claimed + 1
   end
 end
 return claimed
 """
+)
 
 # Drop this partition's sealed parts of windows ARGV[2] (JSON {windows, ends, forget}) and remember
 # them as closed, forgetting windows closed before `forget`.
@@ -270,7 +276,8 @@ return {redis.call('GET', base .. ':cv') or '', out}
 # Take counts ARGV[2] (JSON {version, take: [[model, [field, -n, ...]], ...], rows}) if the counters'
 # version is still the one read: subtract them, queue the rows. Returns 1, or 0 when it moved.
 TAKE = (
-    """
+    RPUSH
+    + """
 local base, a = ARGV[1], cjson.decode(ARGV[2])
 if (redis.call('GET', base .. ':cv') or '') ~= a.version then return 0 end
 redis.call('INCR', base .. ':cv')
@@ -283,7 +290,7 @@ for _, t in ipairs(take) do
   local c = redis.call('HGETALL', t[1])
   for j = 1, #c, 2 do if tonumber(c[j + 1]) == 0 then redis.call('HDEL', t[1], c[j]) end end
 end
-for j = 1, #a.rows, 1000 do redis.call('RPUSH', base .. ':o', unpack(a.rows, j, math.min(j + 999, #a.rows))) end
+rpush(base .. ':o', a.rows)
 return 1
 """
 )
