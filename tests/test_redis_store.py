@@ -267,3 +267,26 @@ def test_the_wrong_cluster_setting_is_one_clear_error(redis_url: str) -> None:
     """A cluster node with cluster mode off, or a single Redis with it on: ConfigError naming the setting."""
     with pytest.raises(ConfigError, match="TRUTHSTREAM_REDIS_CLUSTER=" + ("on" if CLUSTER else "off")):
         asyncio.run(connect(redis_url, cluster=not CLUSTER))
+
+
+def test_models_past_a_partitions_reference_table_are_written_out(redis_url: str, monkeypatch) -> None:
+    """Once a partition's model table is full (65,535 references; 2 here), further models are written
+    out in their entries instead of stopping the worker: they wait, join and count duplicates alike."""
+    import stream.stores.redis as store_module
+
+    monkeypatch.setattr(store_module, "MODEL_INLINE", 2)
+    settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0)
+    h = Harness("redis", settings, None, 1, redis_url, prefix=f"t-{uuid.uuid4().hex[:8]}")
+    inf, lab = Topic("inferences"), Topic("labels")
+    models = [f"model-{i}" for i in range(5)]
+    h.feed([inf.msg(inference(f"{m}-e", T0 + i, 1, 0.9 if i % 2 else None, model=m)) for i, m in enumerate(models)])
+    client = redis.RedisCluster.from_url(redis_url) if CLUSTER else redis.Redis.from_url(redis_url)
+    assert client.hlen(f"{h.prefix}:{{{h.prefix}:0}}:m") == 2  # three models are written out
+    h.feed([lab.msg(label(f"{m}-e", 1)) for m in models])
+    h.feed([lab.msg(label(f"{m}-e", 1)) for m in models])  # duplicates: the tombstones name their models
+    h.idle(T0 + 3600)
+    records = {r["model"]: r for r in h.metrics()}
+    assert sorted(records) == models
+    assert all(r["sample_count"] == 1 for r in records.values())
+    accounted = {r["model"]: r["counts"]["duplicates"] for r in h.metrics("accounting")}
+    assert all(records[m]["counts"]["duplicates"] + accounted.get(m, 0) == 1 for m in models)

@@ -69,7 +69,8 @@ OUTBOX_PAGE = 1000  # outbox entries published per round and partition
 EXPIRY_PAGE = 10000  # expired entries handled per partition per batch
 MAX_RETRIES = 50  # optimistic-transaction retries before giving up on a batch
 INLINE_BYTES = 60  # longer entries (pending labels) get a key of their own: buckets stay listpacks
-MAX_MODEL_REFS = 0xFFFF
+MODEL_INLINE = 0xFFFF  # the reference that says the model is written out: the partition's table is full
+_KEY_LENGTH = struct.Struct("<H")
 _SCORED = struct.Struct("<ddH")  # a pending inference: time, score, model reference
 _PLAIN = struct.Struct("<dH")  # one without a score: time, model reference; a join tombstone: expiry, reference
 _LENGTH = struct.Struct(">I")
@@ -191,46 +192,59 @@ class RedisStore:
     # -- entries -------------------------------------------------------------------------------
     def _encode(self, partition: int, entry: JoinEntry, new_models: dict[str, int]) -> bytes:
         """An entry's bytes: a pending inference in 19 bytes and its class, a tombstone in 11 (its
-        expiry is its time plus the label TTL, not stored); a pending label as text."""
+        expiry is its time plus the label TTL, not stored); a pending label as text. A model the
+        partition's full reference table cannot number is written out after the reference."""
         if entry.kind == PENDING_INFERENCE:
             if entry.expires != entry.time + self.label_ttl:
                 raise StateError(f"a pending inference expires at {entry.expires!r}, not its time plus the label TTL")
-            ref = self._model_ref(partition, model_key(entry.model, entry.version), new_models)
+            model = self._model(partition, model_key(entry.model, entry.version), new_models)
             if entry.score is None:
-                return b"i" + _PLAIN.pack(entry.time, ref) + entry.prediction.encode()
-            return b"I" + _SCORED.pack(entry.time, entry.score, ref) + entry.prediction.encode()
+                return b"i" + _PLAIN.pack(entry.time, model[0]) + model[1] + entry.prediction.encode()
+            return b"I" + _SCORED.pack(entry.time, entry.score, model[0]) + model[1] + entry.prediction.encode()
         if entry.kind == JOINED:
-            return b"J" + _PLAIN.pack(entry.expires, self._model_ref(partition, model_key(entry.model, ""), new_models))
+            model = self._model(partition, model_key(entry.model, ""), new_models)
+            return b"J" + _PLAIN.pack(entry.expires, model[0]) + model[1]
         return b"L" + encode_entry(entry).encode()
 
     def _decode(self, partition: int, value: bytes) -> JoinEntry:
         """Inverse of `_encode`."""
-        kind, models = value[:1], self._models[partition]
-        if kind in (b"I", b"i"):
-            if kind == b"I":
-                time, score, ref = _SCORED.unpack_from(value, 1)
-                prediction = value[1 + _SCORED.size :]
-            else:
-                (time, ref), score, prediction = _PLAIN.unpack_from(value, 1), None, value[1 + _PLAIN.size :]
-            model, version = split_model_key(models[ref])
-            return JoinEntry(
-                PENDING_INFERENCE, time + self.label_ttl, partition, model, version, time, prediction.decode(), score
-            )
+        kind = value[:1]
+        if kind == b"I":
+            time, score, ref = _SCORED.unpack_from(value, 1)
+            key, rest = self._model_at(partition, ref, value, 1 + _SCORED.size)
+        elif kind in (b"i", b"J"):
+            (time, ref), score = _PLAIN.unpack_from(value, 1), None
+            key, rest = self._model_at(partition, ref, value, 1 + _PLAIN.size)
+        else:
+            entry = decode_entry(value[1:])
+            entry.partition = partition
+            return entry
+        model, version = split_model_key(key)
         if kind == b"J":
-            expires, ref = _PLAIN.unpack_from(value, 1)
-            return JoinEntry(JOINED, expires, partition, split_model_key(models[ref])[0])
-        entry = decode_entry(value[1:])
-        entry.partition = partition
-        return entry
+            return JoinEntry(JOINED, time, partition, model)  # a tombstone's double is its expiry
+        prediction = rest.decode()
+        return JoinEntry(PENDING_INFERENCE, time + self.label_ttl, partition, model, version, time, prediction, score)
 
-    def _model_ref(self, partition: int, key: str, new_models: dict[str, int]) -> int:
-        """A model's number in a partition; one it lacks is numbered in `new_models`, written with the batch."""
+    def _model(self, partition: int, key: str, new_models: dict[str, int]) -> tuple[int, bytes]:
+        """A model's reference in a partition and what follows it: nothing, or, once the table is
+        full (MODEL_INLINE references), the model written out. One the table lacks is numbered in
+        `new_models`, written with the batch."""
         ref = self._model_refs[partition].get(key, new_models.get(key))
         if ref is None:
-            ref = new_models[key] = len(self._models[partition]) + len(new_models)
-            if ref > MAX_MODEL_REFS:
-                raise StateError(f"partition {partition} names more than {MAX_MODEL_REFS} model versions")
-        return ref
+            ref = len(self._models[partition]) + len(new_models)
+            if ref >= MODEL_INLINE:
+                text = key.encode()
+                return MODEL_INLINE, _KEY_LENGTH.pack(len(text)) + text
+            new_models[key] = ref
+        return ref, b""
+
+    def _model_at(self, partition: int, ref: int, value: bytes, at: int) -> tuple[str, bytes]:
+        """The model key of reference `ref` (read at `at` when written out) and the bytes after it."""
+        if ref != MODEL_INLINE:
+            return self._models[partition][ref], value[at:]
+        (length,) = _KEY_LENGTH.unpack_from(value, at)
+        start = at + _KEY_LENGTH.size
+        return value[start : start + length].decode(), value[start + length :]
 
     def _learn_models(self, partition: int, known: int, count: int, found: list[bytes]) -> bool:
         """Add the model references a read returned; False when Redis holds fewer than this process
