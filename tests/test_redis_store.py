@@ -290,3 +290,19 @@ def test_models_past_a_partitions_reference_table_are_written_out(redis_url: str
     assert all(r["sample_count"] == 1 for r in records.values())
     accounted = {r["model"]: r["counts"]["duplicates"] for r in h.metrics("accounting")}
     assert all(records[m]["counts"]["duplicates"] + accounted.get(m, 0) == 1 for m in models)
+
+
+def test_every_write_renews_the_safety_ttl_of_the_keys_it_touches(redis_url: str) -> None:
+    """Buckets and index lists expire on the wall clock only after twice the label TTL plus a day
+    without writes (an abandoned prefix): a key still written to never loses its entries."""
+    settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
+    h = Harness("redis", settings, None, 1, redis_url, prefix=f"t-{uuid.uuid4().hex[:8]}")
+    inf = Topic("inferences")
+    client = redis.RedisCluster.from_url(redis_url) if CLUSTER else redis.Redis.from_url(redis_url)
+    bucket = f"{h.prefix}:{{{h.prefix}:0}}:e:0"  # the partition's only bucket while it holds few entries
+    safety = int(600.0 * 2) + 86400
+    for i in range(20):
+        h.feed([inf.msg(inference(f"e{i}", T0 + i, 1, 0.5))])
+        assert safety - 5 <= client.ttl(bucket) <= safety
+        client.expire(bucket, 100)
+    assert all(0 < client.ttl(k.encode("latin-1")) <= safety for k in _keys(redis_url, h.prefix) if ":x:" in k)

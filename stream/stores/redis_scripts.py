@@ -143,11 +143,8 @@ while N > a.fill * (2 ^ L + S) do  -- linear hashing: split bucket S
   S = S + 1
   if S == 2 ^ L then L, S = L + 1, 0 end
 end
-local version = (tonumber(lm[4]) or 0) + 1
-if version % 16 == 1 then  -- the safety TTL: refreshed every 16th write of the partition is enough
-  for key in pairs(touched) do redis.call('EXPIRE', key, a.ttl) end
-end
-redis.call('HSET', meta, 'L', L, 's', S, 'n', N, 'v', version, 'layout', a.layout)
+for key in pairs(touched) do redis.call('EXPIRE', key, a.ttl) end  -- the safety TTL, from the last write
+redis.call('HSET', meta, 'L', L, 's', S, 'n', N, 'v', (tonumber(lm[4]) or 0) + 1, 'layout', a.layout)
 local due = {}
 for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, ...}}
   rpush(l[1], l[3])
