@@ -250,7 +250,7 @@ def run_until(
             if done >= total:
                 break
             if proc.poll() is not None or time.perf_counter() - started > RUN_TIMEOUT_S:
-                raise RuntimeError(f"{command} stopped at {done}/{total}; see {log}")
+                raise RuntimeError(f"{command} stopped at {done}/{total}; see {log.with_suffix('.0.log')}")
             time.sleep(SAMPLE_S)
         rss = rss_bytes(proc.pid)
         first = next(t for t, n in samples if n > 0)

@@ -119,6 +119,32 @@ def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> Non
     assert [(r["window"]["start"], r["sample_count"]) for r in closed] == [(format_time(T0), 40)]
 
 
+def test_a_sweep_cut_short_by_a_crash_is_finished_by_the_next_batch(redis_url: str) -> None:
+    """A worker took expired entries from the expiry index into its work list and died before
+    expiring them. The index no longer holds them and no other slot has ended, yet the next batch
+    (whose write glanced at the index) must still finish that sweep and count them."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    inf = Topic("inferences")
+    waiting = [inf.msg(inference(f"w{i}", T0 + i, 1, 0.9)) for i in range(5)]
+    later = [inf.msg(inference("late-comer", T0 + SETTINGS.label_ttl + 2000, 1, 0.9))]
+    after = [inf.msg(inference("next", T0 + SETTINGS.label_ttl + 2001, 1, 0.9))]
+
+    async def crash(engine: Engine, store: RedisStore) -> None:
+        await engine.process(waiting, time.time())
+        # a batch moving event time past them takes them into its work list; then the worker dies
+        assert len((await store.expiry_candidates({0}, T0 + 10 * SETTINGS.label_ttl))[0]) == 5
+
+    async def resume(engine: Engine, store: RedisStore) -> Any:
+        await engine.process(later, time.time())  # moves event time: nothing left in the index
+        await engine.process(after, time.time())
+        return await store.pending_outbox()
+
+    asyncio.run(_engine_run(redis_url, prefix, crash))
+    outputs = asyncio.run(_engine_run(redis_url, prefix, resume))
+    expired = sum(o.value["counts"]["expired_inferences"] for o in outputs if o.kind == METRICS and "counts" in o.value)
+    assert expired == 5
+
+
 def test_two_workers_flushing_the_shared_outbox_lose_nothing(redis_url: str) -> None:
     """Both workers read the same page and publish it; the first confirms it; a record queued
     after that must survive the second's confirmation of the page it read earlier."""

@@ -36,6 +36,7 @@ import math
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate
@@ -110,6 +111,23 @@ def _counters(flat: list[bytes]) -> dict[str, float]:
     return {_text(f) or "": _counter(n) for f, n in zip(flat[::2], flat[1::2])}
 
 
+@dataclass(slots=True)
+class _Glance:
+    """What a batch's write round trip saw besides the clock, enough to skip reads that would find
+    nothing: the earliest end of a window part open in any partition, whether any holds sealed
+    parts, and per written partition the end of its earliest expiry slot and whether a sweep's work
+    list is left. Valid until the next script runs (any `_each` call forgets it)."""
+
+    first_end: float
+    sealed: bool
+    expiry: dict[int, tuple[float, bool]]
+
+
+def _sweep_due(expiry: tuple[float, bool], horizon: float) -> bool:
+    first_end, work_left = expiry
+    return work_left or first_end <= horizon
+
+
 class _Txn:
     """A job's transaction while it runs: what to read, and what its step made of the view."""
 
@@ -146,6 +164,7 @@ class RedisStore:
         self._model_refs: dict[int, dict[str, int]] = {}
         self._outbox_pages: list[tuple[int, list[bytes]]] = []
         self._clock: tuple[dict[str, float], float] | None = None  # read with a batch's writes
+        self._glance: _Glance | None = None  # likewise, until the next script runs
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, *parts: object) -> str:
@@ -163,19 +182,43 @@ class RedisStore:
 
     async def _each(self, calls: list[tuple[str, int, tuple[Any, ...]]], clock: bool = False) -> list[Any]:
         """Run scripts of several partitions in one pipeline (each still atomic on its own); with
-        `clock`, read the clock after them in the same round trip, for the next `clock()` call."""
-        self._clock = None
+        `clock`, read the clock after them in the same round trip, for the next `clock()` call, and
+        glance at what `expiry_candidates` and `open_windows` would find (see `_Glance`)."""
+        self._clock = self._glance = None
         if not calls:
             return []
+        written = sorted({partition for _, partition, _ in calls})
         async with self.redis.pipeline(transaction=False) as pipe:
             for script, partition, args in calls:
                 self._eval(pipe, script, partition, *args)
             if clock:
                 self._read_clock(pipe)
+                self._read_glance(pipe, written)
             replies = await pipe.execute()
         if clock:
-            self._clock = self._clock_of(replies[len(calls) :])
+            self._clock = self._clock_of(replies[len(calls) : len(calls) + self.partitions])
+            self._glance = self._glance_of(replies[len(calls) + self.partitions :], written)
         return replies[: len(calls)]
+
+    def _read_glance(self, pipe: Any, written: list[int]) -> None:
+        for p in range(self.partitions):
+            pipe.zrange(f"{self.base(p)}:open", 0, 0, withscores=True)
+            pipe.exists(f"{self.base(p)}:sealed")
+        for p in written:
+            pipe.zrange(f"{self.base(p)}:xs", 0, 0, withscores=True)
+            pipe.exists(f"{self.base(p)}:xw")
+
+    def _glance_of(self, replies: list[Any], written: list[int]) -> "_Glance":
+        windows, expiry = replies[: 2 * self.partitions], replies[2 * self.partitions :]
+        ends = [first[0][1] for first in windows[::2] if first]
+        return _Glance(
+            min(ends, default=math.inf),
+            any(windows[1::2]),
+            {
+                p: (first[0][1] if first else math.inf, bool(work))
+                for p, first, work in zip(written, expiry[::2], expiry[1::2])
+            },
+        )
 
     async def check_layout(self) -> None:
         """Refuse a Redis holding truthstream's first key layout under this prefix (its state would be
@@ -415,7 +458,10 @@ class RedisStore:
 
     async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
         """Handles of these partitions' entries indexed in expiry slots ending by `horizon` (a page)."""
-        return await self._work(partitions, "xw", "due", repr(horizon))
+        glance = self._glance
+        if glance is not None:  # partitions with no slot ended and no sweep left over have nothing
+            partitions = {p for p in partitions if p not in glance.expiry or _sweep_due(glance.expiry[p], horizon)}
+        return await self._work(partitions, "xw", "due", repr(horizon)) if partitions else {}
 
     async def oldest_beyond(self, partitions: set[int], limit: int) -> dict[int, list[str]]:
         """Handles of the entries of each partition past the `limit` that expire last (a page)."""
@@ -423,7 +469,7 @@ class RedisStore:
 
     async def raise_floor(self, when: float) -> None:
         """Advance every partition's idle floor (a Lua max keeps each monotonic under concurrent writers)."""
-        self._clock = None
+        self._clock = self._glance = None
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(self.partitions):
                 pipe.eval(lua.RAISE_FLOOR, 1, f"{self.base(p)}:wm", repr(when))
@@ -432,6 +478,9 @@ class RedisStore:
     # -- windows -------------------------------------------------------------------------------
     async def open_windows(self, until: float) -> list[WindowKey]:
         """Windows with a part ending at or before `until` in some partition, or sealed, oldest first."""
+        glance = self._glance
+        if glance is not None and not glance.sealed and glance.first_end > until:
+            return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(self.partitions):
                 pipe.zrangebyscore(f"{self.base(p)}:open", "-inf", until)
