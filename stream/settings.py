@@ -165,6 +165,11 @@ class Settings:
         "for the full wait (tansu) add up to this much latency",
         group="worker",
     )
+    metrics_port: int = setting(
+        0,
+        "serve Prometheus metrics on this port at /metrics (0: off); each worker needs a port of its own",
+        group="worker",
+    )
     data_dir: str = setting("", "Faust's local data directory (default: a temporary directory)", group="worker")
     capture_model: str = setting(
         "sagemaker", "model name given to SageMaker capture records found on the topic", group="capture"

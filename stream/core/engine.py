@@ -9,7 +9,8 @@ time has passed, evaluating it and queueing its records in the store's outbox.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate
@@ -33,6 +34,8 @@ class BatchReport:
     closed_windows: int = 0
     accounting_records: int = 0
     queued: int = 0  # records this batch queued in the outbox (nothing to publish when 0)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (side, outcome): see StepResult
+    dead_letter_fields: Counter[str] = field(default_factory=Counter)  # the field each dead letter names
     inference_times: tuple[float, float] | None = None  # earliest and latest inference time read
     stream_time: float = -math.inf  # the stream's event time after the batch (see `Engine.now`)
 
@@ -62,6 +65,8 @@ class Engine:
             report.joined += result.joined
             report.inference_times = widen(report.inference_times, result.inference_times)
             report.dead_letters += len(result.dead_letters)
+            report.outcomes.update(result.outcomes)
+            report.dead_letter_fields.update(letter["field"] or "" for letter in result.dead_letters)
             report.queued += len(result.outputs)
             report.late += sum(c.get("late", 0) for c in result.counters.values())
             counted |= set(result.counters)
@@ -78,7 +83,7 @@ class Engine:
         # closes the windows (from their reads, each could miss the other's, and nothing would
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
         now = report.stream_time = await self.now()
-        counted |= await self.expire(set(by_partition), now)
+        counted |= await self.expire(set(by_partition), now, report.outcomes)
         report.closed_windows = await self.close_due(now)
         report.queued += report.closed_windows
         if counted:
@@ -97,21 +102,26 @@ class Engine:
         watermarks, floor = await self.store.clock()
         return stream_time(watermarks, self.partitions, floor)
 
-    async def expire(self, partitions: set[int], now: float) -> set[str]:
+    async def expire(
+        self, partitions: set[int], now: float, outcomes: Counter[tuple[str, str]] | None = None
+    ) -> set[str]:
         """Expire the waiting entries of these partitions that the stream's event time `now` has passed;
         then, if the pending state is over its bound, evict the entries that would expire first.
-        Returns the models (counter keys) whose counts this changed."""
+        Returns the models (counter keys) whose counts this changed; adds the records' outcomes."""
         horizon = sweep_horizon(now, self.config.label_ttl)
+        outcomes = Counter() if outcomes is None else outcomes
         counted = await self._sweep(
-            await self.store.expiry_candidates(partitions, horizon), lambda step, ids: step.sweep(ids, now)
+            await self.store.expiry_candidates(partitions, horizon), lambda step, ids: step.sweep(ids, now), outcomes
         )
         if self.config.max_pending:
             per_partition = max(1, -(-self.config.max_pending // max(self.partitions, 1)))
             over = await self.store.oldest_beyond(partitions, per_partition)
-            counted |= await self._sweep(over, lambda step, ids: step.evict(ids))
+            counted |= await self._sweep(over, lambda step, ids: step.evict(ids), outcomes)
         return counted
 
-    async def _sweep(self, candidates: dict[int, list[str]], apply: Any) -> set[str]:
+    async def _sweep(
+        self, candidates: dict[int, list[str]], apply: Any, outcomes: Counter[tuple[str, str]]
+    ) -> set[str]:
         """Run `apply(step, {partition: ids})` on the listed entries, a transaction per partition;
         returns the models whose counts it changed."""
         done = await self.store.transact(
@@ -126,6 +136,8 @@ class Engine:
                 if ids
             ]
         )
+        for result, _ in done:
+            outcomes.update(result.outcomes)
         return {model for result, _ in done for model in result.counters}
 
     async def close_due(self, now: float | None = None) -> int:

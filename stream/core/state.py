@@ -168,6 +168,9 @@ class StepResult:
     rolling: dict[str, list[Joined]] = field(default_factory=dict)
     outputs: list[Output] = field(default_factory=list)  # queued in the outbox with the state change
     joined: int = 0
+    # final outcomes of input records by side ('inference'/'label'): joined, late, duplicate,
+    # rejected, expired, evicted (a record waiting for its other side has none yet)
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     missing: set[str] = field(default_factory=set)  # ids the view lacked: the store loads them and runs again
     inference_times: tuple[float, float] | None = None  # earliest and latest inference time of the batch
 

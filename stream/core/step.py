@@ -181,8 +181,10 @@ class Step:
         self.result.unindex.setdefault(entry.partition, set()).add(event_id)
         if entry.kind == PENDING_INFERENCE:
             self.result.count(entry.counter_key, f"{why}_inferences")
+            self.result.outcomes[INFERENCE, why] += 1
         elif entry.kind == PENDING_LABEL:
             self.result.count(UNATTRIBUTED, f"{why}_labels")
+            self.result.outcomes[LABEL, why] += 1
 
     def _set(self, event_id: str, entry: JoinEntry, replaces: JoinEntry | None) -> None:
         if replaces is not None and replaces.partition != entry.partition:
@@ -192,6 +194,7 @@ class Step:
     def _reject(self, msg: RawMessage, exc: RecordError, model: str | None = None) -> None:
         """Count a record that cannot be used and dead-letter it with the reason."""
         self.result.count(model or exc.model or UNATTRIBUTED, "rejected")
+        self.result.outcomes[msg.side, "rejected"] += 1
         letter = dead_letter(msg, exc.reason, exc.field)
         self.result.outputs.append(Output(DEAD_LETTER, letter["key"] or "", letter))
 
@@ -217,6 +220,7 @@ class Step:
                 self._set(inf.event_id, self._pending_inference(inf, msg.partition), entry)
         else:
             self.result.count(inf.model, "duplicates")
+            self.result.outcomes[INFERENCE, "duplicate"] += 1
 
     def _label(self, msg: RawMessage, label: Label) -> None:
         # A timed label is judged by its own time and its partition's, which makes the outcome
@@ -245,6 +249,7 @@ class Step:
             self._match(msg.partition, inf, label.label, label.time, now, msg, entry)
         else:
             self.result.count(entry.counter_key, "duplicates")
+            self.result.outcomes[LABEL, "duplicate"] += 1
 
     def _match(
         self,
@@ -283,7 +288,11 @@ class Step:
         deadline = window.end + self.config.label_grace
         if deadline <= now or (label_time is not None and label_time > deadline):
             self.result.count(inf.model, "late")
+            self.result.outcomes[INFERENCE, "late"] += 1
+            self.result.outcomes[LABEL, "late"] += 1
         else:
+            self.result.outcomes[INFERENCE, "joined"] += 1
+            self.result.outcomes[LABEL, "joined"] += 1
             agg = self.result.windows.get(window)
             if agg is None:
                 agg = self.result.windows[window] = WindowAggregate(self.config.score_resolution)

@@ -378,9 +378,14 @@ class RedisStore:
         digests and entries (redis-py spends more time packing commands than Redis running them)."""
         dels, sets, sides = [], [], []
         index: dict[str, list[int]] = {}
+        waiting = {PENDING_INFERENCE: 0, PENDING_LABEL: 0}  # change in waiting entries by side
         for event_id, entry in result.entries.items():
             d = digests[event_id]
             old = view.entries.get(event_id)
+            if old is not None and old.kind in waiting:
+                waiting[old.kind] -= 1
+            if entry is not None and entry.kind in waiting:
+                waiting[entry.kind] += 1
             if old is not None and old.kind == PENDING_LABEL:
                 sides.append(d)  # its text may be in a key of its own
             if entry is None:
@@ -401,6 +406,7 @@ class RedisStore:
             "inline": INLINE_BYTES,
             "fill": lua.FILL,
             "layout": LAYOUT,
+            "pending": [waiting[PENDING_INFERENCE], waiting[PENDING_LABEL]],
             "models": [x for key, ref in new_models.items() for x in (str(ref), key)],
             "index": [[end, positions] for end, positions in index.items()],
             "hincr": [[key, _counter_pairs(counts)] for key, counts in hashes],
@@ -474,6 +480,18 @@ class RedisStore:
             for p in range(self.partitions):
                 pipe.eval(lua.RAISE_FLOOR, 1, f"{self.base(p)}:wm", repr(when))
             await pipe.execute()
+
+    async def waiting(self) -> dict[str, int]:
+        """Inferences and labels waiting for their other side, over all partitions (counted by the
+        writes of this version: entries written before it are not in the count)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.hmget(f"{self.base(p)}:meta", "pi", "pl")
+            counts = await pipe.execute()
+        return {
+            "inference": sum(int(i or 0) for i, _ in counts),
+            "label": sum(int(lab or 0) for _, lab in counts),
+        }
 
     # -- windows -------------------------------------------------------------------------------
     async def open_windows(self, until: float) -> list[WindowKey]:

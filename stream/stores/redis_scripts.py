@@ -30,7 +30,7 @@ local function h32(f)
   local a, b, c, d = string.byte(f, 1, 4)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
-local lm = redis.call('HMGET', meta, 'L', 's', 'n', 'v')
+local lm = redis.call('HMGET', meta, 'L', 's', 'n', 'v', 'pi', 'pl')
 local L, S, N = tonumber(lm[1]) or 0, tonumber(lm[2]) or 0, tonumber(lm[3]) or 0
 local function bucket(f)
   local h = h32(f)
@@ -144,7 +144,8 @@ while N > a.fill * (2 ^ L + S) do  -- linear hashing: split bucket S
   if S == 2 ^ L then L, S = L + 1, 0 end
 end
 for key in pairs(touched) do redis.call('EXPIRE', key, a.ttl) end  -- the safety TTL, from the last write
-redis.call('HSET', meta, 'L', L, 's', S, 'n', N, 'v', (tonumber(lm[4]) or 0) + 1, 'layout', a.layout)
+redis.call('HSET', meta, 'L', L, 's', S, 'n', N, 'v', (tonumber(lm[4]) or 0) + 1, 'layout', a.layout,
+  'pi', (tonumber(lm[5]) or 0) + a.pending[1], 'pl', (tonumber(lm[6]) or 0) + a.pending[2])
 local due = {}
 for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, ...}}
   rpush(l[1], l[3])

@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka.errors import (
@@ -63,8 +64,15 @@ def undeliverable(output: Output, topic: str, payload: bytes, cause: BaseExcepti
 class Publisher:
     """Sends the store's outbox with the app's producer, a page at a time, and trims what was sent."""
 
-    def __init__(self, producer: Any, store: StateStore, topics: dict[str, str]) -> None:
+    def __init__(
+        self,
+        producer: Any,
+        store: StateStore,
+        topics: dict[str, str],
+        observe: Callable[[list[Output]], None] | None = None,
+    ) -> None:
         self.producer, self.store, self.topics = producer, store, topics
+        self.observe = observe  # told of every page Kafka acknowledged
         self.undeliverable = 0
 
     def topic(self, output: Output) -> str:
@@ -93,6 +101,8 @@ class Publisher:
                         raise result  # transient: the caller retries the page (duplicates are byte-identical)
                     await self._report(output, payload, cause)
             await self.store.confirm_outbox(len(pending))
+            if self.observe is not None:
+                self.observe(pending)
             sent += len(pending)
             if len(pending) < OUTBOX_PAGE:  # the last page; what came since goes with the next flush
                 return sent

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.core.catalog import Catalog
 from stream.core.engine import Engine
-from stream.core.records import RawMessage
+from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.errors import ConfigError
 from stream.logs import install_redaction
 from stream.retry import OUTAGE, Retry
@@ -27,6 +27,7 @@ from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
 from stream.worker.publish import Publisher
+from stream.worker.observe import WorkerMetrics
 from stream.worker.topics import ensure_topics
 
 log = logging.getLogger("truthstream.worker")
@@ -97,8 +98,13 @@ class WorkerService(mode.Service):
         self.publisher: Publisher | None = None
         self.redis: Any = None  # redis-py's client, or its cluster client
         self.last_input = time.monotonic()
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # one batch (or idle close) at a time
         self.ready = asyncio.Event()
+        self.publish_wanted = asyncio.Event()
+        self.metrics: WorkerMetrics | None = None
+        self.store: RedisStore | None = None
+        self.positions: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
+        self.unpublished_labels: list[float] = []  # oldest label time of batches whose records wait
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
@@ -115,8 +121,13 @@ class WorkerService(mode.Service):
             s.rolling_every,
             s.score_resolution,
         )
-        self.engine = Engine(s.core(), self.catalog, store, self.partitions)
-        self.publisher = Publisher(self.app.producer, store, self.topics)
+        self.engine, self.store = Engine(s.core(), self.catalog, store, self.partitions), store
+        if s.metrics_port:
+            self.metrics = WorkerMetrics({INFERENCE: s.inference_topic, LABEL: s.label_topic}, self.catalog)
+            self.metrics.serve(s.metrics_port)
+            log.info("Prometheus metrics on port %d at /metrics", s.metrics_port)
+        observe = self.metrics.published if self.metrics else None
+        self.publisher = Publisher(self.app.producer, store, self.topics, observe)
         self.ready.set()
         log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
 
@@ -135,10 +146,18 @@ class WorkerService(mode.Service):
         await self.ready.wait()  # agents may start consuming before this service finished starting
         engine = self._engine()
         self.last_input = time.monotonic()
+        started = time.perf_counter()
         async with self.lock:
             report = await self._retrying(lambda: engine.process(messages, time.time()))
-            if report.queued:  # else nothing new to publish; what others left, the next tick (1 s) sends
-                await self._retrying(self.flush)
+        for msg in messages:
+            self.positions[msg.topic, msg.partition] = msg.offset + 1
+        if self.metrics is not None:
+            self.metrics.batch(report, time.perf_counter() - started)
+            label_times = [m.timestamp for m in messages if m.side == LABEL and m.timestamp is not None]
+            if report.queued and label_times and report.outcomes[LABEL, "joined"]:
+                self.unpublished_labels.append(min(label_times))
+        if report.queued:  # else nothing new to publish; what others left, the next tick (1 s) sends
+            self.publish_wanted.set()
         if report.closed_windows or report.dead_letters or report.accounting_records:
             log.info("batch: %s", report)
         if report.late:
@@ -180,6 +199,19 @@ class WorkerService(mode.Service):
             raise RuntimeError("the worker service is used before it started")
         return await self.publisher.flush()
 
+    @mode.Service.task
+    async def _publishing(self) -> None:
+        """Publish the outbox whenever a batch queued records (or a tick asks), beside the batches:
+        the outbox is in Redis, so the next batch need not wait for Kafka's acknowledgements."""
+        await self.ready.wait()
+        while not self.should_stop:
+            await self.publish_wanted.wait()
+            self.publish_wanted.clear()
+            waiting, self.unpublished_labels = self.unpublished_labels, []
+            await self._retrying(self.flush)  # publishes every record queued before it started
+            if self.metrics is not None:
+                self.metrics.labels_published(waiting)
+
     async def tick(self) -> None:
         """Periodic: republish a leftover outbox, close windows after idleness."""
         if not self.ready.is_set():
@@ -189,4 +221,30 @@ class WorkerService(mode.Service):
             if self.settings.idle_close and idle_for >= self.settings.idle_close:
                 engine = self._engine()
                 await self._retrying(lambda: engine.idle(time.time()))
-            await self._retrying(self.flush)
+        self.publish_wanted.set()
+        if self.metrics is not None:
+            await self._observe_state(self.metrics)
+
+    async def _observe_state(self, metrics: WorkerMetrics) -> None:
+        """Readings for the metrics: a Redis round trip, waiting entries, lag of owned partitions.
+        Best effort: a failed reading leaves the last one (the batches report outages loudly)."""
+        if self.store is None:
+            return
+        try:
+            started = time.perf_counter()
+            await self.redis.ping()
+            metrics.redis_seconds.observe(time.perf_counter() - started)
+            waiting = await self.store.waiting()
+        except OUTAGES:
+            return
+        lag: dict[tuple[str, int], int | None] = {}
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            try:
+                end = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not known yet (no fetch answered), or no longer assigned
+                end = None
+            done = self.positions.get((tp.topic, tp.partition))
+            # brokers whose offset answers are wrong (tansu) can give an end before what was read: unknown
+            lag[tp.topic, tp.partition] = end - done if end is not None and done is not None and end >= done else None
+        metrics.state(waiting, lag)

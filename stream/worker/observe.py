@@ -1,0 +1,177 @@
+"""The worker's Prometheus metrics (prometheus_client), served on TRUTHSTREAM_METRICS_PORT.
+
+Two kinds of series, which aggregate differently over several workers:
+
+- *Per worker* (sum them over instances): what this worker processed (`truthstream_records_total`,
+  `truthstream_dead_letters_total`), published (`truthstream_violations_total`), and its own health
+  (batch time, freshness, Redis round trips, the lag of the partitions it owns).
+- *Global* (never sum them): the latest window's metrics (set by the worker that published the
+  window; the rules file's recording rules pick the latest over workers) and the waiting join entries
+  (read from Redis, the same on every worker: take `max`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from stream.core.catalog import Catalog
+from stream.core.engine import BatchReport
+from stream.core.records import INFERENCE, LABEL
+from stream.core.state import METRICS, VIOLATION, Output
+from stream.core.timefmt import parse_time
+
+# Latencies on a stream: milliseconds to minutes.
+SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+STATISTICS_KEYS = ("binary_classification_metrics", "multiclass_classification_metrics", "regression_metrics")
+
+
+def field_reason(field: str) -> str:
+    """A dead letter's reason label: the field it names up to its first dot (`probabilities.cat` ->
+    `probabilities`, so a model's class names cannot grow the series), or `record` for the whole."""
+    return field.split(".", 1)[0][:64] or "record"
+
+
+def scalar_metrics(record: Mapping[str, Any]) -> dict[str, float]:
+    """The scalar metrics of a metrics record (`accuracy`, `auc`, ...: each entry's `value`)."""
+    body = next((record[k] for k in STATISTICS_KEYS if isinstance(record.get(k), Mapping)), {})
+    values = {}
+    for name, entry in body.items():
+        value = entry.get("value") if isinstance(entry, Mapping) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values[name] = float(value)
+    return values
+
+
+class WorkerMetrics:
+    """The worker's series in a registry of their own; the worker feeds them batch reports, published
+    outputs and readings of its state, and `serve` exposes them over HTTP."""
+
+    def __init__(self, topics: Mapping[str, str], catalog: Catalog) -> None:
+        self.topics, self.catalog = topics, catalog  # topics: side -> input topic name
+        self._ends: dict[tuple[str, str, str], float] = {}
+        self.registry = r = CollectorRegistry()
+        self.window_metric = Gauge(
+            "truthstream_window_metric",
+            "Latest value of each metric of the latest window published by this worker (global: see the "
+            "recording rule truthstream:window_metric:latest)",
+            ["model", "model_version", "metric", "window_kind"],
+            registry=r,
+        )
+        self.window_samples = Gauge(
+            "truthstream_window_samples",
+            "Joined samples of the latest window published by this worker",
+            ["model", "model_version", "window_kind"],
+            registry=r,
+        )
+        self.window_end = Gauge(
+            "truthstream_window_end_seconds",
+            "End (event time, Unix seconds) of the latest window published by this worker",
+            ["model", "model_version", "window_kind"],
+            registry=r,
+        )
+        self.threshold = Gauge(
+            "truthstream_constraint_threshold",
+            "Threshold of each constrained metric of a model the worker published a window of",
+            ["model", "metric", "comparison"],
+            registry=r,
+        )
+        self.violations = Counter(
+            "truthstream_violations",
+            "Violation records this worker published",
+            ["model", "model_version", "metric"],
+            registry=r,
+        )
+        self.records = Counter(
+            "truthstream_records",
+            "Input records this worker settled, by outcome: joined, late, duplicate, rejected, expired, evicted",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "truthstream_dead_letters",
+            "Dead letters this worker queued, by the field found wrong (record: the whole message)",
+            ["reason"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            "truthstream_pending_join_entries",
+            "Inferences and labels waiting for their other side (global, read from Redis: take max)",
+            ["side"],
+            registry=r,
+        )
+        self.lag = Gauge(
+            "truthstream_consumer_lag",
+            "Messages behind the end of each input partition this worker owns",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "truthstream_batch_seconds", "Time to process one batch", buckets=SECONDS, registry=r
+        )
+        self.freshness = Histogram(
+            "truthstream_label_to_metric_seconds",
+            "From a batch's oldest label (its Kafka timestamp) to Kafka acknowledging the metrics record "
+            "that first includes it",
+            buckets=SECONDS,
+            registry=r,
+        )
+        self.redis_seconds = Histogram(
+            "truthstream_redis_roundtrip_seconds", "Round-trip time of a Redis PING", buckets=SECONDS, registry=r
+        )
+        for side in (INFERENCE, LABEL):  # present from the start, so that rate() sees the first ones
+            for outcome in ("joined", "late", "duplicate", "rejected", "expired", "evicted"):
+                self.records.labels(topics[side], outcome)
+
+    def serve(self, port: int, address: str = "0.0.0.0") -> None:
+        """Expose the registry over HTTP at /metrics, in a thread of its own."""
+        start_http_server(port, address, registry=self.registry)
+
+    def batch(self, report: BatchReport, seconds: float) -> None:
+        """Count a processed batch's outcomes."""
+        self.batch_seconds.observe(seconds)
+        for (side, outcome), n in report.outcomes.items():
+            self.records.labels(self.topics.get(side, side), outcome).inc(n)
+        for field, n in report.dead_letter_fields.items():
+            self.dead_letters.labels(field_reason(field)).inc(n)
+
+    def published(self, outputs: Iterable[Output]) -> None:
+        """Follow what Kafka acknowledged: the latest window of each model version, and violations."""
+        for output in outputs:
+            record = output.value
+            if output.kind == VIOLATION:
+                self.violations.labels(record["model"], record["model_version"], record["metric_name"]).inc()
+            elif output.kind == METRICS and record["window"]["kind"] in ("tumbling", "rolling"):
+                self._window(record)
+
+    def _window(self, record: Mapping[str, Any]) -> None:
+        model, version, kind = record["model"], record["model_version"], record["window"]["kind"]
+        end = parse_time(record["window"]["end"])
+        if end < self._ends.get((model, version, kind), -math.inf):  # an older window published late
+            return
+        self._ends[model, version, kind] = end
+        self.window_end.labels(model, version, kind).set(end)
+        self.window_samples.labels(model, version, kind).set(record["sample_count"])
+        for metric, value in scalar_metrics(record).items():
+            self.window_metric.labels(model, version, metric, kind).set(value)
+        constraints = self.catalog.constraints(model)
+        for c in constraints.constraints if constraints else ():
+            self.threshold.labels(model, c.metric_name, c.comparison_operator).set(c.threshold)
+
+    def state(self, pending: Mapping[str, int], lag: Mapping[tuple[str, int], int | None]) -> None:
+        """Set the readings of the state: waiting entries by side, lag by owned partition."""
+        for side, n in pending.items():
+            self.pending.labels(side).set(n)
+        self.lag.clear()  # partitions move between workers: show only those owned now
+        for (topic, partition), behind in lag.items():
+            self.lag.labels(topic, str(partition)).set(math.nan if behind is None else behind)
+
+    def labels_published(self, label_times: list[float]) -> None:
+        """Observe freshness for batches whose metrics records Kafka acknowledged now."""
+        now = time.time()
+        for oldest in label_times:
+            self.freshness.observe(max(0.0, now - oldest))
