@@ -52,3 +52,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.integration)
+
+
+def debian_program(name: str, package: str) -> str:
+    """The path of a program from a Debian package the test needs (Prometheus, Chromium). Missing, the
+    test is skipped with how to get it; in CI (`CI` set, where `.ci/run` installs it) it fails."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed: apt-get install {package} (.ci/run does)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path

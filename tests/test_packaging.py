@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from dataclasses import fields
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import yaml
 
 from stream.constraint_files import load_constraint_map
 from stream.settings import ENV_PREFIX, Settings
+from tests.conftest import debian_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +20,7 @@ def test_compose_file_runs_kafka_redis_and_a_worker_with_real_settings() -> None
     """Every TRUTHSTREAM_* variable the compose file sets is a real setting, and the services are wired."""
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) == {"kafka", "redis", "worker"}
+    assert set(services) == {"kafka", "redis", "worker", "prometheus", "grafana"}
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     worker = services["worker"]
     assert worker["build"] == "." and (ROOT / "Dockerfile").exists()
@@ -29,7 +32,39 @@ def test_compose_file_runs_kafka_redis_and_a_worker_with_real_settings() -> None
     assert set(worker["depends_on"]) == {"kafka", "redis"}
 
 
+def test_compose_file_wires_prometheus_and_grafana_to_the_repositorys_files() -> None:
+    """Prometheus scrapes the worker's metrics port and loads the rules file; Grafana gets the
+    datasource the dashboard names and the dashboard itself; every mounted file exists."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    mounts = {}
+    for name in ("prometheus", "grafana"):
+        for volume in services[name]["volumes"]:
+            source, target, _ = volume.split(":")
+            assert (ROOT / source).is_file(), source
+            mounts[target] = ROOT / source
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    assert config["rule_files"] == ["/etc/prometheus/truthstream-rules.yml"]
+    assert "/etc/prometheus/truthstream-rules.yml" in mounts
+    port = services["worker"]["environment"]["TRUTHSTREAM_METRICS_PORT"]
+    assert config["scrape_configs"][0]["static_configs"][0]["targets"] == [f"worker:{port}"]
+    datasource = yaml.safe_load(mounts["/etc/grafana/provisioning/datasources/truthstream.yml"].read_text())
+    dashboard = json.loads(mounts["/var/lib/grafana/dashboards/truthstream-dashboard.json"].read_text())
+    uids = {p["datasource"]["uid"] for p in dashboard["panels"] if "datasource" in p}
+    assert uids == {datasource["datasources"][0]["uid"]}
+    provider = yaml.safe_load(mounts["/etc/grafana/provisioning/dashboards/truthstream.yml"].read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+
+
 def test_sample_constraints_load() -> None:
     """The sample constraints directory mounted by the compose file is valid."""
     default, per_model = load_constraint_map(str(ROOT / "constraints"))
     assert default is None and per_model["churn"].problem_type == "BinaryClassification"
+
+
+def test_promtool_accepts_the_rules() -> None:
+    """The alerting and recording rules are valid for Prometheus (`promtool check rules`)."""
+    promtool = debian_program("promtool", "prometheus")
+    rules = ROOT / "connectors" / "monitoring" / "truthstream-rules.yml"
+    checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 13 rules found" in checked.stdout

@@ -54,6 +54,7 @@ class WorkerMetrics:
     def __init__(self, topics: Mapping[str, str], catalog: Catalog) -> None:
         self.topics, self.catalog = topics, catalog  # topics: side -> input topic name
         self._ends: dict[tuple[str, str, str], float] = {}
+        self._lagging: set[tuple[str, str]] = set()
         self.registry = r = CollectorRegistry()
         self.window_metric = Gauge(
             "truthstream_window_metric",
@@ -161,12 +162,17 @@ class WorkerMetrics:
         constraints = self.catalog.constraints(model)
         for c in constraints.constraints if constraints else ():
             self.threshold.labels(model, c.metric_name, c.comparison_operator).set(c.threshold)
+            # from 0 before the first violation, so that increase() sees the first ones
+            self.violations.labels(model, version, c.reported_name)
 
     def state(self, pending: Mapping[str, int], lag: Mapping[tuple[str, int], int | None]) -> None:
         """Set the readings of the state: waiting entries by side, lag by owned partition."""
         for side, n in pending.items():
             self.pending.labels(side).set(n)
-        self.lag.clear()  # partitions move between workers: show only those owned now
+        owned = {(topic, str(partition)) for topic, partition in lag}
+        for gone in self._lagging - owned:  # partitions move between workers: show only those owned now
+            self.lag.remove(*gone)
+        self._lagging = owned
         for (topic, partition), behind in lag.items():
             self.lag.labels(topic, str(partition)).set(math.nan if behind is None else behind)
 
