@@ -15,7 +15,7 @@ from stream.errors import TruthstreamError
 from stream.logs import setup_logging
 from stream.redact import redact
 
-COMMANDS = ("worker", "up", "demo", "baseline", "check", "replay", "ingest", "sink", "violations")
+COMMANDS = ("worker", "up", "demo", "baseline", "check", "replay", "ingest", "sink", "violations", "dashboard")
 
 DESCRIPTION = """\
 truthstream: a streaming model-quality monitor.

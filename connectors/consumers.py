@@ -59,16 +59,17 @@ def records(consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: 
                 return
 
 
-def topic_reader(settings: Settings, topic: str, from_s: float | None) -> KafkaConsumer:
-    """A consumer outside any group on every partition of `topic`, from `from_s` (else the beginning):
-    it commits nothing, so every run reads the same. Records before `from_s` are also dropped by
-    their timestamps in `records`, for brokers whose offsets-for-times answers are wrong."""
+def topic_reader(settings: Settings, topic: str | list[str], from_s: float | None) -> KafkaConsumer:
+    """A consumer outside any group on every partition of `topic` (or of several), from `from_s` (else
+    the beginning): it commits nothing, so every run reads the same. Records before `from_s` are also
+    dropped by their timestamps in `records`, for brokers whose offsets-for-times answers are wrong."""
     from connectors.kafka import topic_partitions
 
     consumer = KafkaConsumer(
         **settings.kafka().require_reachable().kafka_python(), group_id=None, enable_auto_commit=False
     )
-    tps = [TopicPartition(topic, p) for p in topic_partitions(consumer, topic)]
+    topics = [topic] if isinstance(topic, str) else topic
+    tps = [TopicPartition(t, p) for t in topics for p in topic_partitions(consumer, t)]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     if from_s is not None:

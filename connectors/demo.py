@@ -6,6 +6,7 @@ import json
 import math
 import tempfile
 import time
+import webbrowser
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ CONSTRAINTS = {
 }
 
 
-def run_demo(events: int, duration: float, seed: int) -> int:
-    """Run the demo; returns the process exit code."""
+def run_demo(events: int, duration: float, seed: int, dashboard_port: int | None = None) -> int:
+    """Run the demo; returns the process exit code. With `dashboard_port`, the live page is served
+    there (and opened) while it runs, and stays up until Ctrl-C."""
     with tempfile.TemporaryDirectory(prefix="truthstream-demo-") as tmp:
         constraints = Path(tmp) / "constraints.json"
         constraints.write_text(json.dumps(CONSTRAINTS, indent=2))
@@ -50,7 +52,21 @@ def run_demo(events: int, duration: float, seed: int) -> int:
                     f"{k} >= {v['threshold']}" for k, v in CONSTRAINTS["binary_classification_constraints"].items()
                 )
             )
-            return _drive(stack, events, duration, seed)
+            if dashboard_port is None:
+                return _drive(stack, events, duration, seed)
+            from connectors.live_page import serve_in_background
+
+            url = serve_in_background(stack.settings, "127.0.0.1", dashboard_port, None)
+            print(f"  live page: {url}")
+            webbrowser.open(url)
+            code = _drive(stack, events, duration, seed)
+            print(f"the live page stays up at {url}; Ctrl-C to stop")
+            try:
+                while True:
+                    time.sleep(1)
+                    stack.check()
+            except KeyboardInterrupt:
+                return code
 
 
 def _drive(stack: LocalStack, events: int, duration: float, seed: int) -> int:

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 from stream.core.timefmt import parse_time
 from stream.errors import ConfigError
 
 
-def time_option(value: str | None, flag: str) -> float | None:
-    """Epoch seconds of a time flag (ISO-8601 or epoch seconds), None when it was not given."""
+RELATIVE = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def time_option(value: str | None, flag: str, now: float | None = None) -> float | None:
+    """Epoch seconds of a time flag (ISO-8601, epoch seconds, or a span before now such as -24h,
+    -7d, -30m), None when it was not given."""
     if value is None:
         return None
+    relative = RELATIVE.fullmatch(value.strip())
+    if relative:
+        return (time.time() if now is None else now) - float(relative.group(1)) * UNIT_SECONDS[relative.group(2)]
     try:
         return parse_time(value)
     except ValueError as exc:
-        raise ConfigError(f"{flag} {value!r}: {exc}; use ISO-8601 (2026-11-24T10:00:00Z) or epoch seconds") from None
+        raise ConfigError(
+            f"{flag} {value!r}: {exc}; use ISO-8601 (2026-11-24T10:00:00Z), epoch seconds or a span before now (-24h)"
+        ) from None

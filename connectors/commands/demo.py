@@ -19,10 +19,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, default=40.0, help="seconds of wall time to spread the events over (default 40)"
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed of the workload (default 7)")
+    parser.add_argument(
+        "--dashboard",
+        nargs="?",
+        type=int,
+        const=8050,
+        metavar="PORT",
+        help="serve the live page (truthstream dashboard) on PORT (default 8050), open it, and keep it up "
+        "after the demo until Ctrl-C",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo."""
     from connectors.demo import run_demo
 
-    return run_demo(events=args.events, duration=args.duration, seed=args.seed)
+    return run_demo(events=args.events, duration=args.duration, seed=args.seed, dashboard_port=args.dashboard)
