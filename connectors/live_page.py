@@ -152,7 +152,7 @@ async def serve(settings: Settings, host: str, port: int, from_s: float | None, 
     feed, stop = Feed(loop), threading.Event()
     reader = threading.Thread(target=read_topics, args=(settings, from_s, feed, stop), daemon=True)
     reader.start()
-    runner = web.AppRunner(application(feed, thresholds(settings.catalog()), settings.metrics_topic))
+    runner = web.AppRunner(application(feed, thresholds(settings.catalog()), settings.metrics_topic), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
