@@ -97,7 +97,11 @@ def local_stack(
                     stack.workers.append(
                         subprocess.Popen(
                             [sys.executable, "-m", "connectors.cli", "--log-level", "warning", "worker"],
-                            env={**worker_env, "TRUTHSTREAM_DATA_DIR": str(Path(tmp) / f"faust-{index}")},
+                            env={
+                                **worker_env,
+                                **_own_ports(settings, index),
+                                "TRUTHSTREAM_DATA_DIR": str(Path(tmp) / f"faust-{index}"),
+                            },
                             stdout=log,
                             stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL,
@@ -115,3 +119,8 @@ def local_stack(
                 except subprocess.TimeoutExpired:
                     worker.kill()
                     worker.wait()
+
+
+def _own_ports(settings: Settings, index: int) -> dict[str, str]:
+    """Worker `index`'s metrics port: the one given plus its index (workers on one host need a port each)."""
+    return {"TRUTHSTREAM_METRICS_PORT": str(settings.metrics_port + index)} if settings.metrics_port else {}

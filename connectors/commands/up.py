@@ -27,6 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--redis-port", type=int, default=6379, help="port of the embedded Redis (default 6379; another if taken)"
     )
     parser.add_argument("--rolling", action="store_true", help="print rolling-window records too")
+    parser.add_argument(
+        "--dashboard",
+        nargs="?",
+        type=int,
+        const=8050,
+        metavar="PORT",
+        help="also serve the live page (truthstream dashboard) on PORT (default 8050)",
+    )
     Settings.add_arguments(parser, SETTINGS)
 
 
@@ -58,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
                 "(in event time: records from later on every partition close them); "
                 f"windows under {s.min_samples} samples are reported, not judged."
             )
+            if s.metrics_port:
+                ports = ", ".join(str(s.metrics_port + i) for i in range(args.workers))
+                print(f"Prometheus metrics of the workers on ports {ports} (/metrics).")
+            if args.dashboard is not None:
+                from connectors.live_page import serve_in_background
+
+                print(f"The live page: {serve_in_background(s, '127.0.0.1', args.dashboard, None)}")
             print("Nothing survives Ctrl-C: the embedded broker keeps topics in memory.\n", flush=True)
             watcher = Watcher(stack.kafka, s.metrics_topic, s.violations_topic, args.rolling)
             try:

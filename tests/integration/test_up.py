@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import queue
 import re
 import signal
@@ -10,11 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from connectors.kafka import json_producer
 from stream.kafka_clients import KafkaConnection
+from tests.integration.test_metrics_endpoint import free_port
 from tests.integration.workload import inference_doc, label_doc, workload
 
 pytestmark = pytest.mark.integration
@@ -50,9 +53,11 @@ def wait_line(out: queue.Queue[str], pattern: str, seen: list[str], timeout: flo
 def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
     """It prints the broker to produce to, then each closed window; SIGINT stops the workers, Redis and
     the broker: exit 0, no port left open, no worker left running."""
+    metrics_port, page_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "connectors.cli", "up", "--workers", "2", "--broker-port", "0", "--redis-port", "0",
-         "--window-seconds", "60", "--label-grace", "10", "--min-samples", "10", "--rolling-size", "0"],
+         "--window-seconds", "60", "--label-grace", "10", "--min-samples", "10", "--rolling-size", "0",
+         "--metrics-port", str(metrics_port), "--dashboard", str(page_port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     seen: list[str] = []
@@ -74,8 +79,21 @@ def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
             producer.send("labels", key=f"u{partition}", partition=partition, value=closer)
         producer.flush()
         producer.close()
+        page = wait_line(out, r"The live page: (http://\S+)", seen).group(1)
         for _ in range(3):
             wait_line(out, r"churn v1\s+n=100 ", seen)
+        for port in (metrics_port, metrics_port + 1):  # each worker its own port
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                assert b"truthstream_records_total" in reply.read()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(page + "api/snapshot", timeout=10) as reply:
+                records = json.load(reply)["records"]
+            if sum(r["type"] == "metrics" and r["record"]["window"]["kind"] == "tumbling" for r in records) == 3:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail(f"the live page has not read the 3 windows: {records}")
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
