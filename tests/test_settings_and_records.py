@@ -138,3 +138,23 @@ def test_fetch_wait_reaches_the_workers_kafka_consumer(tmp_path) -> None:
             await consumer.stop()  # never started: this only releases it
 
     assert asyncio.run(created_consumer_wait()) == 50
+
+
+def test_records_decode_as_json_itself_would_from_bytes() -> None:
+    """UTF-8 (the fast path), UTF-8 with a byte-order mark and UTF-16 decode as `json.loads` of the
+    bytes does; invalid UTF-8 and non-objects are refused with the reason."""
+    import json as _json
+
+    from stream.core.records import decode_json
+
+    doc = {"event_id": "é-1", "label": 1}
+    for raw in (
+        _json.dumps(doc, ensure_ascii=False).encode(),
+        b"\xef\xbb\xbf" + _json.dumps(doc).encode(),
+        _json.dumps(doc).encode("utf-16"),
+    ):
+        assert decode_json(raw, 1000) == _json.loads(raw) == doc
+    with pytest.raises(RecordError, match="not valid UTF-8 JSON"):
+        decode_json(b'{"event_id": "\xff"}', 1000)
+    with pytest.raises(RecordError, match="expected a JSON object"):
+        decode_json(b"[1]", 1000)
