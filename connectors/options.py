@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import time
 
@@ -27,3 +28,15 @@ def time_option(value: str | None, flag: str, now: float | None = None) -> float
         raise ConfigError(
             f"{flag} {value!r}: {exc}; use ISO-8601 (2026-11-24T10:00:00Z), epoch seconds or a span before now (-24h)"
         ) from None
+
+
+def add_dashboard_flag(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--dashboard [PORT]`: also serve the live page (`truthstream dashboard`); `what` says when."""
+    parser.add_argument(
+        "--dashboard",
+        nargs="?",
+        type=int,
+        const=8050,
+        metavar="PORT",
+        help=f"serve the live page (truthstream dashboard) on PORT (default 8050) {what}",
+    )

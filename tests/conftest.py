@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from typing import Any
 
 import pytest
 
@@ -66,3 +67,26 @@ def debian_program(name: str, package: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+def wait_until(
+    what: str,
+    check: Callable[[], Any],
+    timeout: float,
+    broken: Callable[[], str | None] = lambda: None,
+    context: Callable[[], str] = lambda: "",
+) -> Any:
+    """Poll `check` every second until it returns something truthy, and return that; fail the test
+    when `broken()` says why waiting is pointless, or after `timeout`, with `context()` (logs)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        problem = broken()
+        if problem:
+            pytest.fail(f"{problem} while waiting for {what}:\n{context()}")
+        found = check()
+        if found:
+            return found
+        time.sleep(1.0)
+    pytest.fail(f"timed out waiting for {what}:\n{context()}")

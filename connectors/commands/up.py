@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.options import add_dashboard_flag
 from stream.settings import Settings
 
 HELP = "run the embedded broker, Redis and real workers here, and follow what they publish"
@@ -27,14 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--redis-port", type=int, default=6379, help="port of the embedded Redis (default 6379; another if taken)"
     )
     parser.add_argument("--rolling", action="store_true", help="print rolling-window records too")
-    parser.add_argument(
-        "--dashboard",
-        nargs="?",
-        type=int,
-        const=8050,
-        metavar="PORT",
-        help="also serve the live page (truthstream dashboard) on PORT (default 8050)",
-    )
+    add_dashboard_flag(parser, "beside the workers")
     Settings.add_arguments(parser, SETTINGS)
 
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from connectors.kafka_span import read_topic
 from stream.kafka_clients import KafkaConnection
 from stream.settings import Settings
 from stream.worker.topics import ensure_topics
+from tests.conftest import wait_until
 from tests.harness import CLUSTER
 
 PARTITIONS = 4
@@ -112,16 +112,14 @@ class Deployment:
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float = 120.0) -> Any:
         """Poll `check` until it returns something truthy; fail with the workers' logs otherwise."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def exited() -> str | None:
             for proc in self.workers:
                 if proc.poll() not in (None, -signal.SIGKILL):
-                    pytest.fail(f"worker exited with {proc.returncode} while waiting for {what}:\n{self.tail()}")
-            found = check()
-            if found:
-                return found
-            time.sleep(1.0)
-        pytest.fail(f"timed out waiting for {what}:\n{self.tail()}")
+                    return f"worker exited with {proc.returncode}"
+            return None
+
+        return wait_until(what, check, timeout, exited, self.tail)
 
     def tail(self) -> str:
         return "\n".join(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import debian_program
+from tests.conftest import debian_program, wait_until
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_metrics_endpoint import free_port
 from tests.integration.test_worker import produce, settings
@@ -78,14 +77,10 @@ class Prometheus:
         }
 
     def wait(self, what: str, check: Any, timeout: float = 90.0) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()[-3000:]
-            found = check()
-            if found:
-                return found
-            time.sleep(1.0)
-        pytest.fail(f"timed out waiting for {what}:\n{self.log.read_text()[-3000:]}")
+        def exited() -> str | None:
+            return None if self.proc.poll() is None else f"Prometheus exited with {self.proc.returncode}"
+
+        return wait_until(what, check, timeout, exited, lambda: self.log.read_text()[-3000:])
 
     def stop(self) -> None:
         self.proc.terminate()
