@@ -48,6 +48,13 @@ def report_prefix(record: dict[str, Any]) -> str:
     return path
 
 
+def _sagemaker_entry(entry: Any) -> Any:
+    """A statistics entry as SageMaker writes it: without truthstream's confidence interval."""
+    if isinstance(entry, dict) and "confidence_interval" in entry:
+        return {k: v for k, v in entry.items() if k != "confidence_interval"}
+    return entry
+
+
 def sagemaker_reports(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """statistics.json and constraint_violations.json of one window, in SageMaker's shapes."""
     key = STATISTICS_KEY[record["problem_type"]]
@@ -61,7 +68,7 @@ def sagemaker_reports(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "window_start": record["window"]["start"],
             "window_end": record["window"]["end"],
         },
-        key: record[key],
+        key: {name: _sagemaker_entry(entry) for name, entry in record[key].items()},
     }
     return {"statistics.json": statistics, "constraint_violations.json": {"violations": record.get("violations", [])}}
 

@@ -156,6 +156,11 @@ class Settings:
         group="windows",
         choices=("on", "off"),
     )
+    confidence_level: float = setting(
+        0.95,
+        "level of the confidence interval written beside each window metric (0: none)",
+        group="windows",
+    )
     curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record", group="windows")
     batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)", group="worker")
     batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill", group="worker")
@@ -207,6 +212,7 @@ class Settings:
             score_resolution=self.score_resolution,
             deviations=self.deviations == "on",
             curve_points=self.curve_points,
+            confidence_level=self.confidence_level,
             capture_model=self.capture_model,
             capture_format=CaptureFormat(
                 self.capture_inference_attribute, self.capture_probability_attribute, self.capture_probability_threshold
@@ -252,6 +258,10 @@ class Settings:
         for name in ("label_grace", "min_samples", "rolling_size", "idle_close", "max_future_seconds", "max_pending"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{setting_name(name)} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.confidence_level < 1:
+            raise ConfigError(
+                f"{setting_name('confidence_level')} must be in [0, 1), e.g. 0.95, got {self.confidence_level}"
+            )
         if self.curve_points < 2:
             raise ConfigError(f"{setting_name('curve_points')} must be at least 2, got {self.curve_points}")
         for f in fields(self):

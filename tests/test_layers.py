@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the core may use besides itself and the exception tree: computation, no I/O.
-CORE_THIRD_PARTY = {"numpy", "river", "jmespath"}
+CORE_THIRD_PARTY = {"numpy", "river", "jmespath", "scipy"}
 NO_IO_STDLIB = {"os", "pathlib", "socket", "subprocess", "urllib", "http", "asyncio", "tempfile", "shutil"}
 
 
@@ -38,7 +38,7 @@ def name(path: Path) -> str:
 
 @pytest.mark.parametrize("path", modules("stream/core"), ids=name)
 def test_the_core_imports_no_edge(path: Path) -> None:
-    """A core module imports only the core, the exception tree, the stdlib (no I/O), numpy, river, jmespath."""
+    """A core module imports only the core, the exception tree, the stdlib (no I/O), numpy, scipy, river, jmespath."""
     for module in imported(path):
         top = module.split(".")[0]
         if top == "stream":

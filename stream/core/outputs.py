@@ -12,6 +12,7 @@ from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
 from stream.core.constraints import Constraint, ConstraintSet
 from stream.core.aggregate import WindowAggregate
+from stream.core.intervals import add_intervals
 from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.core.records import RawMessage
 from stream.core.timefmt import format_time
@@ -99,6 +100,7 @@ def judge(
             "threshold": constraint.threshold,
             "value": value,
             "sample_count": n,
+            **_interval(statistics[constraint.metric_name], record),
         }
         for constraint, value, report in sagemaker_violations(statistics, constraints)
     ]
@@ -122,6 +124,13 @@ def sagemaker_violations(
         )
         for constraint, value in constraints.check(scalar_values(statistics))
     ]
+
+
+def _interval(entry: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    """The metric's confidence interval and level, for its violation record (when the window has them)."""
+    if "confidence_interval" not in entry:
+        return {}
+    return {"confidence_interval": entry["confidence_interval"], "confidence_level": record.get("confidence_level")}
 
 
 def _deviation(entry: Mapping[str, Any]) -> float | None:
@@ -151,6 +160,9 @@ def evaluate(
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
         STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, config.curve_points),
     }
+    if config.confidence_level:
+        record["confidence_level"] = config.confidence_level
+        add_intervals(record[STATISTICS_KEY[problem_type]], agg, problem_type, config.confidence_level)
     record["status"], violations = judge(record, catalog.constraints(model), config.min_samples)
     record["violation_count"] = len(violations)
     # SageMaker's constraint_violations.json entries, so a record alone can be written out as a report.
