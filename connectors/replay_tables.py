@@ -55,9 +55,12 @@ VIOLATION_COLUMNS = [
 ]
 
 
-def rejudge(records: list[dict[str, Any]], catalog: Catalog, min_samples: int) -> list[dict[str, Any]]:
-    """The violations another set of constraints raises on the same windows (a backtest)."""
-    return [v for r in records for v in judge(r, catalog.constraints(r["model"]), min_samples)[1]]
+def rejudge(
+    records: list[dict[str, Any]], catalog: Catalog, min_samples: int, rule: str = "value"
+) -> list[dict[str, Any]]:
+    """The violations another set of constraints raises on the same windows (a backtest), under
+    the violation rule (`value`, or `interval`: see `judge`)."""
+    return [v for r in records for v in judge(r, catalog.constraints(r["model"]), min_samples, rule)[1]]
 
 
 def violations_frame(violations: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:

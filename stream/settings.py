@@ -161,6 +161,13 @@ class Settings:
         "level of the confidence interval written beside each window metric (0: none)",
         group="windows",
     )
+    violation_rule: str = setting(
+        "value",
+        "value: a metric beyond its threshold is a violation (SageMaker's rule); interval: only when its "
+        "whole confidence interval is, so a small window's noise raises none (needs a confidence level)",
+        group="windows",
+        choices=("value", "interval"),
+    )
     curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record", group="windows")
     batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)", group="worker")
     batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill", group="worker")
@@ -213,6 +220,7 @@ class Settings:
             deviations=self.deviations == "on",
             curve_points=self.curve_points,
             confidence_level=self.confidence_level,
+            violation_rule=self.violation_rule,
             capture_model=self.capture_model,
             capture_format=CaptureFormat(
                 self.capture_inference_attribute, self.capture_probability_attribute, self.capture_probability_threshold
@@ -261,6 +269,11 @@ class Settings:
         if not 0 <= self.confidence_level < 1:
             raise ConfigError(
                 f"{setting_name('confidence_level')} must be in [0, 1), e.g. 0.95, got {self.confidence_level}"
+            )
+        if self.violation_rule == "interval" and not self.confidence_level:
+            raise ConfigError(
+                f"{setting_name('violation_rule')}=interval needs confidence intervals: set "
+                f"{setting_name('confidence_level')} above 0 (e.g. 0.95)"
             )
         if self.curve_points < 2:
             raise ConfigError(f"{setting_name('curve_points')} must be at least 2, got {self.curve_points}")

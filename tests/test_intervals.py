@@ -203,3 +203,33 @@ def test_small_windows_and_no_level() -> None:
     )
     assert "confidence_level" not in record
     assert all("confidence_interval" not in e for e in record["binary_classification_metrics"].values())
+
+
+def accuracy_window(right: int, n: int) -> WindowAggregate:
+    """A binary window of n samples, `right` of them predicted correctly."""
+    agg = WindowAggregate(1e-4)
+    for i in range(n):
+        y = i % 2
+        agg.add(Joined("m", "1", 0.0, str(y), str(y if i < right else 1 - y), None, 0))
+    return agg
+
+
+def test_the_interval_rule_raises_only_violations_beyond_the_noise() -> None:
+    """Accuracy 0.78 of 150 against 'below 0.8' is noise (its interval reaches 0.8): a violation
+    under SageMaker's rule, none under the interval rule, which lists it as within the noise;
+    0.6 of 150 is a violation under both, and every violation carries its interval."""
+    from stream.core.constraints import Constraint, ConstraintSet
+
+    constraints = ConstraintSet("BinaryClassification", (Constraint("accuracy", 0.8, "LessThanThreshold"),))
+    catalog = Catalog(default=constraints)
+    window = window_doc("tumbling", 0, 60)
+    noisy, clear = accuracy_window(117, 150), accuracy_window(90, 150)  # accuracy 0.78 and 0.6
+    for rule, noisy_violations in (("value", 1), ("interval", 0)):
+        config = CoreConfig(min_samples=10, violation_rule=rule)
+        record, violations = evaluate("m", "1", window, noisy, {}, config, catalog)
+        assert len(violations) == noisy_violations
+        assert record.get("within_noise", []) == (["accuracy"] if rule == "interval" else [])
+        record, violations = evaluate("m", "1", window, clear, {}, config, catalog)
+        assert [v["metric_name"] for v in violations] == ["accuracy"] and record["status"] == "violations"
+        lower, upper = violations[0]["confidence_interval"]
+        assert lower < 0.6 < upper < 0.8 and violations[0]["confidence_level"] == LEVEL

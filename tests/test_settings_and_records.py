@@ -158,3 +158,11 @@ def test_records_decode_as_json_itself_would_from_bytes() -> None:
         decode_json(b'{"event_id": "\xff"}', 1000)
     with pytest.raises(RecordError, match="expected a JSON object"):
         decode_json(b"[1]", 1000)
+
+
+def test_the_interval_rule_needs_intervals() -> None:
+    with pytest.raises(ConfigError, match="VIOLATION_RULE=interval needs confidence intervals"):
+        Settings.from_env({}, violation_rule="interval", confidence_level=0.0)
+    with pytest.raises(ConfigError, match="CONFIDENCE_LEVEL must be in"):
+        Settings.from_env({}, confidence_level=1.5)
+    assert Settings.from_env({}, violation_rule="interval").core().violation_rule == "interval"

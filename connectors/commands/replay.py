@@ -112,7 +112,7 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
     judged = {primary: result.violations}
     if compare is not None:
         name = Path(args.compare).name if args.compare != settings.constraints else "compare"
-        judged[name] = rejudge(result.records, compare, settings.min_samples)
+        judged[name] = rejudge(result.records, compare, settings.min_samples, settings.violation_rule)
     windows = windows_frame(result.records)
     violations = violations_frame(judged)
     print(summary(windows, violations, result))

@@ -24,5 +24,6 @@ class CoreConfig:
     deviations: bool = True  # keep the 5 subsamples behind the metrics' standard deviations
     curve_points: int = 101  # at most this many points per ROC / PR curve
     confidence_level: float = 0.95  # of the interval beside each window metric (0: none)
+    violation_rule: str = "value"  # "interval": a violation only when the whole interval breaks the constraint
     capture_model: str = "sagemaker"  # model name of SageMaker capture records found on the inference topic
     capture_format: CaptureFormat = field(default_factory=lambda: CaptureFormat("", "", 0.5))

@@ -31,6 +31,8 @@ COUNT_NAMES = (
 DEAD_LETTER_VALUE_BYTES = 4096
 DEAD_LETTER_KEY_CHARS = 1024
 MAX_REASON_CHARS = 500
+VALUE_RULE = "value"  # SageMaker's: a value beyond the threshold is a violation
+INTERVAL_RULE = "interval"  # only a confidence interval wholly beyond the threshold is
 STATUS_OK = "ok"
 STATUS_INSUFFICIENT = "insufficient_data"
 STATUS_UNCONSTRAINED = "no_constraints"
@@ -76,12 +78,14 @@ def violation_id(model: str, version: str, window: Mapping[str, Any], metric: st
 
 
 def judge(
-    record: Mapping[str, Any], constraints: ConstraintSet | None, min_samples: int
+    record: Mapping[str, Any], constraints: ConstraintSet | None, min_samples: int, rule: str = VALUE_RULE
 ) -> tuple[str, list[dict[str, Any]]]:
     """Status and violation records of a metrics record under a set of constraints.
 
     The worker judges each window once with its configured constraints; a backtest judges
-    the same records again with candidate constraints.
+    the same records again with candidate constraints. With the `interval` rule a metric
+    violates only when its whole confidence interval breaks the constraint (a metric without
+    an interval is judged by its value).
     """
     n = record["sample_count"]
     if n < min_samples or n == 0:
@@ -103,8 +107,30 @@ def judge(
             **_interval(statistics[constraint.metric_name], record),
         }
         for constraint, value, report in sagemaker_violations(statistics, constraints)
+        if rule == VALUE_RULE or beyond_noise(constraint, statistics[constraint.metric_name])
     ]
     return (STATUS_VIOLATIONS if violations else STATUS_OK), violations
+
+
+def beyond_noise(constraint: Constraint, entry: Mapping[str, Any]) -> bool:
+    """Whether the metric's whole confidence interval breaks the constraint (True without an interval)."""
+    interval = entry.get("confidence_interval")
+    if not isinstance(interval, list):
+        return True
+    return constraint.violated(interval[0]) and constraint.violated(interval[1])
+
+
+def within_noise(record: Mapping[str, Any], constraints: ConstraintSet | None) -> list[str]:
+    """The metrics whose value breaks its constraint while their confidence interval reaches the
+    threshold: not violations under the `interval` rule (listed in the record)."""
+    if constraints is None:
+        return []
+    statistics = record[STATISTICS_KEY[record["problem_type"]]]
+    return [
+        constraint.reported_name
+        for constraint, _, _ in sagemaker_violations(statistics, constraints)
+        if not beyond_noise(constraint, statistics[constraint.metric_name])
+    ]
 
 
 def sagemaker_violations(
@@ -163,7 +189,10 @@ def evaluate(
     if config.confidence_level:
         record["confidence_level"] = config.confidence_level
         add_intervals(record[STATISTICS_KEY[problem_type]], agg, problem_type, config.confidence_level)
-    record["status"], violations = judge(record, catalog.constraints(model), config.min_samples)
+    constraints = catalog.constraints(model)
+    record["status"], violations = judge(record, constraints, config.min_samples, config.violation_rule)
+    if config.violation_rule == INTERVAL_RULE and record["status"] not in (STATUS_INSUFFICIENT, STATUS_UNCONSTRAINED):
+        record["within_noise"] = within_noise(record, constraints)
     record["violation_count"] = len(violations)
     # SageMaker's constraint_violations.json entries, so a record alone can be written out as a report.
     record["violations"] = [
