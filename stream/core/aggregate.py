@@ -19,8 +19,10 @@ sum over the masks with bit k. So a sample writes as many counters as without su
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,10 @@ MASKED_CELL = "m"
 SCORE = "s"
 REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, error², y and y²
 REG = "g"
+LABELS = "l"  # label coverage: l|i inferences of the window, l|d|<bin> label delays
+INFERENCES_FIELD = f"{LABELS}{SEP}i"  # the field counting a window part's inferences
+DELAYS_PER_DECADE = 10  # delay histogram bins per factor of 10 (a bin spans 26 %)
+MIN_DELAY_BIN = -30  # 1 ms: shorter delays (and labels stamped before their inference) count here
 
 
 SUBSAMPLES = 5
@@ -58,7 +64,7 @@ class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
     (or, for regression models, error sums)."""
 
-    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums")
+    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums", "labels")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
@@ -68,6 +74,7 @@ class WindowAggregate:
         self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name, samples of no subsample
         self.mcells: dict[tuple[int, str, str, int], int] = {}  # (mask, actual, predicted, coarse bin or -1)
         self.msums: dict[tuple[int, str], float] = {}  # (mask, regression sum name)
+        self.labels: dict[str, int] = {}  # "i": inferences of the window; "d<bin>": label delays
         for field, n in (fields or {}).items():
             self._load(field, n)
 
@@ -79,6 +86,8 @@ class WindowAggregate:
             _add(self.scores, int(first) * 2 + int(rest[0]), int(n))
         elif kind == REG:
             _add(self.sums, first, n)
+        elif kind == LABELS:
+            _add(self.labels, first + "".join(rest), int(n))
         elif kind.isdigit() and first == MASKED_CELL:
             _add(self.mcells, (int(kind), rest[0], rest[1], int(rest[2])), int(n))
         elif kind.isdigit() and first == REG:
@@ -116,7 +125,44 @@ class WindowAggregate:
         out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
         out.update((f"{m}{SEP}{MASKED_CELL}{SEP}{t}{SEP}{p}{SEP}{b}", n) for (m, t, p, b), n in self.mcells.items())
         out.update((f"{m}{SEP}{REG}{SEP}{name}", v) for (m, name), v in self.msums.items())
+        out.update(
+            (f"{LABELS}{SEP}{key[0]}" + (f"{SEP}{key[1:]}" if len(key) > 1 else ""), n)
+            for key, n in self.labels.items()
+        )
         return out
+
+    def add_inference(self, n: int = 1) -> None:
+        """Count inferences of the window (joined or not), the denominator of its label coverage."""
+        _add(self.labels, "i", n)
+
+    def add_delay(self, seconds: float) -> None:
+        """Count a label's delay (from its inference's time to the label's) in the log-binned histogram;
+        an unknown one (an untimed label that came before any inference had set event time) is not."""
+        if math.isnan(seconds) or math.isinf(seconds):
+            return
+        at = MIN_DELAY_BIN if seconds <= 0 else math.floor(DELAYS_PER_DECADE * math.log10(seconds))
+        _add(self.labels, f"d{max(MIN_DELAY_BIN, at)}", 1)
+
+    def coverage(self) -> dict[str, Any] | None:
+        """Label coverage of the window: inferences, joined ones, their share, and the label delays'
+        p50, p95 and max in seconds (each the upper edge of its histogram bin: within 26 %); None
+        when no inference was counted (a rolling window)."""
+        inferences = self.labels.get("i", 0)
+        if not inferences:
+            return None
+        joined = self.sample_count
+        bins = sorted((int(k[1:]), n) for k, n in self.labels.items() if k.startswith("d") and n)
+        delays: dict[str, Any] = dict.fromkeys(("p50", "p95", "max"), "NaN")
+        if bins:
+            total, counted = sum(n for _, n in bins), 0
+            edge = {b: 10 ** ((b + 1) / DELAYS_PER_DECADE) for b, _ in bins}
+            for b, n in bins:
+                counted += n
+                for name, q in (("p50", 0.5), ("p95", 0.95)):
+                    if delays[name] == "NaN" and counted >= q * total:
+                        delays[name] = edge[b]
+            delays["max"] = edge[bins[-1][0]]
+        return {"inferences": inferences, "labelled": joined, "coverage": joined / inferences, "delay_seconds": delays}
 
     def add(self, sample: Joined, regression: bool = False) -> None:
         """Count one joined sample: its cell (under its subsample mask, if any) and score bin, or
@@ -153,6 +199,7 @@ class WindowAggregate:
             (self.sums, other.sums),
             (self.mcells, other.mcells),
             (self.msums, other.msums),
+            (self.labels, other.labels),
         ):
             for key, n in theirs.items():
                 _add(mine, key, n)

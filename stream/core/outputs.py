@@ -186,6 +186,9 @@ def evaluate(
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
         STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, config.curve_points),
     }
+    coverage = agg.coverage()
+    if coverage is not None:
+        record["labels"] = coverage
     if config.confidence_level:
         record["confidence_level"] = config.confidence_level
         add_intervals(record[STATISTICS_KEY[problem_type]], agg, problem_type, config.confidence_level)

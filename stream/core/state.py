@@ -162,6 +162,7 @@ class StepResult:
     entries: dict[str, JoinEntry | None] = field(default_factory=dict)  # None deletes
     unindex: dict[int, set[str]] = field(default_factory=dict)  # expiry-index removals per partition
     windows: dict[WindowKey, WindowAggregate] = field(default_factory=dict)
+    inferences: Counter[WindowKey] = field(default_factory=Counter)  # new inferences per window (coverage)
     counters: dict[str, Counter[str]] = field(default_factory=dict)
     watermarks: dict[str, float] = field(default_factory=dict)
     checkpoints: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -211,16 +211,31 @@ class Step:
         self._advance(msg.partition, "i", inf.time)
         self.result.saw_inference(inf.time)
         if entry is None:
+            self._count_inference(inf, now)
             self._set(inf.event_id, self._pending_inference(inf, msg.partition), None)
         elif entry.kind == PENDING_LABEL:
+            self._count_inference(inf, now)
             stored_label = RawMessage(
                 LABEL, entry.topic, entry.partition, entry.offset, inf.event_id.encode(), entry.raw.encode()
             )
-            if not self._match(msg.partition, inf, entry.label, entry.label_time, now, stored_label, entry):
+            # an untimed label's time is the inference watermark when it came (its expiry minus the TTL)
+            label_at = entry.label_time if entry.label_time is not None else entry.expires - self.config.label_ttl
+            if not self._match(msg.partition, inf, entry.label, entry.label_time, now, stored_label, entry, label_at):
                 self._set(inf.event_id, self._pending_inference(inf, msg.partition), entry)
         else:
             self.result.count(inf.model, "duplicates")
             self.result.outcomes[INFERENCE, "duplicate"] += 1
+
+    def _count_inference(self, inf: Inference, now: float) -> None:
+        """Count a new inference in its window (the denominator of the label coverage), unless the
+        window is final already. The count rides with the window's state but does not open the
+        window: a window opens with its first joined pair, as before, so that its closing still
+        waits for the labels' event time (a backlog of inferences read before any label must not
+        close windows that its labels will fill)."""
+        window = WindowKey.at(inf.model, inf.model_version, inf.time, self.config.window_seconds)
+        if window.end + self.config.label_grace <= now:
+            return
+        self.result.inferences[window] += 1
 
     def _label(self, msg: RawMessage, label: Label) -> None:
         # A timed label is judged by its own time and its partition's, which makes the outcome
@@ -246,7 +261,8 @@ class Step:
             self._set(label.event_id, pending, None)
         elif entry.kind == PENDING_INFERENCE:
             inf = Inference(label.event_id, entry.model, entry.version, entry.time, entry.prediction, entry.score)
-            self._match(msg.partition, inf, label.label, label.time, now, msg, entry)
+            label_at = label.time if label.time is not None else self._now(msg.partition)
+            self._match(msg.partition, inf, label.label, label.time, now, msg, entry, label_at)
         else:
             self.result.count(entry.counter_key, "duplicates")
             self.result.outcomes[LABEL, "duplicate"] += 1
@@ -260,6 +276,7 @@ class Step:
         now: float,
         label_msg: RawMessage,
         stored: JoinEntry,
+        label_at: float,
     ) -> bool:
         """Join `inf` with its label; a label that does not fit the model is dead-lettered instead.
 
@@ -297,6 +314,7 @@ class Step:
             if agg is None:
                 agg = self.result.windows[window] = WindowAggregate(self.config.score_resolution)
             agg.add(sample, self.catalog.problem_type(inf.model) == REGRESSION)
+            agg.add_delay(label_at - inf.time)
         if self.config.rolling_size > 0:
             self.result.rolling.setdefault(model_key(inf.model, inf.model_version), []).append(sample)
         return True

@@ -48,7 +48,12 @@ class WindowKey:
     def of(cls, sample: Joined, size: float) -> "WindowKey":
         """The window that holds a sample, by its inference time (bounds as floats, whatever `size`
         is: `encode` must give one text per window, and `decode` reads floats)."""
-        return cls(sample.model, sample.model_version, float(math.floor(sample.time / size) * size), float(size))
+        return cls.at(sample.model, sample.model_version, sample.time, size)
+
+    @classmethod
+    def at(cls, model: str, version: str, time: float, size: float) -> "WindowKey":
+        """The window of a model version that holds event time `time`."""
+        return cls(model, version, float(math.floor(time / size) * size), float(size))
 
 
 def stream_time(watermarks: Mapping[str, float], partitions: int, floor: float) -> float:

@@ -36,6 +36,7 @@ class MemoryStore:
         self.watermarks: dict[str, float] = {}
         self.floor = -math.inf
         self.windows: dict[WindowKey, dict[int, WindowAggregate]] = {}  # parts per partition
+        self.inferences: Counter[WindowKey] = Counter()  # inferences per window, for its label coverage
         self.counters: dict[int, dict[str, Counter[str]]] = {}
         self.rolling: dict[str, deque[Joined]] = {}
         self.rolling_count: Counter[str] = Counter()
@@ -78,6 +79,8 @@ class MemoryStore:
                 heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
         for key, agg in result.windows.items():
             self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution)).merge(agg)
+        for key, n in result.inferences.items():  # kept aside: they do not open the window
+            self.inferences[key] += n
         counters = self.counters.setdefault(partition, {})
         for key, counts in result.counters.items():
             counters.setdefault(key, Counter()).update(counts)
@@ -142,6 +145,7 @@ class MemoryStore:
             agg, counts = WindowAggregate(next(iter(parts.values())).resolution), {}
             for part in parts.values():
                 agg.merge(part)
+            agg.add_inference(self.inferences.pop(key, 0))
             for counters in self.counters.values():  # a later window of the model finds them gone
                 counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
             self.outbox.extend(build(key, agg, counts))

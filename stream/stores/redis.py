@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stream.core.aggregate import WindowAggregate
+from stream.core.aggregate import INFERENCES_FIELD, WindowAggregate
 from stream.core.records import SEP
 from stream.core.state import (
     JOINED,
@@ -400,6 +400,8 @@ class RedisStore:
                     index.setdefault(repr(end), []).append(len(sets))
         base = self.base(partition)
         hashes = [(f"{base}:w:{w.encode()}", agg.fields()) for w, agg in result.windows.items()]
+        # inference counts go into the window's part without opening it (no `open` entry)
+        hashes += [(f"{base}:w:{w.encode()}", {INFERENCES_FIELD: n}) for w, n in result.inferences.items()]
         hashes += [(f"{base}:c:{model}", counts) for model, counts in result.counters.items()]
         control = {
             "ttl": self.safety_ttl,
