@@ -75,6 +75,12 @@ class WorkerMetrics:
             ["model", "model_version", "window_kind"],
             registry=r,
         )
+        self.label_coverage = Gauge(
+            "truthstream_window_label_coverage",
+            "Share of the newest closed tumbling window's inferences that were joined with their label in time",
+            ["model", "model_version"],
+            registry=r,
+        )
         self.threshold = Gauge(
             "truthstream_constraint_threshold",
             "Threshold of each constrained metric of a model the worker published a window of",
@@ -157,6 +163,8 @@ class WorkerMetrics:
         self._ends[model, version, kind] = end
         self.window_end.labels(model, version, kind).set(end)
         self.window_samples.labels(model, version, kind).set(record["sample_count"])
+        if isinstance(record.get("labels"), Mapping):
+            self.label_coverage.labels(model, version).set(record["labels"]["coverage"])
         for metric, value in scalar_metrics(record).items():
             self.window_metric.labels(model, version, metric, kind).set(value)
         constraints = self.catalog.constraints(model)

@@ -72,6 +72,8 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
     for metric in ("accuracy", "recall", "precision", "f1", "auc"):
         assert value(samples, "truthstream_window_metric", metric=metric, **key) == stats[metric]["value"]
     assert value(samples, "truthstream_window_samples", **key) == last["sample_count"]
+    coverage = value(samples, "truthstream_window_label_coverage", model="churn", model_version=last["model_version"])
+    assert coverage == last["labels"]["coverage"]
     for metric, c in CONSTRAINTS["binary_classification_constraints"].items():
         shown = value(
             samples,
