@@ -12,6 +12,7 @@ Two kinds of series, which aggregate differently over several workers:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,8 @@ from stream.core.engine import BatchReport
 from stream.core.records import INFERENCE, LABEL
 from stream.core.state import METRICS, VIOLATION, Output
 from stream.core.timefmt import parse_time
+
+log = logging.getLogger("truthstream.worker")
 
 # Latencies on a stream: milliseconds to minutes.
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -150,10 +153,13 @@ class WorkerMetrics:
         """Follow what Kafka acknowledged: the latest window of each model version, and violations."""
         for output in outputs:
             record = output.value
-            if output.kind == VIOLATION:
-                self.violations.labels(record["model"], record["model_version"], record["metric_name"]).inc()
-            elif output.kind == METRICS and record["window"]["kind"] in ("tumbling", "rolling"):
-                self._window(record)
+            try:
+                if output.kind == VIOLATION:
+                    self.violations.labels(record["model"], record["model_version"], record["metric_name"]).inc()
+                elif output.kind == METRICS and record["window"]["kind"] in ("tumbling", "rolling"):
+                    self._window(record)
+            except (KeyError, TypeError, ValueError) as exc:  # a record of another shape: never stop publishing
+                log.warning("metrics: skipped a %s record the metrics cannot read (%r)", output.kind, exc)
 
     def _window(self, record: Mapping[str, Any]) -> None:
         model, version, kind = record["model"], record["model_version"], record["window"]["kind"]

@@ -235,7 +235,8 @@ class WorkerService(mode.Service):
             await self.redis.ping()
             metrics.redis_seconds.observe(time.perf_counter() - started)
             waiting = await self.store.waiting()
-        except OUTAGES:
+        except Exception as exc:  # noqa: BLE001 - a reading must never stop the worker; batches say why loudly
+            log.debug("metrics: reading Redis failed (%s)", exc)
             return
         lag: dict[tuple[str, int], int | None] = {}
         consumer = self.app.consumer
