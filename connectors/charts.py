@@ -1,4 +1,5 @@
-"""Charts of a replay: each constrained metric over time per model, its threshold, the violations."""
+"""Charts of a replay: each constrained metric over time per model with its confidence interval as a
+band, its threshold, the violations."""
 
 from __future__ import annotations
 
@@ -31,6 +32,15 @@ def _series(
     return rows, bad
 
 
+def _band(rows: pd.DataFrame, metric: str) -> pd.DataFrame | None:
+    """The windows' confidence interval of a metric (window_start, lower, upper), or None without one."""
+    lower, upper = f"{metric}_lower", f"{metric}_upper"
+    if lower not in rows.columns:
+        return None
+    band = rows[["window_start", lower, upper]].dropna()
+    return band.rename(columns={lower: "lower", upper: "upper"}) if not band.empty else None
+
+
 def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
     """A matplotlib Figure, one panel per (model, constrained metric)."""
     import matplotlib
@@ -45,6 +55,10 @@ def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: 
     for ax, (model, c) in zip(axes[:, 0], todo):
         rows, bad = _series(windows, violations, model, c)
         ax.plot(rows["window_start"], rows[c.metric_name], marker=".", color="tab:blue", label=c.metric_name)
+        band = _band(rows, c.metric_name)
+        if band is not None:
+            ax.fill_between(band["window_start"], band["lower"], band["upper"], color="tab:blue", alpha=0.15,
+                            step=None, label="confidence interval")  # fmt: skip
         ax.axhline(
             c.threshold,
             color="tab:orange",
@@ -91,6 +105,20 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
             row=i,
             col=1,
         )
+        band = _band(rows, c.metric_name)
+        if band is not None:
+            fig.add_trace(
+                go.Scatter(
+                    x=pd.concat([band["window_start"], band["window_start"][::-1]]),
+                    y=pd.concat([band["upper"], band["lower"][::-1]]),
+                    fill="toself",
+                    fillcolor="rgba(31, 119, 180, 0.15)",
+                    line={"width": 0},
+                    name=f"{model} {c.metric_name} confidence interval",
+                ),
+                row=i,
+                col=1,
+            )
         fig.add_trace(
             go.Scatter(
                 x=[rows["window_start"].min(), rows["window_start"].max()],

@@ -17,7 +17,8 @@ from stream.errors import ConfigError
 
 
 def windows_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (model, version, window): sample and record counts, status, every scalar metric."""
+    """One row per (model, version, window): sample and record counts, status, label coverage, every
+    scalar metric and the bounds of its confidence interval (`<metric>_lower`, `<metric>_upper`)."""
     rows = []
     for r in records:
         row = {
@@ -29,7 +30,14 @@ def windows_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
             "status": r["status"],
         }
         row.update({name: r["counts"][name] for name in COUNT_NAMES})
-        row.update(scalar_values(r[STATISTICS_KEY[r["problem_type"]]]))
+        labels = r.get("labels") or {}
+        row.update(inferences=labels.get("inferences"), label_coverage=labels.get("coverage"))
+        statistics = r[STATISTICS_KEY[r["problem_type"]]]
+        row.update(scalar_values(statistics))
+        for name, entry in statistics.items():
+            interval = entry.get("confidence_interval") if isinstance(entry, dict) else None
+            if isinstance(interval, list):
+                row[f"{name}_lower"], row[f"{name}_upper"] = interval
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:

@@ -103,9 +103,16 @@ def test_charts_draw_metric_threshold_and_violations_per_panel(records, tmp_path
     for ax in fig.axes:
         assert len(ax.lines) == 2  # metric and threshold
     recall_axes = [ax for ax in fig.axes if ax.get_title(loc="left").endswith("recall")]
-    assert all(len(ax.collections) == 1 for ax in recall_axes)  # the violating windows
+    assert all(len(ax.collections) == 2 for ax in recall_axes)  # the interval band and the violating windows
+    for ax in fig.axes:  # the band spans each window's interval, around its value
+        band = ax.collections[0].get_paths()[0].vertices
+        assert band[:, 1].min() >= 0.0 and band[:, 1].max() <= 1.0
+    assert (windows["recall_lower"] <= windows["recall"]).all() and (windows["recall"] <= windows["recall_upper"]).all()
+    assert windows["label_coverage"].between(0, 1).all() and (windows["inferences"] >= windows["sample_count"]).all()
     html = plotly_figure(windows, violations, catalog)
-    assert len(html.data) == 4 * 2 + len({(m, n) for m, n in violations[["model", "metric_name"]].values.tolist()})
+    violated = len({(m, n) for m, n in violations[["model", "metric_name"]].values.tolist()})
+    assert len(html.data) == 4 * 3 + violated  # metric, band, threshold per panel; violation markers
+    assert sum("confidence interval" in trace.name for trace in html.data) == 4
 
 
 def test_tables_are_written_atomically(tmp_path: Path) -> None:
