@@ -56,7 +56,11 @@ def window_record(i: int, accuracy: float, kind: str = "tumbling") -> tuple[dict
         "problem_type": "BinaryClassification",
         "counts": {"late": i, "expired_inferences": 0, "expired_labels": 0, "duplicates": 0, "rejected": 1},
         "binary_classification_metrics": {
-            "accuracy": {"value": accuracy, "standard_deviation": "NaN"},
+            "accuracy": {
+                "value": accuracy,
+                "standard_deviation": "NaN",
+                "confidence_interval": [accuracy - 0.05, min(1.0, accuracy + 0.05)],
+            },
             "auc": {"value": float("nan"), "standard_deviation": "NaN"},
         },
     }
@@ -164,6 +168,8 @@ def test_the_page_draws_the_stream_and_updates_live(page_server: Any) -> None:
             threshold = page.get_attribute('svg[data-metric="accuracy"] line.threshold', "data-threshold")
             assert float(threshold) == THRESHOLD
             assert page.locator('svg[data-metric="accuracy"] path.line.rolling').count() == 1
+            band = page.get_attribute('svg[data-metric="accuracy"] path.band', "data-windows")
+            assert band == str(len(ACCURACY))  # the windows' confidence intervals, shaded
             assert page.locator("#violations tr").count() == 2
             assert page.text_content('[data-count="windows"] b') == str(len(ACCURACY))
             assert page.text_content('[data-count="late"] b') == str(sum(range(len(ACCURACY))))
