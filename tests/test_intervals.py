@@ -233,3 +233,37 @@ def test_the_interval_rule_raises_only_violations_beyond_the_noise() -> None:
         assert [v["metric_name"] for v in violations] == ["accuracy"] and record["status"] == "violations"
         lower, upper = violations[0]["confidence_interval"]
         assert lower < 0.6 < upper < 0.8 and violations[0]["confidence_level"] == LEVEL
+
+
+def test_the_bootstraps_metrics_equal_the_reported_values_on_any_matrix() -> None:
+    """The bootstrap redraws the metrics the record reports (river's values): on 300 random binary and
+    multiclass confusion matrices, zeros and missing classes included, its formulas give them exactly."""
+    from stream.core.intervals import _binary_draws, _multiclass_draws
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        k = int(rng.integers(2, 5))
+        cells = rng.integers(0, 6, size=(k, k)) * (rng.random((k, k)) < 0.7)
+        if not cells.sum():
+            continue
+        agg = WindowAggregate(1e-4)
+        for a in range(k):
+            for p in range(k):
+                for _ in range(int(cells[a, p])):
+                    agg.add(Joined("m", "1", 0.0, str(a), str(p), None, 0))
+        body = compute_metrics(agg, "MulticlassClassification", 0)
+        seen = sorted({a for a in range(k) if cells[a].sum()} | {p for p in range(k) if cells[:, p].sum()})
+        sub = cells[np.ix_(seen, seen)]
+        mine = _multiclass_draws(len(seen), int(np.argmax(sub.sum(axis=1))))(sub.reshape(1, -1))
+        for name, values in mine.items():
+            assert values[0] == pytest.approx(body[name]["value"], abs=1e-12), (name, sub.tolist())
+        tp, fn, fp, tn = (int(x) for x in rng.integers(0, 8, 4))
+        if tp + fn + fp + tn:
+            agg = WindowAggregate(1e-4)
+            for a, p, n in (("1", "1", tp), ("1", "0", fn), ("0", "1", fp), ("0", "0", tn)):
+                for _ in range(n):
+                    agg.add(Joined("m", "1", 0.0, a, p, None, 0))
+            body = compute_metrics(agg, "BinaryClassification", 0)
+            mine = _binary_draws(tp + fn >= tn + fp)(np.array([[tp, fn, fp, tn]]))
+            for name, values in mine.items():
+                assert values[0] == pytest.approx(body[name]["value"], abs=1e-12), (name, (tp, fn, fp, tn))
