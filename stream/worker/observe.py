@@ -104,7 +104,8 @@ class WorkerMetrics:
         )
         self.dead_letters = Counter(
             "truthstream_dead_letters",
-            "Dead letters this worker queued, by the field found wrong (record: the whole message)",
+            "Dead letters this worker queued, by the field found wrong (record: the whole message; "
+            "undeliverable: an output the broker refused for good)",
             ["reason"],
             registry=r,
         )

@@ -70,9 +70,11 @@ class Publisher:
         store: StateStore,
         topics: dict[str, str],
         observe: Callable[[list[Output]], None] | None = None,
+        refused: Callable[[], None] | None = None,
     ) -> None:
         self.producer, self.store, self.topics = producer, store, topics
         self.observe = observe  # told of every page Kafka acknowledged
+        self.refused = refused  # told of every output replaced by an undeliverable dead letter
         self.undeliverable = 0
 
     def topic(self, output: Output) -> str:
@@ -111,6 +113,8 @@ class Publisher:
         """Dead-letter a stand-in for an output the broker refused for good, and say so loudly."""
         topic = self.topic(output)
         self.undeliverable += 1
+        if self.refused is not None:
+            self.refused()
         log.error(
             "the broker refused a %s record of %d bytes for topic %s for good (%s): "
             "it is replaced by an 'undeliverable' dead letter (%d so far)",

@@ -127,7 +127,8 @@ class WorkerService(mode.Service):
             self.metrics.serve(s.metrics_port)
             log.info("Prometheus metrics on port %d at /metrics", s.metrics_port)
         observe = self.metrics.published if self.metrics else None
-        self.publisher = Publisher(self.app.producer, store, self.topics, observe)
+        refused = self.metrics.dead_letters.labels("undeliverable").inc if self.metrics else None
+        self.publisher = Publisher(self.app.producer, store, self.topics, observe, refused)
         self.ready.set()
         log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
 

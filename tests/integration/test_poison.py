@@ -13,6 +13,8 @@ from kafka import KafkaProducer
 from connectors.embedded import embedded_redis
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_worker import assert_matches_sklearn, produce, settings
+from tests.integration.test_metrics_endpoint import free_port, scrape
+from tests.integration.test_metrics_endpoint import value as sample_value
 from tests.integration.workload import arrival_order, expected_windows, workload
 
 pytestmark = pytest.mark.integration
@@ -149,7 +151,8 @@ def test_an_output_the_broker_refuses_for_good_is_dead_lettered_and_the_outbox_m
     finally:
         probe.close()
     pairs = workload(n=600, per_window=150, window=WINDOW, drift_window=2, seed=33, max_label_delay=5)
-    deployment.configure(**settings(tmp_path, rolling_size=0))
+    port = free_port()
+    deployment.configure(**settings(tmp_path, rolling_size=0), metrics_port=port)
     deployment.start_worker()
     produce(deployment, arrival_order(pairs))
     deployment.close_all_windows(pairs[-1].time + 1000)
@@ -162,3 +165,5 @@ def test_an_output_the_broker_refuses_for_good_is_dead_lettered_and_the_outbox_m
     violations = deployment.wait_for("the drifted windows' violations", lambda: deployment.read("violations"))
     assert {v["window"]["start"] for v in violations} == set(sorted(expected_windows(pairs, WINDOW))[2:])
     assert all(w.poll() is None for w in deployment.workers)
+    undeliverable = sample_value(scrape(port), "truthstream_dead_letters_total", reason="undeliverable")
+    assert undeliverable == len([x for x in deployment.read("dead-letters") if x.get("undeliverable")])
