@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from stream.core.catalog import Catalog
 from stream.core.engine import BatchReport
+from stream.core.metrics import STATISTICS_KEY, scalar_values
 from stream.core.records import INFERENCE, LABEL
 from stream.core.state import METRICS, VIOLATION, Output
 from stream.core.timefmt import parse_time
@@ -30,24 +31,12 @@ log = logging.getLogger("truthstream.worker")
 
 # Latencies on a stream: milliseconds to minutes.
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-STATISTICS_KEYS = ("binary_classification_metrics", "multiclass_classification_metrics", "regression_metrics")
 
 
 def field_reason(field: str) -> str:
     """A dead letter's reason label: the field it names up to its first dot (`probabilities.cat` ->
     `probabilities`, so a model's class names cannot grow the series), or `record` for the whole."""
     return field.split(".", 1)[0][:64] or "record"
-
-
-def scalar_metrics(record: Mapping[str, Any]) -> dict[str, float]:
-    """The scalar metrics of a metrics record (`accuracy`, `auc`, ...: each entry's `value`)."""
-    body = next((record[k] for k in STATISTICS_KEYS if isinstance(record.get(k), Mapping)), {})
-    values = {}
-    for name, entry in body.items():
-        value = entry.get("value") if isinstance(entry, Mapping) else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            values[name] = float(value)
-    return values
 
 
 class WorkerMetrics:
@@ -172,7 +161,7 @@ class WorkerMetrics:
         self.window_samples.labels(model, version, kind).set(record["sample_count"])
         if isinstance(record.get("labels"), Mapping):
             self.label_coverage.labels(model, version).set(record["labels"]["coverage"])
-        for metric, value in scalar_metrics(record).items():
+        for metric, value in scalar_values(record[STATISTICS_KEY[record["problem_type"]]]).items():
             self.window_metric.labels(model, version, metric, kind).set(value)
         constraints = self.catalog.constraints(model)
         for c in constraints.constraints if constraints else ():
