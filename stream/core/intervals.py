@@ -31,7 +31,8 @@ import numpy as np
 from scipy import stats
 
 from stream.core.aggregate import WindowAggregate
-from stream.core.records import BINARY, NEGATIVE, POSITIVE, REGRESSION, ProblemType
+from stream.core.metrics import binary_cells
+from stream.core.records import BINARY, REGRESSION, ProblemType
 
 BOOTSTRAP_DRAWS = 1000
 SUBSAMPLE_SE_FACTOR = 2.0  # window standard error / deviation of 80 % subsamples: sqrt(1 / (1/0.8 - 1))
@@ -192,10 +193,7 @@ def intervals(
         return _regression(agg, level, deviations)
     matrix = agg.confusion()
     if problem_type == BINARY:
-        tp = matrix.get(POSITIVE, {}).get(POSITIVE, 0)
-        fn = sum(matrix.get(POSITIVE, {}).values()) - tp
-        tn = matrix.get(NEGATIVE, {}).get(NEGATIVE, 0)
-        fp = sum(matrix.get(NEGATIVE, {}).values()) - tn
+        tp, fn, fp, tn = binary_cells(matrix)
         out: dict[str, Interval | None] = {
             "accuracy": wilson(tp + tn, tp + tn + fp + fn, level),
             "recall": wilson(tp, tp + fn, level),

@@ -91,13 +91,19 @@ def _ratio(num: float, den: float) -> float:
     return num / den if den else 0.0
 
 
-def _binary_scores(matrix: dict[str, dict[str, int]]) -> dict[str, float]:
-    cm = _river_cm(matrix)
-    kw: dict[str, Any] = {"cm": cm, "pos_val": POSITIVE}
+def binary_cells(matrix: dict[str, dict[str, int]]) -> tuple[int, int, int, int]:
+    """A binary confusion matrix's true positives, false negatives, false positives, true negatives."""
     tp = matrix.get(POSITIVE, {}).get(POSITIVE, 0)
     fn = sum(matrix.get(POSITIVE, {}).values()) - tp
     tn = matrix.get(NEGATIVE, {}).get(NEGATIVE, 0)
     fp = sum(matrix.get(NEGATIVE, {}).values()) - tn
+    return tp, fn, fp, tn
+
+
+def _binary_scores(matrix: dict[str, dict[str, int]]) -> dict[str, float]:
+    cm = _river_cm(matrix)
+    kw: dict[str, Any] = {"cm": cm, "pos_val": POSITIVE}
+    tp, fn, fp, tn = binary_cells(matrix)
     return {
         "recall": rm.Recall(**kw).get(),
         "precision": rm.Precision(**kw).get(),
