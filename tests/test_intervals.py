@@ -102,12 +102,7 @@ def coverage(make, problem_type: str, truth: dict[str, float], n: int, seed: int
     covered = dict.fromkeys(truth, 0)
     for w in range(WINDOWS):
         agg = make(rng, w, n)
-        body = compute_metrics(agg, problem_type, 0)
-        deviations = {}
-        for name, entry in body.items():
-            if isinstance(entry, dict) and "value" in entry:
-                deviations[name], deviations[f"{name}:value"] = entry["standard_deviation"], entry["value"]
-        found = intervals(agg, problem_type, LEVEL, deviations)
+        found = intervals(agg, problem_type, LEVEL, compute_metrics(agg, problem_type, 0))
         for name, value in truth.items():
             interval = found.get(name)
             covered[name] += interval is not None and interval[0] <= value <= interval[1]

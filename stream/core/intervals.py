@@ -185,12 +185,12 @@ def _multiclass_draws(k: int, majority: int) -> Callable[[np.ndarray], dict[str,
 
 
 def intervals(
-    agg: WindowAggregate, problem_type: ProblemType, level: float, deviations: Mapping[str, Any]
+    agg: WindowAggregate, problem_type: ProblemType, level: float, statistics: Mapping[str, Any]
 ) -> dict[str, Interval | None]:
-    """The interval of every scalar metric of a window; `deviations` are its subsamples' standard
-    deviations by metric (the statistics' `standard_deviation`, "NaN" when not computed)."""
+    """The interval of every scalar metric of a window; `statistics` is its statistics body (the
+    regression intervals that need them read its values and subsample deviations)."""
     if problem_type == REGRESSION:
-        return _regression(agg, level, deviations)
+        return _regression(agg, level, statistics)
     matrix = agg.confusion()
     if problem_type == BINARY:
         tp, fn, fp, tn = binary_cells(matrix)
@@ -219,7 +219,7 @@ def intervals(
     return out
 
 
-def _regression(agg: WindowAggregate, level: float, deviations: Mapping[str, Any]) -> dict[str, Interval | None]:
+def _regression(agg: WindowAggregate, level: float, statistics: Mapping[str, Any]) -> dict[str, Interval | None]:
     sums = agg.regression_sums()
     n = sums["n"]
     out: dict[str, Interval | None] = {}
@@ -230,8 +230,8 @@ def _regression(agg: WindowAggregate, level: float, deviations: Mapping[str, Any
         out["mae"] = (max(0.0, mae - half), mae + half)
     t4 = float(stats.t.ppf(0.5 + level / 2, SUBSAMPLE_DF))
     for name in ("mse", "rmse", "r2"):
-        sd = deviations.get(name)
-        value = deviations.get(f"{name}:value")
+        entry = statistics.get(name, {})
+        sd, value = entry.get("standard_deviation"), entry.get("value")
         if isinstance(sd, (int, float)) and isinstance(value, (int, float)) and math.isfinite(sd):
             half = t4 * SUBSAMPLE_SE_FACTOR * sd
             lower = value - half if name == "r2" else max(0.0, value - half)
@@ -242,12 +242,7 @@ def _regression(agg: WindowAggregate, level: float, deviations: Mapping[str, Any
 def add_intervals(statistics: dict[str, Any], agg: WindowAggregate, problem_type: ProblemType, level: float) -> None:
     """Write `confidence_interval: [lower, upper]` (or "NaN") into every scalar entry of a window's
     statistics body."""
-    deviations: dict[str, Any] = {}
-    for name, entry in statistics.items():
-        if isinstance(entry, dict) and "value" in entry:
-            deviations[name] = entry.get("standard_deviation")
-            deviations[f"{name}:value"] = entry["value"]
-    found = intervals(agg, problem_type, level, deviations)
+    found = intervals(agg, problem_type, level, statistics)
     for name, entry in statistics.items():
         if isinstance(entry, dict) and "value" in entry:
             interval = found.get(name)
