@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from connectors.embedded import free_port, wait_for_port
 from connectors.kafka import json_producer
 from stream.core.outputs import violation_id, window_doc
 from stream.core.timefmt import format_time
@@ -21,7 +21,6 @@ from stream.settings import Settings
 from stream.worker.topics import ensure_topics
 from tests.conftest import debian_program
 from tests.factories import T0
-from tests.integration.test_metrics_endpoint import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -121,6 +120,7 @@ def page_server(broker: str, unique: str, tmp_path: Path) -> Any:
     )
     url = f"http://127.0.0.1:{port}/"
     try:
+        wait_for_port(port, proc, "truthstream dashboard", tmp_path / "dashboard.log")
         yield url, publish, tmp_path
     finally:
         proc.terminate()
@@ -128,24 +128,10 @@ def page_server(broker: str, unique: str, tmp_path: Path) -> Any:
         producer.close()
 
 
-def wait_until_served(url: str) -> None:
-    import time
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} never answered")
-
-
 def test_the_page_draws_the_stream_and_updates_live(page_server: Any) -> None:
     chromium = debian_program("chromium", "chromium")
     playwright = pytest.importorskip("playwright.sync_api")
     url, publish, tmp = page_server
-    wait_until_served(url)
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch_persistent_context(  # a fresh profile directory of its own
             str(tmp / "chromium-profile"),

@@ -3,7 +3,6 @@ its values equal what the worker published on its topics."""
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from connectors.embedded import free_port
 from stream.core.timefmt import parse_time
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_worker import CONSTRAINTS, produce, settings
@@ -19,12 +19,6 @@ from tests.integration.workload import arrival_order, workload
 pytestmark = pytest.mark.integration
 
 WINDOW = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset], float]:

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from connectors.embedded import free_port
 from tests.conftest import debian_program, wait_until
 from tests.integration.conftest import Deployment, tumbling
-from tests.integration.test_metrics_endpoint import free_port
 from tests.integration.test_worker import produce, settings
 from tests.integration.workload import arrival_order, workload
 

@@ -15,9 +15,9 @@ import urllib.request
 
 import pytest
 
+from connectors.embedded import free_port
 from connectors.kafka import json_producer
 from stream.kafka_clients import KafkaConnection
-from tests.integration.test_metrics_endpoint import free_port
 from tests.integration.workload import inference_doc, label_doc, workload
 
 pytestmark = pytest.mark.integration
