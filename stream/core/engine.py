@@ -64,9 +64,10 @@ class Engine:
         for result, due in done:
             report.joined += result.joined
             report.inference_times = widen(report.inference_times, result.inference_times)
-            report.dead_letters += len(result.dead_letters)
+            letters = result.dead_letters
+            report.dead_letters += len(letters)
             report.outcomes.update(result.outcomes)
-            report.dead_letter_fields.update(letter["field"] or "" for letter in result.dead_letters)
+            report.dead_letter_fields.update(letter["field"] or "" for letter in letters)
             report.queued += len(result.outputs)
             report.late += sum(c.get("late", 0) for c in result.counters.values())
             counted |= set(result.counters)
@@ -102,14 +103,11 @@ class Engine:
         watermarks, floor = await self.store.clock()
         return stream_time(watermarks, self.partitions, floor)
 
-    async def expire(
-        self, partitions: set[int], now: float, outcomes: Counter[tuple[str, str]] | None = None
-    ) -> set[str]:
+    async def expire(self, partitions: set[int], now: float, outcomes: Counter[tuple[str, str]]) -> set[str]:
         """Expire the waiting entries of these partitions that the stream's event time `now` has passed;
         then, if the pending state is over its bound, evict the entries that would expire first.
         Returns the models (counter keys) whose counts this changed; adds the records' outcomes."""
         horizon = sweep_horizon(now, self.config.label_ttl)
-        outcomes = Counter() if outcomes is None else outcomes
         counted = await self._sweep(
             await self.store.expiry_candidates(partitions, horizon), lambda step, ids: step.sweep(ids, now), outcomes
         )
