@@ -4,6 +4,7 @@ committing an offset only after the record's effect is done, so an outage delays
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -32,14 +33,21 @@ def group_consumer(settings: Settings, topic: str, group: str, earliest: bool = 
     return consumer
 
 
-def records(consumer: KafkaConsumer, follow: bool, idle_s: float = 3.0, from_s: float | None = None) -> Iterator[Any]:
-    """Messages as they come; without `follow`, stop once nothing new came for `idle_s` after joining.
-    With `from_s`, a group's partitions start at that time once assigned (what the first poll returned
-    is dropped), and records stamped earlier are skipped."""
+def records(
+    consumer: KafkaConsumer,
+    follow: bool,
+    idle_s: float = 3.0,
+    from_s: float | None = None,
+    stop: threading.Event | None = None,
+) -> Iterator[Any]:
+    """Messages as they come; without `follow`, stop once nothing new came for `idle_s` after joining,
+    and in any case once `stop` is set (checked every poll). With `from_s`, a group's partitions start
+    at that time once assigned (what the first poll returned is dropped), and records stamped earlier
+    are skipped."""
     quiet_since = None
     pending_seek = from_s is not None and consumer.config["group_id"] is not None
     from_ms = -1 if from_s is None else from_s * 1000
-    while True:
+    while stop is None or not stop.is_set():
         batch = consumer.poll(timeout_ms=POLL_MS)
         if pending_seek and consumer.assignment():
             assigned = list(consumer.assignment())

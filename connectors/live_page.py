@@ -63,10 +63,9 @@ class Feed:
 
 def read_topics(settings: Settings, from_s: float | None, feed: Feed, stop: threading.Event) -> None:
     """Follow the metrics and violations topics into the feed until `stop` is set."""
-    from connectors.consumers import POLL_MS, topic_reader
+    from connectors.consumers import records, topic_reader
 
     kinds = {settings.metrics_topic: "metrics", settings.violations_topic: "violation"}
-    from_ms = None if from_s is None else from_s * 1000
     try:
         consumer = topic_reader(settings, list(kinds), from_s)
     except Exception as exc:  # noqa: BLE001 - shown on the page and logged: the page stays up
@@ -74,17 +73,13 @@ def read_topics(settings: Settings, from_s: float | None, feed: Feed, stop: thre
         log.exception("reading the topics failed")
         return
     try:
-        while not stop.is_set():
-            for messages in consumer.poll(timeout_ms=POLL_MS).values():
-                for message in messages:
-                    if from_ms is not None and message.timestamp is not None and message.timestamp < from_ms:
-                        continue  # the broker started before the time asked for
-                    try:
-                        value = json.loads(message.value)
-                    except ValueError:
-                        log.warning("skipping a record that is not JSON at %s:%d", message.topic, message.offset)
-                        continue
-                    feed.add({"type": kinds[message.topic], "record": value})
+        for message in records(consumer, follow=True, from_s=from_s, stop=stop):
+            try:
+                value = json.loads(message.value)
+            except ValueError:
+                log.warning("skipping a record that is not JSON at %s:%d", message.topic, message.offset)
+                continue
+            feed.add({"type": kinds[message.topic], "record": value})
     except Exception as exc:  # noqa: BLE001 - shown on the page and logged: the page stays up
         feed.fail(f"reading Kafka failed: {exc}")
         log.exception("reading the topics failed")
