@@ -150,9 +150,9 @@ class WorkerService(mode.Service):
         started = time.perf_counter()
         async with self.lock:
             report = await self._retrying(lambda: engine.process(messages, time.time()))
-        for msg in messages:
-            self.positions[msg.topic, msg.partition] = msg.offset + 1
-        if self.metrics is not None:
+        if self.metrics is not None:  # the readings only the metrics need stay off the batch path otherwise
+            for msg in messages:
+                self.positions[msg.topic, msg.partition] = msg.offset + 1
             self.metrics.batch(report, time.perf_counter() - started)
             label_times = [m.timestamp for m in messages if m.side == LABEL and m.timestamp is not None]
             if report.queued and label_times and report.outcomes[LABEL, "joined"]:
