@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from stream.core.catalog import Catalog
+from stream.redact import redact
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,9 @@ def read_topics(settings: Settings, from_s: float | None, feed: Feed, stop: thre
     from connectors.consumers import records, topic_reader
 
     kinds = {settings.metrics_topic: "metrics", settings.violations_topic: "violation"}
+    consumer = None
     try:
         consumer = topic_reader(settings, list(kinds), from_s)
-    except Exception as exc:  # noqa: BLE001 - shown on the page and logged: the page stays up
-        feed.fail(f"reading Kafka failed: {exc}")
-        log.exception("reading the topics failed")
-        return
-    try:
         for message in records(consumer, follow=True, from_s=from_s, stop=stop):
             try:
                 value = json.loads(message.value)
@@ -81,10 +78,11 @@ def read_topics(settings: Settings, from_s: float | None, feed: Feed, stop: thre
                 continue
             feed.add({"type": kinds[message.topic], "record": value})
     except Exception as exc:  # noqa: BLE001 - shown on the page and logged: the page stays up
-        feed.fail(f"reading Kafka failed: {exc}")
+        feed.fail(redact(f"reading Kafka failed: {exc}"))
         log.exception("reading the topics failed")
     finally:
-        consumer.close()
+        if consumer is not None:
+            consumer.close()
 
 
 def application(feed: Feed, constraints: dict[str, Any], title: str) -> web.Application:

@@ -45,3 +45,31 @@ def test_registered_secrets_are_masked_in_log_records_without_breaking_formattin
     assert caplog.messages[0] == "login with *** failed 3 times (100% sure)"
     assert "sasl-Secret-42" not in caplog.text
     assert "bad password ***" in caplog.text
+
+
+def test_the_dashboard_shows_why_reading_kafka_failed_without_secrets(monkeypatch) -> None:
+    """The live page's reader never raises: a failure is shown on the page, with secrets redacted."""
+    import asyncio
+    import threading
+
+    import connectors.consumers
+    from connectors.live_page import Feed, read_topics
+    from stream.redact import register_secret
+    from stream.settings import Settings
+
+    register_secret("s3cr3t-for-the-page")
+
+    def refuse(*_: object) -> None:
+        raise RuntimeError("SASL authentication failed for password s3cr3t-for-the-page")
+
+    monkeypatch.setattr(connectors.consumers, "topic_reader", refuse)
+    loop = asyncio.new_event_loop()
+    try:
+        feed = Feed(loop)
+        read_topics(Settings(), None, feed, threading.Event())
+        loop.run_until_complete(asyncio.sleep(0))  # the feed's events are delivered on its loop
+        assert feed.error is not None and "SASL authentication failed" in feed.error
+        assert "s3cr3t-for-the-page" not in feed.error
+        assert [e["type"] for e in feed.records] == ["error"]
+    finally:
+        loop.close()
