@@ -7,6 +7,7 @@ Each runs as a child process on a free loopback port and is stopped on exit.
 from __future__ import annotations
 
 import contextlib
+import random
 import shutil
 import socket
 import subprocess
@@ -23,10 +24,23 @@ STOP_TIMEOUT_S = 5.0
 
 
 def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on loopback that nothing listens on right now (see `free_ports`)."""
+    return free_ports(1)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive free loopback ports, below Linux's ephemeral range (32768+) so
+    that outgoing connections cannot take one of them before it is bound."""
+    for first in random.sample(range(20000, 32768 - count), 200):
+        try:
+            with contextlib.ExitStack() as stack:
+                for port in range(first, first + count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+    raise ConfigError(f"no {count} consecutive free ports between 20000 and 32767")
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:

@@ -26,6 +26,7 @@ from stream.core.metrics import STATISTICS_KEY, scalar_values
 from stream.core.records import INFERENCE, LABEL
 from stream.core.state import METRICS, VIOLATION, Output
 from stream.core.timefmt import parse_time
+from stream.errors import ConfigError
 
 log = logging.getLogger("truthstream.worker")
 
@@ -129,7 +130,13 @@ class WorkerMetrics:
 
     def serve(self, port: int, address: str = "0.0.0.0") -> None:
         """Expose the registry over HTTP at /metrics, in a thread of its own."""
-        start_http_server(port, address, registry=self.registry)
+        try:
+            start_http_server(port, address, registry=self.registry)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot serve metrics on port {port} ({exc.strerror}); set TRUTHSTREAM_METRICS_PORT to a free port "
+                "or 0 to turn the endpoint off"
+            ) from exc
 
     def batch(self, report: BatchReport, seconds: float) -> None:
         """Count a processed batch's outcomes."""

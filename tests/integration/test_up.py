@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from connectors.embedded import free_port
+from connectors.embedded import free_port, free_ports
 from connectors.kafka import json_producer
 from stream.kafka_clients import KafkaConnection
 from tests.integration.workload import inference_doc, label_doc, workload
@@ -53,7 +53,7 @@ def wait_line(out: queue.Queue[str], pattern: str, seen: list[str], timeout: flo
 def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
     """It prints the broker to produce to, then each closed window; SIGINT stops the workers, Redis and
     the broker: exit 0, no port left open, no worker left running."""
-    metrics_port, page_port = free_port(), free_port()
+    metrics_port, page_port = free_ports(2), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "connectors.cli", "up", "--workers", "2", "--broker-port", "0", "--redis-port", "0",
          "--window-seconds", "60", "--label-grace", "10", "--min-samples", "10", "--rolling-size", "0",
