@@ -11,7 +11,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from connectors.embedded import free_port
+from stream.core.catalog import Catalog
 from stream.core.timefmt import parse_time
+from stream.errors import ConfigError
+from stream.worker.observe import WorkerMetrics
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_worker import CONSTRAINTS, produce, settings
 from tests.integration.workload import arrival_order, workload
@@ -101,3 +104,13 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
     assert value(samples, "truthstream_batch_seconds_count") > 0
     assert value(samples, "truthstream_redis_roundtrip_seconds_count") > 0
     assert value(samples, "truthstream_label_to_metric_seconds_count") > 0
+
+
+def test_a_busy_metrics_port_is_a_config_error_naming_the_setting() -> None:
+    """Two workers given one port: the second is told which setting to change, not shown a bare OSError."""
+    port = free_port()
+    first = WorkerMetrics({"inference": "inferences", "label": "labels"}, Catalog())
+    first.serve(port, "127.0.0.1")
+    second = WorkerMetrics({"inference": "inferences", "label": "labels"}, Catalog())
+    with pytest.raises(ConfigError, match=f"port {port}.*TRUTHSTREAM_METRICS_PORT"):
+        second.serve(port, "127.0.0.1")
