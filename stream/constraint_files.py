@@ -1,14 +1,20 @@
-"""Reading constraints.json files: one for every model, a directory of MODEL.json, or a mapping."""
+"""Reading constraints.json and calibration.json files: one for every model, a directory of
+MODEL.json, or a mapping."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
+from stream.core.calibration import Calibration, parse_calibration
 from stream.core.catalog import Catalog
 from stream.core.constraints import ConstraintSet, parse_constraints
 from stream.core.records import ProblemType
-from stream.errors import ConstraintsError
+from stream.errors import ConfigError, ConstraintsError
+
+T = TypeVar("T")
 
 
 def load_constraints(path: str | Path) -> ConstraintSet:
@@ -28,6 +34,27 @@ def load_constraints(path: str | Path) -> ConstraintSet:
 def load_constraint_map(spec: str) -> tuple[ConstraintSet | None, dict[str, ConstraintSet]]:
     """Load `TRUTHSTREAM_CONSTRAINTS`: one file for every model, a directory of `MODEL.json`,
     or a mapping `model=path,model=path`. Returns (default for all models, per-model sets)."""
+    return _load_map(spec, load_constraints, lambda why: ConstraintsError(spec, "", why))
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read and validate one calibration.json file (see `stream.core.calibration`)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    return parse_calibration(doc, str(path))
+
+
+def load_calibration_map(spec: str) -> tuple[Calibration | None, dict[str, Calibration]]:
+    """Load `TRUTHSTREAM_CALIBRATION`, in the same forms as the constraints."""
+    return _load_map(spec, load_calibration, lambda why: ConfigError(f"TRUTHSTREAM_CALIBRATION {spec!r}: {why}"))
+
+
+def _load_map(spec: str, load: Callable[[Path], T], error: Callable[[str], Exception]) -> tuple[T | None, dict[str, T]]:
+    """One file for every model (the default), a directory of `MODEL.json`, or `model=path,...`."""
     if not spec:
         return None, {}
     if "=" in spec:
@@ -35,16 +62,16 @@ def load_constraint_map(spec: str) -> tuple[ConstraintSet | None, dict[str, Cons
         for item in spec.split(","):
             model, _, path = item.partition("=")
             if not model.strip() or not path.strip():
-                raise ConstraintsError(spec, "", f"mapping entry {item!r} is not model=path")
-            per_model[model.strip()] = load_constraints(path.strip())
+                raise error(f"mapping entry {item!r} is not model=path")
+            per_model[model.strip()] = load(Path(path.strip()))
         return None, per_model
     path = Path(spec)
     if path.is_dir():
         files = sorted(path.glob("*.json"))
         if not files:
-            raise ConstraintsError(spec, "", "directory holds no MODEL.json files")
-        return None, {f.stem: load_constraints(f) for f in files}
-    return load_constraints(path), {}
+            raise error("directory holds no MODEL.json files")
+        return None, {f.stem: load(f) for f in files}
+    return load(path), {}
 
 
 def load_catalog(
@@ -52,7 +79,18 @@ def load_catalog(
     default_problem_type: ProblemType,
     problem_types: dict[str, ProblemType] | None = None,
     classes: dict[str, frozenset[str]] | None = None,
+    calibration_spec: str = "",
 ) -> Catalog:
-    """A catalog from a `TRUTHSTREAM_CONSTRAINTS` value (see `load_constraint_map`) and per-model settings."""
+    """A catalog from a `TRUTHSTREAM_CONSTRAINTS` value (see `load_constraint_map`), a
+    `TRUTHSTREAM_CALIBRATION` value and per-model settings."""
     default, per_model = load_constraint_map(constraints_spec)
-    return Catalog(default_problem_type, default, per_model, dict(problem_types or {}), dict(classes or {}))
+    calibration, calibrations = load_calibration_map(calibration_spec)
+    return Catalog(
+        default_problem_type,
+        default,
+        per_model,
+        dict(problem_types or {}),
+        dict(classes or {}),
+        calibration,
+        calibrations,
+    )

@@ -88,6 +88,12 @@ class Settings:
         "constraints.json for every model, a directory of MODEL.json files, or model=path,model=path",
         group="models",
     )
+    calibration: str = setting(
+        "",
+        "calibration.json of binary models' scores (written by `truthstream baseline`) for every model, a directory "
+        "of MODEL.json files, or model=path,model=path: turns on label-free estimates (estimated_* metrics)",
+        group="models",
+    )
     problem_type: str = setting(
         "BinaryClassification",
         "problem type of models without constraints",
@@ -236,6 +242,7 @@ class Settings:
             self.problem_type,  # type: ignore[arg-type]
             self.problem_type_map(),  # type: ignore[arg-type]
             self.class_map(),
+            self.calibration,
         )
 
     def output_topics(self) -> dict[str, str]:

@@ -97,5 +97,16 @@ class Harness:
     def counted(self, name: str) -> int:
         """A count summed over every record that carries counts (tumbling windows and accounting records)."""
         return sum(
-            r["counts"][name] for r in self.records(self.settings.metrics_topic) if r["window"]["kind"] != "rolling"
+            r["counts"][name]
+            for r in self.records(self.settings.metrics_topic)
+            if r["window"]["kind"] in ("tumbling", "accounting")
         )
+
+
+def base_settings(**kw: Any) -> Settings:
+    """The core tests' settings: 60-second windows, 30 s of grace, every window judged, no rolling window."""
+    defaults: dict[str, Any] = dict(
+        window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0
+    )
+    defaults.update(kw)
+    return Settings(**defaults)

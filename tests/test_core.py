@@ -18,35 +18,13 @@ import pytest
 from stream.core.catalog import Catalog
 from stream.core.constraints import parse_constraints
 from stream.core.records import RawMessage
-from stream.settings import Settings
 from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
-from tests.harness import CLUSTER, Harness
+from tests.harness import Harness, base_settings
 
 RECALL_AT_LEAST_0_8 = {
     "binary_classification_constraints": {"recall": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"}}
 }
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.integration)])
-def make(request: pytest.FixtureRequest):
-    """A factory of harnesses over the parametrised store."""
-
-    def factory(settings: Settings | None = None, catalog: Catalog | None = None, partitions: int = 1) -> Harness:
-        url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-        if url and CLUSTER and (settings or base_settings()).rolling_size:
-            pytest.skip("rolling windows need one Redis (refused in cluster mode)")
-        return Harness(
-            request.param, settings or base_settings(), catalog, partitions, url, prefix=f"t-{uuid.uuid4().hex[:8]}"
-        )
-
-    return factory
-
-
-def base_settings(**kw) -> Settings:
-    defaults = dict(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
-    defaults.update(kw)
-    return Settings(**defaults)
 
 
 def catalog(doc=RECALL_AT_LEAST_0_8) -> Catalog:

@@ -34,7 +34,7 @@ SCORE = "s"
 REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, error², y and y²
 REG = "g"
 LABELS = "l"  # label coverage: l|i inferences of the window, l|d|<bin> label delays
-INFERENCES_FIELD = f"{LABELS}{SEP}i"  # the field counting a window part's inferences
+ESTIMATE = "e"  # label-free estimate sums: e|<name> (see `estimates`)
 DELAYS_PER_DECADE = 10  # delay histogram bins per factor of 10 (a bin spans 26 %)
 MIN_DELAY_BIN = -30  # 1 ms: shorter delays (and labels stamped before their inference) count here
 
@@ -64,7 +64,7 @@ class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
     (or, for regression models, error sums)."""
 
-    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums", "labels")
+    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums", "labels", "estimates")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
@@ -75,6 +75,7 @@ class WindowAggregate:
         self.mcells: dict[tuple[int, str, str, int], int] = {}  # (mask, actual, predicted, coarse bin or -1)
         self.msums: dict[tuple[int, str], float] = {}  # (mask, regression sum name)
         self.labels: dict[str, int] = {}  # "i": inferences of the window; "d<bin>": label delays
+        self.estimates: dict[str, float] = {}  # sums over the window's inferences (see `estimates`)
         for field, n in (fields or {}).items():
             self._load(field, n)
 
@@ -88,6 +89,8 @@ class WindowAggregate:
             _add(self.sums, first, n)
         elif kind == LABELS:
             _add(self.labels, first + "".join(rest), int(n))
+        elif kind == ESTIMATE:
+            _add(self.estimates, first, n)
         elif kind.isdigit() and first == MASKED_CELL:
             _add(self.mcells, (int(kind), rest[0], rest[1], int(rest[2])), int(n))
         elif kind.isdigit() and first == REG:
@@ -129,6 +132,7 @@ class WindowAggregate:
             (f"{LABELS}{SEP}{key[0]}" + (f"{SEP}{key[1:]}" if len(key) > 1 else ""), n)
             for key, n in self.labels.items()
         )
+        out.update((f"{ESTIMATE}{SEP}{key}", v) for key, v in self.estimates.items())
         return out
 
     def add_inference(self, n: int = 1) -> None:
@@ -200,6 +204,7 @@ class WindowAggregate:
             (self.mcells, other.mcells),
             (self.msums, other.msums),
             (self.labels, other.labels),
+            (self.estimates, other.estimates),
         ):
             for key, n in theirs.items():
                 _add(mine, key, n)

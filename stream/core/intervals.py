@@ -61,8 +61,8 @@ def wilson(successes: float, n: float, level: float) -> Interval | None:
 def delong_auc(negatives: np.ndarray, positives: np.ndarray, level: float) -> Interval | None:
     """DeLong's interval of the AUC from a score histogram (counts per bin, any order of bins as long
     as both arrays share it, highest score first as `score_histogram` gives them)."""
-    n_neg, n_pos = int(negatives.sum()), int(positives.sum())
-    if n_neg == 0 or n_pos == 0:
+    n_neg, n_pos = float(negatives.sum()), float(positives.sum())  # weighted counts may be fractional
+    if n_neg <= 0 or n_pos <= 0:
         return None
     # placement of a positive in bin b: share of negatives scored lower, ties counting half
     neg_above = np.cumsum(negatives) - negatives  # negatives in higher bins

@@ -140,7 +140,7 @@ def roc_and_pr(
     `precision_recall_curve`, one per distinct score; AUC is the trapezoidal area (ties count half).
     """
     tp, fp = np.cumsum(positives), np.cumsum(negatives)
-    total_pos, total_neg = (int(tp[-1]), int(fp[-1])) if len(tp) else (0, 0)
+    total_pos, total_neg = (float(tp[-1]), float(fp[-1])) if len(tp) else (0.0, 0.0)
     prev_tp, prev_fp = np.concatenate(([0], tp[:-1])), np.concatenate(([0], fp[:-1]))
     area = float(np.sum((fp - prev_fp) * (tp + prev_tp).astype(np.float64) / 2.0))
     auc_value = area / (total_pos * total_neg) if total_pos and total_neg else math.nan

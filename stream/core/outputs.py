@@ -12,6 +12,13 @@ from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
 from stream.core.constraints import Constraint, ConstraintSet
 from stream.core.aggregate import WindowAggregate
+from stream.core.estimates import (
+    ESTIMATED_PREFIX,
+    estimate_errors,
+    estimated_inferences,
+    estimated_metrics,
+    expected_confusion,
+)
 from stream.core.intervals import add_intervals
 from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.core.records import RawMessage
@@ -38,6 +45,7 @@ STATUS_INSUFFICIENT = "insufficient_data"
 STATUS_UNCONSTRAINED = "no_constraints"
 STATUS_VIOLATIONS = "violations"
 STATUS_ACCOUNTING = "accounting"
+ESTIMATE_KIND = "estimate"  # window.kind of a window's label-free estimate record
 
 
 def dead_letter(msg: RawMessage, reason: str, field: str | None) -> dict[str, Any]:
@@ -189,9 +197,14 @@ def evaluate(
     coverage = agg.coverage()
     if coverage is not None:
         record["labels"] = coverage
+    statistics = record[STATISTICS_KEY[problem_type]]
     if config.confidence_level:
         record["confidence_level"] = config.confidence_level
-        add_intervals(record[STATISTICS_KEY[problem_type]], agg, problem_type, config.confidence_level)
+        add_intervals(statistics, agg, problem_type, config.confidence_level)
+    if agg.estimates:  # the estimate over all the window's inferences, beside the realized metrics
+        statistics.update(estimated_metrics(agg, config.confidence_level))
+        record["estimated_confusion_matrix"] = expected_confusion(agg)
+        record["estimate_error"] = estimate_errors(statistics)
     constraints = catalog.constraints(model)
     record["status"], violations = judge(record, constraints, config.min_samples, config.violation_rule)
     if config.violation_rule == INTERVAL_RULE and record["status"] not in (STATUS_INSUFFICIENT, STATUS_UNCONSTRAINED):
@@ -202,6 +215,57 @@ def evaluate(
         {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations
     ]
     return record, violations
+
+
+def estimate_record(
+    model: str,
+    version: str,
+    window: dict[str, Any],
+    agg: WindowAggregate,
+    config: CoreConfig,
+    catalog: Catalog,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The label-free estimate of a window whose inferences are complete in event time (`window.kind`
+    "estimate"), judged by the model's constraints (an `estimated_<metric>` against `<metric>`'s
+    threshold, violations marked `"estimated": true`), with the window's label coverage so far.
+    `sample_count` is the number of inferences estimated; `labelled_so_far` the joined pairs."""
+    problem_type = catalog.problem_type(model)
+    statistics = estimated_metrics(agg, config.confidence_level)
+    record: dict[str, Any] = {
+        "model": model,
+        "model_version": version,
+        "window": window,
+        "sample_count": estimated_inferences(agg),
+        "labelled_so_far": agg.sample_count,
+        "status": "",
+        "violation_count": 0,
+        "problem_type": problem_type,
+        "estimated": True,
+        STATISTICS_KEY[problem_type]: statistics,
+        "estimated_confusion_matrix": expected_confusion(agg),
+    }
+    coverage = agg.coverage()
+    if coverage is not None:
+        record["labels"] = coverage
+    if config.confidence_level:
+        record["confidence_level"] = config.confidence_level
+    constraints = catalog.constraints(model)
+    judged = {**record, STATISTICS_KEY[problem_type]: _unprefixed(statistics)}
+    status, violations = judge(judged, constraints, config.min_samples, config.violation_rule)
+    for v in violations:
+        v["metric_name"] = ESTIMATED_PREFIX + v["metric_name"]
+        v["estimated"] = True
+        v["violation_id"] = violation_id(model, version, window, v["metric_name"])
+    record["status"] = status
+    record["violation_count"] = len(violations)
+    record["violations"] = [
+        {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations
+    ]
+    return record, violations
+
+
+def _unprefixed(statistics: Mapping[str, Any]) -> dict[str, Any]:
+    return {name.removeprefix(ESTIMATED_PREFIX): entry for name, entry in statistics.items()}
 
 
 def accounting_record(model: str, counts: Mapping[str, int], now: float, catalog: Catalog) -> dict[str, Any]:

@@ -162,7 +162,9 @@ class StepResult:
     entries: dict[str, JoinEntry | None] = field(default_factory=dict)  # None deletes
     unindex: dict[int, set[str]] = field(default_factory=dict)  # expiry-index removals per partition
     windows: dict[WindowKey, WindowAggregate] = field(default_factory=dict)
-    inferences: Counter[WindowKey] = field(default_factory=Counter)  # new inferences per window (coverage)
+    # per window, what its new inferences add without opening it: their count (the label coverage's
+    # denominator) and, for calibrated models, their label-free estimate sums
+    unopened: dict[WindowKey, WindowAggregate] = field(default_factory=dict)
     counters: dict[str, Counter[str]] = field(default_factory=dict)
     watermarks: dict[str, float] = field(default_factory=dict)
     checkpoints: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -271,6 +273,15 @@ class StateStore(Protocol):
 
     async def open_windows(self, until: float) -> list[WindowKey]:
         """Open windows whose end is at or before `until`."""
+
+    async def estimates_due(self, until: float) -> list[WindowKey]:
+        """Windows ending at or before `until` that hold label-free estimate sums and whose estimate
+        is not published yet (a window may be listed again; `publish_estimates` skips it)."""
+
+    async def publish_estimates(self, keys: list[WindowKey], build: Any) -> int:
+        """Call `build(key, agg)` on each window's state so far (its parts of every partition and what
+        its inferences added, merged; the window stays as it is) and queue its outputs, each window's
+        exactly once. Returns how many records were queued."""
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Take the windows (oldest first) and, per input partition, their models' counters, call

@@ -32,6 +32,7 @@ from stream.core.records import (
     plain_text,
     shown,
 )
+from stream.core.estimates import count_estimate
 from stream.core.sagemaker import capture_to_inferences, ground_truth_to_labels, is_capture, is_ground_truth
 from stream.core.state import (
     DEAD_LETTER,
@@ -235,7 +236,13 @@ class Step:
         window = WindowKey.at(inf.model, inf.model_version, inf.time, self.config.window_seconds)
         if window.end + self.config.label_grace <= now:
             return
-        self.result.inferences[window] += 1
+        part = self.result.unopened.get(window)
+        if part is None:
+            part = self.result.unopened[window] = WindowAggregate(self.config.score_resolution)
+        part.add_inference()
+        calibration = self.catalog.calibration(inf.model)
+        if calibration is not None and inf.score is not None:
+            count_estimate(part, inf.prediction, calibration.probability(inf.score), inf.score)
 
     def _label(self, msg: RawMessage, label: Label) -> None:
         # A timed label is judged by its own time and its partition's, which makes the outcome

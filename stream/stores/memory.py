@@ -36,7 +36,10 @@ class MemoryStore:
         self.watermarks: dict[str, float] = {}
         self.floor = -math.inf
         self.windows: dict[WindowKey, dict[int, WindowAggregate]] = {}  # parts per partition
-        self.inferences: Counter[WindowKey] = Counter()  # inferences per window, for its label coverage
+        # what inferences add to windows without opening them (label coverage, estimates), and the
+        # windows whose estimate was published
+        self.unopened: dict[WindowKey, WindowAggregate] = {}
+        self.estimated: set[WindowKey] = set()
         self.counters: dict[int, dict[str, Counter[str]]] = {}
         self.rolling: dict[str, deque[Joined]] = {}
         self.rolling_count: Counter[str] = Counter()
@@ -79,8 +82,8 @@ class MemoryStore:
                 heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
         for key, agg in result.windows.items():
             self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution)).merge(agg)
-        for key, n in result.inferences.items():  # kept aside: they do not open the window
-            self.inferences[key] += n
+        for key, part in result.unopened.items():  # kept aside: they do not open the window
+            self.unopened.setdefault(key, WindowAggregate(part.resolution)).merge(part)
         counters = self.counters.setdefault(partition, {})
         for key, counts in result.counters.items():
             counters.setdefault(key, Counter()).update(counts)
@@ -135,6 +138,31 @@ class MemoryStore:
         """Open windows ending at or before `until`, oldest first."""
         return sorted((k for k in self.windows if k.end <= until), key=lambda k: (k.end, k.model, k.version))
 
+    async def estimates_due(self, until: float) -> list[WindowKey]:
+        """Windows with label-free estimate sums ending at or before `until` whose estimate is not yet
+        published, oldest first."""
+        return sorted(
+            (k for k, part in self.unopened.items() if k.end <= until and part.estimates and k not in self.estimated),
+            key=lambda k: (k.end, k.model, k.version),
+        )
+
+    async def publish_estimates(self, keys: list[WindowKey], build: Any) -> int:
+        """Build and queue each window's estimate records from its state so far (the window stays open);
+        returns how many records were queued."""
+        queued = 0
+        for key in keys:
+            if key in self.estimated or key not in self.unopened:
+                continue
+            agg = WindowAggregate(self.unopened[key].resolution)
+            for part in self.windows.get(key, {}).values():
+                agg.merge(part)
+            agg.merge(self.unopened[key])
+            outputs = build(key, agg)
+            self.outbox.extend(outputs)
+            self.estimated.add(key)
+            queued += len(outputs)
+        return queued
+
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Take each window's parts and, per partition, its model's counters; build and queue its outputs."""
         closed = 0
@@ -145,7 +173,10 @@ class MemoryStore:
             agg, counts = WindowAggregate(next(iter(parts.values())).resolution), {}
             for part in parts.values():
                 agg.merge(part)
-            agg.add_inference(self.inferences.pop(key, 0))
+            unopened = self.unopened.pop(key, None)
+            if unopened is not None:
+                agg.merge(unopened)
+            self.estimated.discard(key)
             for counters in self.counters.values():  # a later window of the model finds them gone
                 counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
             self.outbox.extend(build(key, agg, counts))

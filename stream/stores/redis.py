@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stream.core.aggregate import INFERENCES_FIELD, WindowAggregate
+from stream.core.aggregate import WindowAggregate
 from stream.core.records import SEP
 from stream.core.state import (
     JOINED,
@@ -121,6 +121,7 @@ class _Glance:
     first_end: float
     sealed: bool
     expiry: dict[int, tuple[float, bool]]
+    first_estimate: float  # the earliest end of a window waiting for its estimate, in any partition
 
 
 def _sweep_due(expiry: tuple[float, bool], horizon: float) -> bool:
@@ -204,20 +205,23 @@ class RedisStore:
         for p in range(self.partitions):
             pipe.zrange(f"{self.base(p)}:open", 0, 0, withscores=True)
             pipe.exists(f"{self.base(p)}:sealed")
+            pipe.zrange(f"{self.base(p)}:est", 0, 0, withscores=True)
         for p in written:
             pipe.zrange(f"{self.base(p)}:xs", 0, 0, withscores=True)
             pipe.exists(f"{self.base(p)}:xw")
 
     def _glance_of(self, replies: list[Any], written: list[int]) -> "_Glance":
-        windows, expiry = replies[: 2 * self.partitions], replies[2 * self.partitions :]
-        ends = [first[0][1] for first in windows[::2] if first]
+        windows, expiry = replies[: 3 * self.partitions], replies[3 * self.partitions :]
+        ends = [first[0][1] for first in windows[::3] if first]
+        estimates = [first[0][1] for first in windows[2::3] if first]
         return _Glance(
             min(ends, default=math.inf),
-            any(windows[1::2]),
+            any(windows[1::3]),
             {
                 p: (first[0][1] if first else math.inf, bool(work))
                 for p, first, work in zip(written, expiry[::2], expiry[1::2])
             },
+            min(estimates, default=math.inf),
         )
 
     async def check_layout(self) -> None:
@@ -400,8 +404,8 @@ class RedisStore:
                     index.setdefault(repr(end), []).append(len(sets))
         base = self.base(partition)
         hashes = [(f"{base}:w:{w.encode()}", agg.fields()) for w, agg in result.windows.items()]
-        # inference counts go into the window's part without opening it (no `open` entry)
-        hashes += [(f"{base}:w:{w.encode()}", {INFERENCES_FIELD: n}) for w, n in result.inferences.items()]
+        # what inferences add goes into the window's part without opening it (no `open` entry)
+        hashes += [(f"{base}:w:{w.encode()}", part.fields()) for w, part in result.unopened.items()]
         hashes += [(f"{base}:c:{model}", counts) for model, counts in result.counters.items()]
         control = {
             "ttl": self.safety_ttl,
@@ -413,6 +417,8 @@ class RedisStore:
             "index": [[end, positions] for end, positions in index.items()],
             "hincr": [[key, _counter_pairs(counts)] for key, counts in hashes],
             "open": [x for w in result.windows for x in (repr(w.end), w.encode())],
+            "est": [x for w, part in result.unopened.items() if part.estimates for x in (repr(w.end), w.encode())],
+            "unopened": [f"{base}:w:{w.encode()}" for w in result.unopened if w not in result.windows],
             "wm": [x for k, t in result.watermarks.items() for x in (k[0], repr(t))],
             "ck": [x for (topic, _), offset in result.checkpoints.items() for x in (topic, str(offset))],
             "outbox": self._outbox_rows(result.outputs),
@@ -507,6 +513,45 @@ class RedisStore:
                 pipe.zrange(f"{self.base(p)}:sealed", 0, -1)
             found = {_text(k) or "" for names in await pipe.execute() for k in names}
         return sorted(map(WindowKey.decode, found), key=lambda k: (k.end, k.model, k.version))
+
+    async def estimates_due(self, until: float) -> list[WindowKey]:
+        """Windows waiting for their estimate, in some partition, ending at or before `until`, oldest first."""
+        glance = self._glance
+        if glance is not None and glance.first_estimate > until:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.partitions):
+                pipe.zrangebyscore(f"{self.base(p)}:est", "-inf", until)
+            found = {_text(k) or "" for names in await pipe.execute() for k in names}
+        return sorted(map(WindowKey.decode, found), key=lambda k: (k.end, k.model, k.version))
+
+    async def publish_estimates(self, keys: list[WindowKey], build: Any) -> int:
+        """Read the windows' parts in every partition (the windows stay open), build each one's
+        records and queue them in its owner partition's outbox unless it was estimated or closed
+        there already; then take the windows off every partition's waiting list."""
+        if not keys:
+            return 0
+        names = [k.encode() for k in keys]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                for p in range(self.partitions):
+                    pipe.hgetall(f"{self.base(p)}:w:{name}")
+            parts = await pipe.execute()
+        claims: dict[int, dict[str, list[Any]]] = {}
+        for i, key in enumerate(keys):
+            agg = WindowAggregate(self.resolution)
+            for part in parts[i * self.partitions : (i + 1) * self.partitions]:
+                agg.merge(WindowAggregate(self.resolution, {_text(f) or "": _counter(n) for f, n in part.items()}))
+            claim = claims.setdefault(zlib.crc32(names[i].encode()) % self.partitions, {"windows": [], "rows": []})
+            claim["windows"].append(names[i])
+            claim["rows"].append(self._outbox_rows(build(key, agg)))
+        ttl = str(self.safety_ttl)
+        calls = [(lua.ESTIMATED, p, (json.dumps(c), ttl)) for p, c in claims.items()]
+        claimed = await self._each(calls)
+        # an upper bound when another worker claimed some: it only says whether anything was queued
+        rows = sum(len(r) for claim, n in zip(claims.values(), claimed) if n for r in claim["rows"])
+        await self._each([(lua.UNLIST_ESTIMATES, p, (json.dumps(names),)) for p in range(self.partitions)])
+        return rows
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Seal the windows' parts in every partition, merge them and queue each window's records in

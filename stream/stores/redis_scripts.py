@@ -126,6 +126,8 @@ end
     + HINCR % "a.hincr"
     + """
 for i = 1, #a.open, 2 do redis.call('ZADD', base .. ':open', a.open[i], a.open[i + 1]) end
+for i = 1, #a.est, 2 do redis.call('ZADD', base .. ':est', a.est[i], a.est[i + 1]) end
+for _, key in ipairs(a.unopened) do redis.call('EXPIRE', key, a.ttl) end  -- parts no label may ever open
 for i = 1, #a.wm, 2 do redis.call('HSET', wm, a.wm[i], a.wm[i + 1]) end
 for i = 1, #a.ck, 2 do redis.call('HSET', base .. ':ck', a.ck[i], a.ck[i + 1]) end
 rpush(base .. ':o', a.outbox)
@@ -242,6 +244,31 @@ return claimed
 """
 )
 
+# Claim windows ARGV[2] (JSON {windows, rows}) for their label-free estimate in their owner
+# partition: the outputs of a window neither closed nor estimated yet are queued (an `ed:` marker
+# says it was, for the safety TTL ARGV[3]). Returns how many windows were claimed.
+ESTIMATED = (
+    RPUSH
+    + """
+local base, a, claimed = ARGV[1], cjson.decode(ARGV[2]), 0
+for i, w in ipairs(a.windows) do
+  if not redis.call('ZSCORE', base .. ':closed', w)
+    and redis.call('SET', base .. ':ed:' .. w, '1', 'NX', 'EX', ARGV[3]) then
+    rpush(base .. ':o', a.rows[i])
+    claimed = claimed + 1
+  end
+end
+return claimed
+"""
+)
+
+# Take windows ARGV[2] (JSON) off this partition's list of windows waiting for an estimate.
+UNLIST_ESTIMATES = """
+local base, windows = ARGV[1], cjson.decode(ARGV[2])
+for _, w in ipairs(windows) do redis.call('ZREM', base .. ':est', w) end
+return 1
+"""
+
 # Drop this partition's sealed parts of windows ARGV[2] (JSON {windows, ends, forget}) and remember
 # them as closed, forgetting windows closed before `forget`.
 CLEANUP = """
@@ -249,6 +276,8 @@ local base, a = ARGV[1], cjson.decode(ARGV[2])
 for i, w in ipairs(a.windows) do
   redis.call('DEL', base .. ':s:' .. w)
   redis.call('ZREM', base .. ':sealed', w)
+  redis.call('ZREM', base .. ':est', w)
+  redis.call('DEL', base .. ':ed:' .. w)
   redis.call('ZADD', base .. ':closed', a.ends[i], w)
 end
 redis.call('ZREMRANGEBYSCORE', base .. ':closed', '-inf', '(' .. a.forget)
