@@ -7,6 +7,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+from stream.core.estimates import ESTIMATED_PREFIX
 from stream.core.metrics import STATISTICS_KEY
 from stream.core.timefmt import parse_time
 from stream.errors import ConfigError, DeliveryError
@@ -68,7 +69,12 @@ def sagemaker_reports(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "window_start": record["window"]["start"],
             "window_end": record["window"]["end"],
         },
-        key: {name: _sagemaker_entry(entry) for name, entry in record[key].items()},
+        # SageMaker's metrics only: truthstream's label-free estimates stay in the metrics records
+        key: {
+            name: _sagemaker_entry(entry)
+            for name, entry in record[key].items()
+            if not name.startswith(ESTIMATED_PREFIX)
+        },
     }
     return {"statistics.json": statistics, "constraint_violations.json": {"violations": record.get("violations", [])}}
 

@@ -482,3 +482,28 @@ def test_check_judges_a_data_set_as_sagemakers_monitoring_run(cancer: pd.DataFra
     )  # fmt: skip
     assert code == 2 and "holds BinaryClassification constraints" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_a_binary_baseline_with_scores_fits_the_calibration_the_worker_reads(
+    cancer: pd.DataFrame, tmp_path: Path, capsys
+) -> None:
+    """calibration.json is scikit-learn's isotonic regression of the labels on the (binned) scores of the
+    data set, and TRUTHSTREAM_CALIBRATION gives it to the catalog; without scores, no calibration."""
+    from sklearn.isotonic import IsotonicRegression
+
+    data = tmp_path / "cancer.csv"
+    cancer.to_csv(data, index=False)
+    assert run(tmp_path, data, *BINARY_ARGS)[0] == 0
+    assert "calibration: Brier score" in capsys.readouterr().out
+    path = tmp_path / "out" / "calibration.json"
+    doc = json.loads(path.read_text())
+    assert doc["samples"] == len(cancer) and doc["brier_score"]["calibrated"] <= doc["brier_score"]["raw"]
+    catalog = Settings(calibration=str(path)).catalog()
+    binned = np.round(cancer["probability"].to_numpy() / RES) * RES
+    oracle = IsotonicRegression(out_of_bounds="clip").fit(binned, cancer["label"].to_numpy())
+    grid = np.linspace(0, 1, 501)
+    found = [catalog.calibration("any-model").probability(v) for v in grid]
+    np.testing.assert_allclose(found, oracle.predict(grid), atol=1e-9)
+    no_scores = [a for a in BINARY_ARGS if a not in ("--probability-attribute", "probability")]
+    assert run(tmp_path / "plain", data, *no_scores)[0] == 0
+    assert not (tmp_path / "plain" / "out" / "calibration.json").exists()

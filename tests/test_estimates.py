@@ -223,3 +223,17 @@ def test_estimates_are_published_once_before_the_labels_and_judged(make) -> None
     assert [v.get("estimated", False) for v in first] == [True, False]  # the estimate's, then the labels'
     assert first[0]["violation_id"] != first[1]["violation_id"]
     assert not math.isnan(final_body["estimated_auc"]["value"])
+
+
+def test_sagemaker_reports_of_an_estimated_window_keep_sagemakers_shape() -> None:
+    """The S3 sink's statistics.json of a window with estimates holds SageMaker's metrics only."""
+    from connectors.s3 import sagemaker_reports
+    from stream.core.metrics import BINARY_SCALARS
+
+    h = run(np.random.default_rng(5), [0.0, 0.5], [False, False], per_window=250)
+    final = h.metrics()[0]
+    assert "estimated_accuracy" in final["binary_classification_metrics"]
+    body = sagemaker_reports(final)["statistics.json"]["binary_classification_metrics"]
+    curves = {"confusion_matrix", "receiver_operating_characteristic_curve", "precision_recall_curve"}
+    assert set(body) == set(BINARY_SCALARS) | curves
+    assert all(set(body[name]) == {"value", "standard_deviation"} for name in BINARY_SCALARS)

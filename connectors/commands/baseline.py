@@ -11,7 +11,9 @@ DESCRIPTION = (
     "Compute SageMaker's model-quality statistics.json over a labelled data set (CSV, JSON Lines or Parquet, "
     "read in chunks), with standard deviations from 5 subsamples of about 80% (by a hash of each row's event id "
     "or row number) when there are at least 200 rows, "
-    "and suggest a constraints.json whose thresholds sit a margin beyond the baseline. Nothing is written if "
+    "and suggest a constraints.json whose thresholds sit a margin beyond the baseline. For a binary model with "
+    "--probability-attribute it also fits calibration.json (isotonic regression of the labels on the scores), "
+    "which TRUTHSTREAM_CALIBRATION gives the worker for label-free estimates. Nothing is written if "
     "any row is invalid."
 )
 SHOWN_METRICS = ("accuracy", "recall", "precision", "f1", "auc", "weighted_f1", "mae", "rmse", "r2")
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from connectors.baseline_data import baseline_file
     from connectors.files import write_json_files
     from stream.core.baseline import problem_type_of, suggest_constraints
+    from stream.core.calibration import fit_calibration
     from stream.errors import InputError
 
     out_dir = Path(args.output_dir)
@@ -64,14 +67,21 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.data or not args.problem_type:
             raise InputError("give DATA and --problem-type (or --from-statistics FILE)")
-        statistics = baseline_file(args).statistics()
+        baseline = baseline_file(args)
+        statistics = baseline.statistics()
         docs = {
             "statistics.json": statistics,
             "constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin),
         }
+        if baseline.full.scores and len({k & 1 for k in baseline.full.scores}) == 2:  # scores of both classes
+            calibration, brier = fit_calibration(baseline.full)
+            docs["calibration.json"] = calibration.to_doc(brier)
     write_json_files(docs, out_dir)
     for name in docs:
         print(f"wrote {out_dir / name}")
+    if "calibration.json" in docs:
+        brier = docs["calibration.json"]["brier_score"]
+        print(f"calibration: Brier score {brier['raw']:.4f} raw, {brier['calibrated']:.4f} calibrated (on these rows)")
     if "statistics.json" in docs:
         body = next(v for k, v in docs["statistics.json"].items() if k.endswith("_metrics"))
         values = [(k, body[k]["value"]) for k in SHOWN_METRICS if k in body]

@@ -16,7 +16,7 @@ from stream.core.timefmt import parse_time
 from stream.errors import ConfigError
 from stream.worker.observe import WorkerMetrics
 from tests.integration.conftest import Deployment, tumbling
-from tests.integration.test_worker import CONSTRAINTS, produce, settings
+from tests.integration.test_worker import CONSTRAINTS, produce, settings, write_calibration
 from tests.integration.workload import arrival_order, workload
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def value(samples: dict, name: str, **labels: str) -> float | None:
 def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment, tmp_path: Path) -> None:
     port = free_port()
     pairs = workload(n=1200, per_window=150, window=WINDOW, drift_window=4, seed=3, max_label_delay=20)
-    deployment.configure(**settings(tmp_path), metrics_port=port)
+    deployment.configure(**settings(tmp_path, calibration=write_calibration(tmp_path)), metrics_port=port)
     deployment.start_worker()
     records = arrival_order(pairs)
     produce(deployment, records)
@@ -69,6 +69,13 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
     for metric in ("accuracy", "recall", "precision", "f1", "auc"):
         assert value(samples, "truthstream_window_metric", metric=metric, **key) == stats[metric]["value"]
     assert value(samples, "truthstream_window_samples", **key) == last["sample_count"]
+    estimates = [r for r in deployment.read("metrics") if r["window"]["kind"] == "estimate"]
+    assert len(estimates) == len(windows)  # one label-free estimate per window, before its labels
+    newest = max(estimates, key=lambda r: r["window"]["end"])
+    estimate_key = {**key, "window_kind": "estimate", "model_version": newest["model_version"]}
+    for metric in ("accuracy", "recall", "precision", "f1", "auc"):
+        shown = value(samples, "truthstream_window_metric", metric=f"estimated_{metric}", **estimate_key)
+        assert shown == newest["binary_classification_metrics"][f"estimated_{metric}"]["value"]
     coverage = value(samples, "truthstream_window_label_coverage", model="churn", model_version=last["model_version"])
     assert coverage == last["labels"]["coverage"]
     for metric, c in CONSTRAINTS["binary_classification_constraints"].items():

@@ -19,7 +19,7 @@ import yaml
 from connectors.embedded import free_port
 from tests.conftest import debian_program, wait_until
 from tests.integration.conftest import Deployment, tumbling
-from tests.integration.test_worker import produce, settings
+from tests.integration.test_worker import produce, settings, write_calibration
 from tests.integration.workload import arrival_order, workload
 
 pytestmark = pytest.mark.integration
@@ -136,7 +136,7 @@ def test_prometheus_evaluates_every_rule_and_panel_and_the_drift_fires_an_alert(
 ) -> None:
     port = free_port()
     pairs = workload(n=1200, per_window=150, window=WINDOW, drift_window=4, seed=5, max_label_delay=20)
-    deployment.configure(**settings(tmp_path), metrics_port=port)
+    deployment.configure(**settings(tmp_path, calibration=write_calibration(tmp_path)), metrics_port=port)
     deployment.start_worker()
     prometheus = prometheus_for(f"127.0.0.1:{port}")
     records = arrival_order(pairs)

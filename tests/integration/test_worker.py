@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.core.calibration import Calibration
 from tests.harness import CLUSTER
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.workload import arrival_order, expected_windows, workload
@@ -30,6 +31,13 @@ CONSTRAINTS = {
 def write_constraints(tmp_path: Path) -> str:
     path = tmp_path / "constraints.json"
     path.write_text(json.dumps(CONSTRAINTS))
+    return str(path)
+
+
+def write_calibration(tmp_path: Path) -> str:
+    """A calibration.json that takes the workload's scores as they are (they are calibrated)."""
+    path = tmp_path / "calibration.json"
+    path.write_text(json.dumps(Calibration((0.0, 1.0), (0.0, 1.0)).to_doc()))
     return str(path)
 
 
