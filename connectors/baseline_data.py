@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from connectors.tables import read_chunks, table_format, total_rows
 from stream.core.baseline import Baseline
+from stream.core.calibration import Calibration
 from stream.errors import InputError, RecordError
 from stream.core.records import BINARY, ProblemType, canonical_class
 
@@ -67,8 +68,9 @@ def _scores(series: pd.Series, path: Path, column: str, header: bool, fmt: str) 
     return numbers.to_numpy()
 
 
-def baseline_file(args: argparse.Namespace) -> Baseline:  # the baseline command's parsed flags
-    """Read DATA in chunks and accumulate it, validating every row."""
+def baseline_file(args: argparse.Namespace, calibration: Calibration | None = None) -> Baseline:  # parsed flags
+    """Read DATA in chunks and accumulate it, validating every row (with a calibration, also the
+    label-free estimate of its metrics from the scores)."""
     path = Path(args.data)
     problem_type: ProblemType = args.problem_type
     if not args.ground_truth_attribute:
@@ -82,7 +84,7 @@ def baseline_file(args: argparse.Namespace) -> Baseline:  # the baseline command
         raise InputError("--probability-attribute applies to BinaryClassification only")
     fmt = table_format(path, args.format)
     header = not args.no_header
-    baseline = Baseline(problem_type)
+    baseline = Baseline(problem_type, calibration=calibration)
 
     with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", leave=False) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):

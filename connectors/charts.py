@@ -1,5 +1,6 @@
 """Charts of a replay: each constrained metric over time per model with its confidence interval as a
-band, its threshold, the violations."""
+band, its label-free estimate (calibrated binary models) with its own band, its threshold, the
+violations."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from stream.core.catalog import Catalog
+from stream.core.estimates import ESTIMATED_PREFIX
 from stream.core.constraints import Constraint
 from stream.errors import ConfigError
 
@@ -41,6 +43,15 @@ def _band(rows: pd.DataFrame, metric: str) -> pd.DataFrame | None:
     return band.rename(columns={lower: "lower", upper: "upper"}) if not band.empty else None
 
 
+def _estimate(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame | None] | None:
+    """The windows' label-free estimate of a metric (window_start, value) and its band, or None."""
+    name = f"{ESTIMATED_PREFIX}{metric}"
+    if name not in rows.columns:
+        return None
+    line = rows[["window_start", name]].dropna().rename(columns={name: "value"})
+    return (line, _band(rows, name)) if not line.empty else None
+
+
 def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
     """A matplotlib Figure, one panel per (model, constrained metric)."""
     import matplotlib
@@ -59,6 +70,14 @@ def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: 
         if band is not None:
             ax.fill_between(band["window_start"], band["lower"], band["upper"], color="tab:blue", alpha=0.15,
                             step=None, label="confidence interval")  # fmt: skip
+        estimate = _estimate(rows, c.metric_name)
+        if estimate is not None:
+            line, estimate_band = estimate
+            ax.plot(line["window_start"], line["value"], linestyle=":", marker=".", color="tab:green",
+                    label="estimated from the scores (no labels)")  # fmt: skip
+            if estimate_band is not None:
+                ax.fill_between(estimate_band["window_start"], estimate_band["lower"], estimate_band["upper"],
+                                color="tab:green", alpha=0.12, label="estimate's interval")  # fmt: skip
         ax.axhline(
             c.threshold,
             color="tab:orange",
@@ -119,6 +138,33 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
                 row=i,
                 col=1,
             )
+        estimate = _estimate(rows, c.metric_name)
+        if estimate is not None:
+            line, estimate_band = estimate
+            fig.add_trace(
+                go.Scatter(
+                    x=line["window_start"],
+                    y=line["value"],
+                    mode="lines+markers",
+                    line={"dash": "dot", "color": "green"},
+                    name=f"{model} {c.metric_name} estimated from the scores (no labels)",
+                ),
+                row=i,
+                col=1,
+            )
+            if estimate_band is not None:
+                fig.add_trace(
+                    go.Scatter(
+                        x=pd.concat([estimate_band["window_start"], estimate_band["window_start"][::-1]]),
+                        y=pd.concat([estimate_band["upper"], estimate_band["lower"][::-1]]),
+                        fill="toself",
+                        fillcolor="rgba(44, 160, 44, 0.12)",
+                        line={"width": 0},
+                        name=f"{model} {c.metric_name} estimate's interval",
+                    ),
+                    row=i,
+                    col=1,
+                )
         fig.add_trace(
             go.Scatter(
                 x=[rows["window_start"].min(), rows["window_start"].max()],

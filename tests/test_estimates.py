@@ -237,3 +237,75 @@ def test_sagemaker_reports_of_an_estimated_window_keep_sagemakers_shape() -> Non
     curves = {"confusion_matrix", "receiver_operating_characteristic_curve", "precision_recall_curve"}
     assert set(body) == set(BINARY_SCALARS) | curves
     assert all(set(body[name]) == {"value", "standard_deviation"} for name in BINARY_SCALARS)
+
+
+def test_replays_table_and_charts_show_the_estimate_beside_the_realized_metric(tmp_path) -> None:
+    """Replay's table has `estimated_<metric>` with its bounds; both charts draw the estimate and its
+    band next to the realized metric and its band."""
+    from connectors.charts import matplotlib_figure, plotly_figure
+    from connectors.replay_tables import violations_frame, windows_frame
+
+    rng = np.random.default_rng(9)
+    h = run(rng, np.linspace(-1, 1, 6).tolist(), [False] * 3 + [True] * 3, per_window=300)
+    windows = windows_frame(h.metrics())
+    for column in ("estimated_accuracy", "estimated_accuracy_lower", "estimated_accuracy_upper", "accuracy"):
+        assert windows[column].notna().all(), column
+    assert (windows["estimated_accuracy_lower"] <= windows["estimated_accuracy"]).all()
+    constraints = parse_constraints(
+        {
+            "binary_classification_constraints": {
+                "accuracy": {"threshold": 0.6, "comparison_operator": "LessThanThreshold"}
+            }
+        },
+        "c.json",
+    )
+    catalog = Catalog(default=constraints)
+    violations = violations_frame({"c": h.records(h.settings.violations_topic)})
+    [ax] = matplotlib_figure(windows, violations, catalog).axes
+    labels = [line.get_label() for line in ax.lines]
+    assert labels[0] == "accuracy" and "estimated from the scores (no labels)" in labels
+    assert {c.get_label() for c in ax.collections} >= {"confidence interval", "estimate's interval"}
+    names = [trace.name for trace in plotly_figure(windows, violations, catalog).data]
+    assert sum("estimate" in n for n in names) == 2
+
+
+def test_check_computes_the_workers_estimate_on_a_data_set(tmp_path, capsys) -> None:
+    """`check --calibration` on a file gives the estimate the worker gives a window of the same rows,
+    and its error against the labels."""
+    import json
+
+    import pandas as pd
+
+    from connectors.cli import main
+
+    rng = np.random.default_rng(21)
+    calibration = calibration_from(rng, 20_000)
+    (tmp_path / "calibration.json").write_text(json.dumps(calibration.to_doc()))
+    x = rng.normal(0.7, 1.0, 900)
+    s, y = np.round(model_score(x), 6), (rng.random(900) < truth(x)).astype(int)
+    frame = pd.DataFrame({"id": [f"r{i}" for i in range(900)], "label": y, "score": s})
+    frame["prediction"] = (frame["score"] >= 0.5).astype(int)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "c.json").write_text(json.dumps({"binary_classification_constraints": {}}))
+    args = ["check", str(tmp_path / "data.csv"), "--inference-attribute", "prediction", "--probability-attribute"]
+    args += ["score", "--ground-truth-attribute", "label", "--event-id-attribute", "id", "--constraints"]
+    args += [str(tmp_path / "c.json"), "--output-dir", str(tmp_path / "out"), "--calibration"]
+    assert main([*args, str(tmp_path / "calibration.json")]) == 0
+    assert "estimated accuracy" in capsys.readouterr().out
+    found = json.loads((tmp_path / "out" / "estimates.json").read_text())
+
+    settings = base_settings(window_seconds=3600.0, label_ttl=86400.0)
+    h = Harness("memory", settings, Catalog(default_calibration=calibration))
+    inf, lab = Topic("inferences"), Topic("labels")
+    msgs = [
+        inf.msg(inference(r.id, T0 + i, int(r.prediction), float(r.score))) for i, r in enumerate(frame.itertuples())
+    ]
+    msgs += [lab.msg(label(r.id, int(r.label))) for r in frame.itertuples()]
+    h.feed(msgs + [inf.msg(inference("tick", T0 + 9000, 0, 0.1))])
+    [window] = h.metrics()
+    assert window["sample_count"] == len(frame)
+    body = window["binary_classification_metrics"]
+    for name, entry in found["estimated_metrics"].items():
+        assert entry["value"] == pytest.approx(body[name]["value"], abs=1e-9), name
+        assert entry["confidence_interval"] == pytest.approx(body[name]["confidence_interval"], abs=1e-9), name
+    assert found["estimate_error"] == pytest.approx(window["estimate_error"], abs=1e-9)

@@ -21,6 +21,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser, "what the model predicts (default: the constraints file's section)")
     parser.add_argument("--constraints", required=True, metavar="FILE", help="the constraints.json to judge against")
     parser.add_argument("--output-dir", required=True, help="where statistics.json and constraint_violations.json go")
+    parser.add_argument(
+        "--calibration",
+        metavar="FILE",
+        help="a calibration.json (from `baseline`): also write estimates.json, the label-free estimate of the "
+        "metrics from the scores (as the worker computes it) and its error against the labels, to check that the "
+        "calibration still holds on this data (binary, with --probability-attribute)",
+    )
+    parser.add_argument(
+        "--confidence-level", type=float, default=0.95, help="of the estimates' intervals (default 0.95)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from connectors.baseline_data import baseline_file
     from connectors.files import write_json_files
-    from stream.constraint_files import load_constraints
+    from stream.constraint_files import load_calibration, load_constraints
     from stream.core.metrics import STATISTICS_KEY
     from stream.core.outputs import sagemaker_violations
     from stream.errors import ConfigError, InputError
@@ -43,14 +53,25 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.data:
         raise InputError("give DATA, the labelled data set to check")
-    statistics = baseline_file(args).statistics()
+    calibration = load_calibration(args.calibration) if args.calibration else None
+    if calibration is not None and not args.probability_attribute:
+        raise ConfigError("--calibration needs the scores: give --probability-attribute")
+    baseline = baseline_file(args, calibration)
+    statistics = baseline.statistics()
     found = sagemaker_violations(statistics[STATISTICS_KEY[constraints.problem_type]], constraints)
     out_dir = Path(args.output_dir)
-    write_json_files(
-        {"statistics.json": statistics, "constraint_violations.json": {"violations": [v for _, _, v in found]}},
-        out_dir,
-    )
-    print(f"wrote {out_dir / 'statistics.json'} and {out_dir / 'constraint_violations.json'}")
+    docs = {"statistics.json": statistics, "constraint_violations.json": {"violations": [v for _, _, v in found]}}
+    if calibration is not None:
+        docs["estimates.json"] = baseline.estimates(args.confidence_level)
+    write_json_files(docs, out_dir)
+    print("wrote " + " and ".join(str(out_dir / name) for name in docs))
+    if calibration is not None:
+        body, errors = docs["estimates.json"]["estimated_metrics"], docs["estimates.json"]["estimate_error"]
+        for name, error in errors.items():
+            entry = body[f"estimated_{name}"]
+            interval = entry.get("confidence_interval")
+            shown = f" [{interval[0]:.4f}, {interval[1]:.4f}]" if isinstance(interval, list) else ""
+            print(f"estimated {name} {entry['value']:.4f}{shown}, realized {entry['value'] + error:.4f}")
     rows = statistics["dataset"]["item_count"]
     if not found:
         print(f"Completed: {rows} rows, no violation of {len(constraints.constraints)} constraints")

@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
+from stream.core.calibration import Calibration
+from stream.core.estimates import count_estimates, estimate_errors, estimated_metrics, expected_confusion
 from stream.core.constraints import SECTIONS
 from stream.errors import InputError, RecordError
 from stream.core.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
-from stream.core.records import REGRESSION, ProblemType, number
+from stream.core.records import POSITIVE, REGRESSION, ProblemType, number
 
 FULL_CURVE_POINTS = 1001
 # Metrics that alert when they rise; every other suggested metric alerts when it falls.
@@ -30,8 +32,10 @@ UNIT_INTERVAL = frozenset(SCALARS["BinaryClassification"] + SCALARS["MulticlassC
 class Baseline:
     """Accumulates a labelled data set and turns it into SageMaker's statistics."""
 
-    def __init__(self, problem_type: ProblemType, resolution: float = 1e-4) -> None:
-        self.problem_type = problem_type
+    def __init__(
+        self, problem_type: ProblemType, resolution: float = 1e-4, calibration: Calibration | None = None
+    ) -> None:
+        self.problem_type, self.calibration = problem_type, calibration
         self.regression = problem_type == REGRESSION
         self.full = WindowAggregate(resolution)
         self.rows = 0
@@ -43,6 +47,10 @@ class Baseline:
         self.rows += len(y_true)
         masks = np.fromiter((subsample_mask(i) for i in ids), dtype=np.int64, count=len(ids))
         self.full.add_columns(y_true, y_pred, scores, self.regression, masks)
+        if self.calibration is not None and scores is not None:  # label-free estimates, as the worker's
+            values = np.asarray(scores, dtype=float)
+            predicted = np.asarray(y_pred, dtype=object) == POSITIVE
+            count_estimates(self.full, predicted, self.calibration.calibrate(values), values)
 
     def statistics(self) -> dict[str, Any]:
         """The statistics.json document: every metric with its value and standard deviation."""
@@ -55,6 +63,19 @@ class Baseline:
                 "evaluation_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             },
             STATISTICS_KEY[self.problem_type]: compute_metrics(self.full, self.problem_type, FULL_CURVE_POINTS),
+        }
+
+    def estimates(self, level: float) -> dict[str, Any]:
+        """With a calibration: the label-free estimate of the data set's metrics (`estimated_*`, as the
+        worker computes them per window), the expected confusion matrix, and realized minus estimated."""
+        body = estimated_metrics(self.full, level)
+        realized = compute_metrics(self.full, self.problem_type, 0)
+        return {
+            "dataset": {"item_count": self.rows},
+            "confidence_level": level,
+            "estimated_metrics": body,
+            "estimated_confusion_matrix": expected_confusion(self.full),
+            "estimate_error": estimate_errors({**realized, **body}),
         }
 
 

@@ -51,6 +51,10 @@ class Calibration:
         x0, x1 = xs[i - 1], xs[i]
         return ys[i - 1] + (ys[i] - ys[i - 1]) * (score - x0) / (x1 - x0)
 
+    def calibrate(self, scores: np.ndarray) -> np.ndarray:
+        """`probability` of many scores at once."""
+        return np.interp(scores, self.scores, self.probabilities)
+
     def to_doc(self, brier: dict[str, float] | None = None) -> dict[str, Any]:
         """The calibration.json document."""
         doc: dict[str, Any] = {

@@ -54,6 +54,20 @@ def count_estimate(agg: WindowAggregate, prediction: str, probability: float, sc
         e[key] = e.get(key, 0.0) + v
 
 
+def count_estimates(agg: WindowAggregate, positive: np.ndarray, probabilities: np.ndarray, scores: np.ndarray) -> None:
+    """`count_estimate` over many inferences at once (whether each is predicted positive, its
+    calibrated probability and raw score), for data sets read in chunks."""
+    e, q = agg.estimates, probabilities
+    for side, rows in (("1", positive), ("0", ~positive)):
+        for key, v in (("n", rows.sum()), ("p", q[rows].sum()), ("v", (q * (1 - q))[rows].sum())):
+            e[key + side] = e.get(key + side, 0.0) + float(v)
+    bins = np.rint(scores / ESTIMATE_RESOLUTION).astype(np.int64)
+    used = np.unique(bins)
+    positives, negatives = np.bincount(bins, weights=q)[used], np.bincount(bins, weights=1 - q)[used]
+    for b, pos, neg in zip(used.tolist(), positives.tolist(), negatives.tolist()):
+        e[f"a{b}"], e[f"b{b}"] = e.get(f"a{b}", 0.0) + pos, e.get(f"b{b}", 0.0) + neg
+
+
 def _entry(value: float, variance: float, z: float | None) -> dict[str, Any]:
     if not math.isfinite(value):
         return {"value": NO_STD, "standard_deviation": NO_STD}
