@@ -119,7 +119,9 @@ def test_windows_close_by_event_time_and_results_do_not_depend_on_batching(make)
     for batch in (1, 37, 1000):
         h = make()
         h.feed(interleaved, batch=batch)
-        outputs.append(json.dumps(h.records("metrics"), sort_keys=True))
+        # provisional records are snapshots taken at a batch's end: every other record is the same
+        final = [r for r in h.records("metrics") if r["window"]["kind"] != "provisional"]
+        outputs.append(json.dumps(final, sort_keys=True))
     assert outputs[0] == outputs[1] == outputs[2]
     windows = [r["window"]["start"] for r in json.loads(outputs[0])]
     # 200 s of inferences in 60 s windows: the last window (and the one before it, within the
@@ -571,7 +573,7 @@ def accounted(h: Harness) -> int:
     """Input messages the published records account for: two per joined or late pair, one per other count."""
     total = 0
     for r in h.records("metrics"):
-        if r["window"]["kind"] == "rolling":
+        if r["window"]["kind"] in ("rolling", "provisional"):  # they count nothing
             continue
         c = r["counts"]
         total += 2 * r["sample_count"] + 2 * c["late"] + c["duplicates"] + c["rejected"]

@@ -127,7 +127,7 @@ def stream(rng: np.random.Generator, shifts: list[float], per_window: int, conce
 
 def paired(h: Harness) -> list[tuple[dict, dict]]:
     """(estimate record, final record) of every window, in window order."""
-    estimates = {r["window"]["start"]: r for r in h.metrics("estimate")}
+    estimates = {r["window"]["start"]: r for r in h.metrics("provisional")}
     finals = {r["window"]["start"]: r for r in h.metrics("tumbling")}
     assert set(estimates) >= set(finals)
     return [(estimates[k], finals[k]) for k in sorted(finals)]
@@ -198,9 +198,9 @@ def test_estimates_are_published_once_before_the_labels_and_judged(make) -> None
     inf, lab = Topic("inferences"), Topic("labels")
     scores = [0.9, 0.8, 0.3, 0.6, 0.1]
     h.feed([inf.msg(inference(f"e{i}", T0 + i, int(s >= 0.5), s)) for i, s in enumerate(scores)])
-    assert h.metrics("estimate") == []
+    assert h.metrics("provisional") == []
     h.feed([inf.msg(inference("next", T0 + 61, 0, 0.2))])  # event time passes the window's end
-    [estimate] = h.metrics("estimate")
+    [estimate] = h.metrics("provisional")
     expected = sum(s if s >= 0.5 else 1 - s for s in scores) / len(scores)  # P(correct) summed
     body = estimate["binary_classification_metrics"]
     assert body["estimated_accuracy"]["value"] == pytest.approx(expected)
@@ -208,11 +208,11 @@ def test_estimates_are_published_once_before_the_labels_and_judged(make) -> None
     assert estimate["estimated_confusion_matrix"]["1"]["1"] == pytest.approx(0.9 + 0.8 + 0.6)
     [violation] = h.records(h.settings.violations_topic)
     assert violation["estimated"] is True and violation["metric_name"] == "estimated_accuracy"
-    assert violation["window"]["kind"] == "estimate"
+    assert violation["window"]["kind"] == "provisional"
     late = inf.msg(inference("late", T0 + 59, 1, 0.95))  # a late inference: counted in the final only
     h.feed([late] + [lab.msg(label(f"e{i}", y)) for i, y in enumerate([1, 1, 0, 0, 0])])
     h.feed([inf.msg(inference("tick", T0 + 200, 0, 0.2))])
-    assert [r["window"]["start"] for r in h.metrics("estimate")].count(format_time(T0)) == 1
+    assert [r["window"]["start"] for r in h.metrics("provisional")].count(format_time(T0)) == 1
     [final] = [r for r in h.metrics() if r["window"]["start"] == format_time(T0)]
     final_body = final["binary_classification_metrics"]
     with_late = (sum(s if s >= 0.5 else 1 - s for s in scores) + 0.95) / 6

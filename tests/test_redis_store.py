@@ -83,7 +83,7 @@ def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_u
     outputs = asyncio.run(_engine_run(redis_url, prefix, run_a))
     assert len(steps) == 2, "A's first write must be refused and its batch run again"
     assert steps[0] == {} and steps[1] == {("inferences", 0): 9, ("labels", 0): 4}
-    [record] = [o.value for o in outputs if o.kind == METRICS]
+    [record] = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert record["sample_count"] == 10
     assert record["counts"]["duplicates"] == 0 and record["counts"]["late"] == 0
     assert record["binary_classification_metrics"]["accuracy"]["value"] == 1.0
@@ -115,7 +115,7 @@ def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> Non
         return await store.pending_outbox()
 
     outputs = asyncio.run(_engine_run(redis_url, prefix, run_a, partitions=2))
-    closed = [o.value for o in outputs if o.kind == METRICS]
+    closed = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert [(r["window"]["start"], r["sample_count"]) for r in closed] == [(format_time(T0), 40)]
 
 
@@ -246,7 +246,8 @@ def test_a_long_waiting_label_gets_a_key_of_its_own_until_its_inference_comes(re
 
 def test_a_window_closed_by_two_workers_at_once_is_published_once(redis_url: str) -> None:
     """Two workers see the same windows due and close them concurrently: each window's parts of the
-    two partitions are merged once, its record queued once, and the counters go with it once."""
+    two partitions are merged once, its record queued once, and the counters go with it once; so is
+    its provisional record, which they publish concurrently before, and never after the close."""
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
     msgs = [
@@ -262,14 +263,19 @@ def test_a_window_closed_by_two_workers_at_once_is_published_once(redis_url: str
             engines = [Engine(SETTINGS.core(), Catalog(), s, 2) for s in stores]
             await engines[0].process(msgs, time.time())
             await stores[0].raise_floor(T0 + 3600)
+            await asyncio.gather(*(e.provisional_due(T0 + 3600) for e in engines))
             await asyncio.gather(*(e.close_due() for e in engines))
+            await asyncio.gather(*(e.provisional_due(T0 + 3600) for e in engines))
             return await stores[0].pending_outbox()
         finally:
             for c in clients:
                 await c.aclose()
 
-    records = [o.value for o in asyncio.run(scenario()) if o.kind == METRICS]
+    outputs = asyncio.run(scenario())
+    records = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert [(r["sample_count"], r["counts"]["duplicates"]) for r in records] == [(40, 1)]
+    provisional = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "provisional"]
+    assert [(r["sample_count"], r["labelled_so_far"], r["labels"]["coverage"]) for r in provisional] == [(40, 40, 1.0)]
 
 
 def test_state_of_the_first_key_layout_is_refused_with_what_to_do(redis_url: str) -> None:

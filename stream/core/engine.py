@@ -16,7 +16,7 @@ from typing import Any
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.outputs import ESTIMATE_KIND, accounting_record, estimate_record, evaluate, window_doc
+from stream.core.outputs import PROVISIONAL_KIND, accounting_record, provisional_record, evaluate, window_doc
 from stream.core.records import REGRESSION, RawMessage
 from stream.core.state import METRICS, VIOLATION, Job, Output, RollingDue, StateStore, sweep_horizon, widen
 from stream.core.step import Step, event_ids
@@ -32,7 +32,7 @@ class BatchReport:
     dead_letters: int = 0
     late: int = 0
     closed_windows: int = 0
-    estimates: int = 0  # records of label-free estimates queued
+    provisional: int = 0  # provisional records queued
     accounting_records: int = 0
     queued: int = 0  # records this batch queued in the outbox (nothing to publish when 0)
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (side, outcome): see StepResult
@@ -53,9 +53,9 @@ class Engine:
         report = BatchReport(messages=len(messages))
         if not messages:
             now = await self.now()
-            report.estimates = await self.estimate_due(now)
+            report.provisional = await self.provisional_due(now)
             report.closed_windows = await self.close_due(now)
-            report.queued = report.closed_windows + report.estimates
+            report.queued = report.closed_windows + report.provisional
             return report
         by_partition: dict[int, list[RawMessage]] = {}
         for msg in messages:
@@ -89,9 +89,9 @@ class Engine:
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
         now = report.stream_time = await self.now()
         counted |= await self.expire(set(by_partition), now, report.outcomes)
-        report.estimates = await self.estimate_due(now)
+        report.provisional = await self.provisional_due(now)
         report.closed_windows = await self.close_due(now)
-        report.queued += report.closed_windows + report.estimates
+        report.queued += report.closed_windows + report.provisional
         if counted:
             report.accounting_records = await self.store.close_counts(counted, lambda m, c: self._accounting(m, c, now))
             report.queued += report.accounting_records
@@ -156,28 +156,29 @@ class Engine:
         ]
         return await self.store.close_windows(due, self._evaluate) if due else 0
 
-    async def estimate_due(self, now: float) -> int:
-        """Publish the label-free estimate of every window the stream's event time has passed (its
-        inferences are complete, its labels need not be); returns how many records were queued."""
+    async def provisional_due(self, now: float) -> int:
+        """Publish the provisional record (label coverage so far, label-free estimates) of every window
+        the stream's event time has passed (its inferences are complete, its labels need not be);
+        returns how many records were queued."""
         if now == -math.inf:
             return 0
-        due = await self.store.estimates_due(now)
-        return await self.store.publish_estimates(due, self._estimate) if due else 0
+        due = await self.store.provisional_due(now)
+        return await self.store.publish_provisional(due, self._provisional) if due else 0
 
     async def idle(self, wall_clock: float) -> int:
         """Called when no input came for `idle_close` seconds: event time jumps to the wall clock."""
         await self.store.raise_floor(wall_clock)
         now = await self.now()
-        return await self.estimate_due(now) + await self.close_due(now)
+        return await self.provisional_due(now) + await self.close_due(now)
 
     def _evaluate(self, key: WindowKey, agg: WindowAggregate, counts: dict[str, int]) -> list[Output]:
         window = window_doc("tumbling", key.start, key.end)
         record, violations = evaluate(key.model, key.version, window, agg, counts, self.config, self.catalog)
         return self._outputs(key.model, record, violations)
 
-    def _estimate(self, key: WindowKey, agg: WindowAggregate) -> list[Output]:
-        window = window_doc(ESTIMATE_KIND, key.start, key.end)
-        record, violations = estimate_record(key.model, key.version, window, agg, self.config, self.catalog)
+    def _provisional(self, key: WindowKey, agg: WindowAggregate) -> list[Output]:
+        window = window_doc(PROVISIONAL_KIND, key.start, key.end)
+        record, violations = provisional_record(key.model, key.version, window, agg, self.config, self.catalog)
         return self._outputs(key.model, record, violations)
 
     def _accounting(self, model: str, counts: dict[str, int], now: float) -> list[Output]:

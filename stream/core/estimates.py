@@ -80,11 +80,6 @@ def _entry(value: float, variance: float, z: float | None) -> dict[str, Any]:
     return entry
 
 
-def estimated_inferences(agg: WindowAggregate) -> int:
-    """How many inferences the window's estimate is over."""
-    return round(agg.estimates.get("n1", 0.0) + agg.estimates.get("n0", 0.0))
-
-
 def estimated_metrics(agg: WindowAggregate, level: float = 0.0) -> dict[str, dict[str, Any]]:
     """`estimated_<metric>` entries (value, standard deviation and, with a `level`, the interval) of
     a window's estimate sums; empty when no inference was estimated."""

@@ -15,7 +15,6 @@ from stream.core.aggregate import WindowAggregate
 from stream.core.estimates import (
     ESTIMATED_PREFIX,
     estimate_errors,
-    estimated_inferences,
     estimated_metrics,
     expected_confusion,
 )
@@ -45,7 +44,8 @@ STATUS_INSUFFICIENT = "insufficient_data"
 STATUS_UNCONSTRAINED = "no_constraints"
 STATUS_VIOLATIONS = "violations"
 STATUS_ACCOUNTING = "accounting"
-ESTIMATE_KIND = "estimate"  # window.kind of a window's label-free estimate record
+STATUS_NOT_ESTIMATED = "not_estimated"
+PROVISIONAL_KIND = "provisional"  # window.kind of a window's record when its inferences are complete
 
 
 def dead_letter(msg: RawMessage, reason: str, field: str | None) -> dict[str, Any]:
@@ -217,7 +217,7 @@ def evaluate(
     return record, violations
 
 
-def estimate_record(
+def provisional_record(
     model: str,
     version: str,
     window: dict[str, Any],
@@ -225,38 +225,43 @@ def estimate_record(
     config: CoreConfig,
     catalog: Catalog,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The label-free estimate of a window whose inferences are complete in event time (`window.kind`
-    "estimate"), judged by the model's constraints (an `estimated_<metric>` against `<metric>`'s
-    threshold, violations marked `"estimated": true`), with the window's label coverage so far.
-    `sample_count` is the number of inferences estimated; `labelled_so_far` the joined pairs."""
+    """A window's provisional record, published once when event time passes its end (its inferences
+    are complete; its labels may come until end + grace, when the final `tumbling` record supersedes
+    it): `sample_count` its inferences, `labelled_so_far` the pairs joined by then, its label coverage
+    so far and, for a calibrated model, its label-free estimates (`estimated_*`) judged by the model's
+    constraints (an `estimated_<metric>` against `<metric>`'s threshold; violations marked
+    `"estimated": true`). `estimated` says whether it holds estimates; without, its status is
+    `not_estimated`."""
     problem_type = catalog.problem_type(model)
     statistics = estimated_metrics(agg, config.confidence_level)
     record: dict[str, Any] = {
         "model": model,
         "model_version": version,
         "window": window,
-        "sample_count": estimated_inferences(agg),
+        "sample_count": agg.labels.get("i", 0),
         "labelled_so_far": agg.sample_count,
-        "status": "",
+        "status": STATUS_NOT_ESTIMATED,
         "violation_count": 0,
         "problem_type": problem_type,
-        "estimated": True,
+        "estimated": bool(statistics),
         STATISTICS_KEY[problem_type]: statistics,
-        "estimated_confusion_matrix": expected_confusion(agg),
     }
     coverage = agg.coverage()
     if coverage is not None:
         record["labels"] = coverage
-    if config.confidence_level:
-        record["confidence_level"] = config.confidence_level
-    constraints = catalog.constraints(model)
-    judged = {**record, STATISTICS_KEY[problem_type]: _unprefixed(statistics)}
-    status, violations = judge(judged, constraints, config.min_samples, config.violation_rule)
-    for v in violations:
-        v["metric_name"] = ESTIMATED_PREFIX + v["metric_name"]
-        v["estimated"] = True
-        v["violation_id"] = violation_id(model, version, window, v["metric_name"])
-    record["status"] = status
+    violations: list[dict[str, Any]] = []
+    if statistics:
+        record["estimated_confusion_matrix"] = expected_confusion(agg)
+        if config.confidence_level:
+            record["confidence_level"] = config.confidence_level
+        judged = {**record, STATISTICS_KEY[problem_type]: _unprefixed(statistics)}
+        record["status"], violations = judge(
+            judged, catalog.constraints(model), config.min_samples, config.violation_rule
+        )
+        for v in violations:
+            v["metric_name"] = ESTIMATED_PREFIX + v["metric_name"]
+            v["estimated"] = True
+            v["violation_id"] = violation_id(model, version, window, v["metric_name"])
     record["violation_count"] = len(violations)
     record["violations"] = [
         {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations

@@ -165,6 +165,9 @@ class StepResult:
     # per window, what its new inferences add without opening it: their count (the label coverage's
     # denominator) and, for calibrated models, their label-free estimate sums
     unopened: dict[WindowKey, WindowAggregate] = field(default_factory=dict)
+    # windows to list for a provisional record: those of the new inferences whose end the inference's
+    # partition had not passed yet (an out-of-order inference does not list a window again)
+    provisional: set[WindowKey] = field(default_factory=set)
     counters: dict[str, Counter[str]] = field(default_factory=dict)
     watermarks: dict[str, float] = field(default_factory=dict)
     checkpoints: dict[tuple[str, int], int] = field(default_factory=dict)
@@ -274,14 +277,15 @@ class StateStore(Protocol):
     async def open_windows(self, until: float) -> list[WindowKey]:
         """Open windows whose end is at or before `until`."""
 
-    async def estimates_due(self, until: float) -> list[WindowKey]:
-        """Windows ending at or before `until` that hold label-free estimate sums and whose estimate
-        is not published yet (a window may be listed again; `publish_estimates` skips it)."""
+    async def provisional_due(self, until: float) -> list[WindowKey]:
+        """Windows listed for a provisional record (see `StepResult.provisional`) ending at or before
+        `until` whose record is not published yet (one may be listed again; `publish_provisional`
+        skips it)."""
 
-    async def publish_estimates(self, keys: list[WindowKey], build: Any) -> int:
+    async def publish_provisional(self, keys: list[WindowKey], build: Any) -> int:
         """Call `build(key, agg)` on each window's state so far (its parts of every partition and what
         its inferences added, merged; the window stays as it is) and queue its outputs, each window's
-        exactly once. Returns how many records were queued."""
+        exactly once and never after it closed. Returns how many records were queued."""
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Take the windows (oldest first) and, per input partition, their models' counters, call

@@ -239,6 +239,8 @@ class Step:
         part = self.result.unopened.get(window)
         if part is None:
             part = self.result.unopened[window] = WindowAggregate(self.config.score_resolution)
+        if window.end > now:
+            self.result.provisional.add(window)
         part.add_inference()
         calibration = self.catalog.calibration(inf.model)
         if calibration is not None and inf.score is not None:

@@ -37,9 +37,10 @@ class MemoryStore:
         self.floor = -math.inf
         self.windows: dict[WindowKey, dict[int, WindowAggregate]] = {}  # parts per partition
         # what inferences add to windows without opening them (label coverage, estimates), and the
-        # windows whose estimate was published
+        # windows listed for a provisional record
         self.unopened: dict[WindowKey, WindowAggregate] = {}
-        self.estimated: set[WindowKey] = set()
+        self.listed: set[WindowKey] = set()
+        self.provisioned: set[WindowKey] = set()  # published provisionally: never again
         self.counters: dict[int, dict[str, Counter[str]]] = {}
         self.rolling: dict[str, deque[Joined]] = {}
         self.rolling_count: Counter[str] = Counter()
@@ -84,6 +85,7 @@ class MemoryStore:
             self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution)).merge(agg)
         for key, part in result.unopened.items():  # kept aside: they do not open the window
             self.unopened.setdefault(key, WindowAggregate(part.resolution)).merge(part)
+        self.listed |= result.provisional
         counters = self.counters.setdefault(partition, {})
         for key, counts in result.counters.items():
             counters.setdefault(key, Counter()).update(counts)
@@ -138,28 +140,27 @@ class MemoryStore:
         """Open windows ending at or before `until`, oldest first."""
         return sorted((k for k in self.windows if k.end <= until), key=lambda k: (k.end, k.model, k.version))
 
-    async def estimates_due(self, until: float) -> list[WindowKey]:
-        """Windows with label-free estimate sums ending at or before `until` whose estimate is not yet
-        published, oldest first."""
-        return sorted(
-            (k for k, part in self.unopened.items() if k.end <= until and part.estimates and k not in self.estimated),
-            key=lambda k: (k.end, k.model, k.version),
-        )
+    async def provisional_due(self, until: float) -> list[WindowKey]:
+        """Windows listed for a provisional record ending at or before `until`, oldest first."""
+        return sorted((k for k in self.listed if k.end <= until), key=lambda k: (k.end, k.model, k.version))
 
-    async def publish_estimates(self, keys: list[WindowKey], build: Any) -> int:
-        """Build and queue each window's estimate records from its state so far (the window stays open);
-        returns how many records were queued."""
+    async def publish_provisional(self, keys: list[WindowKey], build: Any) -> int:
+        """Build and queue each window's provisional records from its state so far (the window stays
+        open) and take it off the list; returns how many records were queued."""
         queued = 0
         for key in keys:
-            if key in self.estimated or key not in self.unopened:
+            if key not in self.listed:
                 continue
+            self.listed.discard(key)
+            if key in self.provisioned or key not in self.unopened:  # published already, or closed
+                continue
+            self.provisioned.add(key)
             agg = WindowAggregate(self.unopened[key].resolution)
             for part in self.windows.get(key, {}).values():
                 agg.merge(part)
             agg.merge(self.unopened[key])
             outputs = build(key, agg)
             self.outbox.extend(outputs)
-            self.estimated.add(key)
             queued += len(outputs)
         return queued
 
@@ -176,7 +177,8 @@ class MemoryStore:
             unopened = self.unopened.pop(key, None)
             if unopened is not None:
                 agg.merge(unopened)
-            self.estimated.discard(key)
+            self.listed.discard(key)
+            self.provisioned.add(key)  # closed: no provisional record after the final one
             for counters in self.counters.values():  # a later window of the model finds them gone
                 counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
             self.outbox.extend(build(key, agg, counts))

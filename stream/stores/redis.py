@@ -121,7 +121,7 @@ class _Glance:
     first_end: float
     sealed: bool
     expiry: dict[int, tuple[float, bool]]
-    first_estimate: float  # the earliest end of a window waiting for its estimate, in any partition
+    first_provisional: float  # the earliest end of a window waiting for its provisional record, in any partition
 
 
 def _sweep_due(expiry: tuple[float, bool], horizon: float) -> bool:
@@ -205,7 +205,7 @@ class RedisStore:
         for p in range(self.partitions):
             pipe.zrange(f"{self.base(p)}:open", 0, 0, withscores=True)
             pipe.exists(f"{self.base(p)}:sealed")
-            pipe.zrange(f"{self.base(p)}:est", 0, 0, withscores=True)
+            pipe.zrange(f"{self.base(p)}:pv", 0, 0, withscores=True)
         for p in written:
             pipe.zrange(f"{self.base(p)}:xs", 0, 0, withscores=True)
             pipe.exists(f"{self.base(p)}:xw")
@@ -417,7 +417,7 @@ class RedisStore:
             "index": [[end, positions] for end, positions in index.items()],
             "hincr": [[key, _counter_pairs(counts)] for key, counts in hashes],
             "open": [x for w in result.windows for x in (repr(w.end), w.encode())],
-            "est": [x for w, part in result.unopened.items() if part.estimates for x in (repr(w.end), w.encode())],
+            "pv": [x for w in result.provisional for x in (repr(w.end), w.encode())],
             "unopened": [f"{base}:w:{w.encode()}" for w in result.unopened if w not in result.windows],
             "wm": [x for k, t in result.watermarks.items() for x in (k[0], repr(t))],
             "ck": [x for (topic, _), offset in result.checkpoints.items() for x in (topic, str(offset))],
@@ -514,21 +514,21 @@ class RedisStore:
             found = {_text(k) or "" for names in await pipe.execute() for k in names}
         return sorted(map(WindowKey.decode, found), key=lambda k: (k.end, k.model, k.version))
 
-    async def estimates_due(self, until: float) -> list[WindowKey]:
-        """Windows waiting for their estimate, in some partition, ending at or before `until`, oldest first."""
+    async def provisional_due(self, until: float) -> list[WindowKey]:
+        """Windows listed for a provisional record in some partition, ending at or before `until`, oldest first."""
         glance = self._glance
-        if glance is not None and glance.first_estimate > until:
+        if glance is not None and glance.first_provisional > until:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(self.partitions):
-                pipe.zrangebyscore(f"{self.base(p)}:est", "-inf", until)
+                pipe.zrangebyscore(f"{self.base(p)}:pv", "-inf", until)
             found = {_text(k) or "" for names in await pipe.execute() for k in names}
         return sorted(map(WindowKey.decode, found), key=lambda k: (k.end, k.model, k.version))
 
-    async def publish_estimates(self, keys: list[WindowKey], build: Any) -> int:
+    async def publish_provisional(self, keys: list[WindowKey], build: Any) -> int:
         """Read the windows' parts in every partition (the windows stay open), build each one's
-        records and queue them in its owner partition's outbox unless it was estimated or closed
-        there already; then take the windows off every partition's waiting list."""
+        records and queue them in its owner partition's outbox unless it was published provisionally
+        or closed there already; then take the windows off every partition's list."""
         if not keys:
             return 0
         names = [k.encode() for k in keys]
@@ -546,11 +546,11 @@ class RedisStore:
             claim["windows"].append(names[i])
             claim["rows"].append(self._outbox_rows(build(key, agg)))
         ttl = str(self.safety_ttl)
-        calls = [(lua.ESTIMATED, p, (json.dumps(c), ttl)) for p, c in claims.items()]
+        calls = [(lua.PROVISIONAL, p, (json.dumps(c), ttl)) for p, c in claims.items()]
         claimed = await self._each(calls)
         # an upper bound when another worker claimed some: it only says whether anything was queued
         rows = sum(len(r) for claim, n in zip(claims.values(), claimed) if n for r in claim["rows"])
-        await self._each([(lua.UNLIST_ESTIMATES, p, (json.dumps(names),)) for p in range(self.partitions)])
+        await self._each([(lua.UNLIST_PROVISIONAL, p, (json.dumps(names),)) for p in range(self.partitions)])
         return rows
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:

@@ -126,7 +126,7 @@ end
     + HINCR % "a.hincr"
     + """
 for i = 1, #a.open, 2 do redis.call('ZADD', base .. ':open', a.open[i], a.open[i + 1]) end
-for i = 1, #a.est, 2 do redis.call('ZADD', base .. ':est', a.est[i], a.est[i + 1]) end
+for i = 1, #a.pv, 2 do redis.call('ZADD', base .. ':pv', a.pv[i], a.pv[i + 1]) end
 for _, key in ipairs(a.unopened) do redis.call('EXPIRE', key, a.ttl) end  -- parts no label may ever open
 for i = 1, #a.wm, 2 do redis.call('HSET', wm, a.wm[i], a.wm[i + 1]) end
 for i = 1, #a.ck, 2 do redis.call('HSET', base .. ':ck', a.ck[i], a.ck[i + 1]) end
@@ -244,16 +244,16 @@ return claimed
 """
 )
 
-# Claim windows ARGV[2] (JSON {windows, rows}) for their label-free estimate in their owner
-# partition: the outputs of a window neither closed nor estimated yet are queued (an `ed:` marker
-# says it was, for the safety TTL ARGV[3]). Returns how many windows were claimed.
-ESTIMATED = (
+# Claim windows ARGV[2] (JSON {windows, rows}) for their provisional record in their owner
+# partition: the outputs of a window neither closed nor published provisionally yet are queued (a
+# `pd:` marker says it was, for the safety TTL ARGV[3]). Returns how many windows were claimed.
+PROVISIONAL = (
     RPUSH
     + """
 local base, a, claimed = ARGV[1], cjson.decode(ARGV[2]), 0
 for i, w in ipairs(a.windows) do
   if not redis.call('ZSCORE', base .. ':closed', w)
-    and redis.call('SET', base .. ':ed:' .. w, '1', 'NX', 'EX', ARGV[3]) then
+    and redis.call('SET', base .. ':pd:' .. w, '1', 'NX', 'EX', ARGV[3]) then
     rpush(base .. ':o', a.rows[i])
     claimed = claimed + 1
   end
@@ -262,10 +262,10 @@ return claimed
 """
 )
 
-# Take windows ARGV[2] (JSON) off this partition's list of windows waiting for an estimate.
-UNLIST_ESTIMATES = """
+# Take windows ARGV[2] (JSON) off this partition's list of windows waiting for a provisional record.
+UNLIST_PROVISIONAL = """
 local base, windows = ARGV[1], cjson.decode(ARGV[2])
-for _, w in ipairs(windows) do redis.call('ZREM', base .. ':est', w) end
+for _, w in ipairs(windows) do redis.call('ZREM', base .. ':pv', w) end
 return 1
 """
 
@@ -276,8 +276,8 @@ local base, a = ARGV[1], cjson.decode(ARGV[2])
 for i, w in ipairs(a.windows) do
   redis.call('DEL', base .. ':s:' .. w)
   redis.call('ZREM', base .. ':sealed', w)
-  redis.call('ZREM', base .. ':est', w)
-  redis.call('DEL', base .. ':ed:' .. w)
+  redis.call('ZREM', base .. ':pv', w)
+  redis.call('DEL', base .. ':pd:' .. w)
   redis.call('ZADD', base .. ':closed', a.ends[i], w)
 end
 redis.call('ZREMRANGEBYSCORE', base .. ':closed', '-inf', '(' .. a.forget)

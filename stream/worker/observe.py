@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from stream.core.catalog import Catalog
 from stream.core.engine import BatchReport
 from stream.core.metrics import STATISTICS_KEY, scalar_values
-from stream.core.outputs import ESTIMATE_KIND
+from stream.core.outputs import PROVISIONAL_KIND
 from stream.core.records import INFERENCE, LABEL
 from stream.core.state import METRICS, VIOLATION, Output
 from stream.core.timefmt import parse_time
@@ -154,7 +154,7 @@ class WorkerMetrics:
             try:
                 if output.kind == VIOLATION:
                     self.violations.labels(record["model"], record["model_version"], record["metric_name"]).inc()
-                elif output.kind == METRICS and record["window"]["kind"] in ("tumbling", "rolling", ESTIMATE_KIND):
+                elif output.kind == METRICS and record["window"]["kind"] in ("tumbling", "rolling", PROVISIONAL_KIND):
                     self._window(record)
             except (KeyError, TypeError, ValueError) as exc:  # a record of another shape: never stop publishing
                 log.warning("metrics: skipped a %s record the metrics cannot read (%r)", output.kind, exc)
@@ -167,7 +167,7 @@ class WorkerMetrics:
         self._ends[model, version, kind] = end
         self.window_end.labels(model, version, kind).set(end)
         self.window_samples.labels(model, version, kind).set(record["sample_count"])
-        if kind != ESTIMATE_KIND and isinstance(record.get("labels"), Mapping):  # an estimate's: so far
+        if kind != PROVISIONAL_KIND and isinstance(record.get("labels"), Mapping):  # an estimate's: so far
             self.label_coverage.labels(model, version).set(record["labels"]["coverage"])
         for metric, value in scalar_values(record[STATISTICS_KEY[record["problem_type"]]]).items():
             self.window_metric.labels(model, version, metric, kind).set(value)

@@ -69,10 +69,10 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
     for metric in ("accuracy", "recall", "precision", "f1", "auc"):
         assert value(samples, "truthstream_window_metric", metric=metric, **key) == stats[metric]["value"]
     assert value(samples, "truthstream_window_samples", **key) == last["sample_count"]
-    estimates = [r for r in deployment.read("metrics") if r["window"]["kind"] == "estimate"]
+    estimates = [r for r in deployment.read("metrics") if r["window"]["kind"] == "provisional"]
     assert len(estimates) == len(windows)  # one label-free estimate per window, before its labels
     newest = max(estimates, key=lambda r: r["window"]["end"])
-    estimate_key = {**key, "window_kind": "estimate", "model_version": newest["model_version"]}
+    estimate_key = {**key, "window_kind": "provisional", "model_version": newest["model_version"]}
     for metric in ("accuracy", "recall", "precision", "f1", "auc"):
         shown = value(samples, "truthstream_window_metric", metric=f"estimated_{metric}", **estimate_key)
         assert shown == newest["binary_classification_metrics"][f"estimated_{metric}"]["value"]
