@@ -67,15 +67,16 @@ class Watcher:
         for records in self.consumer.poll(timeout_ms=timeout_ms).values():
             for message in records:
                 doc = json.loads(message.value)
-                if doc["window"]["kind"] != "tumbling" and not self.rolling:
-                    continue
+                kind = doc["window"]["kind"]
                 if message.topic == self.metrics_topic:
-                    self.windows += 1
-                    lines.append(self.line(doc))
-                else:
+                    if kind == "tumbling" or (kind == "rolling" and self.rolling):
+                        self.windows += 1
+                        lines.append(self.line(doc))
+                elif kind in ("tumbling", "provisional") or self.rolling:
                     self.violations += 1
                     version = f" v{doc['model_version']}" if doc["model_version"] else ""
-                    lines.append(f"  ! violation {doc['model']}{version}: {doc['description']}")
+                    what = "estimated violation (no labels yet)" if doc.get("estimated") else "violation"
+                    lines.append(f"  ! {what} {doc['model']}{version}: {doc['description']}")
         return lines
 
     def close(self) -> None:

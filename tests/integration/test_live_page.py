@@ -82,6 +82,26 @@ def window_record(i: int, accuracy: float, kind: str = "tumbling") -> tuple[dict
     return record, violations
 
 
+ESTIMATE_OFFSET = 0.02  # the provisional records' estimates sit this far from the realized values
+
+
+def provisional_record(i: int, estimate: float) -> dict[str, Any]:
+    """The provisional record of window i: its label-free estimated accuracy, no label yet."""
+    return {
+        "model": "churn",
+        "model_version": "1",
+        "window": window_doc("provisional", T0 + i * 3600, T0 + (i + 1) * 3600),
+        "sample_count": 150 + i,
+        "labelled_so_far": 0,
+        "status": "ok",
+        "estimated": True,
+        "problem_type": "BinaryClassification",
+        "binary_classification_metrics": {
+            "estimated_accuracy": {"value": estimate, "standard_deviation": 0.02, "confidence_interval": [0, 1]}
+        },
+    }
+
+
 @pytest.fixture
 def page_server(broker: str, unique: str, tmp_path: Path) -> Any:
     settings = Settings.from_env(broker=broker)
@@ -91,6 +111,7 @@ def page_server(broker: str, unique: str, tmp_path: Path) -> Any:
 
     def publish(i: int, accuracy: float) -> None:
         record, violations = window_record(i, accuracy)
+        producer.send(topics["metrics"], key="churn", value=provisional_record(i, accuracy + ESTIMATE_OFFSET))
         producer.send(topics["metrics"], key="churn", value=record)
         for v in violations:
             producer.send(topics["violations"], key="churn", value=v)
@@ -157,6 +178,10 @@ def test_the_page_draws_the_stream_and_updates_live(page_server: Any) -> None:
             band = page.get_attribute('svg[data-metric="accuracy"] path.band', "data-windows")
             assert band == str(len(ACCURACY))  # the windows' confidence intervals, shaded
             assert page.locator("#violations tr").count() == 2
+            estimates = 'svg[data-metric="accuracy"] circle.point.estimate'
+            shown = page.eval_on_selector_all(estimates, "els => els.map(e => Number(e.dataset.estimate))")
+            assert shown == pytest.approx([a + ESTIMATE_OFFSET for a in ACCURACY])
+            assert page.locator('svg[data-metric="accuracy"] path.line.estimate').count() == 1
             assert page.text_content('[data-count="windows"] b') == str(len(ACCURACY))
             assert page.text_content('[data-count="late"] b') == str(sum(range(len(ACCURACY))))
             page.screenshot(path=str(tmp / "dashboard.png"), full_page=True)
