@@ -11,7 +11,8 @@ measures on the same messages, one after the other:
   raw aiokafka     getmany over every partition, no decoding        (the client's limit)
   faust no-op      an agent that only counts, batching as we do     (the framework's limit)
   truthstream      one `truthstream worker` process, steady state   (10% -> 90% of messages)
-                   (no-op, worker, worker without deviations and many-models runs alternate
+                   (no-op, worker, worker without deviations, worker with label-free estimates
+                   (binary: a calibration fitted on the data) and many-models runs alternate
                    --rounds times; best of each)
   truthstream xM   the same with --models-compare models            (1 vs many models)
   batch            pandas merge + scikit-learn per window, as an hourly job would; and the same
@@ -270,6 +271,24 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def calibration_file(table: pd.DataFrame, logs: Path) -> Path:
+    """calibration.json fitted on the workload itself, as `truthstream baseline` would fit it."""
+    from stream.core.baseline import Baseline
+    from stream.core.calibration import fit_calibration
+
+    base = Baseline("BinaryClassification")
+    base.add(
+        table["label"].astype(str).tolist(),
+        table["prediction"].astype(str).tolist(),
+        table["score"].round(4).to_numpy(),
+        table["event_id"].tolist(),
+    )
+    calibration, brier = fit_calibration(base.full)
+    path = logs / "calibration.json"
+    path.write_text(json.dumps(calibration.to_doc(brier)))
+    return path
 
 
 def worker_env(broker: str, redis_url: str, topics: tuple[str, str], tag: str, **extra: Any) -> dict[str, str]:
@@ -610,7 +629,14 @@ def main() -> int:
             many, _ = workload(args.events, args.models_compare, args.classes, args.seed + 1)
             many_topics = fresh_topics(kafka, f"many{uuid.uuid4().hex[:6]}")
             produce(kafka, many_topics, many, args.seed)
-        rounds: dict[str, list[float]] = {"noop": [], "truthstream": [], "no_deviations": [], "many": []}
+        rounds: dict[str, list[float]] = {
+            "noop": [],
+            "truthstream": [],
+            "no_deviations": [],
+            "estimates": [],
+            "many": [],
+        }
+        calibration = calibration_file(table, logs) if args.classes == 2 else None
         figures["truthstream_wrong_windows"] = 0
         for round_no in range(1, args.rounds + 1):
             print(f"round {round_no}/{args.rounds}: faust no-op agent ...")
@@ -635,6 +661,11 @@ def main() -> int:
                 broker, redis_url, topics, f"nodev{uuid.uuid4().hex[:6]}", total, logs, deviations="off"
             )
             rounds["no_deviations"].append(rate)
+            if calibration is not None:
+                print(f"round {round_no}/{args.rounds}: truthstream worker, label-free estimates on ...")
+                tag = f"est{uuid.uuid4().hex[:6]}"
+                rate, _, _ = truthstream_run(broker, redis_url, topics, tag, total, logs, calibration=calibration)
+                rounds["estimates"].append(rate)
             if many_topics:
                 print(f"round {round_no}/{args.rounds}: truthstream worker, {args.models_compare} models ...")
                 tag = f"many{uuid.uuid4().hex[:6]}"
@@ -682,6 +713,8 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
         / max(f["batch_at_freshness"]["hourly_window_pairs_per_s"], 1e-9),
     }
     ratios["deviations on / off"] = ts / max(f["rounds_msgs_per_s"]["no_deviations"])
+    if f["rounds_msgs_per_s"]["estimates"]:
+        ratios["label-free estimates on / off"] = max(f["rounds_msgs_per_s"]["estimates"]) / ts
     many = f.get(f"truthstream_{args.models_compare}_models_msgs_per_s")
     if many:
         ratios[f"{args.models_compare} models / {args.models} model(s)"] = many / ts
@@ -753,6 +786,7 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
         "truthstream / faust no-op": 0.8,
         "truthstream / batch at equal freshness": 1.0,
         "deviations on / off": 0.9,
+        "label-free estimates on / off": 0.85,
     }
     for name, value in ratios.items():
         target = targets.get(name)

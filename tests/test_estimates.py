@@ -241,12 +241,15 @@ def test_sagemaker_reports_of_an_estimated_window_keep_sagemakers_shape() -> Non
 
 def test_replays_table_and_charts_show_the_estimate_beside_the_realized_metric(tmp_path) -> None:
     """Replay's table has `estimated_<metric>` with its bounds; both charts draw the estimate and its
-    band next to the realized metric and its band."""
+    band next to the realized metric and its band. (TRUTHSTREAM_ESTIMATE_FIGURE=path.png saves the
+    chart: the README's figure, 18 windows of covariate shift then 6 of concept drift.)"""
+    import os
+
     from connectors.charts import matplotlib_figure, plotly_figure
-    from connectors.replay_tables import violations_frame, windows_frame
+    from connectors.replay_tables import rejudge, violations_frame, windows_frame
 
     rng = np.random.default_rng(9)
-    h = run(rng, np.linspace(-1, 1, 6).tolist(), [False] * 3 + [True] * 3, per_window=300)
+    h = run(rng, np.linspace(-1, 1.2, 18).tolist() + [1.2] * 6, [False] * 18 + [True] * 6, per_window=300)
     windows = windows_frame(h.metrics())
     for column in ("estimated_accuracy", "estimated_accuracy_lower", "estimated_accuracy_upper", "accuracy"):
         assert windows[column].notna().all(), column
@@ -254,19 +257,26 @@ def test_replays_table_and_charts_show_the_estimate_beside_the_realized_metric(t
     constraints = parse_constraints(
         {
             "binary_classification_constraints": {
-                "accuracy": {"threshold": 0.6, "comparison_operator": "LessThanThreshold"}
+                "accuracy": {"threshold": 0.7, "comparison_operator": "LessThanThreshold"}
             }
         },
         "c.json",
     )
     catalog = Catalog(default=constraints)
-    violations = violations_frame({"c": h.records(h.settings.violations_topic)})
-    [ax] = matplotlib_figure(windows, violations, catalog).axes
+    violations = violations_frame({"c": rejudge(h.metrics(), catalog, min_samples=1)})
+    assert len(violations) == 6  # the concept drift's windows, by their realized accuracy only
+    figure = matplotlib_figure(windows, violations, catalog)
+    [ax] = figure.axes
     labels = [line.get_label() for line in ax.lines]
     assert labels[0] == "accuracy" and "estimated from the scores (no labels)" in labels
     assert {c.get_label() for c in ax.collections} >= {"confidence interval", "estimate's interval"}
     names = [trace.name for trace in plotly_figure(windows, violations, catalog).data]
-    assert sum("estimate" in n for n in names) == 2
+    assert sum("estimate" in n for n in names) == 2 and sum("violations" in n for n in names) == 1
+    if os.environ.get("TRUTHSTREAM_ESTIMATE_FIGURE"):
+        ax.set_title(
+            "accuracy: realized (blue) and estimated before labels (green); concept drift from 16:18", loc="left"
+        )
+        figure.savefig(os.environ["TRUTHSTREAM_ESTIMATE_FIGURE"], dpi=110)
 
 
 def test_check_computes_the_workers_estimate_on_a_data_set(tmp_path, capsys) -> None:

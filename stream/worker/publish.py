@@ -25,6 +25,7 @@ from stream.stores.redis import OUTBOX_PAGE
 
 log = logging.getLogger("truthstream.worker")
 
+SIZE_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError)
 # Errors after which sending the same record again can never succeed.
 PERMANENT = (
     MessageSizeTooLargeError,
@@ -101,13 +102,30 @@ class Publisher:
                     cause = permanent_cause(result)
                     if cause is None:
                         raise result  # transient: the caller retries the page (duplicates are byte-identical)
-                    await self._report(output, payload, cause)
+                    if isinstance(cause, SIZE_ERRORS):
+                        # the broker's limit is on a batch: a small record batched with a large one
+                        # is refused with it, so each is tried once more on its own first
+                        cause = await self._alone(output, payload)
+                    if cause is not None:
+                        await self._report(output, payload, cause)
             await self.store.confirm_outbox(len(pending))
             if self.observe is not None:
                 self.observe(pending)
             sent += len(pending)
             if len(pending) < OUTBOX_PAGE:  # the last page; what came since goes with the next flush
                 return sent
+
+    async def _alone(self, output: Output, payload: bytes) -> KafkaError | None:
+        """Send one record by itself, awaited before anything else is sent from here; None once
+        Kafka acknowledged it, else the error that refuses it for good."""
+        try:
+            await self._send(self.topic(output), output.key, payload)
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            cause = permanent_cause(exc)
+            if cause is None:
+                raise
+            return cause
+        return None
 
     async def _report(self, output: Output, payload: bytes, cause: BaseException) -> None:
         """Dead-letter a stand-in for an output the broker refused for good, and say so loudly."""

@@ -134,8 +134,9 @@ def test_a_full_redis_stalls_the_worker_with_advice_and_it_resumes(deployment: D
 def test_an_output_the_broker_refuses_for_good_is_dead_lettered_and_the_outbox_moves_on(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    """A metrics topic that takes at most 1,000-byte messages refuses every metrics record for good:
-    each becomes an 'undeliverable' dead letter, violations and later records still flow."""
+    """A metrics topic that takes at most 1,000-byte messages refuses every window's record for good:
+    each becomes an 'undeliverable' dead letter, violations, later records and the small records
+    the producer had batched with the refused ones still flow."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError
 
@@ -161,6 +162,9 @@ def test_an_output_the_broker_refuses_for_good_is_dead_lettered_and_the_outbox_m
         lambda: (d := [x for x in deployment.read("dead-letters") if x.get("undeliverable")]) and len(d) >= 4 and d,
     )
     assert all(d["topic"] == deployment.topic("metrics") and d["value_bytes"] > 1000 for d in dead)
+    # the small provisional records, sent in batches with the refused ones, still arrive (alone)
+    provisional = [r for r in deployment.read("metrics") if r["window"]["kind"] == "provisional"]
+    assert {r["window"]["start"] for r in provisional} == set(expected_windows(pairs, WINDOW))
     assert "undeliverable" in deployment.tail()
     violations = deployment.wait_for("the drifted windows' violations", lambda: deployment.read("violations"))
     assert {v["window"]["start"] for v in violations} == set(sorted(expected_windows(pairs, WINDOW))[2:])
