@@ -104,6 +104,18 @@ def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: 
     return fig
 
 
+def _band_trace(go: Any, band: pd.DataFrame, color: str, name: str) -> Any:
+    """A plotly trace shading a band (window_start, lower, upper)."""
+    return go.Scatter(
+        x=pd.concat([band["window_start"], band["window_start"][::-1]]),
+        y=pd.concat([band["upper"], band["lower"][::-1]]),
+        fill="toself",
+        fillcolor=color,
+        line={"width": 0},
+        name=name,
+    )
+
+
 def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
     """The same chart as an interactive plotly Figure."""
     from plotly.subplots import make_subplots
@@ -126,18 +138,8 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
         )
         band = _band(rows, c.metric_name)
         if band is not None:
-            fig.add_trace(
-                go.Scatter(
-                    x=pd.concat([band["window_start"], band["window_start"][::-1]]),
-                    y=pd.concat([band["upper"], band["lower"][::-1]]),
-                    fill="toself",
-                    fillcolor="rgba(31, 119, 180, 0.15)",
-                    line={"width": 0},
-                    name=f"{model} {c.metric_name} confidence interval",
-                ),
-                row=i,
-                col=1,
-            )
+            name = f"{model} {c.metric_name} confidence interval"
+            fig.add_trace(_band_trace(go, band, "rgba(31, 119, 180, 0.15)", name), row=i, col=1)
         estimate = _estimate(rows, c.metric_name)
         if estimate is not None:
             line, estimate_band = estimate
@@ -153,18 +155,8 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
                 col=1,
             )
             if estimate_band is not None:
-                fig.add_trace(
-                    go.Scatter(
-                        x=pd.concat([estimate_band["window_start"], estimate_band["window_start"][::-1]]),
-                        y=pd.concat([estimate_band["upper"], estimate_band["lower"][::-1]]),
-                        fill="toself",
-                        fillcolor="rgba(44, 160, 44, 0.12)",
-                        line={"width": 0},
-                        name=f"{model} {c.metric_name} estimate's interval",
-                    ),
-                    row=i,
-                    col=1,
-                )
+                name = f"{model} {c.metric_name} estimate's interval"
+                fig.add_trace(_band_trace(go, estimate_band, "rgba(44, 160, 44, 0.12)", name), row=i, col=1)
         fig.add_trace(
             go.Scatter(
                 x=[rows["window_start"].min(), rows["window_start"].max()],
