@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,9 @@ from tqdm import tqdm
 
 from connectors.tables import read_chunks, table_format, total_rows
 from stream.core.baseline import Baseline
-from stream.core.calibration import Calibration
+from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.errors import InputError, RecordError
-from stream.core.records import BINARY, ProblemType, canonical_class
+from stream.core.records import BINARY, MULTICLASS, ProblemType, canonical_class, probability_of
 
 
 def _column(chunk: pd.DataFrame, name: str, path: Path, flag: str) -> pd.Series:
@@ -68,7 +69,9 @@ def _scores(series: pd.Series, path: Path, column: str, header: bool, fmt: str) 
     return numbers.to_numpy()
 
 
-def baseline_file(args: argparse.Namespace, calibration: Calibration | None = None) -> Baseline:  # parsed flags
+def baseline_file(  # the command's parsed flags
+    args: argparse.Namespace, calibration: Calibration | MulticlassCalibration | None = None
+) -> Baseline:
     """Read DATA in chunks and accumulate it, validating every row (with a calibration, also the
     label-free estimate of its metrics from the scores)."""
     path = Path(args.data)
@@ -82,18 +85,20 @@ def baseline_file(args: argparse.Namespace, calibration: Calibration | None = No
         )
     if args.probability_attribute and problem_type != BINARY:
         raise InputError("--probability-attribute applies to BinaryClassification only")
+    if args.probabilities_attribute and problem_type != MULTICLASS:
+        raise InputError("--probabilities-attribute applies to MulticlassClassification only")
     fmt = table_format(path, args.format)
     header = not args.no_header
     baseline = Baseline(problem_type, calibration=calibration)
 
     with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", leave=False) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):
-            truth, predicted, scores = _columns(chunk, args, path, header, fmt)
+            truth, predicted, scores, probabilities = _columns(chunk, args, path, header, fmt)
             if args.event_id_attribute:
                 ids = _column(chunk, args.event_id_attribute, path, "--event-id-attribute").astype(str).tolist()
             else:
                 ids = [str(i) for i in chunk.index]  # the row number: the same whatever the chunk size
-            baseline.add(truth, predicted, scores, ids)
+            baseline.add(truth, predicted, scores, ids, probabilities)
             bar.update(len(chunk))
     if baseline.rows == 0:
         raise InputError(f"{path}: the file has no data rows")
@@ -102,9 +107,9 @@ def baseline_file(args: argparse.Namespace, calibration: Calibration | None = No
 
 def _columns(
     chunk: pd.DataFrame, args: argparse.Namespace, path: Path, header: bool, fmt: str
-) -> tuple[list[str], list[str], np.ndarray | None]:
-    """A chunk's true classes, predicted classes and scores, validated; on bad values, the error of
-    the earliest bad row, in whichever column."""
+) -> tuple[list[str], list[str], np.ndarray | None, list[dict[str, float]] | None]:
+    """A chunk's true classes, predicted classes, scores and class probabilities, validated; on bad
+    values, the error of the earliest bad row, in whichever column."""
     failures: list[RowError] = []
 
     def checked(read: Any) -> Any:
@@ -122,6 +127,10 @@ def _columns(
     if args.probability_attribute:
         column = _column(chunk, args.probability_attribute, path, "--probability-attribute")
         scores = checked(lambda: _scores(column, path, args.probability_attribute, header, fmt))
+    probabilities = None
+    if args.probabilities_attribute:
+        column = _column(chunk, args.probabilities_attribute, path, "--probabilities-attribute")
+        probabilities = checked(lambda: _class_probabilities(column, path, args.probabilities_attribute, header, fmt))
     predicted = None
     if args.inference_attribute:
         predicted = checked(lambda: classes(args.inference_attribute, "--inference-attribute"))
@@ -129,4 +138,21 @@ def _columns(
         raise min(failures, key=lambda f: f.row)
     if predicted is None:  # binary, from the probability (the argument checks require one of the two)
         predicted = np.where(scores >= args.probability_threshold_attribute, "1", "0").tolist()
-    return truth, predicted, scores
+    return truth, predicted, scores, probabilities
+
+
+def _class_probabilities(series: pd.Series, path: Path, column: str, header: bool, fmt: str) -> list[dict[str, float]]:
+    """Each row's {canonical class: probability}, from a JSON object (or its text, in a CSV)."""
+    out = []
+    for row, value in series.items():
+        try:
+            doc = json.loads(value) if isinstance(value, str) else value
+            if not isinstance(doc, dict) or not doc:
+                raise RecordError("expected a JSON object of class -> probability", column)
+            out.append(
+                {canonical_class(c, column, MULTICLASS): probability_of(p, f"{column}.{c}") for c, p in doc.items()}
+            )
+        except (ValueError, RecordError) as exc:
+            why = exc.reason if isinstance(exc, RecordError) else "not a JSON object"
+            raise _fail(path, column, row, value, why, header, fmt) from None
+    return out

@@ -15,6 +15,11 @@ def add_data_arguments(parser: argparse.ArgumentParser, problem_type_help: str) 
     parser.add_argument("--inference-attribute", help="column of the model's prediction (a class, or a number)")
     parser.add_argument("--probability-attribute", help="column of the positive-class probability (binary)")
     parser.add_argument(
+        "--probabilities-attribute",
+        help="column of the class probabilities (multiclass): a JSON object class -> probability per row (text in "
+        "a CSV); with it, `baseline` also fits calibration.json",
+    )
+    parser.add_argument(
         "--probability-threshold-attribute",
         type=float,
         default=0.5,

@@ -507,3 +507,61 @@ def test_a_binary_baseline_with_scores_fits_the_calibration_the_worker_reads(
     no_scores = [a for a in BINARY_ARGS if a not in ("--probability-attribute", "probability")]
     assert run(tmp_path / "plain", data, *no_scores)[0] == 0
     assert not (tmp_path / "plain" / "out" / "calibration.json").exists()
+
+
+def test_a_multiclass_baseline_with_class_probabilities_fits_one_vs_rest_calibrations(tmp_path: Path) -> None:
+    """`--probabilities-attribute` (a column of JSON objects, as text in a CSV): calibration.json holds
+    each class's isotonic map, scikit-learn's IsotonicRegression of "is this class" on that class's
+    (binned) probability; `check --calibration` then writes estimates.json for the same file."""
+    from sklearn.isotonic import IsotonicRegression
+
+    x, y = load_wine(return_X_y=True)
+    model = LogisticRegression(max_iter=10000).fit(x[::3], y[::3])
+    p = model.predict_proba(x)
+    names = ["barolo", "grignolino", "barbera"]
+    frame = pd.DataFrame(
+        {
+            "label": [names[i] for i in y],
+            "prediction": [names[i] for i in p.argmax(axis=1)],
+            "probabilities": [json.dumps(dict(zip(names, row.round(6).tolist()))) for row in p],
+        }
+    )
+    data = tmp_path / "wine.csv"
+    frame.to_csv(data, index=False)
+    args = ["--problem-type", "MulticlassClassification", "--inference-attribute", "prediction"]
+    args += ["--ground-truth-attribute", "label", "--probabilities-attribute", "probabilities"]
+    assert run(tmp_path, data, *args)[0] == 0
+    doc = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert doc["problem_type"] == "MulticlassClassification" and set(doc["classes"]) == set(names)
+    calibration = Settings(calibration=str(tmp_path / "out" / "calibration.json")).catalog().calibration("m")
+    grid = np.linspace(0, 1, 201)
+    for i, name in enumerate(names):
+        binned = np.round(p[:, i].round(6) / RES) * RES
+        oracle = IsotonicRegression(out_of_bounds="clip").fit(binned, (y == i).astype(float))
+        found = [calibration.classes[name].probability(v) for v in grid]
+        np.testing.assert_allclose(found, oracle.predict(grid), atol=1e-9, err_msg=name)
+    (tmp_path / "c.json").write_text(json.dumps({"multiclass_classification_constraints": {}}))
+    check = ["check", str(data), *args[2:], "--constraints", str(tmp_path / "c.json"), "--output-dir"]
+    code = main([*check, str(tmp_path / "check"), "--calibration", str(tmp_path / "out" / "calibration.json")])
+    assert code == 0
+    estimates = json.loads((tmp_path / "check" / "estimates.json").read_text())
+    assert set(estimates["estimated_metrics"]) >= {"estimated_accuracy", "estimated_weighted_f1"}
+    assert abs(estimates["estimate_error"]["accuracy"]) < 0.05  # calibrated on these very rows
+
+
+def test_a_bad_class_probability_names_its_row_and_writes_nothing(tmp_path: Path, capsys) -> None:
+    frame = pd.DataFrame(
+        {
+            "label": ["a", "b", "a"],
+            "prediction": ["a", "b", "b"],
+            "probabilities": ['{"a": 0.9, "b": 0.1}', "not json", '{"a": 1.5, "b": 0.1}'],
+        }
+    )
+    data = tmp_path / "bad.csv"
+    frame.to_csv(data, index=False)
+    args = ["--problem-type", "MulticlassClassification", "--inference-attribute", "prediction"]
+    args += ["--ground-truth-attribute", "label", "--probabilities-attribute", "probabilities"]
+    assert main(["baseline", str(data), "--output-dir", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err
+    assert "column 'probabilities', row 2 (line 3): not a JSON object" in err, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

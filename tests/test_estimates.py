@@ -69,7 +69,7 @@ def test_a_calibration_file_is_validated() -> None:
         ({"scores": [0.0, 1.0], "probabilities": [0.1]}, "same, non-zero length"),
         ({"scores": [0.5, 0.2], "probabilities": [0.1, 0.2]}, "non-decreasing"),
         ({"scores": [0.0, 1.0], "probabilities": [0.1, 1.5]}, r"lie in \[0, 1\]"),
-        ({"problem_type": "Regression"}, "only BinaryClassification"),
+        ({"problem_type": "Regression"}, "only classifiers"),
         ({"truthstream_calibration": 7}, "truthstream_calibration"),
     ):
         with pytest.raises(ConfigError, match=why):
@@ -319,3 +319,80 @@ def test_check_computes_the_workers_estimate_on_a_data_set(tmp_path, capsys) -> 
         assert entry["value"] == pytest.approx(body[name]["value"], abs=1e-9), name
         assert entry["confidence_interval"] == pytest.approx(body[name]["confidence_interval"], abs=1e-9), name
     assert found["estimate_error"] == pytest.approx(window["estimate_error"], abs=1e-9)
+
+
+# -- multiclass ----------------------------------------------------------------------------------
+CLASSES = ("a", "b", "c")
+W = np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])  # the world's logits: P(y | x) = softmax(W x)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
+def multiclass_rows(rng: np.random.Generator, n: int, centre: tuple[float, float], drifted: bool = False):
+    """Inputs around `centre`, the model's over-confident probabilities, and labels from the world
+    (whose P(y | x) rotates under concept drift)."""
+    x = rng.normal(centre, 1.0, (n, 2))
+    truth_p = softmax(x @ (W[[1, 2, 0]] if drifted else W).T)
+    model_p = np.round(softmax(1.8 * x @ W.T), 4)
+    y = np.array([rng.choice(3, p=p) for p in truth_p])
+    return model_p, y
+
+
+def multiclass_calibration(rng: np.random.Generator) -> dict:
+    """What `baseline --probabilities-attribute` fits on 60,000 reference rows."""
+    p, y = multiclass_rows(rng, 60_000, (0.0, 0.0))
+    base = Baseline("MulticlassClassification")
+    truth = [CLASSES[i] for i in y]
+    predicted = [CLASSES[i] for i in p.argmax(axis=1)]
+    rows = [dict(zip(CLASSES, r.tolist())) for r in p]
+    base.add(truth, predicted, None, [str(i) for i in range(len(y))], rows)
+    return base.calibration_doc()
+
+
+def test_multiclass_estimates_track_the_realized_metrics_under_covariate_shift() -> None:
+    """Three classes, the inputs moving across the plane while P(y | x) stays: the estimated accuracy
+    and weighted F1 hold the realized ones within their 95 % intervals in at least 90 % of 40 windows
+    of 400 inferences; when P(y | x) rotates, the estimate stays and the realized accuracy falls."""
+    rng = np.random.default_rng(31)
+    doc = multiclass_calibration(rng)
+    assert doc["problem_type"] == "MulticlassClassification" and set(doc["classes"]) == set(CLASSES)
+    catalog = Catalog(default_problem_type="MulticlassClassification", default_calibration=parse_calibration(doc, "c"))
+    h = Harness("memory", base_settings(window_seconds=WINDOW, label_grace=WINDOW, label_ttl=86400.0), catalog)
+    inf, lab = Topic("inferences"), Topic("labels")
+    centres = [(np.cos(a) * 1.2, np.sin(a) * 1.2) for a in np.linspace(0, 2 * np.pi, 40)]
+    previous: list = []
+    for w, centre in enumerate([*centres, *centres[:8]]):
+        p, y = multiclass_rows(rng, 400, centre, drifted=w >= len(centres))
+        times = T0 + w * WINDOW + np.sort(rng.uniform(0, WINDOW, len(y)))
+        ids = [f"w{w}-{i}" for i in range(len(y))]
+        docs = [
+            inference(e, float(t), CLASSES[int(row.argmax())], probabilities=dict(zip(CLASSES, row.tolist())))
+            for e, t, row in zip(ids, times, p)
+        ]
+        h.feed([inf.msg(d) for d in docs])
+        h.feed(previous)
+        previous = [lab.msg(label(e, CLASSES[yi])) for e, yi in zip(ids, y)]
+    end = T0 + (len(centres) + 8) * WINDOW
+    h.feed([inf.msg(inference("tick", end + 1, "a"))])
+    h.feed(previous)
+    h.feed([inf.msg(inference("tock", end + 1000, "a"))])
+    finals = sorted(h.metrics(), key=lambda r: r["window"]["start"])
+    provisional = {r["window"]["start"]: r for r in h.metrics("provisional")}
+    assert len(finals) == len(centres) + 8
+    body = [provisional[r["window"]["start"]]["multiclass_classification_metrics"] for r in finals]
+    for name in ("accuracy", "weighted_f1"):
+        inside = [
+            b[f"estimated_{name}"]["confidence_interval"][0]
+            <= r["multiclass_classification_metrics"][name]["value"]
+            <= b[f"estimated_{name}"]["confidence_interval"][1]
+            for b, r in zip(body[: len(centres)], finals)
+        ]
+        assert np.mean(inside) >= 0.9, (name, np.mean(inside))
+    errors = np.array([r["estimate_error"]["accuracy"] for r in finals])
+    assert np.abs(errors[: len(centres)]).mean() < 0.03
+    assert errors[len(centres) :].max() < -0.2  # concept drift: the estimate is blind, the error shows it
+    matrix = finals[0]["estimated_confusion_matrix"]
+    assert sum(sum(row.values()) for row in matrix.values()) == pytest.approx(finals[0]["labels"]["inferences"])

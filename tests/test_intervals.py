@@ -233,7 +233,7 @@ def test_the_interval_rule_raises_only_violations_beyond_the_noise() -> None:
 def test_the_bootstraps_metrics_equal_the_reported_values_on_any_matrix() -> None:
     """The bootstrap redraws the metrics the record reports (river's values): on 300 random binary and
     multiclass confusion matrices, zeros and missing classes included, its formulas give them exactly."""
-    from stream.core.intervals import _binary_draws, _multiclass_draws
+    from stream.core.intervals import _binary_draws, multiclass_draws
 
     rng = np.random.default_rng(0)
     for _ in range(300):
@@ -249,7 +249,7 @@ def test_the_bootstraps_metrics_equal_the_reported_values_on_any_matrix() -> Non
         body = compute_metrics(agg, "MulticlassClassification", 0)
         seen = sorted({a for a in range(k) if cells[a].sum()} | {p for p in range(k) if cells[:, p].sum()})
         sub = cells[np.ix_(seen, seen)]
-        mine = _multiclass_draws(len(seen), int(np.argmax(sub.sum(axis=1))))(sub.reshape(1, -1))
+        mine = multiclass_draws(len(seen), int(np.argmax(sub.sum(axis=1))))(sub.reshape(1, -1))
         for name, values in mine.items():
             assert values[0] == pytest.approx(body[name]["value"], abs=1e-12), (name, sub.tolist())
         tp, fn, fp, tn = (int(x) for x in rng.integers(0, 8, 4))

@@ -11,8 +11,9 @@ DESCRIPTION = (
     "Compute SageMaker's model-quality statistics.json over a labelled data set (CSV, JSON Lines or Parquet, "
     "read in chunks), with standard deviations from 5 subsamples of about 80% (by a hash of each row's event id "
     "or row number) when there are at least 200 rows, "
-    "and suggest a constraints.json whose thresholds sit a margin beyond the baseline. For a binary model with "
-    "--probability-attribute it also fits calibration.json (isotonic regression of the labels on the scores), "
+    "and suggest a constraints.json whose thresholds sit a margin beyond the baseline. With scores (binary: "
+    "--probability-attribute; multiclass: --probabilities-attribute) it also fits calibration.json (isotonic "
+    "regression of the labels on the scores, one-vs-rest for multiclass), "
     "which TRUTHSTREAM_CALIBRATION gives the worker for label-free estimates. Nothing is written if "
     "any row is invalid."
 )
@@ -50,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     from connectors.baseline_data import baseline_file
     from connectors.files import write_json_files
     from stream.core.baseline import problem_type_of, suggest_constraints
-    from stream.core.calibration import fit_calibration
     from stream.errors import InputError
 
     out_dir = Path(args.output_dir)
@@ -73,9 +73,9 @@ def run(args: argparse.Namespace) -> int:
             "statistics.json": statistics,
             "constraints.json": suggest_constraints(statistics, args.margin_stds, args.fallback_margin),
         }
-        if baseline.full.scores and len({k & 1 for k in baseline.full.scores}) == 2:  # scores of both classes
-            calibration, brier = fit_calibration(baseline.full)
-            docs["calibration.json"] = calibration.to_doc(brier)
+        calibration = baseline.calibration_doc()
+        if calibration is not None:
+            docs["calibration.json"] = calibration
     write_json_files(docs, out_dir)
     for name in docs:
         print(f"wrote {out_dir / name}")

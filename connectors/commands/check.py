@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="a calibration.json (from `baseline`): also write estimates.json, the label-free estimate of the "
         "metrics from the scores (as the worker computes it) and its error against the labels, to check that the "
-        "calibration still holds on this data (binary, with --probability-attribute)",
+        "calibration still holds on this data (with --probability-attribute or --probabilities-attribute)",
     )
     parser.add_argument(
         "--confidence-level", type=float, default=0.95, help="of the estimates' intervals (default 0.95)"
@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.data:
         raise InputError("give DATA, the labelled data set to check")
     calibration = load_calibration(args.calibration) if args.calibration else None
-    if calibration is not None and not args.probability_attribute:
-        raise ConfigError("--calibration needs the scores: give --probability-attribute")
+    if calibration is not None and not (args.probability_attribute or args.probabilities_attribute):
+        raise ConfigError(
+            "--calibration needs the scores: give --probability-attribute (binary) or --probabilities-attribute"
+        )
     baseline = baseline_file(args, calibration)
     statistics = baseline.statistics()
     found = sagemaker_violations(statistics[STATISTICS_KEY[constraints.problem_type]], constraints)

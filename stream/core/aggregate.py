@@ -90,7 +90,7 @@ class WindowAggregate:
         elif kind == LABELS:
             _add(self.labels, first + "".join(rest), int(n))
         elif kind == ESTIMATE:
-            _add(self.estimates, first, n)
+            _add(self.estimates, SEP.join([first, *rest]), n)
         elif kind.isdigit() and first == MASKED_CELL:
             _add(self.mcells, (int(kind), rest[0], rest[1], int(rest[2])), int(n))
         elif kind.isdigit() and first == REG:

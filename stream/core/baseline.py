@@ -9,19 +9,31 @@ gives the same deviations. Metrics come from the same `compute_metrics` the work
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
-from stream.core.calibration import Calibration
-from stream.core.estimates import count_estimates, estimate_errors, estimated_metrics, expected_confusion
+from stream.core.calibration import (
+    Calibration,
+    MulticlassCalibration,
+    fit_calibration,
+    fit_multiclass_calibration,
+)
+from stream.core.estimates import (
+    count_estimates,
+    count_multiclass_estimate,
+    estimate_errors,
+    estimated_metrics,
+    expected_confusion,
+)
 from stream.core.constraints import SECTIONS
-from stream.errors import InputError, RecordError
+from stream.errors import ConfigError, InputError, RecordError
 from stream.core.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
-from stream.core.records import POSITIVE, REGRESSION, ProblemType, number
+from stream.core.records import BINARY, POSITIVE, REGRESSION, ProblemType, number
 
 FULL_CURVE_POINTS = 1001
 # Metrics that alert when they rise; every other suggested metric alerts when it falls.
@@ -33,24 +45,69 @@ class Baseline:
     """Accumulates a labelled data set and turns it into SageMaker's statistics."""
 
     def __init__(
-        self, problem_type: ProblemType, resolution: float = 1e-4, calibration: Calibration | None = None
+        self,
+        problem_type: ProblemType,
+        resolution: float = 1e-4,
+        calibration: Calibration | MulticlassCalibration | None = None,
     ) -> None:
-        self.problem_type, self.calibration = problem_type, calibration
+        self.problem_type, self.calibration, self.resolution = problem_type, calibration, resolution
         self.regression = problem_type == REGRESSION
         self.full = WindowAggregate(resolution)
         self.rows = 0
+        # multiclass rows with class probabilities: per class, its probability's histogram against
+        # "is this class" (to fit a one-vs-rest calibration), and how often each class was true
+        self.per_class: dict[str, WindowAggregate] = {}
+        self.truth_counts: Counter[str] = Counter()
 
     def add(
-        self, y_true: Sequence[str], y_pred: Sequence[str], scores: Sequence[float] | None, ids: Sequence[str]
+        self,
+        y_true: Sequence[str],
+        y_pred: Sequence[str],
+        scores: Sequence[float] | None,
+        ids: Sequence[str],
+        probabilities: Sequence[Mapping[str, float]] | None = None,
     ) -> None:
-        """Count a chunk of canonical labels, predictions and (binary) scores, with the rows' event ids."""
-        self.rows += len(y_true)
+        """Count a chunk of canonical labels, predictions, (binary) scores or (multiclass) class
+        probabilities, with the rows' event ids."""
         masks = np.fromiter((subsample_mask(i) for i in ids), dtype=np.int64, count=len(ids))
         self.full.add_columns(y_true, y_pred, scores, self.regression, masks)
-        if self.calibration is not None and scores is not None:  # label-free estimates, as the worker's
+        if isinstance(self.calibration, Calibration) and scores is not None:  # label-free estimates
             values = np.asarray(scores, dtype=float)
             predicted = np.asarray(y_pred, dtype=object) == POSITIVE
             count_estimates(self.full, predicted, self.calibration.calibrate(values), values)
+        if probabilities is not None:
+            self._add_probabilities(y_true, y_pred, probabilities)
+        self.rows += len(y_true)
+
+    def _add_probabilities(
+        self, y_true: Sequence[str], y_pred: Sequence[str], probabilities: Sequence[Mapping[str, float]]
+    ) -> None:
+        classes = set(self.per_class) | {c for row in probabilities for c in row} | set(y_true)
+        for c in sorted(classes - set(self.per_class)):  # earlier rows gave it no probability: 0
+            part = self.per_class[c] = WindowAggregate(self.resolution)
+            part.scores = {0: self.rows - self.truth_counts[c], 1: self.truth_counts[c]}
+            part.scores = {k: n for k, n in part.scores.items() if n}
+        for c, part in self.per_class.items():
+            values = np.fromiter((row.get(c, 0.0) for row in probabilities), dtype=float, count=len(probabilities))
+            part.add_columns(["1" if t == c else "0" for t in y_true], ["1"] * len(y_true), values)
+        self.truth_counts.update(y_true)
+        if isinstance(self.calibration, MulticlassCalibration):
+            for predicted, row in zip(y_pred, probabilities):
+                count_multiclass_estimate(self.full, predicted, self.calibration.calibrate_vector(tuple(row.items())))
+
+    def calibration_doc(self) -> dict[str, Any] | None:
+        """calibration.json fitted on the data set's scores (binary) or class probabilities
+        (multiclass), or None when it has none (or lacks one of the classes)."""
+        try:
+            if self.per_class:
+                fitted, brier = fit_multiclass_calibration(self.per_class)
+                return fitted.to_doc(brier)
+            if self.problem_type == BINARY and self.full.scores:
+                single, brier = fit_calibration(self.full)
+                return single.to_doc(brier)
+        except ConfigError:  # a class never (or always) true: nothing to calibrate it on
+            return None
+        return None
 
     def statistics(self) -> dict[str, Any]:
         """The statistics.json document: every metric with its value and standard deviation."""
@@ -68,14 +125,14 @@ class Baseline:
     def estimates(self, level: float) -> dict[str, Any]:
         """With a calibration: the label-free estimate of the data set's metrics (`estimated_*`, as the
         worker computes them per window), the expected confusion matrix, and realized minus estimated."""
-        body = estimated_metrics(self.full, level)
+        body = estimated_metrics(self.full, level, self.problem_type)
         realized = compute_metrics(self.full, self.problem_type, 0)
         return {
             "dataset": {"item_count": self.rows},
             "confidence_level": level,
             "estimated_metrics": body,
-            "estimated_confusion_matrix": expected_confusion(self.full),
-            "estimate_error": estimate_errors({**realized, **body}),
+            "estimated_confusion_matrix": expected_confusion(self.full, self.problem_type),
+            "estimate_error": estimate_errors({**realized, **body}, self.problem_type),
         }
 
 

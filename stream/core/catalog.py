@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from stream.core.calibration import Calibration
+from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.core.constraints import ConstraintSet
 from stream.errors import RecordError
 from stream.core.records import ProblemType
@@ -19,8 +19,8 @@ class Catalog:
     per_model: dict[str, ConstraintSet] = field(default_factory=dict)
     problem_types: dict[str, ProblemType] = field(default_factory=dict)
     classes: dict[str, frozenset[str]] = field(default_factory=dict)
-    default_calibration: Calibration | None = None
-    calibrations: dict[str, Calibration] = field(default_factory=dict)
+    default_calibration: Calibration | MulticlassCalibration | None = None
+    calibrations: dict[str, Calibration | MulticlassCalibration] = field(default_factory=dict)
 
     def check_class(self, model: str, value: str, field_name: str) -> None:
         """Raise RecordError if the model has a class list and `value` (canonical) is not in it."""
@@ -34,7 +34,7 @@ class Catalog:
         """The constraints that judge `model`, if any."""
         return self.per_model.get(model, self.default)
 
-    def calibration(self, model: str) -> Calibration | None:
+    def calibration(self, model: str) -> Calibration | MulticlassCalibration | None:
         """The calibration of the model's scores (for label-free estimates), if any."""
         return self.calibrations.get(model, self.default_calibration)
 

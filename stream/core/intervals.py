@@ -111,11 +111,11 @@ def bootstrap(
         at = observed[name][0]
         below = (np.searchsorted(values, at, "left") + np.searchsorted(values, at, "right")) / 2 / len(values)
         z0 = normal.inv_cdf(min(max(below, 0.5 / len(values)), 1 - 0.5 / len(values)))
-        out[name] = (_quantile(values, normal.cdf(2 * z0 - z)), _quantile(values, normal.cdf(2 * z0 + z)))
+        out[name] = (quantile(values, normal.cdf(2 * z0 - z)), quantile(values, normal.cdf(2 * z0 + z)))
     return out
 
 
-def _quantile(ordered: np.ndarray, q: float) -> float:
+def quantile(ordered: np.ndarray, q: float) -> float:
     """The q-quantile of sorted values, interpolated as numpy's default (`linear`) method."""
     position = q * (len(ordered) - 1)
     i = int(position)
@@ -158,7 +158,7 @@ def _binary_draws(majority_positive: bool) -> Callable[[np.ndarray], dict[str, n
     return statistics
 
 
-def _multiclass_draws(k: int, majority: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+def multiclass_draws(k: int, majority: int) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """Weighted precision and F-scores, and the best constant classifier's weighted metrics (it
     predicts the window's majority class, index `majority`), of draws of a k x k confusion matrix
     (cells row-major: actual, predicted)."""
@@ -215,7 +215,7 @@ def intervals(
     support = counts.reshape(len(classes), len(classes)).sum(axis=1)
     # the window's best constant classifier: its most frequent actual class (a tie: the first)
     majority = int(np.argmax(support)) if len(classes) else 0
-    out.update(bootstrap(counts, _multiclass_draws(len(classes), majority), level))
+    out.update(bootstrap(counts, multiclass_draws(len(classes), majority), level))
     return out
 
 

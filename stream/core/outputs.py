@@ -202,9 +202,9 @@ def evaluate(
         record["confidence_level"] = config.confidence_level
         add_intervals(statistics, agg, problem_type, config.confidence_level)
     if agg.estimates:  # the estimate over all the window's inferences, beside the realized metrics
-        statistics.update(estimated_metrics(agg, config.confidence_level))
-        record["estimated_confusion_matrix"] = expected_confusion(agg)
-        record["estimate_error"] = estimate_errors(statistics)
+        statistics.update(estimated_metrics(agg, config.confidence_level, problem_type))
+        record["estimated_confusion_matrix"] = expected_confusion(agg, problem_type)
+        record["estimate_error"] = estimate_errors(statistics, problem_type)
     constraints = catalog.constraints(model)
     record["status"], violations = judge(record, constraints, config.min_samples, config.violation_rule)
     if config.violation_rule == INTERVAL_RULE and record["status"] not in (STATUS_INSUFFICIENT, STATUS_UNCONSTRAINED):
@@ -233,7 +233,7 @@ def provisional_record(
     `"estimated": true`). `estimated` says whether it holds estimates; without, its status is
     `not_estimated`."""
     problem_type = catalog.problem_type(model)
-    statistics = estimated_metrics(agg, config.confidence_level)
+    statistics = estimated_metrics(agg, config.confidence_level, problem_type)
     record: dict[str, Any] = {
         "model": model,
         "model_version": version,
@@ -251,7 +251,7 @@ def provisional_record(
         record["labels"] = coverage
     violations: list[dict[str, Any]] = []
     if statistics:
-        record["estimated_confusion_matrix"] = expected_confusion(agg)
+        record["estimated_confusion_matrix"] = expected_confusion(agg, problem_type)
         if config.confidence_level:
             record["confidence_level"] = config.confidence_level
         judged = {**record, STATISTICS_KEY[problem_type]: _unprefixed(statistics)}

@@ -40,9 +40,13 @@ class RawMessage:
     timestamp: float | None = None  # Kafka's record time, epoch seconds (the reference for event times)
 
 
+Probabilities = tuple[tuple[str, float], ...]  # (canonical class, probability) pairs
+
+
 @dataclass(frozen=True, slots=True)
 class Inference:
-    """A validated prediction: the class predicted and, for binary models, the positive-class score."""
+    """A validated prediction: the class predicted and, for binary models, the positive-class score
+    (for multiclass models, the probability of each class, when the record carried them)."""
 
     event_id: str
     model: str
@@ -50,6 +54,7 @@ class Inference:
     time: float
     prediction: str
     score: float | None
+    probabilities: Probabilities | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +163,8 @@ def number(value: object, field: str) -> float:
     return result
 
 
-def _probability(value: object, field: str) -> float:
+def probability_of(value: object, field: str) -> float:
+    """A probability: a JSON number in [0, 1]; RecordError naming `field` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RecordError(f"expected a number in [0, 1], got {shown(value)}", field)
     try:
@@ -242,27 +248,30 @@ def parse_inference(
     problem_type: ProblemType = problem_type_of(model)
     try:
         prediction = canonical_class(doc["prediction"], "prediction", problem_type)
-        score = _score(doc, problem_type)
+        score, probabilities = _scores(doc, problem_type)
     except RecordError as exc:
         raise RecordError(exc.reason, exc.field, model) from None
-    return Inference(event_id, model, version_text, when, prediction, score)
+    return Inference(event_id, model, version_text, when, prediction, score, probabilities)
 
 
-def _score(doc: dict[str, Any], problem_type: ProblemType) -> float | None:
+def _scores(doc: dict[str, Any], problem_type: ProblemType) -> tuple[float | None, Probabilities | None]:
+    """The positive-class score of a binary model, or the class probabilities of a multiclass one."""
     score = None
     if doc.get("probability") is not None:
-        score = _probability(doc["probability"], "probability")
+        score = probability_of(doc["probability"], "probability")
     probabilities = doc.get("probabilities")
     if probabilities is not None:
         if not isinstance(probabilities, dict):
             raise RecordError("expected an object of class -> probability", "probabilities")
-        for cls, value in probabilities.items():
-            _probability(value, f"probabilities.{cls}")
+        values = [probability_of(value, f"probabilities.{cls}") for cls, value in probabilities.items()]
         if problem_type == BINARY and score is None:
             for cls, value in probabilities.items():
                 if canonical_class(cls, "probabilities", BINARY) == POSITIVE:
                     score = float(value)
-    return score if problem_type == BINARY else None
+        if problem_type == MULTICLASS and probabilities:
+            classes = [canonical_class(cls, "probabilities", MULTICLASS) for cls in probabilities]
+            return None, tuple(zip(classes, values))
+    return (score if problem_type == BINARY else None), None
 
 
 def parse_label(doc: dict[str, Any], reference: float, max_future: float = math.inf) -> Label:

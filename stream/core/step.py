@@ -32,7 +32,8 @@ from stream.core.records import (
     plain_text,
     shown,
 )
-from stream.core.estimates import count_estimate
+from stream.core.calibration import Calibration, MulticlassCalibration
+from stream.core.estimates import count_estimate, count_multiclass_estimate
 from stream.core.sagemaker import capture_to_inferences, ground_truth_to_labels, is_capture, is_ground_truth
 from stream.core.state import (
     DEAD_LETTER,
@@ -243,8 +244,10 @@ class Step:
             self.result.provisional.add(window)
         part.add_inference()
         calibration = self.catalog.calibration(inf.model)
-        if calibration is not None and inf.score is not None:
+        if isinstance(calibration, Calibration) and inf.score is not None:
             count_estimate(part, inf.prediction, calibration.probability(inf.score), inf.score)
+        elif isinstance(calibration, MulticlassCalibration) and inf.probabilities:
+            count_multiclass_estimate(part, inf.prediction, calibration.calibrate_vector(inf.probabilities))
 
     def _label(self, msg: RawMessage, label: Label) -> None:
         # A timed label is judged by its own time and its partition's, which makes the outcome
