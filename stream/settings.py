@@ -90,7 +90,7 @@ class Settings:
     )
     calibration: str = setting(
         "",
-        "calibration.json of binary models' scores (written by `truthstream baseline`) for every model, a directory "
+        "calibration.json of classifiers' scores (written by `truthstream baseline`) for every model, a directory "
         "of MODEL.json files, or model=path,model=path: turns on label-free estimates (estimated_* metrics)",
         group="models",
     )

@@ -204,7 +204,7 @@ def test_estimates_are_published_once_before_the_labels_and_judged(make) -> None
     expected = sum(s if s >= 0.5 else 1 - s for s in scores) / len(scores)  # P(correct) summed
     body = estimate["binary_classification_metrics"]
     assert body["estimated_accuracy"]["value"] == pytest.approx(expected)
-    assert estimate["sample_count"] == 5 and estimate["labelled_so_far"] == 0
+    assert estimate["sample_count"] == 5 and estimate["labelled_so_far"] == 0 and estimate["revision"] == 0
     assert estimate["estimated_confusion_matrix"]["1"]["1"] == pytest.approx(0.9 + 0.8 + 0.6)
     [violation] = h.records(h.settings.violations_topic)
     assert violation["estimated"] is True and violation["metric_name"] == "estimated_accuracy"
@@ -214,6 +214,7 @@ def test_estimates_are_published_once_before_the_labels_and_judged(make) -> None
     h.feed([inf.msg(inference("tick", T0 + 200, 0, 0.2))])
     assert [r["window"]["start"] for r in h.metrics("provisional")].count(format_time(T0)) == 1
     [final] = [r for r in h.metrics() if r["window"]["start"] == format_time(T0)]
+    assert final["revision"] == 1  # supersedes the provisional record
     final_body = final["binary_classification_metrics"]
     with_late = (sum(s if s >= 0.5 else 1 - s for s in scores) + 0.95) / 6
     assert final_body["estimated_accuracy"]["value"] == pytest.approx(with_late)

@@ -46,6 +46,9 @@ STATUS_VIOLATIONS = "violations"
 STATUS_ACCOUNTING = "accounting"
 STATUS_NOT_ESTIMATED = "not_estimated"
 PROVISIONAL_KIND = "provisional"  # window.kind of a window's record when its inferences are complete
+# A tumbling window's records carry a revision: 0 its provisional record, 1 its final one (a
+# consumer keeps the highest revision per model, version and window start).
+FINAL_REVISION = 1
 
 
 def dead_letter(msg: RawMessage, reason: str, field: str | None) -> dict[str, Any]:
@@ -194,6 +197,8 @@ def evaluate(
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
         STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, config.curve_points),
     }
+    if window["kind"] == "tumbling":
+        record["revision"] = FINAL_REVISION
     coverage = agg.coverage()
     if coverage is not None:
         record["labels"] = coverage
@@ -243,6 +248,7 @@ def provisional_record(
         "status": STATUS_NOT_ESTIMATED,
         "violation_count": 0,
         "problem_type": problem_type,
+        "revision": 0,
         "estimated": bool(statistics),
         STATISTICS_KEY[problem_type]: statistics,
     }
