@@ -103,7 +103,7 @@ def replay(
         inputs = cursors(consumer, settings.inference_topic, from_ms, needed_ms)
         partitions = len(inputs)
         inputs += cursors(consumer, settings.label_topic, from_ms, needed_ms)
-        store = MemoryStore()
+        store = MemoryStore(segment_cap=settings.segment_cap)
         engine = Engine(settings.core(), catalog, store, partitions)
         result = Replay(read_from=read_from)
         final = None if span.end is None else span.end + settings.label_grace

@@ -12,6 +12,7 @@ from stream.core.calibration import Calibration, parse_calibration
 from stream.core.catalog import Catalog
 from stream.core.constraints import ConstraintSet, parse_constraints
 from stream.core.records import ProblemType
+from stream.core.segments import parse_segment_keys
 from stream.errors import ConfigError, ConstraintsError
 
 T = TypeVar("T")
@@ -80,11 +81,13 @@ def load_catalog(
     problem_types: dict[str, ProblemType] | None = None,
     classes: dict[str, frozenset[str]] | None = None,
     calibration_spec: str = "",
+    segments_spec: str = "",
 ) -> Catalog:
     """A catalog from a `TRUTHSTREAM_CONSTRAINTS` value (see `load_constraint_map`), a
     `TRUTHSTREAM_CALIBRATION` value and per-model settings."""
     default, per_model = load_constraint_map(constraints_spec)
     calibration, calibrations = load_calibration_map(calibration_spec)
+    default_segments, segments = parse_segment_keys(segments_spec)
     return Catalog(
         default_problem_type,
         default,
@@ -93,4 +96,6 @@ def load_catalog(
         dict(classes or {}),
         calibration,
         calibrations,
+        default_segments,
+        segments,
     )

@@ -94,6 +94,18 @@ class Settings:
         "of MODEL.json files, or model=path,model=path: turns on label-free estimates (estimated_* metrics)",
         group="models",
     )
+    segments: str = setting(
+        "",
+        "inference fields (JMESPath) whose values split the metrics: features.country,features.device for every "
+        "model, or churn=features.country|features.device;fraud=features.region",
+        group="models",
+    )
+    segment_cap: int = setting(
+        20, "segment values per key and window at most; the rest count as __other__", group="models"
+    )
+    segment_min_samples: int = setting(
+        0, "segments with fewer joined samples are reported but not judged (0: TRUTHSTREAM_MIN_SAMPLES)", group="models"
+    )
     problem_type: str = setting(
         "BinaryClassification",
         "problem type of models without constraints",
@@ -227,6 +239,8 @@ class Settings:
             curve_points=self.curve_points,
             confidence_level=self.confidence_level,
             violation_rule=self.violation_rule,
+            segment_cap=self.segment_cap,
+            segment_min_samples=self.segment_min_samples or self.min_samples,
             capture_model=self.capture_model,
             capture_format=CaptureFormat(
                 self.capture_inference_attribute, self.capture_probability_attribute, self.capture_probability_threshold
@@ -243,6 +257,7 @@ class Settings:
             self.problem_type_map(),  # type: ignore[arg-type]
             self.class_map(),
             self.calibration,
+            self.segments,
         )
 
     def output_topics(self) -> dict[str, str]:
@@ -266,11 +281,20 @@ class Settings:
             "batch_size": self.batch_size,
             "batch_timeout": self.batch_timeout,
             "fetch_wait": self.fetch_wait,
+            "segment_cap": self.segment_cap,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{setting_name(name)} must be positive, got {value}")
-        for name in ("label_grace", "min_samples", "rolling_size", "idle_close", "max_future_seconds", "max_pending"):
+        for name in (
+            "label_grace",
+            "min_samples",
+            "rolling_size",
+            "idle_close",
+            "max_future_seconds",
+            "max_pending",
+            "segment_min_samples",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{setting_name(name)} must not be negative, got {getattr(self, name)}")
         if not 0 <= self.confidence_level < 1:

@@ -42,7 +42,7 @@ class Harness:
         self.kind, self.settings, self.partitions = kind, settings, partitions
         self.catalog = catalog or Catalog()
         self.redis_url, self.prefix = redis_url, prefix
-        self.memory = MemoryStore(settings.rolling_size, settings.rolling_every)
+        self.memory = MemoryStore(settings.rolling_size, settings.rolling_every, settings.segment_cap)
         self.published: list[Output] = []
 
     async def _with_engine(self, work: Any) -> Any:
@@ -57,6 +57,7 @@ class Harness:
                 self.settings.rolling_size,
                 self.settings.rolling_every,
                 self.settings.score_resolution,
+                self.settings.segment_cap,
             )
         else:
             store = self.memory

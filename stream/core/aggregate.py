@@ -35,6 +35,7 @@ REGRESSION_FIELDS = ("n", "ae", "se", "y", "yy")  # count, sums of |error|, erro
 REG = "g"
 LABELS = "l"  # label coverage: l|i inferences of the window, l|d|<bin> label delays
 ESTIMATE = "e"  # label-free estimate sums: e|<name> (see `estimates`)
+SEGMENT = "k"  # a segment's own counters: k|<key>|<value>|<field> (see `segments`)
 DELAYS_PER_DECADE = 10  # delay histogram bins per factor of 10 (a bin spans 26 %)
 MIN_DELAY_BIN = -30  # 1 ms: shorter delays (and labels stamped before their inference) count here
 
@@ -64,7 +65,7 @@ class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
     (or, for regression models, error sums)."""
 
-    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums", "labels", "estimates")
+    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums", "labels", "estimates", "segments")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
@@ -76,6 +77,7 @@ class WindowAggregate:
         self.msums: dict[tuple[int, str], float] = {}  # (mask, regression sum name)
         self.labels: dict[str, int] = {}  # "i": inferences of the window; "d<bin>": label delays
         self.estimates: dict[str, float] = {}  # sums over the window's inferences (see `estimates`)
+        self.segments: dict[tuple[str, str], WindowAggregate] = {}  # (key, value) -> its own counters
         for field, n in (fields or {}).items():
             self._load(field, n)
 
@@ -91,6 +93,8 @@ class WindowAggregate:
             _add(self.labels, first + "".join(rest), int(n))
         elif kind == ESTIMATE:
             _add(self.estimates, SEP.join([first, *rest]), n)
+        elif kind == SEGMENT:
+            self.segment(first, rest[0])._load(SEP.join(rest[1:]), n)
         elif kind.isdigit() and first == MASKED_CELL:
             _add(self.mcells, (int(kind), rest[0], rest[1], int(rest[2])), int(n))
         elif kind.isdigit() and first == REG:
@@ -120,9 +124,17 @@ class WindowAggregate:
                     _add(parts[k].sums, name, v)
         return parts
 
-    def fields(self) -> dict[str, float]:
+    def segment(self, key: str, value: str) -> "WindowAggregate":
+        """The counters of one segment of the window (created empty)."""
+        found = self.segments.get((key, value))
+        if found is None:
+            found = self.segments[key, value] = WindowAggregate(self.resolution)
+        return found
+
+    def fields(self, segments: bool = True) -> dict[str, float]:
         """The counters as flat string fields (a Redis hash's form); the constructor reads them back.
-        Masked counters are `mask|m|actual|predicted|coarse bin` and `mask|g|name`."""
+        Masked counters are `mask|m|actual|predicted|coarse bin` and `mask|g|name`; with `segments`,
+        each segment's fields follow `k|key|value|`."""
         out: dict[str, float] = {f"{CELL}{SEP}{t}{SEP}{p}": n for (t, p), n in self.cells.items()}
         out.update((f"{SCORE}{SEP}{k >> 1}{SEP}{k & 1}", n) for k, n in self.scores.items())
         out.update((f"{REG}{SEP}{name}", v) for name, v in self.sums.items())
@@ -133,6 +145,9 @@ class WindowAggregate:
             for key, n in self.labels.items()
         )
         out.update((f"{ESTIMATE}{SEP}{key}", v) for key, v in self.estimates.items())
+        if segments:
+            for (key, value), part in self.segments.items():
+                out.update((f"{SEGMENT}{SEP}{key}{SEP}{value}{SEP}{f}", n) for f, n in part.fields().items())
         return out
 
     def add_inference(self, n: int = 1) -> None:
@@ -208,6 +223,8 @@ class WindowAggregate:
         ):
             for key, n in theirs.items():
                 _add(mine, key, n)
+        for (key, value), part in other.segments.items():
+            self.segment(key, value).merge(part)
 
     def all_cells(self) -> dict[tuple[str, str], int]:
         """The whole window's confusion cells (those of no subsample plus every masked one)."""

@@ -21,6 +21,8 @@ class Catalog:
     classes: dict[str, frozenset[str]] = field(default_factory=dict)
     default_calibration: Calibration | MulticlassCalibration | None = None
     calibrations: dict[str, Calibration | MulticlassCalibration] = field(default_factory=dict)
+    default_segments: tuple[str, ...] = ()
+    segments: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def check_class(self, model: str, value: str, field_name: str) -> None:
         """Raise RecordError if the model has a class list and `value` (canonical) is not in it."""
@@ -37,6 +39,10 @@ class Catalog:
     def calibration(self, model: str) -> Calibration | MulticlassCalibration | None:
         """The calibration of the model's scores (for label-free estimates), if any."""
         return self.calibrations.get(model, self.default_calibration)
+
+    def segment_keys(self, model: str) -> tuple[str, ...]:
+        """The inference fields (JMESPath) whose values split the model's metrics."""
+        return self.segments.get(model, self.default_segments)
 
     def problem_type(self, model: str) -> ProblemType:
         """The model's problem type: an explicit per-model setting, else its constraints', else the default."""

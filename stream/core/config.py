@@ -25,5 +25,7 @@ class CoreConfig:
     curve_points: int = 101  # at most this many points per ROC / PR curve
     confidence_level: float = 0.95  # of the interval beside each window metric (0: none)
     violation_rule: str = "value"  # "interval": a violation only when the whole interval breaks the constraint
+    segment_cap: int = 20  # segment values per key and window part (and closed window); the rest: __other__
+    segment_min_samples: int = 100  # segments with fewer joined samples are reported but not judged
     capture_model: str = "sagemaker"  # model name of SageMaker capture records found on the inference topic
     capture_format: CaptureFormat = field(default_factory=lambda: CaptureFormat("", "", 0.5))

@@ -21,6 +21,7 @@ from stream.core.estimates import (
 from stream.core.intervals import add_intervals
 from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.core.records import RawMessage
+from stream.core.segments import capped
 from stream.core.timefmt import format_time
 
 COUNT_NAMES = (
@@ -219,7 +220,45 @@ def evaluate(
     record["violations"] = [
         {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations
     ]
+    if agg.segments:
+        record["segments"], segment_violations = _segments(record, agg, config, catalog)
+        violations += segment_violations
     return record, violations
+
+
+def _segments(
+    record: Mapping[str, Any], agg: WindowAggregate, config: CoreConfig, catalog: Catalog
+) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
+    """Per segment key and value (at most `segment_cap` values a key, the rest `__other__`): its
+    samples, status and metrics (with intervals), judged by the model's constraints from
+    `segment_min_samples` samples on; its violations name the segment."""
+    model, version, window, problem_type = (
+        record["model"],
+        record["model_version"],
+        record["window"],
+        record["problem_type"],
+    )
+    key_of = STATISTICS_KEY[problem_type]
+    out: dict[str, dict[str, Any]] = {}
+    violations: list[dict[str, Any]] = []
+    for (name, value), part in sorted(capped(agg.segments, config.segment_cap).items()):
+        statistics = compute_metrics(part, problem_type, 0)
+        if config.confidence_level:
+            add_intervals(statistics, part, problem_type, config.confidence_level)
+        view = {**record, "sample_count": part.sample_count, key_of: statistics}
+        status, found = judge(view, catalog.constraints(model), config.segment_min_samples, config.violation_rule)
+        for v in found:
+            v["segment"] = {"key": name, "value": value}
+            v["violation_id"] = violation_id(model, version, window, f"{v['metric_name']}\x1f{name}\x1f{value}")
+            v["description"] = f"Segment {name}={value}: {v['description']}"
+        violations += found
+        out.setdefault(name, {})[value] = {
+            "sample_count": part.sample_count,
+            "status": status,
+            "violation_count": len(found),
+            key_of: statistics,
+        }
+    return out, violations
 
 
 def provisional_record(

@@ -71,6 +71,7 @@ class JoinEntry:
     raw: str = ""  # L: the label message as text, to dead-letter it if it does not fit the model
     topic: str = ""  # L: where the label message came from
     offset: int = -1  # L
+    segments: str = ""  # I: the inference's segment values (`segments.encode_segments`)
 
     @property
     def counter_key(self) -> str:
@@ -85,7 +86,8 @@ def encode_entry(entry: JoinEntry) -> str:
     head = f"{entry.kind}{SEP}{entry.expires!r}{SEP}{entry.partition}{SEP}"
     if entry.kind == PENDING_INFERENCE:
         score = "" if entry.score is None else repr(entry.score)
-        return f"{head}{entry.time!r}{SEP}{score}{SEP}{entry.model}{SEP}{entry.version}{SEP}{entry.prediction}"
+        text = f"{head}{entry.time!r}{SEP}{score}{SEP}{entry.model}{SEP}{entry.version}{SEP}{entry.prediction}"
+        return f"{text}{SEP}{entry.segments}" if entry.segments else text
     if entry.kind == JOINED:
         return head + entry.model
     label = {"v": entry.label, "lt": entry.label_time, "raw": entry.raw, "tp": entry.topic, "o": entry.offset}
@@ -101,8 +103,9 @@ def decode_entry(text: str | bytes) -> JoinEntry:
         return _entry(kind, math.inf if expires is None else expires, partition, data)
     kind, expires, partition, rest = text.split(SEP, 3)
     if kind == PENDING_INFERENCE:
-        t, score, model, version, y = rest.split(SEP, 4)
+        t, score, model, version, y, *segments = rest.split(SEP, 5)
         data = {"m": model, "v": version, "t": float(t), "y": y, "s": float(score) if score else None}
+        data["g"] = segments[0] if segments else ""
     elif kind == JOINED:
         data = {"m": rest}
     else:
@@ -113,7 +116,7 @@ def decode_entry(text: str | bytes) -> JoinEntry:
 def _entry(kind: str, expires: float, partition: int, d: dict[str, Any]) -> JoinEntry:
     """A JoinEntry from the short field names of the stored forms."""
     if kind == PENDING_INFERENCE:
-        return JoinEntry(kind, expires, partition, d["m"], d["v"], d["t"], d["y"], d["s"])
+        return JoinEntry(kind, expires, partition, d["m"], d["v"], d["t"], d["y"], d["s"], segments=d.get("g", ""))
     if kind == JOINED:
         return JoinEntry(kind, expires, partition, d["m"])
     # "y": the label as JSON text, in entries that truthstream 0.1.0 wrote

@@ -10,6 +10,7 @@ so the worker and the replay compute exactly the same thing.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
@@ -34,6 +35,7 @@ from stream.core.records import (
 )
 from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.core.estimates import count_estimate, count_multiclass_estimate
+from stream.core.segments import decode_segments, encode_segments, segment_values
 from stream.core.sagemaker import capture_to_inferences, ground_truth_to_labels, is_capture, is_ground_truth
 from stream.core.state import (
     DEAD_LETTER,
@@ -149,8 +151,9 @@ class Step:
                           for i, d in enumerate(docs)]  # fmt: skip
             for inference in inferences:
                 self.catalog.check_class(inference.model, inference.prediction, "prediction")
-            for inference in inferences:
-                self._inference(msg, inference)
+            for inference, d in zip(inferences, docs):
+                keys = self.catalog.segment_keys(inference.model)
+                self._inference(msg, inference, encode_segments(segment_values(d, keys)) if keys else "")
         else:
             docs = ground_truth_to_labels(doc) if is_ground_truth(doc) else [doc]
             labels = [_instance(parse_label, d, i, len(docs), reference, future) for i, d in enumerate(docs)]
@@ -201,20 +204,28 @@ class Step:
         self.result.outputs.append(Output(DEAD_LETTER, letter["key"] or "", letter))
 
     # -- the join --------------------------------------------------------------------------
-    def _pending_inference(self, inf: Inference, partition: int) -> JoinEntry:
+    def _pending_inference(self, inf: Inference, partition: int, segments: str) -> JoinEntry:
         expires = inf.time + self.config.label_ttl
         return JoinEntry(
-            PENDING_INFERENCE, expires, partition, inf.model, inf.model_version, inf.time, inf.prediction, inf.score
+            PENDING_INFERENCE,
+            expires,
+            partition,
+            inf.model,
+            inf.model_version,
+            inf.time,
+            inf.prediction,
+            inf.score,
+            segments=segments,
         )
 
-    def _inference(self, msg: RawMessage, inf: Inference) -> None:
+    def _inference(self, msg: RawMessage, inf: Inference, segments: str = "") -> None:
         now = self._now(msg.partition)
         entry = self._entry(inf.event_id, max(inf.time, self.view.floor))
         self._advance(msg.partition, "i", inf.time)
         self.result.saw_inference(inf.time)
         if entry is None:
             self._count_inference(inf, now)
-            self._set(inf.event_id, self._pending_inference(inf, msg.partition), None)
+            self._set(inf.event_id, self._pending_inference(inf, msg.partition, segments), None)
         elif entry.kind == PENDING_LABEL:
             self._count_inference(inf, now)
             stored_label = RawMessage(
@@ -222,8 +233,10 @@ class Step:
             )
             # an untimed label's time is the inference watermark when it came (its expiry minus the TTL)
             label_at = entry.label_time if entry.label_time is not None else entry.expires - self.config.label_ttl
-            if not self._match(msg.partition, inf, entry.label, entry.label_time, now, stored_label, entry, label_at):
-                self._set(inf.event_id, self._pending_inference(inf, msg.partition), entry)
+            if not self._match(
+                msg.partition, inf, entry.label, entry.label_time, now, stored_label, entry, label_at, segments
+            ):
+                self._set(inf.event_id, self._pending_inference(inf, msg.partition, segments), entry)
         else:
             self.result.count(inf.model, "duplicates")
             self.result.outcomes[INFERENCE, "duplicate"] += 1
@@ -274,7 +287,7 @@ class Step:
         elif entry.kind == PENDING_INFERENCE:
             inf = Inference(label.event_id, entry.model, entry.version, entry.time, entry.prediction, entry.score)
             label_at = label.time if label.time is not None else self._now(msg.partition)
-            self._match(msg.partition, inf, label.label, label.time, now, msg, entry, label_at)
+            self._match(msg.partition, inf, label.label, label.time, now, msg, entry, label_at, entry.segments)
         else:
             self.result.count(entry.counter_key, "duplicates")
             self.result.outcomes[LABEL, "duplicate"] += 1
@@ -289,6 +302,7 @@ class Step:
         label_msg: RawMessage,
         stored: JoinEntry,
         label_at: float,
+        segments: str = "",
     ) -> bool:
         """Join `inf` with its label; a label that does not fit the model is dead-lettered instead.
 
@@ -325,8 +339,13 @@ class Step:
             agg = self.result.windows.get(window)
             if agg is None:
                 agg = self.result.windows[window] = WindowAggregate(self.config.score_resolution)
-            agg.add(sample, self.catalog.problem_type(inf.model) == REGRESSION)
+            regression = self.catalog.problem_type(inf.model) == REGRESSION
+            agg.add(sample, regression)
             agg.add_delay(label_at - inf.time)
+            if segments:  # each segment's counters: no subsamples (deviations are the whole window's)
+                plain = replace(sample, subsamples=0)
+                for key, value in decode_segments(segments):
+                    agg.segment(key, value).add(plain, regression)
         if self.config.rolling_size > 0:
             self.result.rolling.setdefault(model_key(inf.model, inf.model_version), []).append(sample)
         return True

@@ -20,6 +20,7 @@ from stream.core.state import (
     merge_counts,
     rolling_due,
 )
+from stream.core.segments import admit
 from stream.core.windows import WindowKey
 
 
@@ -27,8 +28,8 @@ class MemoryStore:
     """A StateStore in dictionaries; same semantics as the Redis store, without durability. Like
     it, it keeps join entries, window parts and counters per input partition."""
 
-    def __init__(self, rolling_size: int = 0, rolling_every: int = 1) -> None:
-        self.rolling_size, self.rolling_every = rolling_size, rolling_every
+    def __init__(self, rolling_size: int = 0, rolling_every: int = 1, segment_cap: int = 20) -> None:
+        self.rolling_size, self.rolling_every, self.segment_cap = rolling_size, rolling_every, segment_cap
         self.entries: dict[int, dict[str, JoinEntry]] = {}
         self.index: dict[int, dict[str, float]] = {}
         self.due: dict[int, list[tuple[float, str]]] = {}  # heaps over `index`, stale items skipped
@@ -36,6 +37,8 @@ class MemoryStore:
         self.watermarks: dict[str, float] = {}
         self.floor = -math.inf
         self.windows: dict[WindowKey, dict[int, WindowAggregate]] = {}  # parts per partition
+        # per window, partition and segment key: the values its part admitted (see `segments.admit`)
+        self.admitted: dict[tuple[WindowKey, int, str], set[str]] = {}
         # what inferences add to windows without opening them (label coverage, estimates), and the
         # windows listed for a provisional record
         self.unopened: dict[WindowKey, WindowAggregate] = {}
@@ -82,7 +85,12 @@ class MemoryStore:
                 index[event_id] = entry.expires
                 heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
         for key, agg in result.windows.items():
-            self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution)).merge(agg)
+            part = self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution))
+            segments, agg.segments = agg.segments, {}
+            part.merge(agg)
+            for (name, value), counters in segments.items():
+                admitted = self.admitted.setdefault((key, partition, name), set())
+                part.segment(name, admit(admitted, value, self.segment_cap)).merge(counters)
         for key, part in result.unopened.items():  # kept aside: they do not open the window
             self.unopened.setdefault(key, WindowAggregate(part.resolution)).merge(part)
         self.listed |= result.provisional
@@ -177,6 +185,8 @@ class MemoryStore:
             unopened = self.unopened.pop(key, None)
             if unopened is not None:
                 agg.merge(unopened)
+            for gone in [k for k in self.admitted if k[0] == key]:
+                del self.admitted[gone]
             self.listed.discard(key)
             self.provisioned.add(key)  # closed: no provisional record after the final one
             for counters in self.counters.values():  # a later window of the model finds them gone

@@ -157,8 +157,10 @@ class RedisStore:
         rolling_size: int = 0,
         rolling_every: int = 1,
         resolution: float = 1e-4,
+        segment_cap: int = 20,
     ) -> None:
         self.redis, self.prefix, self.label_ttl, self.partitions = client, prefix, label_ttl, partitions
+        self.segment_cap = segment_cap
         self.safety_ttl = int(label_ttl * SAFETY_TTL_FACTOR) + 86400
         self.rolling_size, self.rolling_every, self.resolution = rolling_size, rolling_every, resolution
         self._models: dict[int, list[str]] = {}  # per partition, model reference -> model key
@@ -245,9 +247,10 @@ class RedisStore:
             if entry.expires != entry.time + self.label_ttl:
                 raise StateError(f"a pending inference expires at {entry.expires!r}, not its time plus the label TTL")
             model = self._model(partition, model_key(entry.model, entry.version), new_models)
+            tail = (f"{entry.prediction}{SEP}{entry.segments}" if entry.segments else entry.prediction).encode()
             if entry.score is None:
-                return b"i" + _PLAIN.pack(entry.time, model[0]) + model[1] + entry.prediction.encode()
-            return b"I" + _SCORED.pack(entry.time, entry.score, model[0]) + model[1] + entry.prediction.encode()
+                return b"i" + _PLAIN.pack(entry.time, model[0]) + model[1] + tail
+            return b"I" + _SCORED.pack(entry.time, entry.score, model[0]) + model[1] + tail
         if entry.kind == JOINED:
             model = self._model(partition, model_key(entry.model, ""), new_models)
             return b"J" + _PLAIN.pack(entry.expires, model[0]) + model[1]
@@ -269,8 +272,18 @@ class RedisStore:
         model, version = split_model_key(key)
         if kind == b"J":
             return JoinEntry(JOINED, time, partition, model)  # a tombstone's double is its expiry
-        prediction = rest.decode()
-        return JoinEntry(PENDING_INFERENCE, time + self.label_ttl, partition, model, version, time, prediction, score)
+        prediction, _, segments = rest.decode().partition(SEP)  # the segments, if any, follow the class
+        return JoinEntry(
+            PENDING_INFERENCE,
+            time + self.label_ttl,
+            partition,
+            model,
+            version,
+            time,
+            prediction,
+            score,
+            segments=segments,
+        )
 
     def _model(self, partition: int, key: str, new_models: dict[str, int]) -> tuple[int, bytes]:
         """A model's reference in a partition and what follows it: nothing, or, once the table is
@@ -403,7 +416,13 @@ class RedisStore:
                 if old is None or old.expires == math.inf or expiry_slot_end(old.expires, self.label_ttl) != end:
                     index.setdefault(repr(end), []).append(len(sets))
         base = self.base(partition)
-        hashes = [(f"{base}:w:{w.encode()}", agg.fields()) for w, agg in result.windows.items()]
+        hashes = [(f"{base}:w:{w.encode()}", agg.fields(segments=False)) for w, agg in result.windows.items()]
+        # segments' counters go in the same hash, under a value the part admits (see `segments`)
+        segments = [
+            [f"{base}:w:{w.encode()}", name, value, _counter_pairs(counters.fields())]
+            for w, agg in result.windows.items()
+            for (name, value), counters in agg.segments.items()
+        ]
         # what inferences add goes into the window's part without opening it (no `open` entry)
         hashes += [(f"{base}:w:{w.encode()}", part.fields()) for w, part in result.unopened.items()]
         hashes += [(f"{base}:c:{model}", counts) for model, counts in result.counters.items()]
@@ -416,6 +435,8 @@ class RedisStore:
             "models": [x for key, ref in new_models.items() for x in (str(ref), key)],
             "index": [[end, positions] for end, positions in index.items()],
             "hincr": [[key, _counter_pairs(counts)] for key, counts in hashes],
+            "seg": segments,
+            "segcap": self.segment_cap,
             "open": [x for w in result.windows for x in (repr(w.end), w.encode())],
             "pv": [x for w in result.provisional for x in (repr(w.end), w.encode())],
             "unopened": [f"{base}:w:{w.encode()}" for w in result.unopened if w not in result.windows],

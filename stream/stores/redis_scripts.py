@@ -127,6 +127,25 @@ end
     + """
 for i = 1, #a.open, 2 do redis.call('ZADD', base .. ':open', a.open[i], a.open[i + 1]) end
 for i = 1, #a.pv, 2 do redis.call('ZADD', base .. ':pv', a.pv[i], a.pv[i + 1]) end
+for _, g in ipairs(a.seg) do  -- {window part, segment key, value, {field, increment, ...}}
+  local admitted, value = g[1] .. ':g:' .. g[2], g[3]
+  if redis.call('SISMEMBER', admitted, value) == 0 then
+    if redis.call('SCARD', admitted) < a.segcap then
+      redis.call('SADD', admitted, value)
+      redis.call('EXPIRE', admitted, a.ttl)
+    else
+      value = '__other__'
+    end
+  end
+  local prefix, f = 'k\\31' .. g[2] .. '\\31' .. value .. '\\31', g[4]
+  for i = 1, #f, 2 do
+    if string.find(f[i + 1], '[.eEn]') then
+      redis.call('HINCRBYFLOAT', g[1], prefix .. f[i], f[i + 1])
+    else
+      redis.call('HINCRBY', g[1], prefix .. f[i], f[i + 1])
+    end
+  end
+end
 for _, key in ipairs(a.unopened) do redis.call('EXPIRE', key, a.ttl) end  -- parts no label may ever open
 for i = 1, #a.wm, 2 do redis.call('HSET', wm, a.wm[i], a.wm[i + 1]) end
 for i = 1, #a.ck, 2 do redis.call('HSET', base .. ':ck', a.ck[i], a.ck[i + 1]) end

@@ -120,6 +120,7 @@ class WorkerService(mode.Service):
             s.rolling_size,
             s.rolling_every,
             s.score_resolution,
+            s.segment_cap,
         )
         self.engine, self.store = Engine(s.core(), self.catalog, store, self.partitions), store
         if s.metrics_port:
