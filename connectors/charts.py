@@ -30,8 +30,30 @@ def _series(
     windows: pd.DataFrame, violations: pd.DataFrame, model: str, c: Constraint
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = windows[windows["model"] == model].sort_values("window_start")
+    mine = (violations["model"] == model) & (violations["metric_name"] == c.reported_name)
+    if "segment" in violations.columns:
+        mine &= violations["segment"].fillna("") == ""  # a segment's violations mark its own line
+    return rows, violations[mine]
+
+
+def _segment_lines(
+    segments: pd.DataFrame | None, violations: pd.DataFrame, model: str, c: Constraint
+) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(segment, its windows' values of the metric, its violations) of every segment of the model
+    that broke the constraint at least once: the segments worth a line of their own."""
+    if segments is None or segments.empty or "segment" not in violations.columns:
+        return []
     bad = violations[(violations["model"] == model) & (violations["metric_name"] == c.reported_name)]
-    return rows, bad
+    bad = bad[bad["segment"].fillna("") != ""]
+    out = []
+    for name in sorted(bad["segment"].unique()):
+        key, _, value = name.partition("=")
+        rows = segments[
+            (segments["model"] == model) & (segments["segment_key"] == key) & (segments["segment_value"] == value)
+        ].sort_values("window_start")
+        if c.metric_name in rows.columns:
+            out.append((name, rows[["window_start", c.metric_name]].dropna(), bad[bad["segment"] == name]))
+    return out
 
 
 def _band(rows: pd.DataFrame, metric: str) -> pd.DataFrame | None:
@@ -52,8 +74,11 @@ def _estimate(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFra
     return (line, _band(rows, name)) if not line.empty else None
 
 
-def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
-    """A matplotlib Figure, one panel per (model, constrained metric)."""
+def matplotlib_figure(
+    windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog, segments: pd.DataFrame | None = None
+) -> Any:
+    """A matplotlib Figure, one panel per (model, constrained metric); a segment that broke the
+    constraint gets a thin line of its own, its violations marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,6 +103,9 @@ def matplotlib_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: 
             if estimate_band is not None:
                 ax.fill_between(estimate_band["window_start"], estimate_band["lower"], estimate_band["upper"],
                                 color="tab:green", alpha=0.12, label="estimate's interval")  # fmt: skip
+        for name, line, marks in _segment_lines(segments, violations, model, c):
+            drawn = ax.plot(line["window_start"], line[c.metric_name], linewidth=1, alpha=0.8, label=f"segment {name}")
+            ax.scatter(marks["window_start"], marks["value"], color=drawn[0].get_color(), marker="x", s=40, zorder=3)
         ax.axhline(
             c.threshold,
             color="tab:orange",
@@ -116,7 +144,9 @@ def _band_trace(go: Any, band: pd.DataFrame, color: str, name: str) -> Any:
     )
 
 
-def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog) -> Any:
+def plotly_figure(
+    windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog, segments: pd.DataFrame | None = None
+) -> Any:
     """The same chart as an interactive plotly Figure."""
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
@@ -157,6 +187,18 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
             if estimate_band is not None:
                 name = f"{model} {c.metric_name} estimate's interval"
                 fig.add_trace(_band_trace(go, estimate_band, "rgba(44, 160, 44, 0.12)", name), row=i, col=1)
+        for name, line, marks in _segment_lines(segments, violations, model, c):
+            fig.add_trace(
+                go.Scatter(
+                    x=line["window_start"],
+                    y=line[c.metric_name],
+                    mode="lines",
+                    line={"width": 1},
+                    name=f"{model} segment {name} ({len(marks)} violations)",
+                ),
+                row=i,
+                col=1,
+            )
         fig.add_trace(
             go.Scatter(
                 x=[rows["window_start"].min(), rows["window_start"].max()],
@@ -185,15 +227,21 @@ def plotly_figure(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Cata
     return fig
 
 
-def write_chart(windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog, path: Path) -> None:
+def write_chart(
+    windows: pd.DataFrame,
+    violations: pd.DataFrame,
+    catalog: Catalog,
+    path: Path,
+    segments: pd.DataFrame | None = None,
+) -> None:
     """Write the chart as PNG (matplotlib) or self-contained HTML (plotly), by extension."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".png":
-            fig = matplotlib_figure(windows, violations, catalog)
+            fig = matplotlib_figure(windows, violations, catalog, segments)
             fig.savefig(path, dpi=110)
         elif suffix in (".html", ".htm"):
-            plotly_figure(windows, violations, catalog).write_html(path, include_plotlyjs=True)
+            plotly_figure(windows, violations, catalog, segments).write_html(path, include_plotlyjs=True)
         else:
             raise ConfigError(f"--plot {path}: use a .png or .html file name")
     except ImportError as exc:

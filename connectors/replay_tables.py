@@ -11,7 +11,7 @@ from connectors.files import atomic_files
 from connectors.replay import Replay
 from stream.core.catalog import Catalog
 from stream.core.metrics import STATISTICS_KEY, scalar_values
-from stream.core.outputs import COUNT_NAMES, judge
+from stream.core.outputs import COUNT_NAMES, judge, segment_violation
 from stream.core.timefmt import format_time
 from stream.errors import ConfigError
 
@@ -32,12 +32,7 @@ def windows_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         row.update({name: r["counts"][name] for name in COUNT_NAMES})
         labels = r.get("labels") or {}
         row.update(inferences=labels.get("inferences"), label_coverage=labels.get("coverage"))
-        statistics = r[STATISTICS_KEY[r["problem_type"]]]
-        row.update(scalar_values(statistics))
-        for name, entry in statistics.items():
-            interval = entry.get("confidence_interval") if isinstance(entry, dict) else None
-            if isinstance(interval, list):
-                row[f"{name}_lower"], row[f"{name}_upper"] = interval
+        _metric_columns(row, r[STATISTICS_KEY[r["problem_type"]]])
         rows.append(row)
     frame = pd.DataFrame(rows)
     if not frame.empty:
@@ -47,6 +42,43 @@ def windows_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return frame
 
 
+def segments_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (model, version, window, segment key, segment value): samples, status, every scalar
+    metric and its interval's bounds; empty when no record has segments."""
+    rows = []
+    for r in records:
+        for key, values in (r.get("segments") or {}).items():
+            for value, entry in values.items():
+                row = {
+                    "model": r["model"],
+                    "model_version": r["model_version"],
+                    "window_start": r["window"]["start"],
+                    "window_end": r["window"]["end"],
+                    "segment_key": key,
+                    "segment_value": value,
+                    "sample_count": entry["sample_count"],
+                    "status": entry["status"],
+                }
+                _metric_columns(row, entry[STATISTICS_KEY[r["problem_type"]]])
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        for col in ("window_start", "window_end"):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        order = ["model", "model_version", "segment_key", "segment_value", "window_start"]
+        frame = frame.sort_values(order).reset_index(drop=True)
+    return frame
+
+
+def _metric_columns(row: dict[str, Any], statistics: dict[str, Any]) -> None:
+    """Every scalar metric of a statistics body, and `<metric>_lower`/`_upper` where it has an interval."""
+    row.update(scalar_values(statistics))
+    for name, entry in statistics.items():
+        interval = entry.get("confidence_interval") if isinstance(entry, dict) else None
+        if isinstance(interval, list):
+            row[f"{name}_lower"], row[f"{name}_upper"] = interval
+
+
 VIOLATION_COLUMNS = [
     "constraints",
     "violation_id",
@@ -54,6 +86,7 @@ VIOLATION_COLUMNS = [
     "model_version",
     "window_start",
     "window_end",
+    "segment",
     "metric_name",
     "constraint_check_type",
     "threshold",
@@ -64,11 +97,24 @@ VIOLATION_COLUMNS = [
 
 
 def rejudge(
-    records: list[dict[str, Any]], catalog: Catalog, min_samples: int, rule: str = "value"
+    records: list[dict[str, Any]],
+    catalog: Catalog,
+    min_samples: int,
+    rule: str = "value",
+    segment_min_samples: int | None = None,
 ) -> list[dict[str, Any]]:
-    """The violations another set of constraints raises on the same windows (a backtest), under
-    the violation rule (`value`, or `interval`: see `judge`)."""
-    return [v for r in records for v in judge(r, catalog.constraints(r["model"]), min_samples, rule)[1]]
+    """The violations another set of constraints raises on the same windows and their segments (a
+    backtest), under the violation rule (`value`, or `interval`: see `judge`)."""
+    out = []
+    for r in records:
+        constraints = catalog.constraints(r["model"])
+        out += judge(r, constraints, min_samples, rule)[1]
+        for key, values in (r.get("segments") or {}).items():
+            for value, entry in values.items():
+                view = {**r, **entry}
+                for v in judge(view, constraints, segment_min_samples or min_samples, rule)[1]:
+                    out.append(segment_violation(v, key, value))
+    return out
 
 
 def violations_frame(violations: dict[str, list[dict[str, Any]]]) -> pd.DataFrame:
@@ -79,7 +125,8 @@ def violations_frame(violations: dict[str, list[dict[str, Any]]]) -> pd.DataFram
             **{k: v[k] for k in VIOLATION_COLUMNS[1:4]},
             "window_start": v["window"]["start"],
             "window_end": v["window"]["end"],
-            **{k: v[k] for k in VIOLATION_COLUMNS[6:]},
+            "segment": f"{v['segment']['key']}={v['segment']['value']}" if v.get("segment") else "",
+            **{k: v[k] for k in VIOLATION_COLUMNS[7:]},
         }
         for name, found in violations.items()
         for v in found
@@ -119,8 +166,9 @@ def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> 
     if violations.empty:
         lines.append("no violations")
         return "\n".join(lines)
+    index = ["metric_name", "segment"] if (violations["segment"] != "").any() else "metric_name"
     table = violations.pivot_table(
-        index="metric_name", columns="constraints", values="violation_id", aggfunc="count", fill_value=0
+        index=index, columns="constraints", values="violation_id", aggfunc="count", fill_value=0
     )
     lines += ["", "violations per metric:", table.to_string()]
     worst = violations.assign(margin=(violations["value"] - violations["threshold"]).abs())

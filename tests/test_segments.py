@@ -89,3 +89,40 @@ def test_a_cardinality_attack_stays_within_the_cap(make) -> None:
     assert len(users) == 21 and OTHER in users
     assert sum(u["sample_count"] for u in users.values()) == record["sample_count"] == n
     assert users[OTHER]["sample_count"] == n - 20
+
+
+def test_replay_tables_and_charts_show_the_segments(tmp_path) -> None:
+    """The segments table has a row per window and segment value; violations name their segment; the
+    chart draws the segment that broke the constraint as a line of its own, and the window's own
+    violation marks leave segment violations out."""
+    from connectors.charts import matplotlib_figure, plotly_figure
+    from connectors.replay_tables import rejudge, segments_frame, summary, violations_frame, windows_frame
+    from connectors.replay import Replay
+    from tests.harness import Harness
+
+    h = Harness("memory", base_settings(min_samples=10, segment_min_samples=20, label_ttl=86400.0), catalog())
+    inf, lab = Topic("inferences"), Topic("labels")
+    rng = random.Random(8)
+    msgs = []
+    for i in range(3000):  # three 60 s windows; FR collapses in the last two
+        country = "FR" if i % 5 == 0 else "DE"
+        y = rng.randint(0, 1)
+        right = rng.random() < (0.4 if country == "FR" and i >= 1000 else 0.92)
+        msgs.append(
+            inf.msg(inference(f"e{i}", T0 + i * 0.06, y if right else 1 - y, 0.5, features={"country": country}))
+        )
+        msgs.append(lab.msg(label(f"e{i}", y)))
+    h.feed(msgs + [inf.msg(inference("tick", T0 + 2000, 0, 0.1))])
+    records = h.metrics()
+    segments = segments_frame(records)
+    assert len(segments) == 2 * len(records) and set(segments["segment_value"]) == {"DE", "FR"}
+    published = h.records(h.settings.violations_topic)
+    assert rejudge(records, catalog(), 10, segment_min_samples=20) == published  # a backtest gives the same
+    violations = violations_frame({"c": published})
+    assert set(violations["segment"]) == {"features.country=FR"} and len(violations) == 2
+    assert "features.country=FR" in summary(windows_frame(records), violations, Replay(records, published, 0, 1, 0))
+    [ax] = matplotlib_figure(windows_frame(records), violations, catalog(), segments).axes
+    assert "segment features.country=FR" in [line.get_label() for line in ax.lines]
+    assert not any(c.get_label().startswith("violations") for c in ax.collections)  # the whole window: none
+    names = [t.name for t in plotly_figure(windows_frame(records), violations, catalog(), segments).data]
+    assert "churn segment features.country=FR (2 violations)" in names

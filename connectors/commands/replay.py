@@ -80,7 +80,14 @@ def run(args: argparse.Namespace) -> int:
 def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | None, to_s: float | None) -> int:
     from connectors.charts import panels, write_chart
     from connectors.replay import replay
-    from connectors.replay_tables import rejudge, summary, violations_frame, windows_frame, write_frame
+    from connectors.replay_tables import (
+        rejudge,
+        segments_frame,
+        summary,
+        violations_frame,
+        windows_frame,
+        write_frame,
+    )
     from stream.errors import ConfigError, InputError
 
     out = _output_path(args.out, "--out", (".csv", ".parquet"))
@@ -112,7 +119,13 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
     judged = {primary: result.violations}
     if compare is not None:
         name = Path(args.compare).name if args.compare != settings.constraints else "compare"
-        judged[name] = rejudge(result.records, compare, settings.min_samples, settings.violation_rule)
+        judged[name] = rejudge(
+            result.records,
+            compare,
+            settings.min_samples,
+            settings.violation_rule,
+            settings.segment_min_samples or settings.min_samples,
+        )
     windows = windows_frame(result.records)
     violations = violations_frame(judged)
     print(summary(windows, violations, result))
@@ -124,12 +137,16 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
             + ("" if settings.constraints else " (give --constraints)")
             + "; no file was written"
         )
+    segments = segments_frame(result.records)
     if out is not None:
         write_frame(windows, out)
         write_frame(violations, out.with_name(f"{out.stem}.violations{out.suffix}"))
         print(f"wrote {out} ({len(windows)} windows) and {out.stem}.violations{out.suffix} ({len(violations)} rows)")
+        if not segments.empty:
+            write_frame(segments, out.with_name(f"{out.stem}.segments{out.suffix}"))
+            print(f"wrote {out.stem}.segments{out.suffix} ({len(segments)} segment windows)")
     if plot is not None:
-        write_chart(windows, violations[violations["constraints"] == primary], catalog, plot)
+        write_chart(windows, violations[violations["constraints"] == primary], catalog, plot, segments)
         print(f"wrote {plot}")
     return 0
 

@@ -226,18 +226,24 @@ def evaluate(
     return record, violations
 
 
+def segment_violation(violation: dict[str, Any], key: str, value: str) -> dict[str, Any]:
+    """A violation of a window's segment: it names the segment, and its id differs from the window's."""
+    metric = f"{violation['metric_name']}\x1f{key}\x1f{value}"
+    return {
+        **violation,
+        "violation_id": violation_id(violation["model"], violation["model_version"], violation["window"], metric),
+        "segment": {"key": key, "value": value},
+        "description": f"Segment {key}={value}: {violation['description']}",
+    }
+
+
 def _segments(
     record: Mapping[str, Any], agg: WindowAggregate, config: CoreConfig, catalog: Catalog
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Per segment key and value (at most `segment_cap` values a key, the rest `__other__`): its
     samples, status and metrics (with intervals), judged by the model's constraints from
     `segment_min_samples` samples on; its violations name the segment."""
-    model, version, window, problem_type = (
-        record["model"],
-        record["model_version"],
-        record["window"],
-        record["problem_type"],
-    )
+    model, problem_type = record["model"], record["problem_type"]
     key_of = STATISTICS_KEY[problem_type]
     out: dict[str, dict[str, Any]] = {}
     violations: list[dict[str, Any]] = []
@@ -247,11 +253,7 @@ def _segments(
             add_intervals(statistics, part, problem_type, config.confidence_level)
         view = {**record, "sample_count": part.sample_count, key_of: statistics}
         status, found = judge(view, catalog.constraints(model), config.segment_min_samples, config.violation_rule)
-        for v in found:
-            v["segment"] = {"key": name, "value": value}
-            v["violation_id"] = violation_id(model, version, window, f"{v['metric_name']}\x1f{name}\x1f{value}")
-            v["description"] = f"Segment {name}={value}: {v['description']}"
-        violations += found
+        violations += [segment_violation(v, name, value) for v in found]
         out.setdefault(name, {})[value] = {
             "sample_count": part.sample_count,
             "status": status,
