@@ -125,10 +125,11 @@ class WindowAggregate:
         return parts
 
     def segment(self, key: str, value: str) -> "WindowAggregate":
-        """The counters of one segment of the window (created empty)."""
+        """The counters of one segment of the window (created empty; scores binned at the subsamples'
+        coarse resolution, which bounds a segment's state to its cells and 101 score bins)."""
         found = self.segments.get((key, value))
         if found is None:
-            found = self.segments[key, value] = WindowAggregate(self.resolution)
+            found = self.segments[key, value] = WindowAggregate(self.coarse)
         return found
 
     def fields(self, segments: bool = True) -> dict[str, float]:
