@@ -103,6 +103,12 @@ class Settings:
     segment_cap: int = setting(
         20, "segment values per key and window at most; the rest count as __other__", group="models"
     )
+    change_delta: float = setting(
+        0.002,
+        "sensitivity of change detection on each model version's (and segment's) outcomes: ADWIN's delta, the "
+        "bound on a false alarm at each check (0: off)",
+        group="windows",
+    )
     segment_min_samples: int = setting(
         0, "segments with fewer joined samples are reported but not judged (0: TRUTHSTREAM_MIN_SAMPLES)", group="models"
     )
@@ -240,6 +246,7 @@ class Settings:
             confidence_level=self.confidence_level,
             violation_rule=self.violation_rule,
             segment_cap=self.segment_cap,
+            change_delta=self.change_delta,
             segment_min_samples=self.segment_min_samples or self.min_samples,
             capture_model=self.capture_model,
             capture_format=CaptureFormat(
@@ -294,9 +301,12 @@ class Settings:
             "max_future_seconds",
             "max_pending",
             "segment_min_samples",
+            "change_delta",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{setting_name(name)} must not be negative, got {getattr(self, name)}")
+        if not 0 <= self.change_delta < 1:
+            raise ConfigError(f"{setting_name('change_delta')} must be in [0, 1), got {self.change_delta}")
         if not 0 <= self.confidence_level < 1:
             raise ConfigError(
                 f"{setting_name('confidence_level')} must be in [0, 1), e.g. 0.95, got {self.confidence_level}"

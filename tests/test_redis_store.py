@@ -338,3 +338,43 @@ def test_every_write_renews_the_safety_ttl_of_the_keys_it_touches(redis_url: str
         assert safety - 5 <= client.ttl(bucket) <= safety
         client.expire(bucket, 100)
     assert all(0 < client.ttl(k.encode("latin-1")) <= safety for k in _keys(redis_url, h.prefix) if ":x:" in k)
+
+
+def test_two_workers_closing_a_models_windows_at_once_feed_its_change_detector_once_in_order(
+    redis_url: str,
+) -> None:
+    """Eight windows of one model, due together, closed by two workers at once (each closing all,
+    with the other's claims landing in between): the change detector is fed each window once, in
+    order (a claim built on a detector another worker moved is refused and rebuilt), so the events
+    are those of the memory store, once."""
+    from tests.test_changes import drifting_stream
+
+    settings = Settings(window_seconds=60.0, label_grace=100000.0, min_samples=1, rolling_size=0, label_ttl=1e6)
+    msgs = drifting_stream(3)
+    memory = Harness("memory", settings, Catalog(), 2)
+    memory.feed(msgs, batch=1000)
+    memory.idle(T0 + 200000)
+    expected = [v for v in memory.records(settings.violations_topic) if v["constraint_check_type"] == "ChangeDetected"]
+    assert len(expected) == 1
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+
+    async def scenario() -> list[Output]:
+        clients = [redis_client(redis_url) for _ in range(2)]
+        try:
+            stores = [RedisStore(c, prefix, settings.label_ttl, 2) for c in clients]
+            engines = [Engine(settings.core(), Catalog(), s, 2) for s in stores]
+            await engines[0].process(msgs, time.time())
+            await stores[0].raise_floor(T0 + 200000)
+            await asyncio.gather(*(e.close_due() for e in engines))
+            return await stores[0].pending_outbox()
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    outputs = asyncio.run(scenario())
+    windows = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
+    assert len(windows) == 8
+    changes = [
+        o.value for o in outputs if o.kind == "violation" and o.value["constraint_check_type"] == "ChangeDetected"
+    ]
+    assert changes == expected

@@ -116,8 +116,13 @@ def test_replay_tables_and_charts_show_the_segments(tmp_path) -> None:
     records = h.metrics()
     segments = segments_frame(records)
     assert len(segments) == 2 * len(records) and set(segments["segment_value"]) == {"DE", "FR"}
-    published = h.records(h.settings.violations_topic)
+    events = h.records(h.settings.violations_topic)
+    published = [v for v in events if v["constraint_check_type"] != "ChangeDetected"]
     assert rejudge(records, catalog(), 10, segment_min_samples=20) == published  # a backtest gives the same
+    # FR's collapse is found as a change, in FR and (a fifth of the traffic) in the whole window
+    changes = {str(v.get("segment")): v["change"] for v in events if v["constraint_check_type"] == "ChangeDetected"}
+    assert set(changes) == {"None", str({"key": "features.country", "value": "FR"})}
+    assert all(c["since"] == format_time(T0 + 60) and c["before"]["accuracy"] > 0.85 for c in changes.values())
     violations = violations_frame({"c": published})
     assert set(violations["segment"]) == {"features.country=FR"} and len(violations) == 2
     assert "features.country=FR" in summary(windows_frame(records), violations, Replay(records, published, 0, 1, 0))

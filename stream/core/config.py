@@ -27,5 +27,6 @@ class CoreConfig:
     violation_rule: str = "value"  # "interval": a violation only when the whole interval breaks the constraint
     segment_cap: int = 20  # segment values per key and window part (and closed window); the rest: __other__
     segment_min_samples: int = 100  # segments with fewer joined samples are reported but not judged
+    change_delta: float = 0.002  # ADWIN's delta for change detection on the joined outcomes (0: off)
     capture_model: str = "sagemaker"  # model name of SageMaker capture records found on the inference topic
     capture_format: CaptureFormat = field(default_factory=lambda: CaptureFormat("", "", 0.5))

@@ -10,14 +10,24 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.outputs import PROVISIONAL_KIND, accounting_record, provisional_record, evaluate, window_doc
-from stream.core.records import REGRESSION, RawMessage
+from stream.core.changes import Detector
+from stream.core.outputs import (
+    PROVISIONAL_KIND,
+    accounting_record,
+    change_event,
+    evaluate,
+    outcomes,
+    provisional_record,
+    window_doc,
+)
+from stream.core.records import REGRESSION, SEP, RawMessage
 from stream.core.state import METRICS, VIOLATION, Job, Output, RollingDue, StateStore, sweep_horizon, widen
 from stream.core.step import Step, event_ids
 from stream.core.windows import WindowKey, is_due, split_model_key, stream_time
@@ -171,10 +181,31 @@ class Engine:
         now = await self.now()
         return await self.provisional_due(now) + await self.close_due(now)
 
-    def _evaluate(self, key: WindowKey, agg: WindowAggregate, counts: dict[str, int]) -> list[Output]:
+    def _evaluate(
+        self, key: WindowKey, agg: WindowAggregate, counts: dict[str, int], detectors: Mapping[str, str]
+    ) -> tuple[list[Output], dict[str, str]]:
         window = window_doc("tumbling", key.start, key.end)
         record, violations = evaluate(key.model, key.version, window, agg, counts, self.config, self.catalog)
-        return self._outputs(key.model, record, violations)
+        changed: dict[str, str] = {}
+        if self.config.change_delta and record["problem_type"] != REGRESSION:
+            changed = self._detect(key, record, detectors, violations)
+        return self._outputs(key.model, record, violations), changed
+
+    def _detect(
+        self, key: WindowKey, record: dict[str, Any], detectors: Mapping[str, str], events: list[dict[str, Any]]
+    ) -> dict[str, str]:
+        """Feed the window's outcomes (and each segment's) to their change detectors; add a change
+        event for each change found. Returns the detectors' new states."""
+        changed = {}
+        for name, segment, n, errors in outcomes(record):
+            detector = Detector.load(detectors.get(name), self.config.change_delta)
+            if detector.fed_to >= key.end:  # fed already (a window is closed once: cannot happen)
+                continue
+            change = detector.feed(key.start, key.end, n, errors, f"{key.encode()}{SEP}{name}")
+            changed[name] = detector.dump()
+            if change is not None:
+                events.append(change_event(record, change, segment, self.config.change_delta))
+        return changed
 
     def _provisional(self, key: WindowKey, agg: WindowAggregate) -> list[Output]:
         window = window_doc(PROVISIONAL_KIND, key.start, key.end)

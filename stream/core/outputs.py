@@ -22,6 +22,7 @@ from stream.core.intervals import add_intervals
 from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.core.records import RawMessage
 from stream.core.segments import capped
+from stream.core.changes import CHANGE_CHECK_TYPE, Change
 from stream.core.timefmt import format_time
 
 COUNT_NAMES = (
@@ -224,6 +225,64 @@ def evaluate(
         record["segments"], segment_violations = _segments(record, agg, config, catalog)
         violations += segment_violations
     return record, violations
+
+
+def outcomes(record: Mapping[str, Any]) -> list[tuple[str, dict[str, str] | None, int, int]]:
+    """(detector name, segment, samples, wrong predictions) of a classifier's window record and of
+    each of its segments: what its change detectors are fed ("" is the whole window's)."""
+    key_of = STATISTICS_KEY[record["problem_type"]]
+    out = [("", None, *_wrong(record[key_of]))]
+    for name, values in sorted((record.get("segments") or {}).items()):
+        for value, entry in sorted(values.items()):
+            out.append((f"{name}={value}", {"key": name, "value": value}, *_wrong(entry[key_of])))
+    return out
+
+
+def _wrong(statistics: Mapping[str, Any]) -> tuple[int, int]:
+    matrix = statistics.get("confusion_matrix", {})
+    n = sum(sum(row.values()) for row in matrix.values())
+    return int(n), int(n - sum(row.get(actual, 0) for actual, row in matrix.items()))
+
+
+def change_event(
+    record: Mapping[str, Any], change: Change, segment: dict[str, str] | None, delta: float
+) -> dict[str, Any]:
+    """A change detected in a window (or one of its segments): on the violations topic, with
+    `constraint_check_type` "ChangeDetected", the estimated start of the new regime and the accuracy
+    before and after it."""
+    before = 1 - change.before[1] / change.before[0] if change.before[0] else None
+    after = 1 - change.after[1] / change.after[0] if change.after[0] else None
+    since = format_time(change.since)
+    where = f"Segment {segment['key']}={segment['value']}: c" if segment else "C"
+    shown = ["n/a" if v is None else f"{v:.4f}" for v in (before, after)]
+    event: dict[str, Any] = {
+        "violation_id": violation_id(
+            record["model"],
+            record["model_version"],
+            record["window"],
+            f"change\x1f{segment['key']}\x1f{segment['value']}" if segment else "change",
+        ),
+        "model": record["model"],
+        "model_version": record["model_version"],
+        "window": record["window"],
+        "metric_name": "accuracy",
+        "constraint_check_type": CHANGE_CHECK_TYPE,
+        "description": f"{where}hange in accuracy since about {since}: {shown[0]} before, {shown[1]} after "
+        f"(ADWIN, delta {delta:g})",
+        "threshold": before,
+        "value": after,
+        "sample_count": change.after[0],
+        "change": {
+            "since": since,
+            "before": {"accuracy": before, "samples": change.before[0]},
+            "after": {"accuracy": after, "samples": change.after[0]},
+            "detector": "ADWIN",
+            "delta": delta,
+        },
+    }
+    if segment:
+        event["segment"] = segment
+    return event
 
 
 def segment_violation(violation: dict[str, Any], key: str, value: str) -> dict[str, Any]:

@@ -292,10 +292,12 @@ class StateStore(Protocol):
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Take the windows (oldest first) and, per input partition, their models' counters, call
-        `build(key, agg, counts)` for each window's outputs (a window's parts of every partition
+        `build(key, agg, counts, detectors)` for each window (a window's parts of every partition
         merged; of each partition, a model's counts and the unattributed ones go to its first
-        window: `merge_counts`), queue them in the outbox and delete the windows, each exactly
-        once. Returns how many closed (one closed by another worker first is skipped)."""
+        window: `merge_counts`; `detectors`: its model version's change detectors' states, by
+        name), which returns its outputs and the detectors it changed; queue the outputs and store
+        the detectors, and delete the windows, each exactly once and the windows of a model version
+        in order. Returns how many closed (one closed by another worker first is skipped)."""
 
     async def close_counts(self, models: set[str], build: Any) -> int:
         """Per input partition, atomically take the counters of those of `models` that have no window

@@ -21,7 +21,7 @@ from stream.core.state import (
     rolling_due,
 )
 from stream.core.segments import admit
-from stream.core.windows import WindowKey
+from stream.core.windows import WindowKey, model_key
 
 
 class MemoryStore:
@@ -39,6 +39,7 @@ class MemoryStore:
         self.windows: dict[WindowKey, dict[int, WindowAggregate]] = {}  # parts per partition
         # per window, partition and segment key: the values its part admitted (see `segments.admit`)
         self.admitted: dict[tuple[WindowKey, int, str], set[str]] = {}
+        self.detectors: dict[str, dict[str, str]] = {}  # per model version, its change detectors' states
         # what inferences add to windows without opening them (label coverage, estimates), and the
         # windows listed for a provisional record
         self.unopened: dict[WindowKey, WindowAggregate] = {}
@@ -191,7 +192,10 @@ class MemoryStore:
             self.provisioned.add(key)  # closed: no provisional record after the final one
             for counters in self.counters.values():  # a later window of the model finds them gone
                 counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
-            self.outbox.extend(build(key, agg, counts))
+            detectors = self.detectors.setdefault(model_key(key.model, key.version), {})
+            outputs, changed = build(key, agg, counts, dict(detectors))
+            detectors.update(changed)
+            self.outbox.extend(outputs)
             closed += 1
         return closed
 

@@ -575,13 +575,70 @@ class RedisStore:
         return rows
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
-        """Seal the windows' parts in every partition, merge them and queue each window's records in
-        its owner partition's outbox (only if not closed there yet), then drop the sealed parts."""
+        """Seal the windows' parts in every partition, merge them, and queue each window's records in
+        its model version's owner partition's outbox (only if not closed there yet) together with its
+        change detectors, read before and written only if no other worker moved them meanwhile (else
+        the model's windows are sealed again and rebuilt); then drop the sealed parts."""
         names = [k.encode() for k in keys]
-        seal = json.dumps({"windows": names, "models": [k.model for k in keys], "ends": [repr(k.end) for k in keys]})
+        merged = await self._seal(keys)
+        closed = 0
+        for _ in range(MAX_RETRIES):
+            by_model: dict[str, list[int]] = {}
+            for i in sorted(merged, key=lambda i: (keys[i].end, keys[i].start)):
+                by_model.setdefault(model_key(keys[i].model, keys[i].version), []).append(i)
+            if not by_model:
+                break
+            detectors = await self._detectors(list(by_model))
+            groups: dict[int, list[dict[str, Any]]] = {}
+            for mk, indexes in by_model.items():
+                state = dict(detectors[mk])
+                expect, changed, rows = state.pop("#end", ""), {}, []
+                for i in indexes:
+                    agg, counts = merged[i]
+                    outputs, new = build(keys[i], agg, counts, state)
+                    state.update(new)
+                    changed.update(new)
+                    rows.append(self._outbox_rows(outputs))
+                groups.setdefault(self._owner(mk), []).append(
+                    {
+                        "model": mk,
+                        "expect": expect,
+                        "windows": [names[i] for i in indexes],
+                        "ends": [repr(keys[i].end) for i in indexes],
+                        "rows": rows,
+                        "detectors": [x for item in changed.items() for x in item],
+                        "fed_to": repr(keys[indexes[-1]].end),
+                    }
+                )
+            calls = [(lua.CLAIM, p, (json.dumps({"groups": g, "ttl": self.safety_ttl}),)) for p, g in groups.items()]
+            replies = await self._each(calls)
+            closed += sum(int(claimed) for claimed, _ in replies)
+            conflicts = {_text(m) for _, found in replies for m in found}
+            if not conflicts:
+                break
+            again = [i for mk, indexes in by_model.items() if mk in conflicts for i in indexes]
+            resealed = await self._seal([keys[i] for i in again])
+            merged = {again[j]: built for j, built in resealed.items()}
+        else:
+            raise StateError(f"could not close {len(keys)} windows after {MAX_RETRIES} attempts")
+        forget = repr(max(k.end for k in keys) - 2 * self.label_ttl - 86400) if keys else "0"
+        cleanup = json.dumps({"windows": names, "ends": [repr(k.end) for k in keys], "forget": forget})
+        await self._each([(lua.CLEANUP, p, (cleanup,)) for p in range(self.partitions)])
+        return closed
+
+    async def _seal(self, keys: list[WindowKey]) -> dict[int, tuple[WindowAggregate, dict[str, int]]]:
+        """Seal the windows in every partition; by index, each one not closed yet, its parts merged
+        with its counters."""
+        seal = json.dumps(
+            {
+                "windows": [k.encode() for k in keys],
+                "models": [k.model for k in keys],
+                "ends": [repr(k.end) for k in keys],
+            }
+        )
         sealed = await self._each([(lua.SEAL, p, (seal,)) for p in range(self.partitions)])
-        claims: dict[int, dict[str, list[Any]]] = {}
-        for i, key in enumerate(keys):
+        out = {}
+        for i in range(len(keys)):
             parts = [replies[i] for replies in sealed]
             if any(part is None for part in parts):  # closed already: only the cleanup is left
                 continue
@@ -590,17 +647,20 @@ class RedisStore:
                 fields = _counters(part)
                 counts = merge_counts(counts, {f[1:]: n for f, n in fields.items() if f.startswith("#") and f != "#"})
                 agg.merge(WindowAggregate(self.resolution, {f: n for f, n in fields.items() if not f.startswith("#")}))
-            claim = claims.setdefault(
-                zlib.crc32(names[i].encode()) % self.partitions, {"windows": [], "ends": [], "rows": []}
-            )
-            claim["windows"].append(names[i])
-            claim["ends"].append(repr(key.end))
-            claim["rows"].append(self._outbox_rows(build(key, agg, counts)))
-        closed = sum(await self._each([(lua.CLAIM, p, (json.dumps(c),)) for p, c in claims.items()]))
-        forget = repr(max(k.end for k in keys) - 2 * self.label_ttl - 86400) if keys else "0"
-        cleanup = json.dumps({"windows": names, "ends": [repr(k.end) for k in keys], "forget": forget})
-        await self._each([(lua.CLEANUP, p, (cleanup,)) for p in range(self.partitions)])
-        return int(closed)
+            out[i] = (agg, counts)
+        return out
+
+    def _owner(self, model: str) -> int:
+        """The partition whose outbox and change detectors serve a model version's windows."""
+        return zlib.crc32(model.encode()) % self.partitions
+
+    async def _detectors(self, models: list[str]) -> dict[str, dict[str, str]]:
+        """Each model version's change detectors (and '#end', the end of the last window they were fed)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for mk in models:
+                pipe.hgetall(f"{self.base(self._owner(mk))}:cd:{mk}")
+            found = await pipe.execute()
+        return {mk: {_text(f) or "": _text(v) or "" for f, v in h.items()} for mk, h in zip(models, found)}
 
     async def close_counts(self, models: set[str], build: Any) -> int:
         """Per partition, take the counters of the models no window open in it carries and queue

@@ -245,21 +245,36 @@ if changed then redis.call('INCR', base .. ':cv') end  -- counters moved: a coun
 return out
 """
 
-# Claim windows ARGV[2] (JSON {windows, ends, rows}) for publication in their owner partition:
-# the outputs of a window not closed yet are queued and the window marked closed. Returns how many.
+# Claim windows for publication in their owner partition (their model version's): ARGV[2] is JSON
+# {groups: [{model, expect, windows, ends, rows, detectors, fed_to}], ttl}. A group whose change
+# detectors (hash cd:<model>) moved since they were read (field '#end' other than `expect`) is a
+# conflict: nothing of it is done. Otherwise the outputs of each window not closed yet are queued,
+# the window marked closed, and the detectors stored. Returns {claimed windows, conflicting models}.
 CLAIM = (
     RPUSH
     + """
 local base, a = ARGV[1], cjson.decode(ARGV[2])
-local closed, claimed = base .. ':closed', 0
-for i, w in ipairs(a.windows) do
-  if not redis.call('ZSCORE', closed, w) then
-    redis.call('ZADD', closed, a.ends[i], w)
-    rpush(base .. ':o', a.rows[i])
-    claimed = claimed + 1
+local closed, claimed, conflicts = base .. ':closed', 0, {}
+for _, g in ipairs(a.groups) do
+  local cd = base .. ':cd:' .. g.model
+  if (redis.call('HGET', cd, '#end') or '') ~= g.expect then
+    conflicts[#conflicts + 1] = g.model
+  else
+    for i, w in ipairs(g.windows) do
+      if not redis.call('ZSCORE', closed, w) then
+        redis.call('ZADD', closed, g.ends[i], w)
+        rpush(base .. ':o', g.rows[i])
+        claimed = claimed + 1
+      end
+    end
+    if #g.detectors > 0 then
+      for j = 1, #g.detectors, 2 do redis.call('HSET', cd, g.detectors[j], g.detectors[j + 1]) end
+      redis.call('HSET', cd, '#end', g.fed_to)
+      redis.call('EXPIRE', cd, a.ttl)
+    end
   end
 end
-return claimed
+return {claimed, conflicts}
 """
 )
 
