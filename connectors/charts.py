@@ -1,6 +1,6 @@
 """Charts of a replay: each constrained metric over time per model with its confidence interval as a
-band, its label-free estimate (calibrated binary models) with its own band, its threshold, the
-violations."""
+band, its label-free estimate (calibrated models) with its own band, its threshold, the violations,
+the segments that broke a constraint and the changes the change detector found."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from stream.core.catalog import Catalog
+from stream.core.changes import CHANGE_CHECK_TYPE
 from stream.core.estimates import ESTIMATED_PREFIX
 from stream.core.constraints import Constraint
 from stream.errors import ConfigError
@@ -31,9 +32,20 @@ def _series(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = windows[windows["model"] == model].sort_values("window_start")
     mine = (violations["model"] == model) & (violations["metric_name"] == c.reported_name)
+    mine &= violations["constraint_check_type"] != CHANGE_CHECK_TYPE  # changes are marked apart
     if "segment" in violations.columns:
         mine &= violations["segment"].fillna("") == ""  # a segment's violations mark its own line
     return rows, violations[mine]
+
+
+def _changes(violations: pd.DataFrame, model: str) -> list[pd.Timestamp]:
+    """When the model's accuracy changed (the whole window's, as the change detector placed it)."""
+    if "change_since" not in violations.columns:
+        return []
+    found = violations[(violations["model"] == model) & (violations["constraint_check_type"] == CHANGE_CHECK_TYPE)]
+    if "segment" in found.columns:
+        found = found[found["segment"].fillna("") == ""]
+    return sorted(found["change_since"].dropna().unique())
 
 
 def _segment_lines(
@@ -44,7 +56,7 @@ def _segment_lines(
     if segments is None or segments.empty or "segment" not in violations.columns:
         return []
     bad = violations[(violations["model"] == model) & (violations["metric_name"] == c.reported_name)]
-    bad = bad[bad["segment"].fillna("") != ""]
+    bad = bad[(bad["segment"].fillna("") != "") & (bad["constraint_check_type"] != CHANGE_CHECK_TYPE)]
     out = []
     for name in sorted(bad["segment"].unique()):
         key, _, value = name.partition("=")
@@ -103,6 +115,8 @@ def matplotlib_figure(
             if estimate_band is not None:
                 ax.fill_between(estimate_band["window_start"], estimate_band["lower"], estimate_band["upper"],
                                 color="tab:green", alpha=0.12, label="estimate's interval")  # fmt: skip
+        for i, since in enumerate(_changes(violations, model)):
+            ax.axvline(since, color="tab:purple", linestyle=":", label="change detected (since)" if i == 0 else None)
         for name, line, marks in _segment_lines(segments, violations, model, c):
             drawn = ax.plot(line["window_start"], line[c.metric_name], linewidth=1, alpha=0.8, label=f"segment {name}")
             ax.scatter(marks["window_start"], marks["value"], color=drawn[0].get_color(), marker="x", s=40, zorder=3)
@@ -187,6 +201,8 @@ def plotly_figure(
             if estimate_band is not None:
                 name = f"{model} {c.metric_name} estimate's interval"
                 fig.add_trace(_band_trace(go, estimate_band, "rgba(44, 160, 44, 0.12)", name), row=i, col=1)
+        for since in _changes(violations, model):
+            fig.add_vline(x=since, line_dash="dot", line_color="purple", row=i, col=1)
         for name, line, marks in _segment_lines(segments, violations, model, c):
             fig.add_trace(
                 go.Scatter(

@@ -10,6 +10,7 @@ import pandas as pd
 from connectors.files import atomic_files
 from connectors.replay import Replay
 from stream.core.catalog import Catalog
+from stream.core.changes import CHANGE_CHECK_TYPE
 from stream.core.metrics import STATISTICS_KEY, scalar_values
 from stream.core.outputs import COUNT_NAMES, judge, segment_violation
 from stream.core.timefmt import format_time
@@ -93,6 +94,7 @@ VIOLATION_COLUMNS = [
     "value",
     "sample_count",
     "description",
+    "change_since",
 ]
 
 
@@ -126,13 +128,14 @@ def violations_frame(violations: dict[str, list[dict[str, Any]]]) -> pd.DataFram
             "window_start": v["window"]["start"],
             "window_end": v["window"]["end"],
             "segment": f"{v['segment']['key']}={v['segment']['value']}" if v.get("segment") else "",
-            **{k: v[k] for k in VIOLATION_COLUMNS[7:]},
+            **{k: v[k] for k in VIOLATION_COLUMNS[7:-1]},
+            "change_since": v["change"]["since"] if v.get("change") else None,
         }
         for name, found in violations.items()
         for v in found
     ]
     frame = pd.DataFrame(rows, columns=VIOLATION_COLUMNS)
-    for col in ("window_start", "window_end"):
+    for col in ("window_start", "window_end", "change_since"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
     return frame
 
@@ -163,6 +166,12 @@ def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> 
         start = "the beginning" if result.read_from is None else f"record time {format_time(result.read_from)}"
         low, high = (format_time(t) for t in result.inference_times)
         lines.append(f"read from {start}: inferences of {low} to {high}")
+    changes = violations[violations["constraint_check_type"] == CHANGE_CHECK_TYPE]
+    violations = violations[violations["constraint_check_type"] != CHANGE_CHECK_TYPE]
+    if not changes.empty:
+        lines += ["", "changes detected:"]
+        for _, v in changes.drop_duplicates("violation_id").iterrows():
+            lines.append(f"  {v['model']} v{v['model_version']}  {v['description']}")
     if violations.empty:
         lines.append("no violations")
         return "\n".join(lines)

@@ -142,3 +142,36 @@ def test_change_detection_can_be_turned_off(make) -> None:
     h = make(base_settings(label_ttl=86400.0, change_delta=0.0), partitions=2)
     h.feed(drifting_stream(3), batch=1000)
     assert h.metrics() and not h.records(h.settings.violations_topic)
+
+
+def test_replays_chart_marks_the_change_and_its_table_says_since_when() -> None:
+    """The violations table has the change's `change_since`; the chart draws a line there, and the
+    change is not drawn as a violation of the metric."""
+    from connectors.charts import matplotlib_figure, plotly_figure
+    from connectors.replay_tables import violations_frame, windows_frame
+    from stream.core.catalog import Catalog
+    from stream.core.constraints import parse_constraints
+    from tests.harness import Harness
+
+    constraints = {
+        "binary_classification_constraints": {
+            "accuracy": {"threshold": 0.5, "comparison_operator": "LessThanThreshold"}
+        }
+    }
+    catalog = Catalog(default=parse_constraints(constraints, "c.json"))
+    h = Harness("memory", base_settings(label_ttl=86400.0), catalog, 2)
+    h.feed(drifting_stream(3), batch=1000)
+    violations = violations_frame({"c": h.records(h.settings.violations_topic)})
+    [since] = violations["change_since"].dropna().tolist()
+    assert since.isoformat() == "2025-11-24T16:04:00+00:00"
+    [ax] = matplotlib_figure(windows_frame(h.metrics()), violations, catalog).axes
+    [line] = [x for x in ax.lines if x.get_label() == "change detected (since)"]
+    assert line.get_xdata()[0] == since
+    assert not ax.collections[1:]  # no violation marks: accuracy never fell under 0.5
+    from connectors.replay import Replay
+    from connectors.replay_tables import summary
+
+    text = summary(windows_frame(h.metrics()), violations, Replay(h.metrics(), [], 0, 1, 0))
+    assert "changes detected:\n  churn v1  Change in accuracy since about 2025-11-24T16:04:00Z" in text
+    figure = plotly_figure(windows_frame(h.metrics()), violations, catalog)
+    assert [shape.line.dash for shape in figure.layout.shapes] == ["dot"]

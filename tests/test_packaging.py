@@ -67,4 +67,4 @@ def test_promtool_accepts_the_rules() -> None:
     rules = ROOT / "connectors" / "monitoring" / "truthstream-rules.yml"
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 14 rules found" in checked.stdout
+    assert "SUCCESS: 15 rules found" in checked.stdout

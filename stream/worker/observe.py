@@ -21,6 +21,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from stream.core.catalog import Catalog
+from stream.core.changes import CHANGE_CHECK_TYPE
 from stream.core.engine import BatchReport
 from stream.core.metrics import STATISTICS_KEY, scalar_values
 from stream.core.outputs import PROVISIONAL_KIND
@@ -83,8 +84,14 @@ class WorkerMetrics:
         )
         self.violations = Counter(
             "truthstream_violations",
-            "Violation records this worker published",
+            "Violation records this worker published (constraints broken; changes are counted apart)",
             ["model", "model_version", "metric"],
+            registry=r,
+        )
+        self.changes = Counter(
+            "truthstream_changes",
+            "Changes in accuracy the change detectors found (segment: key=value, or empty for the whole window)",
+            ["model", "model_version", "segment"],
             registry=r,
         )
         self.records = Counter(
@@ -152,7 +159,11 @@ class WorkerMetrics:
         for output in outputs:
             record = output.value
             try:
-                if output.kind == VIOLATION:
+                if output.kind == VIOLATION and record.get("constraint_check_type") == CHANGE_CHECK_TYPE:
+                    segment = record.get("segment") or {}
+                    where = f"{segment['key']}={segment['value']}" if segment else ""
+                    self.changes.labels(record["model"], record["model_version"], where).inc()
+                elif output.kind == VIOLATION:
                     self.violations.labels(record["model"], record["model_version"], record["metric_name"]).inc()
                 elif output.kind == METRICS and record["window"]["kind"] in ("tumbling", "rolling", PROVISIONAL_KIND):
                     self._window(record)
@@ -176,6 +187,8 @@ class WorkerMetrics:
             self.threshold.labels(model, c.metric_name, c.comparison_operator).set(c.threshold)
             # from 0 before the first violation, so that increase() sees the first ones
             self.violations.labels(model, version, c.reported_name)
+        if kind == "tumbling":
+            self.changes.labels(model, version, "")  # from 0 too
 
     def state(self, pending: Mapping[str, int], lag: Mapping[tuple[str, int], int | None]) -> None:
         """Set the readings of the state: waiting entries by side, lag by owned partition."""

@@ -88,10 +88,17 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
         )
         assert shown == c["threshold"]
 
-    violations = Counter((v["model_version"], v["metric_name"]) for v in deployment.read("violations"))
+    events = deployment.read("violations")
+    violations = Counter(
+        (v["model_version"], v["metric_name"]) for v in events if v["constraint_check_type"] != "ChangeDetected"
+    )
     assert violations  # the drift broke the constraints
     for (version, metric), n in violations.items():
         assert value(samples, "truthstream_violations_total", model="churn", model_version=version, metric=metric) == n
+    changes = Counter(v["model_version"] for v in events if v["constraint_check_type"] == "ChangeDetected")
+    for version in {w["model_version"] for w in windows.values()}:
+        shown = value(samples, "truthstream_changes_total", model="churn", model_version=version, segment="")
+        assert shown == changes[version]
 
     joined = sum(w["sample_count"] for w in windows.values())
     assert joined == len(pairs)  # every pair joined in time: no late ones in this stream

@@ -157,6 +157,8 @@ def test_prometheus_evaluates_every_rule_and_panel_and_the_drift_fires_an_alert(
     )
     fired = prometheus.wait("the violation alert", lambda: "TruthstreamConstraintViolated" in prometheus.firing())
     assert fired
+    changed = prometheus.wait("the change alert", lambda: "TruthstreamAccuracyChanged" in prometheus.firing())
+    assert changed  # the change detector saw the drift too
 
     last = windows[max(windows)]
     latest = prometheus.wait(
