@@ -175,3 +175,38 @@ def test_replays_chart_marks_the_change_and_its_table_says_since_when() -> None:
     assert "changes detected:\n  churn v1  Change in accuracy since about 2025-11-24T16:04:00Z" in text
     figure = plotly_figure(windows_frame(h.metrics()), violations, catalog)
     assert [shape.line.dash for shape in figure.layout.shapes] == ["dot"]
+
+
+def scores_stream(seed: int, shift_at: int | None) -> list:
+    """Eight 60 s windows of 400 inferences and no label at all; their scores ~ Beta(2, 5) (mean 0.29),
+    or from window `shift_at` on Beta(4, 3) (mean 0.57): the inputs moved."""
+    inf = Topic("inferences", 2)
+    rng, msgs = np.random.default_rng(seed), []
+    for i in range(3200):
+        t = T0 + i * 0.15
+        shifted = shift_at is not None and t >= T0 + shift_at * 60
+        score = float(np.round(rng.beta(4, 3) if shifted else rng.beta(2, 5), 4))
+        msgs.append(inf.msg(inference(f"s{i}", t, int(score >= 0.5), score), i % 2))
+    return msgs + [inf.msg(inference(f"end{p}", T0 + 2000, 0, 0.1), p) for p in range(2)]
+
+
+def test_a_shift_of_the_scores_is_found_before_any_label(make) -> None:
+    """No label ever comes: the label-free detector sees the scores' distribution move at window 4,
+    from the provisional records, the same whatever the batching; a stationary one raises nothing."""
+    found = []
+    for batch in (41, 1000):
+        h = make(base_settings(label_ttl=86400.0), partitions=2)
+        h.feed(scores_stream(5, 4), batch=batch)
+        assert h.metrics() == []  # no label: no window closed
+        found.append(
+            [v for v in h.records(h.settings.violations_topic) if v["constraint_check_type"] == "ChangeDetected"]
+        )
+    assert found[0] == found[1] and len(found[0]) == 1
+    [event] = found[0]
+    assert event["label_free"] is True and event["metric_name"] == "mean_score"
+    assert event["window"]["kind"] == "provisional" and event["change"]["since"] == format_time(T0 + 240)
+    assert event["change"]["before"]["mean_score"] == pytest.approx(2 / 7, abs=0.02)
+    assert event["change"]["after"]["mean_score"] == pytest.approx(4 / 7, abs=0.05)
+    quiet = make(base_settings(label_ttl=86400.0), partitions=2)
+    quiet.feed(scores_stream(6, None), batch=1000)
+    assert quiet.records(quiet.settings.violations_topic) == []

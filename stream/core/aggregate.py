@@ -36,6 +36,7 @@ REG = "g"
 LABELS = "l"  # label coverage: l|i inferences of the window, l|d|<bin> label delays
 ESTIMATE = "e"  # label-free estimate sums: e|<name> (see `estimates`)
 SEGMENT = "k"  # a segment's own counters: k|<key>|<value>|<field> (see `segments`)
+SCORE_BINS = 100  # inference scores are binned at 1 / SCORE_BINS for the label-free change detector
 DELAYS_PER_DECADE = 10  # delay histogram bins per factor of 10 (a bin spans 26 %)
 MIN_DELAY_BIN = -30  # 1 ms: shorter delays (and labels stamped before their inference) count here
 
@@ -154,6 +155,15 @@ class WindowAggregate:
     def add_inference(self, n: int = 1) -> None:
         """Count inferences of the window (joined or not), the denominator of its label coverage."""
         _add(self.labels, "i", n)
+
+    def add_score(self, score: float) -> None:
+        """Count an inference's score (a binary model's positive-class score, a multiclass model's top
+        probability) in a histogram of 0.01-wide bins, for the label-free change detector."""
+        _add(self.labels, f"h{round(score * SCORE_BINS)}", 1)
+
+    def score_counts(self) -> dict[float, int]:
+        """The window's inference scores: bin value -> count (see `add_score`)."""
+        return {int(k[1:]) / SCORE_BINS: n for k, n in sorted(self.labels.items()) if k.startswith("h") and n}
 
     def add_delay(self, seconds: float) -> None:
         """Count a label's delay (from its inference's time to the label's) in the log-binned histogram;

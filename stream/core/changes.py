@@ -7,9 +7,13 @@ window after window in event time, so the live worker and replay feed it the sam
 whatever the arrival order: inside a window, which carries counts and no order, the outcomes come
 in a pseudo-random order seeded by the window (the same in every run). A change is therefore
 placed at window resolution: once ADWIN says there was a change, the window boundary that best
-splits the windows fed since the detector started into two error rates (maximum binomial
-likelihood) is the estimated change time, and the accuracy before and after are those of the
-two sides.
+splits the windows fed since the detector started into two levels (least squares) is the
+estimated change time, and the accuracy before and after are those of the two sides.
+
+Label-free, a second detector per model version watches the score distribution: each window's
+scores (a binary model's positive-class score, a multiclass model's top probability, binned at
+0.01) are fed when the window's provisional record is published, i.e. as soon as its inferences
+are complete, in the same seeded order; a change in the mean score is reported the same way.
 
 Why ADWIN (figures from the tests and `tests/test_changes.py`): on a stationary stream at accuracy
 0.9 it raised no alarm in 100,000 samples, and it detected an abrupt fall to 0.7 within about 90
@@ -34,6 +38,7 @@ import numpy as np
 from river.drift import ADWIN
 
 CHANGE_CHECK_TYPE = "ChangeDetected"  # constraint_check_type of a change event
+SCORE_DETECTOR = "scores"  # the label-free detector's name (the outcome detectors': "" and "key=value")
 MAX_HISTORY = 2000  # windows remembered per detector (to place a change and measure before/after)
 _ALLOWED = {("river.drift.adwin", "ADWIN"), ("river._river_rust.drift", "AdaptiveWindowing")}
 
@@ -50,20 +55,25 @@ class _DetectorUnpickler(pickle.Unpickler):
 
 @dataclass
 class Change:
-    """A change ADWIN found: where the new regime starts and the accuracy on either side."""
+    """A change ADWIN found: where the new regime starts, and the (samples, sum of the values) on
+    either side (for outcomes, the sum is the errors)."""
 
     since: float  # start of the window holding the first sample of the new regime
-    before: tuple[int, int]  # (samples, errors) of the windows dropped
-    after: tuple[int, int]  # (samples, errors) kept: the new regime, up to the detection
+    before: tuple[int, float]
+    after: tuple[int, float]  # the new regime, up to the detection
+
+    def means(self) -> tuple[float | None, float | None]:
+        """The mean value before and after (None for an empty side)."""
+        return tuple(s / n if n else None for n, s in (self.before, self.after))  # type: ignore[return-value]
 
 
 @dataclass
 class Detector:
-    """ADWIN and the (start, samples, errors) of the windows it was fed since it started."""
+    """ADWIN and the (start, samples, sum, sum of squares) of the windows it was fed since it started."""
 
     delta: float
     adwin: ADWIN | None = None
-    windows: list[tuple[float, int, int]] = field(default_factory=list)
+    windows: list[tuple[float, int, float, float]] = field(default_factory=list)
     fed_to: float = float("-inf")  # the end of the last window fed
 
     def __post_init__(self) -> None:
@@ -71,44 +81,51 @@ class Detector:
             self.adwin = ADWIN(delta=self.delta)
 
     def feed(self, start: float, end: float, n: int, errors: int, seed: str) -> Change | None:
-        """Feed one window's outcomes; the first change they reveal, if any (the detector then
-        starts again from the sample after it)."""
+        """Feed one window's outcomes (`errors` wrong of `n`) in an order seeded by `seed`; the first
+        change they reveal, if any (the detector then starts again from the sample after it)."""
         order = np.zeros(n, dtype=np.float64)
         order[:errors] = 1.0
-        np.random.default_rng(_seed(seed)).shuffle(order)
-        values = order.tolist()
+        return self._feed(start, end, order, seed)
+
+    def feed_values(self, start: float, end: float, counts: dict[float, int], seed: str) -> Change | None:
+        """Feed one window's values in [0, 1], given as value -> count, like `feed`."""
+        values = np.repeat(np.array(list(counts), dtype=np.float64), np.array(list(counts.values()), dtype=np.int64))
+        return self._feed(start, end, values, seed)
+
+    def _feed(self, start: float, end: float, values_array: np.ndarray, seed: str) -> Change | None:
+        np.random.default_rng(_seed(seed)).shuffle(values_array)
+        values = values_array.tolist()
         self.fed_to = end
         adwin, found = self.adwin, None
         for i, x in enumerate(values):
             adwin.update(x)  # type: ignore[union-attr]
             if adwin.drift_detected:  # type: ignore[union-attr]
                 head, rest = values[: i + 1], values[i + 1 :]
-                self.windows.append((start, len(head), int(sum(head))))
+                self.windows.append(_summary(start, head))
                 found = self._change()
-                self.adwin, self.windows = ADWIN(delta=self.delta), [(start, len(rest), int(sum(rest)))]
+                self.adwin, self.windows = ADWIN(delta=self.delta), [_summary(start, rest)]
                 for y in rest:
                     self.adwin.update(y)
                 break
         else:
-            self.windows.append((start, n, errors))
+            self.windows.append(_summary(start, values))
         del self.windows[:-MAX_HISTORY]
         return found
 
     def _change(self) -> Change:
         """Where the change began, at window resolution: the window boundary that best splits the
-        windows fed into two error rates (maximum binomial likelihood), ADWIN having said that
-        one exists; with the samples and errors on either side."""
-        n = np.array([k for _, k, _ in self.windows], dtype=np.float64)
-        e = np.array([x for _, _, x in self.windows], dtype=np.float64)
-        best, split = -np.inf, len(n) - 1
+        windows fed into two levels (least squares: the smallest sum of squared deviations from
+        each side's mean), ADWIN having said that one exists."""
+        n, s, q = (np.array([w[i] for w in self.windows], dtype=np.float64) for i in (1, 2, 3))
+        best, split = np.inf, len(n) - 1
         for j in range(1, len(n)):
-            ll = _log_likelihood(n[:j].sum(), e[:j].sum()) + _log_likelihood(n[j:].sum(), e[j:].sum())
-            if ll > best:
-                best, split = ll, j
+            cost = _squares(n[:j].sum(), s[:j].sum(), q[:j].sum()) + _squares(n[j:].sum(), s[j:].sum(), q[j:].sum())
+            if cost < best - 1e-9:
+                best, split = cost, j
         return Change(
             self.windows[split][0],
-            (int(n[:split].sum()), int(e[:split].sum())),
-            (int(n[split:].sum()), int(e[split:].sum())),
+            (int(n[:split].sum()), float(s[:split].sum())),
+            (int(n[split:].sum()), float(s[split:].sum())),
         )
 
     def dump(self) -> str:
@@ -127,16 +144,17 @@ class Detector:
         adwin = _DetectorUnpickler(io.BytesIO(base64.b64decode(doc["adwin"]))).load()
         if not isinstance(adwin, ADWIN):
             raise pickle.UnpicklingError("a change detector's state does not hold an ADWIN")
-        windows = [(float(s), int(k), int(e)) for s, k, e in doc["windows"]]
+        windows = [(float(w[0]), int(w[1]), float(w[2]), float(w[3])) for w in doc["windows"]]
         return cls(delta, adwin, windows, float(doc["fed_to"]))
 
 
-def _log_likelihood(n: float, errors: float) -> float:
-    """Binomial log-likelihood of `errors` in `n` at their own rate (0 for an empty side)."""
-    if n <= 0:
-        return 0.0
-    p = errors / n
-    return float(sum(k * np.log(q) for k, q in ((errors, p), (n - errors, 1 - p)) if k > 0))
+def _summary(start: float, values: list[float]) -> tuple[float, int, float, float]:
+    return start, len(values), float(sum(values)), float(sum(v * v for v in values))
+
+
+def _squares(n: float, total: float, squares: float) -> float:
+    """Sum of squared deviations from the mean of n values with this sum and sum of squares."""
+    return squares - total * total / n if n > 0 else 0.0
 
 
 def _seed(text: str) -> int:

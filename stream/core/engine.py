@@ -17,9 +17,10 @@ from typing import Any
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.changes import Detector
+from stream.core.changes import SCORE_DETECTOR, Detector
 from stream.core.outputs import (
     PROVISIONAL_KIND,
+    SCORE_METRIC,
     accounting_record,
     change_event,
     evaluate,
@@ -207,10 +208,21 @@ class Engine:
                 events.append(change_event(record, change, segment, self.config.change_delta))
         return changed
 
-    def _provisional(self, key: WindowKey, agg: WindowAggregate) -> list[Output]:
+    def _provisional(
+        self, key: WindowKey, agg: WindowAggregate, detectors: Mapping[str, str]
+    ) -> tuple[list[Output], dict[str, str]]:
         window = window_doc(PROVISIONAL_KIND, key.start, key.end)
         record, violations = provisional_record(key.model, key.version, window, agg, self.config, self.catalog)
-        return self._outputs(key.model, record, violations)
+        changed: dict[str, str] = {}
+        counts = agg.score_counts() if self.config.change_delta else {}
+        if counts:  # label-free: the score distribution's detector, fed as the window's inferences complete
+            detector = Detector.load(detectors.get(SCORE_DETECTOR), self.config.change_delta)
+            if detector.fed_to < key.end:
+                change = detector.feed_values(key.start, key.end, counts, f"{key.encode()}{SEP}{SCORE_DETECTOR}")
+                changed[SCORE_DETECTOR] = detector.dump()
+                if change is not None:
+                    violations.append(change_event(record, change, None, self.config.change_delta, SCORE_METRIC))
+        return self._outputs(key.model, record, violations), changed
 
     def _accounting(self, model: str, counts: dict[str, int], now: float) -> list[Output]:
         return [Output(METRICS, model, accounting_record(model, counts, now, self.catalog))]

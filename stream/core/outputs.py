@@ -244,42 +244,53 @@ def _wrong(statistics: Mapping[str, Any]) -> tuple[int, int]:
     return int(n), int(n - sum(row.get(actual, 0) for actual, row in matrix.items()))
 
 
+SCORE_METRIC = "mean_score"  # what the label-free change detector watches
+
+
 def change_event(
-    record: Mapping[str, Any], change: Change, segment: dict[str, str] | None, delta: float
+    record: Mapping[str, Any],
+    change: Change,
+    segment: dict[str, str] | None,
+    delta: float,
+    metric: str = "accuracy",
 ) -> dict[str, Any]:
     """A change detected in a window (or one of its segments): on the violations topic, with
-    `constraint_check_type` "ChangeDetected", the estimated start of the new regime and the accuracy
-    before and after it."""
-    before = 1 - change.before[1] / change.before[0] if change.before[0] else None
-    after = 1 - change.after[1] / change.after[0] if change.after[0] else None
+    `constraint_check_type` "ChangeDetected", the estimated start of the new regime and the metric
+    before and after it: `accuracy` (from the outcomes) or, label-free, `mean_score`."""
+    before, after = change.means()
+    if metric == "accuracy":  # the outcomes' mean is the error rate
+        before, after = (None if v is None else 1 - v for v in (before, after))
     since = format_time(change.since)
     where = f"Segment {segment['key']}={segment['value']}: c" if segment else "C"
     shown = ["n/a" if v is None else f"{v:.4f}" for v in (before, after)]
+    name = "change" if metric == "accuracy" else f"change\x1f{metric}"
     event: dict[str, Any] = {
         "violation_id": violation_id(
             record["model"],
             record["model_version"],
             record["window"],
-            f"change\x1f{segment['key']}\x1f{segment['value']}" if segment else "change",
+            f"{name}\x1f{segment['key']}\x1f{segment['value']}" if segment else name,
         ),
         "model": record["model"],
         "model_version": record["model_version"],
         "window": record["window"],
-        "metric_name": "accuracy",
+        "metric_name": metric,
         "constraint_check_type": CHANGE_CHECK_TYPE,
-        "description": f"{where}hange in accuracy since about {since}: {shown[0]} before, {shown[1]} after "
+        "description": f"{where}hange in {metric} since about {since}: {shown[0]} before, {shown[1]} after "
         f"(ADWIN, delta {delta:g})",
         "threshold": before,
         "value": after,
         "sample_count": change.after[0],
         "change": {
             "since": since,
-            "before": {"accuracy": before, "samples": change.before[0]},
-            "after": {"accuracy": after, "samples": change.after[0]},
+            "before": {metric: before, "samples": change.before[0]},
+            "after": {metric: after, "samples": change.after[0]},
             "detector": "ADWIN",
             "delta": delta,
         },
     }
+    if metric != "accuracy":
+        event["label_free"] = True
     if segment:
         event["segment"] = segment
     return event

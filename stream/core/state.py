@@ -286,9 +286,11 @@ class StateStore(Protocol):
         skips it)."""
 
     async def publish_provisional(self, keys: list[WindowKey], build: Any) -> int:
-        """Call `build(key, agg)` on each window's state so far (its parts of every partition and what
-        its inferences added, merged; the window stays as it is) and queue its outputs, each window's
-        exactly once and never after it closed. Returns how many records were queued."""
+        """Call `build(key, agg, detectors)` on each window's state so far (its parts of every
+        partition and what its inferences added, merged; the window stays as it is; `detectors` as
+        for `close_windows`), queue its outputs and store the detectors it changed, each window's
+        exactly once, in order per model version, and never after it closed. Returns how many
+        records were queued."""
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Take the windows (oldest first) and, per input partition, their models' counters, call

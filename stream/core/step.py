@@ -256,6 +256,11 @@ class Step:
         if window.end > now:
             self.result.provisional.add(window)
         part.add_inference()
+        if self.config.change_delta:  # the score distribution, for the label-free change detector
+            if inf.score is not None:
+                part.add_score(inf.score)
+            elif inf.probabilities:
+                part.add_score(max(p for _, p in inf.probabilities))
         calibration = self.catalog.calibration(inf.model)
         if isinstance(calibration, Calibration) and inf.score is not None:
             count_estimate(part, inf.prediction, calibration.probability(inf.score), inf.score)

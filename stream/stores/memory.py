@@ -157,7 +157,7 @@ class MemoryStore:
         """Build and queue each window's provisional records from its state so far (the window stays
         open) and take it off the list; returns how many records were queued."""
         queued = 0
-        for key in keys:
+        for key in sorted(keys, key=lambda k: (k.end, k.start)):
             if key not in self.listed:
                 continue
             self.listed.discard(key)
@@ -168,7 +168,9 @@ class MemoryStore:
             for part in self.windows.get(key, {}).values():
                 agg.merge(part)
             agg.merge(self.unopened[key])
-            outputs = build(key, agg)
+            detectors = self.detectors.setdefault(model_key(key.model, key.version), {})
+            outputs, changed = build(key, agg, dict(detectors))
+            detectors.update(changed)
             self.outbox.extend(outputs)
             queued += len(outputs)
         return queued

@@ -548,31 +548,64 @@ class RedisStore:
 
     async def publish_provisional(self, keys: list[WindowKey], build: Any) -> int:
         """Read the windows' parts in every partition (the windows stay open), build each one's
-        records and queue them in its owner partition's outbox unless it was published provisionally
-        or closed there already; then take the windows off every partition's list."""
+        records with its model version's detectors and queue them in the model's owner partition
+        unless published provisionally or closed there already (the detectors stored only if no
+        other worker moved them meanwhile, else rebuilt); then take the windows off every
+        partition's list."""
         if not keys:
             return 0
+        keys = sorted(keys, key=lambda k: (k.end, k.start))
         names = [k.encode() for k in keys]
         async with self.redis.pipeline(transaction=False) as pipe:
             for name in names:
                 for p in range(self.partitions):
                     pipe.hgetall(f"{self.base(p)}:w:{name}")
             parts = await pipe.execute()
-        claims: dict[int, dict[str, list[Any]]] = {}
-        for i, key in enumerate(keys):
+        merged = {}
+        for i in range(len(keys)):
             agg = WindowAggregate(self.resolution)
             for part in parts[i * self.partitions : (i + 1) * self.partitions]:
                 agg.merge(WindowAggregate(self.resolution, {_text(f) or "": _counter(n) for f, n in part.items()}))
-            claim = claims.setdefault(zlib.crc32(names[i].encode()) % self.partitions, {"windows": [], "rows": []})
-            claim["windows"].append(names[i])
-            claim["rows"].append(self._outbox_rows(build(key, agg)))
-        ttl = str(self.safety_ttl)
-        calls = [(lua.PROVISIONAL, p, (json.dumps(c), ttl)) for p, c in claims.items()]
-        claimed = await self._each(calls)
-        # an upper bound when another worker claimed some: it only says whether anything was queued
-        rows = sum(len(r) for claim, n in zip(claims.values(), claimed) if n for r in claim["rows"])
+            merged[i] = agg
+        by_model: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            by_model.setdefault(model_key(key.model, key.version), []).append(i)
+        queued = 0
+        for _ in range(MAX_RETRIES):
+            detectors = await self._detectors(list(by_model))
+            groups: dict[int, list[dict[str, Any]]] = {}
+            for mk, indexes in by_model.items():
+                state = dict(detectors[mk])
+                expect, changed, rows = state.pop("#pend", ""), {}, []
+                state.pop("#end", None)
+                for i in indexes:
+                    outputs, new = build(keys[i], merged[i], state)
+                    state.update(new)
+                    changed.update(new)
+                    rows.append(self._outbox_rows(outputs))
+                groups.setdefault(self._owner(mk), []).append(
+                    {
+                        "model": mk,
+                        "expect": expect,
+                        "windows": [names[i] for i in indexes],
+                        "rows": rows,
+                        "detectors": [x for item in changed.items() for x in item],
+                        "fed_to": repr(keys[indexes[-1]].end),
+                    }
+                )
+            calls = [
+                (lua.PROVISIONAL, p, (json.dumps({"groups": g, "ttl": self.safety_ttl}),)) for p, g in groups.items()
+            ]
+            replies = await self._each(calls)
+            queued += sum(int(n) for n, _ in replies)
+            conflicts = {_text(m) for _, found in replies for m in found}
+            by_model = {mk: indexes for mk, indexes in by_model.items() if mk in conflicts}
+            if not by_model:
+                break
+        else:
+            raise StateError(f"could not publish {len(keys)} provisional records after {MAX_RETRIES} attempts")
         await self._each([(lua.UNLIST_PROVISIONAL, p, (json.dumps(names),)) for p in range(self.partitions)])
-        return rows
+        return queued
 
     async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
         """Seal the windows' parts in every partition, merge them, and queue each window's records in
@@ -593,6 +626,7 @@ class RedisStore:
             for mk, indexes in by_model.items():
                 state = dict(detectors[mk])
                 expect, changed, rows = state.pop("#end", ""), {}, []
+                state.pop("#pend", None)
                 for i in indexes:
                     agg, counts = merged[i]
                     outputs, new = build(keys[i], agg, counts, state)

@@ -278,21 +278,37 @@ return {claimed, conflicts}
 """
 )
 
-# Claim windows ARGV[2] (JSON {windows, rows}) for their provisional record in their owner
-# partition: the outputs of a window neither closed nor published provisionally yet are queued (a
-# `pd:` marker says it was, for the safety TTL ARGV[3]). Returns how many windows were claimed.
+# Claim windows for their provisional record in their owner partition (their model version's):
+# ARGV[2] is JSON {groups: [{model, expect, windows, rows, detectors, fed_to}], ttl}. A group whose
+# change detectors moved since they were read (field '#pend' other than `expect`) is a conflict;
+# otherwise the outputs of each window neither closed nor published provisionally yet are queued (a
+# `pd:` marker says it was, for the safety TTL) and the detectors stored. Returns {records queued,
+# conflicting models}.
 PROVISIONAL = (
     RPUSH
     + """
-local base, a, claimed = ARGV[1], cjson.decode(ARGV[2]), 0
-for i, w in ipairs(a.windows) do
-  if not redis.call('ZSCORE', base .. ':closed', w)
-    and redis.call('SET', base .. ':pd:' .. w, '1', 'NX', 'EX', ARGV[3]) then
-    rpush(base .. ':o', a.rows[i])
-    claimed = claimed + 1
+local base, a = ARGV[1], cjson.decode(ARGV[2])
+local queued, conflicts = 0, {}
+for _, g in ipairs(a.groups) do
+  local cd = base .. ':cd:' .. g.model
+  if (redis.call('HGET', cd, '#pend') or '') ~= g.expect then
+    conflicts[#conflicts + 1] = g.model
+  else
+    for i, w in ipairs(g.windows) do
+      if not redis.call('ZSCORE', base .. ':closed', w)
+        and redis.call('SET', base .. ':pd:' .. w, '1', 'NX', 'EX', a.ttl) then
+        rpush(base .. ':o', g.rows[i])
+        queued = queued + #g.rows[i]
+      end
+    end
+    if #g.detectors > 0 then
+      for j = 1, #g.detectors, 2 do redis.call('HSET', cd, g.detectors[j], g.detectors[j + 1]) end
+      redis.call('HSET', cd, '#pend', g.fed_to)
+      redis.call('EXPIRE', cd, a.ttl)
+    end
   end
 end
-return claimed
+return {queued, conflicts}
 """
 )
 
