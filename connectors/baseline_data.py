@@ -15,6 +15,7 @@ from tqdm import tqdm
 from connectors.tables import read_chunks, table_format, total_rows
 from stream.core.baseline import Baseline
 from stream.core.calibration import Calibration, MulticlassCalibration
+from stream.core.segments import segment_value
 from stream.errors import InputError, RecordError
 from stream.core.records import BINARY, MULTICLASS, ProblemType, canonical_class, probability_of
 
@@ -98,11 +99,22 @@ def baseline_file(  # the command's parsed flags
                 ids = _column(chunk, args.event_id_attribute, path, "--event-id-attribute").astype(str).tolist()
             else:
                 ids = [str(i) for i in chunk.index]  # the row number: the same whatever the chunk size
-            baseline.add(truth, predicted, scores, ids, probabilities)
+            segments = {
+                name: [_plain(v) for v in _column(chunk, name, path, "--segment-attribute")]
+                for name in getattr(args, "segment_attribute", None) or ()  # `check` has the flag
+            }
+            baseline.add(truth, predicted, scores, ids, probabilities, segments)
             bar.update(len(chunk))
     if baseline.rows == 0:
         raise InputError(f"{path}: the file has no data rows")
     return baseline
+
+
+def _plain(value: Any) -> str:
+    """A segment column's cell as the worker reads a segment field (numpy scalars as Python's)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return segment_value(None if value is None or (isinstance(value, float) and math.isnan(value)) else value)
 
 
 def _columns(

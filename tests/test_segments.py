@@ -131,3 +131,36 @@ def test_replay_tables_and_charts_show_the_segments(tmp_path) -> None:
     assert not any(c.get_label().startswith("violations") for c in ax.collections)  # the whole window: none
     names = [t.name for t in plotly_figure(windows_frame(records), violations, catalog(), segments).data]
     assert "churn segment features.country=FR (2 violations)" in names
+
+
+def test_check_judges_each_segment_of_a_data_set(tmp_path, capsys) -> None:
+    """`check --segment-attribute country`: segments.json has each country's metrics (scikit-learn's on
+    its rows); FR's collapse fails the check (exit 1) while the data set as a whole passes."""
+    import json
+
+    import pandas as pd
+
+    from connectors.cli import main
+
+    rng = random.Random(12)
+    rows = []
+    for i in range(2000):
+        country = "FR" if i % 10 == 0 else "DE"
+        y = rng.randint(0, 1)
+        right = rng.random() < (0.5 if country == "FR" else 0.92)
+        rows.append({"id": f"r{i}", "country": country, "label": y, "prediction": y if right else 1 - y})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "c.json").write_text(json.dumps(ACCURACY_AT_LEAST_0_8))
+    args = ["check", str(tmp_path / "data.csv"), "--inference-attribute", "prediction", "--ground-truth-attribute"]
+    args += ["label", "--constraints", str(tmp_path / "c.json"), "--output-dir", str(tmp_path / "out")]
+    assert main([*args, "--segment-attribute", "country"]) == 1
+    out = capsys.readouterr().out
+    assert "Segment country=FR: Metric accuracy" in out and "Completed:" in out
+    segments = json.loads((tmp_path / "out" / "segments.json").read_text())["country"]
+    for country in ("DE", "FR"):
+        part = frame[frame["country"] == country]
+        accuracy = segments[country]["binary_classification_metrics"]["accuracy"]["value"]
+        assert accuracy == pytest.approx(skm.accuracy_score(part["label"], part["prediction"]), abs=1e-12)
+    assert (segments["FR"]["status"], segments["DE"]["status"]) == ("violations", "ok")
+    assert json.loads((tmp_path / "out" / "constraint_violations.json").read_text()) == {"violations": []}

@@ -29,7 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "calibration still holds on this data (with --probability-attribute or --probabilities-attribute)",
     )
     parser.add_argument(
-        "--confidence-level", type=float, default=0.95, help="of the estimates' intervals (default 0.95)"
+        "--confidence-level", type=float, default=0.95, help="of the intervals of estimates and segments (default 0.95)"
+    )
+    parser.add_argument(
+        "--segment-attribute",
+        action="append",
+        metavar="COLUMN",
+        help="also judge the rows of each value of this column on their own (repeatable): segments.json, as a "
+        "window's segments in the worker; a segment's violation makes the exit status 1",
+    )
+    parser.add_argument("--segment-cap", type=int, default=20, help="values per segment column (default 20)")
+    parser.add_argument(
+        "--segment-min-samples", type=int, default=100, help="segments with fewer rows are not judged (default 100)"
     )
 
 
@@ -65,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     docs = {"statistics.json": statistics, "constraint_violations.json": {"violations": [v for _, _, v in found]}}
     if calibration is not None:
         docs["estimates.json"] = baseline.estimates(args.confidence_level)
+    segment_violations: list[dict] = []
+    if args.segment_attribute:
+        docs["segments.json"], segment_violations = baseline.segments(
+            constraints, args.segment_cap, args.segment_min_samples, args.confidence_level
+        )
     write_json_files(docs, out_dir)
     print("wrote " + " and ".join(str(out_dir / name) for name in docs))
     if calibration is not None:
@@ -75,9 +91,11 @@ def run(args: argparse.Namespace) -> int:
             shown = f" [{interval[0]:.4f}, {interval[1]:.4f}]" if isinstance(interval, list) else ""
             print(f"estimated {name} {entry['value']:.4f}{shown}, realized {entry['value'] + error:.4f}")
     rows = statistics["dataset"]["item_count"]
+    for violation in segment_violations:
+        print(f"  {violation['description']}")
     if not found:
         print(f"Completed: {rows} rows, no violation of {len(constraints.constraints)} constraints")
-        return 0
+        return 1 if segment_violations else 0
     print(f"CompletedWithViolations: {rows} rows, {len(found)} of {len(constraints.constraints)} constraints broken")
     for _, _, violation in found:
         print(f"  {violation['description']}")

@@ -17,6 +17,9 @@ from typing import Any
 import numpy as np
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
+from stream.core.catalog import Catalog
+from stream.core.config import CoreConfig
+from stream.core.constraints import ConstraintSet
 from stream.core.calibration import (
     Calibration,
     MulticlassCalibration,
@@ -31,6 +34,7 @@ from stream.core.estimates import (
     expected_confusion,
 )
 from stream.core.constraints import SECTIONS
+from stream.core.outputs import segment_blocks
 from stream.errors import ConfigError, InputError, RecordError
 from stream.core.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
 from stream.core.records import BINARY, POSITIVE, REGRESSION, ProblemType, number
@@ -66,9 +70,10 @@ class Baseline:
         scores: Sequence[float] | None,
         ids: Sequence[str],
         probabilities: Sequence[Mapping[str, float]] | None = None,
+        segments: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Count a chunk of canonical labels, predictions, (binary) scores or (multiclass) class
-        probabilities, with the rows' event ids."""
+        probabilities, with the rows' event ids and, per segment key, their segment values."""
         masks = np.fromiter((subsample_mask(i) for i in ids), dtype=np.int64, count=len(ids))
         self.full.add_columns(y_true, y_pred, scores, self.regression, masks)
         if isinstance(self.calibration, Calibration) and scores is not None:  # label-free estimates
@@ -77,6 +82,17 @@ class Baseline:
             count_estimates(self.full, predicted, self.calibration.calibrate(values), values)
         if probabilities is not None:
             self._add_probabilities(y_true, y_pred, probabilities)
+        for key, values in (segments or {}).items():
+            rows: dict[str, list[int]] = {}
+            for i, value in enumerate(values):
+                rows.setdefault(value, []).append(i)
+            for value, at in rows.items():
+                self.full.segment(key, value).add_columns(
+                    [y_true[i] for i in at],
+                    [y_pred[i] for i in at],
+                    None if scores is None else np.asarray(scores, dtype=float)[at],
+                    self.regression,
+                )
         self.rows += len(y_true)
 
     def _add_probabilities(
@@ -94,6 +110,17 @@ class Baseline:
         if isinstance(self.calibration, MulticlassCalibration):
             for predicted, row in zip(y_pred, probabilities):
                 count_multiclass_estimate(self.full, predicted, self.calibration.calibrate_vector(tuple(row.items())))
+
+    def segments(
+        self, constraints: ConstraintSet, cap: int, min_samples: int, level: float
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Per segment column and value (at most `cap` values a column, the rest `__other__`, as the
+        worker's windows): samples, status and metrics, judged by `constraints` from `min_samples`
+        rows; and the segments' violations."""
+        window = {"kind": "dataset", "start": "", "end": ""}
+        record = {"model": "", "model_version": "", "window": window, "problem_type": self.problem_type}
+        config = CoreConfig(segment_cap=cap, segment_min_samples=min_samples, confidence_level=level)
+        return segment_blocks(record, self.full, config, Catalog(default=constraints))
 
     def calibration_doc(self) -> dict[str, Any] | None:
         """calibration.json fitted on the data set's scores (binary) or class probabilities

@@ -222,7 +222,7 @@ def evaluate(
         {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations
     ]
     if agg.segments:
-        record["segments"], segment_violations = _segments(record, agg, config, catalog)
+        record["segments"], segment_violations = segment_blocks(record, agg, config, catalog)
         violations += segment_violations
     return record, violations
 
@@ -307,7 +307,7 @@ def segment_violation(violation: dict[str, Any], key: str, value: str) -> dict[s
     }
 
 
-def _segments(
+def segment_blocks(
     record: Mapping[str, Any], agg: WindowAggregate, config: CoreConfig, catalog: Catalog
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Per segment key and value (at most `segment_cap` values a key, the rest `__other__`): its

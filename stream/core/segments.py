@@ -74,10 +74,11 @@ def _check_key(key: str) -> None:
 
 def segment_values(doc: Mapping[str, Any], keys: tuple[str, ...]) -> Segments:
     """The inference record's value of each segment key."""
-    return tuple((key, _value(_compiled(key).search(doc))) for key in keys)
+    return tuple((key, segment_value(_compiled(key).search(doc))) for key in keys)
 
 
-def _value(found: Any) -> str:
+def segment_value(found: Any) -> str:
+    """The segment a field's value puts a sample in (see the module's doc)."""
     if found is None:
         return MISSING
     if isinstance(found, bool):
