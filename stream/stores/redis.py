@@ -573,26 +573,9 @@ class RedisStore:
         queued = 0
         for _ in range(MAX_RETRIES):
             detectors = await self._detectors(list(by_model))
-            groups: dict[int, list[dict[str, Any]]] = {}
-            for mk, indexes in by_model.items():
-                state = dict(detectors[mk])
-                expect, changed, rows = state.pop("#pend", ""), {}, []
-                state.pop("#end", None)
-                for i in indexes:
-                    outputs, new = build(keys[i], merged[i], state)
-                    state.update(new)
-                    changed.update(new)
-                    rows.append(self._outbox_rows(outputs))
-                groups.setdefault(self._owner(mk), []).append(
-                    {
-                        "model": mk,
-                        "expect": expect,
-                        "windows": [names[i] for i in indexes],
-                        "rows": rows,
-                        "detectors": [x for item in changed.items() for x in item],
-                        "fed_to": repr(keys[indexes[-1]].end),
-                    }
-                )
+            groups = self._claim_groups(
+                keys, by_model, detectors, "#pend", lambda i, state: build(keys[i], merged[i], state)
+            )
             calls = [
                 (lua.PROVISIONAL, p, (json.dumps({"groups": g, "ttl": self.safety_ttl}),)) for p, g in groups.items()
             ]
@@ -622,28 +605,9 @@ class RedisStore:
             if not by_model:
                 break
             detectors = await self._detectors(list(by_model))
-            groups: dict[int, list[dict[str, Any]]] = {}
-            for mk, indexes in by_model.items():
-                state = dict(detectors[mk])
-                expect, changed, rows = state.pop("#end", ""), {}, []
-                state.pop("#pend", None)
-                for i in indexes:
-                    agg, counts = merged[i]
-                    outputs, new = build(keys[i], agg, counts, state)
-                    state.update(new)
-                    changed.update(new)
-                    rows.append(self._outbox_rows(outputs))
-                groups.setdefault(self._owner(mk), []).append(
-                    {
-                        "model": mk,
-                        "expect": expect,
-                        "windows": [names[i] for i in indexes],
-                        "ends": [repr(keys[i].end) for i in indexes],
-                        "rows": rows,
-                        "detectors": [x for item in changed.items() for x in item],
-                        "fed_to": repr(keys[indexes[-1]].end),
-                    }
-                )
+            groups = self._claim_groups(
+                keys, by_model, detectors, "#end", lambda i, state, built=merged: build(keys[i], *built[i], state)
+            )
             calls = [(lua.CLAIM, p, (json.dumps({"groups": g, "ttl": self.safety_ttl}),)) for p, g in groups.items()]
             replies = await self._each(calls)
             closed += sum(int(claimed) for claimed, _ in replies)
@@ -683,6 +647,40 @@ class RedisStore:
                 agg.merge(WindowAggregate(self.resolution, {f: n for f, n in fields.items() if not f.startswith("#")}))
             out[i] = (agg, counts)
         return out
+
+    def _claim_groups(
+        self,
+        keys: list[WindowKey],
+        by_model: dict[str, list[int]],
+        detectors: dict[str, dict[str, str]],
+        marker: str,
+        build: Any,
+    ) -> dict[int, list[dict[str, Any]]]:
+        """Per owner partition, what a claim script takes: each model version's windows (indexes into
+        `keys`, in order) built by `build(i, detectors)` on its detectors as read, which the script
+        stores only if their `marker` field still holds what was read."""
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for mk, indexes in by_model.items():
+            state = {name: text for name, text in detectors[mk].items() if not name.startswith("#")}
+            changed: dict[str, str] = {}
+            rows = []
+            for i in indexes:
+                outputs, new = build(i, state)
+                state.update(new)
+                changed.update(new)
+                rows.append(self._outbox_rows(outputs))
+            groups.setdefault(self._owner(mk), []).append(
+                {
+                    "model": mk,
+                    "expect": detectors[mk].get(marker, ""),
+                    "windows": [keys[i].encode() for i in indexes],
+                    "ends": [repr(keys[i].end) for i in indexes],
+                    "rows": rows,
+                    "detectors": [x for item in changed.items() for x in item],
+                    "fed_to": repr(keys[indexes[-1]].end),
+                }
+            )
+        return groups
 
     def _owner(self, model: str) -> int:
         """The partition whose outbox and change detectors serve a model version's windows."""

@@ -245,6 +245,17 @@ if changed then redis.call('INCR', base .. ':cv') end  -- counters moved: a coun
 return out
 """
 
+# Store a claim group's change detectors and the end of the last window they were fed (`marker`).
+STORE_DETECTORS = """
+local function store_detectors(cd, g, marker, ttl)
+  if #g.detectors > 0 then
+    for j = 1, #g.detectors, 2 do redis.call('HSET', cd, g.detectors[j], g.detectors[j + 1]) end
+    redis.call('HSET', cd, marker, g.fed_to)
+    redis.call('EXPIRE', cd, ttl)
+  end
+end
+"""
+
 # Claim windows for publication in their owner partition (their model version's): ARGV[2] is JSON
 # {groups: [{model, expect, windows, ends, rows, detectors, fed_to}], ttl}. A group whose change
 # detectors (hash cd:<model>) moved since they were read (field '#end' other than `expect`) is a
@@ -252,6 +263,7 @@ return out
 # the window marked closed, and the detectors stored. Returns {claimed windows, conflicting models}.
 CLAIM = (
     RPUSH
+    + STORE_DETECTORS
     + """
 local base, a = ARGV[1], cjson.decode(ARGV[2])
 local closed, claimed, conflicts = base .. ':closed', 0, {}
@@ -267,11 +279,7 @@ for _, g in ipairs(a.groups) do
         claimed = claimed + 1
       end
     end
-    if #g.detectors > 0 then
-      for j = 1, #g.detectors, 2 do redis.call('HSET', cd, g.detectors[j], g.detectors[j + 1]) end
-      redis.call('HSET', cd, '#end', g.fed_to)
-      redis.call('EXPIRE', cd, a.ttl)
-    end
+    store_detectors(cd, g, '#end', a.ttl)
   end
 end
 return {claimed, conflicts}
@@ -286,6 +294,7 @@ return {claimed, conflicts}
 # conflicting models}.
 PROVISIONAL = (
     RPUSH
+    + STORE_DETECTORS
     + """
 local base, a = ARGV[1], cjson.decode(ARGV[2])
 local queued, conflicts = 0, {}
@@ -301,11 +310,7 @@ for _, g in ipairs(a.groups) do
         queued = queued + #g.rows[i]
       end
     end
-    if #g.detectors > 0 then
-      for j = 1, #g.detectors, 2 do redis.call('HSET', cd, g.detectors[j], g.detectors[j + 1]) end
-      redis.call('HSET', cd, '#pend', g.fed_to)
-      redis.call('EXPIRE', cd, a.ttl)
-    end
+    store_detectors(cd, g, '#pend', a.ttl)
   end
 end
 return {queued, conflicts}
