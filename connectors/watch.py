@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 
 from connectors.kafka import topic_partitions
+from stream.core.changes import CHANGE_CHECK_TYPE
 from stream.kafka_clients import KafkaConnection
 
 # The metrics worth a column, per problem type (the record has them all).
@@ -75,7 +76,12 @@ class Watcher:
                 elif kind in ("tumbling", "provisional") or self.rolling:
                     self.violations += 1
                     version = f" v{doc['model_version']}" if doc["model_version"] else ""
-                    what = "estimated violation (no labels yet)" if doc.get("estimated") else "violation"
+                    if doc.get("constraint_check_type") == CHANGE_CHECK_TYPE:
+                        what = "change"
+                    elif doc.get("estimated"):
+                        what = "estimated violation (no labels yet)"
+                    else:
+                        what = "violation"
                     lines.append(f"  ! {what} {doc['model']}{version}: {doc['description']}")
         return lines
 
