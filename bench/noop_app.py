@@ -1,6 +1,6 @@
 """The framework's limit: a faust-streaming agent over the same topics that only counts.
 
-It batches exactly as the truthstream worker does (`take_events`) and reports its count to
+It batches exactly as the truthstream worker does (`take_ahead`) and reports its count to
 Redis once per batch, so the benchmark measures both the same way.
 Run: python bench/noop_app.py (settings from TRUTHSTREAM_* variables).
 """
@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from stream.settings import Settings
 from stream.worker.app import faust_app, input_topics, use_fast_event_loop
+from stream.worker.batching import take_ahead
 
 
 def main() -> None:
@@ -25,7 +26,7 @@ def main() -> None:
     @app.agent(topics)
     async def count(stream: faust.StreamT) -> None:
         client = aioredis.from_url(settings.redis_url)
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
+        async for events in take_ahead(stream, settings.batch_size, settings.batch_timeout):
             await client.incrby(counter, len(events))
 
     faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()

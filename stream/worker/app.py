@@ -9,6 +9,7 @@ import faust
 from stream.core.catalog import Catalog
 from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.settings import Settings
+from stream.worker.batching import take_ahead
 from stream.worker.service import WorkerService, preflight
 from stream.worker.transport import App
 
@@ -52,7 +53,7 @@ def create_app(settings: Settings, catalog: Catalog, partitions: int) -> tuple[f
 
     @app.agent(inputs, name="monitor")
     async def monitor_agent(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout):
+        async for events in take_ahead(stream, settings.batch_size, settings.batch_timeout):
             await service.handle(
                 [
                     RawMessage(

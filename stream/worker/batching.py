@@ -1,0 +1,58 @@
+"""Batches of a faust stream, the next filling while the caller handles the current one.
+
+faust's `Stream.take_events` stops filling its buffer while the caller works on a batch, so
+faust's own per-event work (decoding, the stream's bookkeeping) and the caller's work (the
+batch's Redis round trips) take turns. `take_ahead` lets the next batch fill meanwhile, and
+acknowledges a batch's events only once the caller asks for the next batch: Kafka then commits
+only offsets that were handled (the worker's Redis checkpoints make a redelivered batch harmless).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+from faust.types import EventT
+from mode.utils.aiter import aiter
+
+
+async def take_ahead(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[EventT]]:
+    """Yield lists of at most `max_` events, each when full or `within` seconds after the last one
+    was taken; up to `max_` more events are read while the caller handles a batch."""
+    filling: list[EventT] = []
+    full = asyncio.Event()  # the filling batch holds max_ events
+    taken = asyncio.Event()  # the caller took the full batch: a new one may fill
+
+    async def add(value: Any) -> Any:
+        event = stream.current_event
+        if event is None:
+            raise RuntimeError("take_ahead found no current event")
+        filling.append(event)
+        if len(filling) >= max_:
+            full.set()
+            taken.clear()
+            await stream.wait(taken)  # type: ignore[arg-type]  # mode's wait takes any awaitable .wait()
+        return value
+
+    acks = stream.enable_acks
+    stream.enable_acks = False  # acknowledged here, after the caller handled them
+    stream.add_processor(add)
+    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]  # as take_events does
+    try:
+        while not stream.should_stop:
+            await stream.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
+            if not filling:
+                continue
+            batch, filling = filling, []
+            full.clear()
+            taken.set()
+            yield batch
+            # Reached only when the caller asks for the next batch: a batch it did not finish
+            # (the worker stopping) stays unacknowledged and is read again after a restart.
+            for event in batch:
+                await stream.ack(event)
+    finally:
+        stream.enable_acks = acks
+        stream._processors.remove(add)  # type: ignore[attr-defined]
