@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from stream.core.records import Joined
 from stream.core.state import (
@@ -39,6 +41,33 @@ def test_join_entries_of_0_1_0_still_read() -> None:
     assert decode_entry(old) == JoinEntry("I", math.inf, 3, "churn", "2", 1764000000.25, "1", 0.75)
     old_label = '["L",1764000600.0,1,{"y":"\\"yes\\"","raw":"{}","tp":"labels","o":7}]'
     assert decode_entry(old_label) == JoinEntry("L", 1764000600.0, 1, label="yes", raw="{}", topic="labels", offset=7)
+
+
+@given(
+    label=st.one_of(
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs"))),
+    ),
+    label_time=st.one_of(st.none(), st.floats(min_value=946684800, max_value=4e9)),
+    raw=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x1f")),
+)
+def test_pending_labels_keep_their_json_type_and_text(label: object, label_time: float | None, raw: str) -> None:
+    """A waiting label reads back as the same JSON scalar (1 stays an int, true a bool, "1" text), and
+    its message text whole, whatever quotes, newlines or separators of other kinds it holds."""
+    entry = JoinEntry("L", 1764000600.0, 2, label=label, label_time=label_time, raw=raw, topic="t.l-1", offset=9)
+    back = decode_entry(encode_entry(entry).encode())
+    assert back == entry
+    assert type(back.label) is type(label)
+
+
+def test_pending_labels_stored_as_json_still_read() -> None:
+    """Waiting labels that earlier versions stored with their fields as JSON are read after an upgrade."""
+    stored = '{"v":true,"lt":1764000000.5,"raw":"{\\"label\\": true}","tp":"labels","o":7}'
+    assert decode_entry(f"L\x1f1764000600.0\x1f1\x1f{stored}") == JoinEntry(
+        "L", 1764000600.0, 1, label=True, label_time=1764000000.5, raw='{"label": true}', topic="labels", offset=7
+    )
 
 
 def test_rolling_samples_decode_as_columns() -> None:
