@@ -142,21 +142,23 @@ class Step:
         # A SageMaker record forwarded unchanged may hold several instances: all of them are
         # read before any is applied, so a bad one refuses the whole record.
         if msg.side == INFERENCE:
-            docs = (
-                capture_to_inferences(doc, self.config.capture_format, self.config.capture_model, "", reference)
-                if is_capture(doc)
-                else [doc]
-            )
-            inferences = [_instance(parse_inference, d, i, len(docs), self.catalog.problem_type, reference, future)
-                          for i, d in enumerate(docs)]  # fmt: skip
+            if is_capture(doc):
+                docs = capture_to_inferences(doc, self.config.capture_format, self.config.capture_model, "", reference)
+                inferences = [_instance(parse_inference, d, i, len(docs), self.catalog.problem_type, reference, future)
+                              for i, d in enumerate(docs)]  # fmt: skip
+            else:  # one inference, the common case: its errors need no instance number
+                docs, inferences = [doc], [parse_inference(doc, self.catalog.problem_type, reference, future)]
             for inference in inferences:
                 self.catalog.check_class(inference.model, inference.prediction, "prediction")
             for inference, d in zip(inferences, docs):
                 keys = self.catalog.segment_keys(inference.model)
                 self._inference(msg, inference, encode_segments(segment_values(d, keys)) if keys else "")
         else:
-            docs = ground_truth_to_labels(doc) if is_ground_truth(doc) else [doc]
-            labels = [_instance(parse_label, d, i, len(docs), reference, future) for i, d in enumerate(docs)]
+            if is_ground_truth(doc):
+                docs = ground_truth_to_labels(doc)
+                labels = [_instance(parse_label, d, i, len(docs), reference, future) for i, d in enumerate(docs)]
+            else:
+                labels = [parse_label(doc, reference, future)]
             for label in labels:
                 self._label(msg, label)
 
