@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 
 import faust
+from faust.types import Message
 
 from stream.core.catalog import Catalog
 from stream.core.records import INFERENCE, LABEL, RawMessage
@@ -54,26 +55,27 @@ def create_app(settings: Settings, catalog: Catalog, partitions: int) -> tuple[f
     @app.agent(inputs, name="monitor")
     async def monitor_agent(stream: faust.StreamT) -> None:
         async for events in take_ahead(stream, settings.batch_size, settings.batch_timeout):
-            await service.handle(
-                [
-                    RawMessage(
-                        side_of[e.message.topic],
-                        e.message.topic,
-                        e.message.partition,
-                        e.message.offset,
-                        e.message.key,
-                        e.message.value,
-                        e.message.timestamp if e.message.timestamp and e.message.timestamp > 0 else None,
-                    )
-                    for e in events
-                ]
-            )
+            await service.handle([_raw(e.message, side_of) for e in events])
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:
         await service.tick()
 
     return app, service
+
+
+def _raw(message: Message, side_of: dict[str, str]) -> RawMessage:
+    """A Kafka message as the core reads it (a timestamp of 0 or less is no timestamp)."""
+    stamp = message.timestamp
+    return RawMessage(
+        side_of[message.topic],
+        message.topic,
+        message.partition,
+        message.offset,
+        message.key,
+        message.value,
+        stamp if stamp and stamp > 0 else None,
+    )
 
 
 def use_fast_event_loop() -> None:
