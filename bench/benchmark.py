@@ -815,7 +815,7 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
         f"{name} {', '.join(f'{r:,.0f}' for r in rates)}" for name, rates in f["rounds_msgs_per_s"].items() if rates
     )
     rows.append(("each round (msg/s)", runs))
-    width = max(len(r[0]) for r in rows)
+    width = max(len(name) for name in [*(r[0] for r in rows), *ratios])
     print()
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
