@@ -91,7 +91,8 @@ def encode_entry(entry: JoinEntry) -> str:
     if entry.kind == JOINED:
         return head + entry.model
     # A pending label: its value tagged with its JSON type, its time, where it came from, and the
-    # message text last (valid JSON holds no control character, so no SEP; it is never split).
+    # message text last, so that whatever it holds (a UTF-16 message decoded as UTF-8 can hold
+    # SEP) is never split.
     label_time = "" if entry.label_time is None else repr(entry.label_time)
     return f"{head}{_tagged(entry.label)}{SEP}{label_time}{SEP}{entry.topic}{SEP}{entry.offset}{SEP}{entry.raw}"
 
