@@ -661,36 +661,26 @@ def main() -> int:
             figures["truthstream_wrong_windows"] += check_results(tag, table, broker)
             return rate
 
+        def worker_run(prefix: str, on: tuple[str, str] = topics, **extra: Any) -> float:
+            return truthstream_run(broker, redis_url, on, f"{prefix}{uuid.uuid4().hex[:6]}", total, logs, **extra)[0]
+
         steps: list[tuple[str, str, Callable[[], float]]] = [
             ("noop", "faust no-op agent", noop_run),
             ("truthstream", "truthstream worker", main_run),
-            (
-                "no_deviations",
-                "truthstream worker, deviations off",
-                lambda: truthstream_run(
-                    broker, redis_url, topics, f"nodev{uuid.uuid4().hex[:6]}", total, logs, deviations="off"
-                )[0],
-            ),
+            ("no_deviations", "truthstream worker, deviations off", lambda: worker_run("nodev", deviations="off")),
         ]
         if calibration is not None:
             steps.append(
                 (
                     "estimates",
                     "truthstream worker, label-free estimates on",
-                    lambda: truthstream_run(
-                        broker, redis_url, topics, f"est{uuid.uuid4().hex[:6]}", total, logs, calibration=calibration
-                    )[0],
+                    lambda: worker_run("est", calibration=calibration),
                 )
             )
         if many_topics:
+            many_on = many_topics
             steps.append(
-                (
-                    "many",
-                    f"truthstream worker, {args.models_compare} models",
-                    lambda: truthstream_run(broker, redis_url, many_topics, f"many{uuid.uuid4().hex[:6]}", total, logs)[
-                        0
-                    ],
-                )
+                ("many", f"truthstream worker, {args.models_compare} models", lambda: worker_run("many", many_on))
             )
         for round_no in range(1, args.rounds + 1):
             # Every other round runs in reverse order, so that a drift within a round (load that
