@@ -142,8 +142,8 @@ def decode_entry(text: str | bytes) -> JoinEntry:
         data = json.loads(rest)
     else:
         value, label_time, topic, offset, raw = rest.split(SEP, 4)
-        data = {"v": _untagged(value), "lt": float(label_time) if label_time else None, "raw": raw}
-        data.update(tp=topic, o=int(offset))
+        lt = float(label_time) if label_time else None
+        data = {"v": _untagged(value), "lt": lt, "raw": raw, "tp": topic, "o": int(offset)}
     return _entry(kind, float(expires), int(partition), data)
 
 
