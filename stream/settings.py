@@ -195,6 +195,13 @@ class Settings:
     curve_points: int = setting(101, "at most this many points per ROC / PR curve in a metrics record", group="windows")
     batch_size: int = setting(1000, "events handled per batch (two Redis round trips apply a batch)", group="worker")
     batch_timeout: float = setting(0.2, "seconds to wait for a batch to fill", group="worker")
+    engine_process: str = setting(
+        "on",
+        "on: the engine (decoding, joining, the Redis state) runs in a second process beside faust's, so "
+        "the two use two cores; off: in faust's process (a machine with one core)",
+        group="worker",
+        choices=("on", "off"),
+    )
     fetch_wait: float = setting(
         0.1,
         "longest a fetch waits at the broker for new data, in seconds; brokers that hold a fetch "

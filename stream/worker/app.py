@@ -44,11 +44,13 @@ def input_topics(app: faust.App, settings: Settings) -> faust.TopicT:
     return app.topic(settings.inference_topic, settings.label_topic, key_type=bytes, value_type=bytes)
 
 
-def create_app(settings: Settings, catalog: Catalog, partitions: int) -> tuple[faust.App, WorkerService]:
+def create_app(
+    settings: Settings, catalog: Catalog, partitions: int, log_level: str = "info"
+) -> tuple[faust.App, WorkerService]:
     """The Faust app, one agent over the inference and label topics (co-partitioned by event id),
     and the service to start beside it (pass both to `faust.Worker`)."""
     app = faust_app(settings)
-    service = WorkerService(app, settings, catalog, partitions)
+    service = WorkerService(app, settings, catalog, partitions, log_level)
     inputs = input_topics(app, settings)
     side_of = {settings.inference_topic: INFERENCE, settings.label_topic: LABEL}
 
@@ -95,7 +97,7 @@ def run_worker(settings: Settings, log_level: str = "info") -> int:
     catalog = settings.catalog()
     partitions = preflight(settings)
     use_fast_event_loop()
-    app, service = create_app(settings, catalog, partitions)
+    app, service = create_app(settings, catalog, partitions, log_level)
     worker = faust.Worker(app, service, loglevel=log_level, quiet=True)
     worker.execute_from_commandline()
     return 0

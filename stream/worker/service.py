@@ -5,59 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import time
 from typing import Any
 
 import faust
 import mode
-from aiokafka.errors import KafkaError
-from faust.exceptions import ProducerSendError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.core.catalog import Catalog
-from stream.core.engine import Engine
 from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.errors import ConfigError
 from stream.logs import install_redaction
-from stream.retry import OUTAGE, Retry
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
+from stream.worker.engine_process import Batches, EngineProcess, LocalEngine, redis_store
 from stream.worker.publish import Publisher
 from stream.worker.observe import WorkerMetrics
+from stream.worker.outages import retrying
 from stream.worker.topics import ensure_topics
 
 log = logging.getLogger("truthstream.worker")
 
 DEFAULT_PARTITIONS = 4  # partitions for topics the worker has to create itself
-OUTAGES = (RedisConnectionError, RedisTimeoutError, ProducerSendError, KafkaError, OSError)
-# Redis answers but refuses to write: what to do about each, in the line the worker logs while it waits.
-REFUSALS = {
-    "OOM": "Redis is full (maxmemory reached): give it more memory, or bound truthstream's waiting state "
-    "with TRUTHSTREAM_MAX_PENDING; the worker resumes when Redis accepts writes",
-    "READONLY": "Redis is a read-only replica: point TRUTHSTREAM_REDIS_URL at the primary",
-    "NOPERM": "the Redis user may not run what truthstream needs (EVAL, and keys under TRUTHSTREAM_REDIS_PREFIX): "
-    "grant them in its ACL",
-    "NOAUTH": "Redis asks for a password: put it in TRUTHSTREAM_REDIS_URL (or TRUTHSTREAM_REDIS_URL_FILE)",
-    "WRONGPASS": "Redis refuses the user or password in TRUTHSTREAM_REDIS_URL",
-}
-
-
-# redis-py raises these for the codes above (it drops the code from the message).
-REFUSAL_TYPES = {"OOM": OutOfMemoryError, "READONLY": ReadOnlyError, "NOPERM": NoPermissionError}
-
-
-def redis_refusal(exc: ResponseError) -> str | None:
-    """What to do about a Redis error that refuses writes (full, read-only, not allowed), or None for
-    any other error (a bug). Redis 6 wraps a script's error text, so the code is looked for inside."""
-    text = str(exc)
-    for code, advice in REFUSALS.items():
-        if isinstance(exc, REFUSAL_TYPES.get(code, ())) or f"-{code} " in text or text.startswith(f"{code} "):
-            return f"{advice} ({text[:200]})"
-    return None
 
 
 def preflight(settings: Settings) -> int:
@@ -91,10 +60,19 @@ def preflight(settings: Settings) -> int:
 class WorkerService(mode.Service):
     """Owns the Redis client and the engine for the life of the worker."""
 
-    def __init__(self, app: faust.App, settings: Settings, catalog: Catalog, partitions: int, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        settings: Settings,
+        catalog: Catalog,
+        partitions: int,
+        log_level: str = "info",
+        **kwargs: Any,
+    ) -> None:
         self.app, self.settings, self.catalog, self.partitions = app, settings, catalog, partitions
+        self.log_level = log_level
         self.topics = settings.output_topics()
-        self.engine: Engine | None = None
+        self.engine: Batches | None = None
         self.publisher: Publisher | None = None
         self.redis: Any = None  # redis-py's client, or its cluster client
         self.last_input = time.monotonic()
@@ -108,21 +86,18 @@ class WorkerService(mode.Service):
         super().__init__(**kwargs)
 
     async def on_start(self) -> None:
-        """Connect to Redis (`preflight` checked it, and the topics, before faust started)."""
+        """Start the engine (in a process of its own unless TRUTHSTREAM_ENGINE_PROCESS=off) and connect
+        to Redis for the outbox (`preflight` checked Redis and the topics before faust started)."""
         install_redaction()  # faust's worker set up logging of its own by now
         s = self.settings
+        if s.engine_process == "on":
+            engine = EngineProcess(s, self.catalog, self.partitions, self.log_level)
+            await engine.start()
+            self.engine = engine
+        else:
+            self.engine = await LocalEngine.open(s, self.catalog, self.partitions)
         self.redis = await connect(s.redis_url, s.redis_cluster == "on")
-        store = RedisStore(
-            self.redis,
-            s.redis_prefix,
-            s.label_ttl,
-            self.partitions,
-            s.rolling_size,
-            s.rolling_every,
-            s.score_resolution,
-            s.segment_cap,
-        )
-        self.engine, self.store = Engine(s.core(), self.catalog, store, self.partitions), store
+        store = self.store = redis_store(s, self.redis, self.partitions)
         if s.metrics_port:
             self.metrics = WorkerMetrics({INFERENCE: s.inference_topic, LABEL: s.label_topic}, self.catalog)
             self.metrics.serve(s.metrics_port)
@@ -134,11 +109,13 @@ class WorkerService(mode.Service):
         log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
 
     async def on_stop(self) -> None:
-        """Close the Redis client."""
+        """Close the Redis client and the engine."""
         if self.redis is not None:
             await self.redis.aclose()
+        if self.engine is not None:
+            await self.engine.close()
 
-    def _engine(self) -> Engine:
+    def _engine(self) -> Batches:
         if self.engine is None:
             raise RuntimeError("the worker service is used before it started")
         return self.engine
@@ -150,7 +127,7 @@ class WorkerService(mode.Service):
         self.last_input = time.monotonic()
         started = time.perf_counter()
         async with self.lock:
-            report = await self._retrying(lambda: engine.process(messages, time.time()))
+            report = await engine.process(messages, time.time())
         if self.metrics is not None:  # the readings only the metrics need stay off the batch path otherwise
             for msg in messages:
                 self.positions[msg.topic, msg.partition] = msg.offset + 1
@@ -172,29 +149,6 @@ class WorkerService(mode.Service):
                 else "",
             )
 
-    async def _retrying(self, work: Any) -> Any:
-        """Run `work` until it succeeds while Redis or Kafka are unreachable; stop the process on a bug.
-
-        Faust acknowledges a batch even when the agent raises, so raising would lose it:
-        an outage blocks the stream instead, and an unexpected error ends the process
-        before the batch's offsets can be committed (restart it; nothing is lost).
-        """
-        retry = Retry("Redis or Kafka", OUTAGE)
-        while True:
-            try:
-                return await work()
-            except OUTAGES as exc:
-                await asyncio.sleep(retry.failed(exc))
-            except ResponseError as exc:
-                refusal = redis_refusal(exc)
-                if refusal is None:
-                    raise
-                await asyncio.sleep(retry.failed(RuntimeError(refusal)))
-            except Exception:  # noqa: BLE001 - anything else is a bug: exit without committing
-                log.critical("unexpected error; exiting without committing offsets", exc_info=True)
-                logging.shutdown()
-                os._exit(70)
-
     async def flush(self) -> int:
         """Publish the outbox (see `Publisher`)."""
         if self.publisher is None:
@@ -210,7 +164,7 @@ class WorkerService(mode.Service):
             await self.publish_wanted.wait()
             self.publish_wanted.clear()
             waiting, self.unpublished_labels = self.unpublished_labels, []
-            await self._retrying(self.flush)  # publishes every record queued before it started
+            await retrying(self.flush)  # publishes every record queued before it started
             if self.metrics is not None:
                 self.metrics.labels_published(waiting)
 
@@ -222,7 +176,7 @@ class WorkerService(mode.Service):
             idle_for = time.monotonic() - self.last_input
             if self.settings.idle_close and idle_for >= self.settings.idle_close:
                 engine = self._engine()
-                await self._retrying(lambda: engine.idle(time.time()))
+                await engine.idle(time.time())
         self.publish_wanted.set()
         if self.metrics is not None:
             await self._observe_state(self.metrics)

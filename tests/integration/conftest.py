@@ -37,6 +37,7 @@ class Deployment:
     logs: Path
     env: dict[str, str] = field(default_factory=dict)
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    retired: list[subprocess.Popen[bytes]] = field(default_factory=list)  # exited as the test meant them to
     producer: KafkaProducer | None = None
 
     @property
@@ -90,6 +91,10 @@ class Deployment:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
 
+    def retire(self, proc: subprocess.Popen[bytes]) -> None:
+        """Take note that a worker exited as the test meant it to (`wait_for` fails on other exits)."""
+        self.retired.append(proc)
+
     def send(self, kind: str, records: list[tuple[str, Any]], partition: int | None = None) -> list[Any]:
         """Produce (key, value) pairs to one of the input topics; returns their record metadata."""
         if self.producer is None:
@@ -115,7 +120,7 @@ class Deployment:
 
         def exited() -> str | None:
             for proc in self.workers:
-                if proc.poll() not in (None, -signal.SIGKILL):
+                if proc.poll() not in (None, -signal.SIGKILL) and proc not in self.retired:
                     return f"worker exited with {proc.returncode}"
             return None
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -184,6 +186,51 @@ def test_sigkilled_worker_restarts_without_losing_or_double_counting(deployment:
     assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
     counts = [r["counts"] for r in published.values()]
     assert sum(c["duplicates"] for c in counts) == 0 and sum(c["late"] for c in counts) == 0
+
+
+def engine_process(worker_pid: int) -> int | None:
+    """The pid of a worker's engine process (its child running multiprocessing's spawn), if it has one."""
+    for pid in Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split():
+        if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return int(pid)
+    return None
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_engine_process_ends_the_worker_and_nothing_is_lost(deployment: Deployment, tmp_path: Path) -> None:
+    """SIGKILL of the engine process (out of memory, say) ends its worker at once, without committing;
+    SIGKILL of a worker ends its engine process; the restarted worker ends with exactly the data's metrics."""
+    pairs = workload(n=12000, per_window=3000, window=WINDOW, drift_window=2, seed=4, max_label_delay=20)
+    deployment.configure(**settings(tmp_path, batch_size=500))
+    records = arrival_order(pairs)
+    produce(deployment, records[: len(records) // 2])
+    worker = deployment.start_worker()
+    deployment.wait_for("the first closed window", lambda: tumbling(deployment.read("metrics")))
+    engine = engine_process(worker.pid)
+    assert engine is not None
+    os.kill(engine, signal.SIGKILL)
+    assert worker.wait(30) == 70
+    deployment.retire(worker)
+    assert "the engine process ended" in deployment.tail()
+    produce(deployment, records[len(records) // 2 :])
+    worker = deployment.start_worker()
+    engine = deployment.wait_for("the restarted worker's engine process", lambda: engine_process(worker.pid))
+    deployment.kill(worker)
+    deployment.wait_for("the killed worker's engine process to end", lambda: not alive(engine), timeout=30)
+    deployment.start_worker()
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    published = deployment.wait_for(
+        "4 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 4 and w, timeout=240
+    )
+    assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
+    assert sum(r["counts"]["duplicates"] for r in published.values()) == 0
 
 
 def test_two_workers_split_the_partitions_and_agree(deployment: Deployment, tmp_path: Path) -> None:

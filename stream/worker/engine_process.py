@@ -1,0 +1,202 @@
+"""Where the worker's engine runs: in faust's process, or in a process of its own beside it.
+
+faust's per-message work (fetching, decoding, the stream's bookkeeping) keeps one core busy and
+holds the GIL while it does; the engine's work (the join step, the state's encoding, the Redis
+client) is the rest of a worker's cost. In one process the two take turns; with the engine in a
+second process they overlap on two cores: faust's process hands each batch over as plain tuples and
+waits for the engine's report without holding the GIL, while the next batch fills (`take_ahead`).
+
+Either way a batch is handled exactly as before: the engine waits out Redis outages, and a bug ends
+the worker before faust can commit the batch's offsets (the engine process's end ends faust's
+process too; a restart reads the batch again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+from stream.core.catalog import Catalog
+from stream.core.engine import BatchReport, Engine
+from stream.core.records import RawMessage
+from stream.logs import setup_logging
+from stream.settings import Settings
+from stream.stores.redis import RedisStore
+from stream.stores.redis_connect import connect
+from stream.worker.outages import BUG_EXIT_CODE, retrying
+
+log = logging.getLogger("truthstream.worker")
+
+READY, PROCESS, IDLE = "ready", "process", "idle"
+
+
+def redis_store(settings: Settings, redis: Any, partitions: int) -> RedisStore:
+    """The worker's state store over a connected Redis client."""
+    s = settings
+    return RedisStore(
+        redis,
+        s.redis_prefix,
+        s.label_ttl,
+        partitions,
+        s.rolling_size,
+        s.rolling_every,
+        s.score_resolution,
+        s.segment_cap,
+    )
+
+
+class Batches(Protocol):
+    """Runs the engine's batches, waiting out outages; what `WorkerService` drives."""
+
+    async def process(self, messages: list[RawMessage], wall_clock: float) -> BatchReport:
+        """Handle one batch (see `Engine.process`)."""
+
+    async def idle(self, wall_clock: float) -> int:
+        """Close what is due after idleness (see `Engine.idle`)."""
+
+    async def close(self) -> None:
+        """Release the engine's connections (and process)."""
+
+
+class LocalEngine:
+    """The engine in this process, over a Redis client of its own."""
+
+    def __init__(self, engine: Engine, redis: Any) -> None:
+        self.engine, self.redis = engine, redis
+
+    @classmethod
+    async def open(cls, settings: Settings, catalog: Catalog, partitions: int) -> "LocalEngine":
+        """Connect to Redis and build the engine over it."""
+        redis = await connect(settings.redis_url, settings.redis_cluster == "on")
+        store = redis_store(settings, redis, partitions)
+        return cls(Engine(settings.core(), catalog, store, partitions), redis)
+
+    async def process(self, messages: list[RawMessage], wall_clock: float) -> BatchReport:
+        """Handle one batch (see `Engine.process`), waiting out outages."""
+        return await retrying(lambda: self.engine.process(messages, wall_clock))
+
+    async def idle(self, wall_clock: float) -> int:
+        """Close what is due after idleness (see `Engine.idle`), waiting out outages."""
+        return await retrying(lambda: self.engine.idle(wall_clock))
+
+    async def close(self) -> None:
+        """Close the Redis client."""
+        await self.redis.aclose()
+
+
+class EngineProcess:
+    """The engine in a child process; one request at a time (the service's lock orders them)."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, partitions: int, log_level: str) -> None:
+        context = multiprocessing.get_context("spawn")  # a fork would copy faust's running event loop
+        self.conn, child_end = context.Pipe()
+        self.child = context.Process(
+            target=serve,
+            args=(child_end, settings, catalog, partitions, log_level),
+            name="truthstream-engine",
+            daemon=True,
+        )
+        self.child_end = child_end
+        self.closing = False
+        # Round trips run on this thread: it waits for the engine's answer without holding the GIL.
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="truthstream-engine")
+
+    async def start(self) -> None:
+        """Start the process and wait until it connected to Redis."""
+        self.child.start()
+        self.child_end.close()  # the child's end lives in the child only: its death reads as EOF here
+        threading.Thread(target=self._watch, name="truthstream-engine-watch", daemon=True).start()
+        await self._call(None)
+
+    def _watch(self) -> None:
+        """End this process as soon as the engine's ends (killed, out of memory, a bug), also between
+        batches: a worker whose engine is gone must not look alive."""
+        self.child.join()
+        if not self.closing:
+            self._ended()
+
+    async def process(self, messages: list[RawMessage], wall_clock: float) -> BatchReport:
+        """Hand one batch to the engine process and return its report."""
+        rows = [(m.side, m.topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages]
+        report: BatchReport = await self._call((PROCESS, rows, wall_clock))
+        return report
+
+    async def idle(self, wall_clock: float) -> int:
+        """Ask the engine process to close what is due after idleness."""
+        closed: int = await self._call((IDLE, wall_clock))
+        return closed
+
+    async def close(self) -> None:
+        """End the engine process (it ends when its pipe closes) and wait for it briefly."""
+        self.closing = True
+        self.conn.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.child.join, 5.0)
+        self.pool.shutdown(wait=False)
+
+    def _round_trip(self, request: Any) -> Any:
+        if request is not None:
+            self.conn.send(request)
+        return self.conn.recv()
+
+    async def _call(self, request: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self._round_trip, request)
+        except (EOFError, OSError):
+            if self.closing:
+                raise  # the worker is stopping: the batch stays unacknowledged
+            self.child.join(1.0)
+            self._ended()
+            raise  # not reached: _ended ends the process
+
+    def _ended(self) -> None:
+        log.critical(
+            "the engine process ended (exit code %s; its log lines above say why); exiting without "
+            "committing offsets (a restart reads the unfinished batch again)",
+            self.child.exitcode,
+        )
+        logging.shutdown()
+        os._exit(BUG_EXIT_CODE)
+
+
+def serve(conn: Connection, settings: Settings, catalog: Catalog, partitions: int, log_level: str) -> None:
+    """The engine process's main: answer requests until faust's process closes the pipe.
+
+    Signals of a stop (Ctrl-C reaches the whole process group) are faust's process's to handle: it
+    stops after the current batch, and its end closes the pipe, which ends this process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    setup_logging(log_level)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_serve(conn, settings, catalog, partitions))
+
+
+async def _serve(conn: Connection, settings: Settings, catalog: Catalog, partitions: int) -> None:
+    engine = await LocalEngine.open(settings, catalog, partitions)
+    try:
+        conn.send(READY)
+        while True:
+            # Blocking is right here: this process has nothing else to do between batches.
+            request = conn.recv()
+            if request[0] == PROCESS:
+                _, rows, wall_clock = request
+                report = await engine.process([RawMessage(*row) for row in rows], wall_clock)
+            else:
+                conn.send(await engine.idle(request[1]))
+                continue
+            conn.send(report)
+    except (EOFError, BrokenPipeError):
+        pass  # faust's process ended
+    finally:
+        await engine.close()
