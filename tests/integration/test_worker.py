@@ -78,10 +78,14 @@ def settings(tmp_path: Path, **extra) -> dict:
     return {**defaults, **extra}
 
 
-def test_drift_raises_violations_only_in_the_windows_after_it(deployment: Deployment, tmp_path: Path) -> None:
-    """Metrics per window equal scikit-learn's; violations name exactly the drifted windows."""
+@pytest.mark.parametrize("engine_process", ["on", "off"])
+def test_drift_raises_violations_only_in_the_windows_after_it(
+    deployment: Deployment, tmp_path: Path, engine_process: str
+) -> None:
+    """Metrics per window equal scikit-learn's; violations name exactly the drifted windows (with the
+    engine in a process of its own, and in Faust's)."""
     pairs = workload(n=1200, per_window=150, window=WINDOW, drift_window=4, seed=1, max_label_delay=20)
-    deployment.configure(**settings(tmp_path))
+    deployment.configure(**settings(tmp_path, engine_process=engine_process))
     deployment.start_worker()
     produce(deployment, arrival_order(pairs))
     deployment.close_all_windows(pairs[-1].time + 1000)
