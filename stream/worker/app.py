@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import tempfile
 
 import faust
@@ -10,7 +12,7 @@ from faust.types import Message
 from stream.core.catalog import Catalog
 from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.settings import Settings
-from stream.worker.batching import take_ahead
+from stream.worker.batching import acknowledge, take_ahead
 from stream.worker.service import WorkerService, preflight
 from stream.worker.transport import App
 
@@ -56,8 +58,15 @@ def create_app(
 
     @app.agent(inputs, name="monitor")
     async def monitor_agent(stream: faust.StreamT) -> None:
-        async for events in take_ahead(stream, settings.batch_size, settings.batch_timeout):
-            await service.handle([_raw(e.message, side_of) for e in events])
+        # At most two batches are with the engine: it can start on the next while this process
+        # records and acknowledges the last (each batch is acknowledged once handled).
+        previous: asyncio.Future[None] | None = None
+        async for events in take_ahead(stream, settings.batch_size, settings.batch_timeout, acks=False):
+            messages = [_raw(e.message, side_of) for e in events]
+            handled = await service.submit(messages, functools.partial(acknowledge, stream, events))
+            if previous is not None:
+                await previous
+            previous = handled
 
     @app.timer(interval=1.0)
     async def housekeeping() -> None:
@@ -87,8 +96,6 @@ def use_fast_event_loop() -> None:
         import uvloop
     except ImportError:
         return
-    import asyncio
-
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 

@@ -3,8 +3,9 @@
 faust's `Stream.take_events` stops filling its buffer while the caller works on a batch, so
 faust's own per-event work (decoding, the stream's bookkeeping) and the caller's work (the
 batch's Redis round trips) take turns. `take_ahead` lets the next batch fill meanwhile, and
-acknowledges a batch's events only once the caller asks for the next batch: Kafka then commits
-only offsets that were handled (the worker's Redis checkpoints make a redelivered batch harmless).
+acknowledges a batch's events only once the caller asks for the next batch (or leaves that to
+the caller): Kafka then commits only offsets that were handled (the worker's Redis checkpoints
+make a redelivered batch harmless).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from faust.types import EventT
 from mode.utils.aiter import aiter
 
 
-async def take_ahead(stream: faust.StreamT, max_: int, within: float) -> AsyncIterator[list[EventT]]:
+async def take_ahead(stream: faust.StreamT, max_: int, within: float, acks: bool = True) -> AsyncIterator[list[EventT]]:
     """Yield lists of at most `max_` events, each when full or `within` seconds after the last one
-    was taken; up to `max_` more events are read while the caller handles a batch."""
+    was taken; up to `max_` more events are read while the caller handles a batch. With `acks`
+    off the caller acknowledges each event (`stream.ack`) once it handled it."""
     filling: list[EventT] = []
     full = asyncio.Event()  # the filling batch holds max_ events
     taken = asyncio.Event()  # the caller took the full batch: a new one may fill
@@ -36,8 +38,8 @@ async def take_ahead(stream: faust.StreamT, max_: int, within: float) -> AsyncIt
             await stream.wait(taken)  # type: ignore[arg-type]  # mode's wait takes any awaitable .wait()
         return value
 
-    acks = stream.enable_acks
-    stream.enable_acks = False  # acknowledged here, after the caller handled them
+    enabled = stream.enable_acks
+    stream.enable_acks = False  # acknowledged here (or by the caller), once the caller handled them
     stream.add_processor(add)
     stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]  # as take_events does
     try:
@@ -51,8 +53,14 @@ async def take_ahead(stream: faust.StreamT, max_: int, within: float) -> AsyncIt
             yield batch
             # Reached only when the caller asks for the next batch: a batch it did not finish
             # (the worker stopping) stays unacknowledged and is read again after a restart.
-            for event in batch:
-                await stream.ack(event)
+            if acks:
+                await acknowledge(stream, batch)
     finally:
-        stream.enable_acks = acks
+        stream.enable_acks = enabled
         stream._processors.remove(add)  # type: ignore[attr-defined]
+
+
+async def acknowledge(stream: faust.StreamT, events: list[EventT]) -> None:
+    """Acknowledge handled events: Kafka may commit their offsets."""
+    for event in events:
+        await stream.ack(event)

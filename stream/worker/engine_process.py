@@ -19,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
@@ -55,8 +56,9 @@ def redis_store(settings: Settings, redis: Any, partitions: int) -> RedisStore:
 class Batches(Protocol):
     """Runs the engine's batches, waiting out outages; what `WorkerService` drives."""
 
-    async def process(self, messages: list[RawMessage], wall_clock: float) -> BatchReport:
-        """Handle one batch (see `Engine.process`)."""
+    async def begin(self, messages: list[RawMessage], wall_clock: float) -> Awaitable[BatchReport]:
+        """Hand one batch over (see `Engine.process`); the awaitable returned gives its report.
+        Batches are handled in the order they were handed over."""
 
     async def idle(self, wall_clock: float) -> int:
         """Close what is due after idleness (see `Engine.idle`)."""
@@ -82,6 +84,12 @@ class LocalEngine:
         """Handle one batch (see `Engine.process`), waiting out outages."""
         return await retrying(lambda: self.engine.process(messages, wall_clock))
 
+    async def begin(self, messages: list[RawMessage], wall_clock: float) -> Awaitable[BatchReport]:
+        """Handle one batch now; the awaitable returned gives its report."""
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(await self.process(messages, wall_clock))
+        return done
+
     async def idle(self, wall_clock: float) -> int:
         """Close what is due after idleness (see `Engine.idle`), waiting out outages."""
         return await retrying(lambda: self.engine.idle(wall_clock))
@@ -92,7 +100,10 @@ class LocalEngine:
 
 
 class EngineProcess:
-    """The engine in a child process; one request at a time (the service's lock orders them)."""
+    """The engine in a child process. Requests go through one pipe in order, so the engine handles
+    them in the order they were made; a new batch can be handed over while the previous one is
+    still being handled (its bytes wait in the pipe), so the engine need not wait for Faust's
+    process between batches."""
 
     def __init__(self, settings: Settings, catalog: Catalog, partitions: int, log_level: str) -> None:
         context = multiprocessing.get_context("spawn")  # a fork would copy faust's running event loop
@@ -105,15 +116,17 @@ class EngineProcess:
         )
         self.child_end = child_end
         self.closing = False
-        # Round trips run on this thread: it waits for the engine's answer without holding the GIL.
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="truthstream-engine")
+        # Sending and receiving run on a thread each, in order: they wait on the pipe without
+        # holding the GIL, and a large batch's send may wait for the engine to finish the last one.
+        self.sender = ThreadPoolExecutor(1, thread_name_prefix="truthstream-engine-send")
+        self.receiver = ThreadPoolExecutor(1, thread_name_prefix="truthstream-engine-receive")
 
     async def start(self) -> None:
         """Start the process and wait until it connected to Redis."""
         self.child.start()
         self.child_end.close()  # the child's end lives in the child only: its death reads as EOF here
         threading.Thread(target=self._watch, name="truthstream-engine-watch", daemon=True).start()
-        await self._call(None)
+        await self._request(None)
 
     def _watch(self) -> None:
         """End this process as soon as the engine's ends (killed, out of memory, a bug), also between
@@ -122,15 +135,14 @@ class EngineProcess:
         if not self.closing:
             self._ended()
 
-    async def process(self, messages: list[RawMessage], wall_clock: float) -> BatchReport:
-        """Hand one batch to the engine process and return its report."""
+    async def begin(self, messages: list[RawMessage], wall_clock: float) -> Awaitable[BatchReport]:
+        """Hand one batch to the engine process; the awaitable returned gives its report."""
         rows = [(m.side, m.topic, m.partition, m.offset, m.key, m.value, m.timestamp) for m in messages]
-        report: BatchReport = await self._call((PROCESS, rows, wall_clock))
-        return report
+        return self._request((PROCESS, rows, wall_clock))
 
     async def idle(self, wall_clock: float) -> int:
         """Ask the engine process to close what is due after idleness."""
-        closed: int = await self._call((IDLE, wall_clock))
+        closed: int = await self._request((IDLE, wall_clock))
         return closed
 
     async def close(self) -> None:
@@ -138,16 +150,25 @@ class EngineProcess:
         self.closing = True
         self.conn.close()
         await asyncio.get_running_loop().run_in_executor(None, self.child.join, 5.0)
-        self.pool.shutdown(wait=False)
+        self.sender.shutdown(wait=False)
+        self.receiver.shutdown(wait=False)
 
-    def _round_trip(self, request: Any) -> Any:
-        if request is not None:
-            self.conn.send(request)
-        return self.conn.recv()
-
-    async def _call(self, request: Any) -> Any:
+    def _send(self, request: Any) -> None:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self._round_trip, request)
+            self.conn.send(request)
+        except OSError:
+            pass  # the engine process is gone: the answer's receipt says so
+
+    def _request(self, request: Any) -> Awaitable[Any]:
+        """Send `request` (None: send nothing) and queue the receipt of its answer, both now, so
+        that answers are matched to requests in order; the awaitable returned gives the answer."""
+        if request is not None:
+            self.sender.submit(self._send, request)
+        return self._answer(asyncio.wrap_future(self.receiver.submit(self.conn.recv)))
+
+    async def _answer(self, reply: Awaitable[Any]) -> Any:
+        try:
+            return await reply
         except (EOFError, OSError):
             if self.closing:
                 raise  # the worker is stopping: the batch stays unacknowledged

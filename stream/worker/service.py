@@ -6,12 +6,14 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 import mode
 
 from stream.core.catalog import Catalog
+from stream.core.engine import BatchReport
 from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.errors import ConfigError
 from stream.logs import install_redaction
@@ -120,14 +122,25 @@ class WorkerService(mode.Service):
             raise RuntimeError("the worker service is used before it started")
         return self.engine
 
-    async def handle(self, messages: list[RawMessage]) -> None:
-        """Process one batch and publish what it produced."""
+    async def submit(self, messages: list[RawMessage], handled: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
+        """Hand one batch to the engine; the future returned is done once the engine handled it,
+        its outcome was recorded and `handled` (the batch's acknowledgement) ran."""
         await self.ready.wait()  # agents may start consuming before this service finished starting
         engine = self._engine()
         self.last_input = time.monotonic()
         started = time.perf_counter()
         async with self.lock:
-            report = await engine.process(messages, time.time())
+            reply = await engine.begin(messages, time.time())
+        return asyncio.ensure_future(self._handled(messages, reply, started, handled))
+
+    async def _handled(
+        self,
+        messages: list[RawMessage],
+        reply: Awaitable[BatchReport],
+        started: float,
+        handled: Callable[[], Awaitable[None]],
+    ) -> None:
+        report = await reply
         if self.metrics is not None:  # the readings only the metrics need stay off the batch path otherwise
             for msg in messages:
                 self.positions[msg.topic, msg.partition] = msg.offset + 1
@@ -148,6 +161,7 @@ class WorkerService(mode.Service):
                 if self.settings.idle_close
                 else "",
             )
+        await handled()
 
     async def flush(self) -> int:
         """Publish the outbox (see `Publisher`)."""
