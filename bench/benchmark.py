@@ -19,6 +19,7 @@ measures on the same messages, one after the other:
   batch            pandas merge + scikit-learn per window, as an hourly job would; and the same
                    job held to the stream's p99 freshness (recomputing the open hourly window)
   freshness        label produced -> rolling metrics record, p50/p99, at half the max rate
+                   (--rounds runs; the run of median p99 is reported, every run's p99 beside it)
   memory           Redis bytes per waiting inference, per waiting label and per joined pair's
                    tombstone (MEMORY USAGE of the run's keys, 36-character UUID event ids); RSS
   scale-out        with --cluster-url (a Redis Cluster node): 1, 2, 4 workers on 8 partitions,
@@ -99,8 +100,8 @@ def parse_args() -> argparse.Namespace:
         "--rounds",
         type=int,
         default=3,
-        help="run the no-op, worker and many-models runs this many times, back to back in alternating order; "
-        "ratios are the median over rounds of each round's ratio (default 3)",
+        help="run the no-op, worker and many-models runs (and the freshness run) this many times, back to back "
+        "in alternating order; ratios are the median over rounds of each round's ratio (default 3)",
     )
     parser.add_argument(
         "--freshness-seconds", type=float, default=20.0, help="length of the freshness run (default 20)"
@@ -701,10 +702,16 @@ def main() -> int:
             figures[f"truthstream_{args.workers}_workers_msgs_per_s"] = rate
             time.sleep(3)  # the last outbox flush
             figures[f"truthstream_{args.workers}_workers_wrong_windows"] = check_results(tag, table, broker)
-        print("freshness at half the maximum rate ...")
-        figures["freshness"] = freshness(
-            broker, redis_url, figures["truthstream_pairs_per_s"] / 2, args.freshness_seconds, logs
-        )
+        # At half the maximum rate the benchmark's own producer and the worker share the machine:
+        # one run's tail depends on what else ran then, so the median run of --rounds is reported.
+        fresh_runs = []
+        for round_no in range(1, args.rounds + 1):
+            print(f"round {round_no}/{args.rounds}: freshness at half the maximum rate ...")
+            fresh_runs.append(
+                freshness(broker, redis_url, figures["truthstream_pairs_per_s"] / 2, args.freshness_seconds, logs)
+            )
+        figures["freshness_rounds_p99_s"] = [run["p99_s"] for run in fresh_runs]
+        figures["freshness"] = sorted(fresh_runs, key=lambda run: run["p99_s"])[len(fresh_runs) // 2]
         print("batch alternative (pandas + scikit-learn), once per window and at the stream's freshness ...")
         figures["batch_pairs_per_s"] = batch_job(pairs, args.classes)
         figures["batch_at_freshness"] = batch_at_freshness(pairs, args.classes, figures["freshness"]["p99_s"])
@@ -779,7 +786,8 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
         ),
         (
             "freshness p50 / p99",
-            f"{fresh['p50_s'] * 1000:,.0f} ms / {fresh['p99_s'] * 1000:,.0f} ms at {fresh['pairs_per_s']:,.0f} pairs/s",
+            f"{fresh['p50_s'] * 1000:,.0f} ms / {fresh['p99_s'] * 1000:,.0f} ms at {fresh['pairs_per_s']:,.0f} pairs/s"
+            f" (median run; p99 of runs {', '.join(f'{p * 1000:,.0f}' for p in f['freshness_rounds_p99_s'])} ms)",
         ),
         (
             "Redis per waiting inference",
@@ -825,7 +833,7 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
         shown = f"{value:.2f}" + (f" (median of rounds {', '.join(f'{r:.2f}' for r in spread)})" if spread else "")
         print(f"{name:<{width}}  {shown}{mark}")
     verdict = "met" if fresh["p99_s"] < 1 else "NOT met"
-    print(f"{'p99 freshness':<{width}}  {fresh['p99_s']:.3f} s   target < 1 s: {verdict}")
+    print(f"{'p99 freshness (median run)':<{width}}  {fresh['p99_s']:.3f} s   target < 1 s: {verdict}")
 
 
 if __name__ == "__main__":
