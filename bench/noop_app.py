@@ -12,7 +12,8 @@ import redis.asyncio as aioredis
 
 
 from stream.settings import Settings
-from stream.worker.app import faust_app, input_topics, use_fast_event_loop
+from stream.worker.app import faust_app, input_topics
+from stream.worker.event_loop import use_fast_event_loop
 from stream.worker.batching import take_ahead
 
 

@@ -13,6 +13,7 @@ from stream.core.catalog import Catalog
 from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.settings import Settings
 from stream.worker.batching import acknowledge, take_ahead
+from stream.worker.event_loop import use_fast_event_loop
 from stream.worker.service import WorkerService, preflight
 from stream.worker.transport import App
 
@@ -87,16 +88,6 @@ def _raw(message: Message, side_of: dict[str, str]) -> RawMessage:
         message.value,
         stamp if stamp and stamp > 0 else None,
     )
-
-
-def use_fast_event_loop() -> None:
-    """Run on uvloop when it is installed (`pip install 'truthstream[fast]'`): Faust spends much of
-    its per-message time in the event loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def run_worker(settings: Settings, log_level: str = "info") -> int:

@@ -14,9 +14,9 @@ process too; a restart reads the batch again).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import multiprocessing
-import os
 import signal
 import threading
 from collections.abc import Awaitable
@@ -31,7 +31,8 @@ from stream.logs import setup_logging
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
-from stream.worker.outages import BUG_EXIT_CODE, retrying
+from stream.worker.event_loop import use_fast_event_loop
+from stream.worker.outages import exit_on_bug, retrying
 
 log = logging.getLogger("truthstream.worker")
 
@@ -125,6 +126,9 @@ class EngineProcess:
         """Start the process and wait until it connected to Redis."""
         self.child.start()
         self.child_end.close()  # the child's end lives in the child only: its death reads as EOF here
+        # Should this process exit without stopping its services, multiprocessing's exit handler
+        # would wait for the child, which ignores SIGTERM and waits for EOF: give it its EOF first.
+        atexit.register(self._hang_up)
         threading.Thread(target=self._watch, name="truthstream-engine-watch", daemon=True).start()
         await self._request(None)
 
@@ -145,10 +149,14 @@ class EngineProcess:
         closed: int = await self._request((IDLE, wall_clock))
         return closed
 
-    async def close(self) -> None:
-        """End the engine process (it ends when its pipe closes) and wait for it briefly."""
+    def _hang_up(self) -> None:
         self.closing = True
         self.conn.close()
+
+    async def close(self) -> None:
+        """End the engine process (it ends when its pipe closes) and wait for it briefly."""
+        self._hang_up()
+        atexit.unregister(self._hang_up)
         await asyncio.get_running_loop().run_in_executor(None, self.child.join, 5.0)
         self.sender.shutdown(wait=False)
         self.receiver.shutdown(wait=False)
@@ -177,13 +185,11 @@ class EngineProcess:
             raise  # not reached: _ended ends the process
 
     def _ended(self) -> None:
-        log.critical(
-            "the engine process ended (exit code %s; its log lines above say why); exiting without "
-            "committing offsets (a restart reads the unfinished batch again)",
-            self.child.exitcode,
+        exit_on_bug(
+            f"the engine process ended (exit code {self.child.exitcode}; its log lines above say why); "
+            "exiting without committing offsets (a restart reads the unfinished batch again)",
+            exc_info=False,
         )
-        logging.shutdown()
-        os._exit(BUG_EXIT_CODE)
 
 
 def serve(conn: Connection, settings: Settings, catalog: Catalog, partitions: int, log_level: str) -> None:
@@ -194,12 +200,7 @@ def serve(conn: Connection, settings: Settings, catalog: Catalog, partitions: in
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(log_level)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    use_fast_event_loop()
     asyncio.run(_serve(conn, settings, catalog, partitions))
 
 

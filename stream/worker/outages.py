@@ -50,10 +50,10 @@ def redis_refusal(exc: ResponseError) -> str | None:
     return None
 
 
-def exit_on_bug(message: str) -> None:
-    """Log `message` with the current exception and end the process at once, before faust can
+def exit_on_bug(message: str, exc_info: bool = True) -> None:
+    """Log `message` (with the current exception) and end the process at once, before faust can
     commit the offsets of a batch that was not handled (a restart reads it again: nothing is lost)."""
-    log.critical(message, exc_info=True)
+    log.critical(message, exc_info=exc_info)
     logging.shutdown()
     os._exit(BUG_EXIT_CODE)
 

@@ -7,6 +7,8 @@ import os
 import random
 import re
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -235,6 +237,34 @@ def test_a_killed_engine_process_ends_the_worker_and_nothing_is_lost(deployment:
     )
     assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
     assert sum(r["counts"]["duplicates"] for r in published.values()) == 0
+
+
+EXITS_WITHOUT_STOPPING = """
+import asyncio
+from stream.settings import Settings
+from stream.worker.engine_process import EngineProcess
+
+settings = Settings.from_env()
+engine = EngineProcess(settings, settings.catalog(), 4, "warning")
+asyncio.run(engine.start())
+print(engine.child.pid, flush=True)
+"""
+
+
+def test_a_process_that_exits_without_stopping_its_engine_does_not_hang(deployment: Deployment, tmp_path: Path) -> None:
+    """The engine process ignores SIGTERM and ends on EOF: a worker that exits without closing it
+    (a crash before its services stop) must still exit, and take its engine process with it."""
+    deployment.configure(**settings(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", EXITS_WITHOUT_STOPPING],
+        env={**os.environ, **deployment.env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    child = int(done.stdout.split()[0])
+    deployment.wait_for("the engine process to end", lambda: not alive(child), timeout=10)
 
 
 def test_two_workers_split_the_partitions_and_agree(deployment: Deployment, tmp_path: Path) -> None:
