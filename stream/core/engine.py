@@ -63,9 +63,7 @@ class Engine:
         `wall_clock` is the reference for the event times of messages that carry no Kafka timestamp."""
         report = BatchReport(messages=len(messages))
         if not messages:
-            now = await self.now()
-            report.provisional = await self.provisional_due(now)
-            report.closed_windows = await self.close_due(now)
+            report.provisional, report.closed_windows = await self._publish_due(await self.now())
             report.queued = report.closed_windows + report.provisional
             return report
         by_partition: dict[int, list[RawMessage]] = {}
@@ -100,8 +98,7 @@ class Engine:
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
         now = report.stream_time = await self.now()
         counted |= await self.expire(set(by_partition), now, report.outcomes)
-        report.provisional = await self.provisional_due(now)
-        report.closed_windows = await self.close_due(now)
+        report.provisional, report.closed_windows = await self._publish_due(now)
         report.queued += report.closed_windows + report.provisional
         if counted:
             report.accounting_records = await self.store.close_counts(counted, lambda m, c: self._accounting(m, c, now))
@@ -179,8 +176,11 @@ class Engine:
     async def idle(self, wall_clock: float) -> int:
         """Called when no input came for `idle_close` seconds: event time jumps to the wall clock."""
         await self.store.raise_floor(wall_clock)
-        now = await self.now()
-        return await self.provisional_due(now) + await self.close_due(now)
+        return sum(await self._publish_due(await self.now()))
+
+    async def _publish_due(self, now: float) -> tuple[int, int]:
+        """Queue what event time `now` made due: provisional records, then closed windows (counts of each)."""
+        return await self.provisional_due(now), await self.close_due(now)
 
     def _evaluate(
         self, key: WindowKey, agg: WindowAggregate, counts: dict[str, int], detectors: Mapping[str, str]

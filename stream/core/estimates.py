@@ -39,20 +39,14 @@ import numpy as np
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.intervals import BOOTSTRAP_DRAWS, NO_INTERVAL, multiclass_draws, quantile, delong_auc, z_of
-from stream.core.metrics import NO_STD, roc_and_pr
+from stream.core.metrics import MULTICLASS_SCALARS, NO_STD, roc_and_pr
 from stream.core.records import BINARY, POSITIVE, SEP, ProblemType
 
 ESTIMATED_PREFIX = "estimated_"
 ESTIMATED_METRICS: dict[ProblemType, tuple[str, ...]] = {
     BINARY: ("accuracy", "precision", "recall", "f1", "auc"),
-    "MulticlassClassification": (
-        "accuracy",
-        "weighted_recall",
-        "weighted_precision",
-        "weighted_f0_5",
-        "weighted_f1",
-        "weighted_f2",
-    ),
+    # the weighted metrics, not their best-constant-classifier baselines (which need no estimate)
+    "MulticlassClassification": tuple(m for m in MULTICLASS_SCALARS if not m.endswith("_best_constant_classifier")),
 }
 ESTIMATE_RESOLUTION = 0.01  # score bins of the estimated AUC (ties within a bin count half)
 
