@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run until Ctrl-C; then stop the workers, Redis and the broker, and return 0."""
     import signal
-    import time
+    import threading
 
     from connectors.local_stack import local_stack
     from connectors.watch import Watcher
@@ -69,16 +69,22 @@ def run(args: argparse.Namespace) -> int:
                 print(f"The live page: {serve_in_background(s, '127.0.0.1', args.dashboard, None)}")
             print("Nothing survives Ctrl-C: the embedded broker keeps topics in memory.\n", flush=True)
             watcher = Watcher(stack.kafka, s.metrics_topic, s.violations_topic, args.rolling)
+            # From here a stop request sets a flag that the loop reads between polls: raised inside the
+            # Kafka client's poll, KeyboardInterrupt could leave it unable to close, and the stack up.
+            stopping = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stopping.set())
             try:
-                while True:
+                while not stopping.is_set():
                     for line in watcher.poll(timeout_ms=500):
                         print(line, flush=True)
                     stack.check()
-                    time.sleep(0.2)
+                    stopping.wait(0.2)
             finally:
                 watcher.close()
     except KeyboardInterrupt:
-        print("\nstopped: workers, Redis and the broker are down.", flush=True)
+        pass  # a stop while the stack was starting: it is stopped already
+    print("\nstopped: workers, Redis and the broker are down.", flush=True)
     return 0
 
 
