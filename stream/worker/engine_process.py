@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import logging
 import multiprocessing
 import signal
 import threading
@@ -34,7 +33,6 @@ from stream.stores.redis_connect import connect
 from stream.worker.event_loop import use_fast_event_loop
 from stream.worker.outages import exit_on_bug, retrying
 
-log = logging.getLogger("truthstream.worker")
 
 READY, PROCESS, IDLE = "ready", "process", "idle"
 
