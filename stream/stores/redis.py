@@ -556,16 +556,12 @@ class RedisStore:
             return 0
         keys = sorted(keys, key=lambda k: (k.end, k.start))
         names = [k.encode() for k in keys]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                for p in range(self.partitions):
-                    pipe.hgetall(f"{self.base(p)}:w:{name}")
-            parts = await pipe.execute()
+        parts = await self._hashes({p: [f"w:{name}" for name in names] for p in range(self.partitions)})
         merged = {}
         for i in range(len(keys)):
             agg = WindowAggregate(self.resolution)
-            for part in parts[i * self.partitions : (i + 1) * self.partitions]:
-                agg.merge(WindowAggregate(self.resolution, {_text(f) or "": _counter(n) for f, n in part.items()}))
+            for p in range(self.partitions):
+                agg.merge(WindowAggregate(self.resolution, _counters(parts[p][i])))
             merged[i] = agg
         by_model: dict[str, list[int]] = {}
         for i, key in enumerate(keys):
@@ -688,11 +684,22 @@ class RedisStore:
 
     async def _detectors(self, models: list[str]) -> dict[str, dict[str, str]]:
         """Each model version's change detectors (and '#end', the end of the last window they were fed)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for mk in models:
-                pipe.hgetall(f"{self.base(self._owner(mk))}:cd:{mk}")
-            found = await pipe.execute()
-        return {mk: {_text(f) or "": _text(v) or "" for f, v in h.items()} for mk, h in zip(models, found)}
+        owned: dict[int, list[str]] = {}
+        for mk in models:
+            owned.setdefault(self._owner(mk), []).append(mk)
+        found = await self._hashes({p: [f"cd:{mk}" for mk in mks] for p, mks in owned.items()})
+        return {
+            mk: {_text(f) or "": _text(v) or "" for f, v in zip(flat[::2], flat[1::2])}
+            for p, mks in owned.items()
+            for mk, flat in zip(mks, found[p])
+        }
+
+    async def _hashes(self, names: dict[int, list[str]]) -> dict[int, list[list[bytes]]]:
+        """Per partition, the hashes of these names under its base, as flat HGETALL replies (one
+        script call per partition instead of a command per hash)."""
+        ordered = sorted(p for p, n in names.items() if n)
+        replies = await self._each([(lua.HASHES, p, (json.dumps(names[p]),)) for p in ordered])
+        return {p: reply for p, reply in zip(ordered, replies)}
 
     async def close_counts(self, models: set[str], build: Any) -> int:
         """Per partition, take the counters of the models no window open in it carries and queue

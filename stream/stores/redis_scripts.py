@@ -317,6 +317,14 @@ return {queued, conflicts}
 """
 )
 
+# The hashes named in ARGV[2] (JSON: names after the partition's base), each as HGETALL gives it
+# (one reply for many small hashes: redis-py spends far more on a command than Redis does on it).
+HASHES = """
+local base, out = ARGV[1], {}
+for i, name in ipairs(cjson.decode(ARGV[2])) do out[i] = redis.call('HGETALL', base .. ':' .. name) end
+return out
+"""
+
 # Take windows ARGV[2] (JSON) off this partition's list of windows waiting for a provisional record.
 UNLIST_PROVISIONAL = """
 local base, windows = ARGV[1], cjson.decode(ARGV[2])
@@ -392,16 +400,3 @@ local v = tonumber(redis.call('HGET', KEYS[1], 'f') or '-inf')
 if tonumber(ARGV[1]) > v then redis.call('HSET', KEYS[1], 'f', ARGV[1]) end
 return 1
 """
-
-ALL = {
-    "READ": READ,
-    "APPLY": APPLY,
-    "CANDIDATES": CANDIDATES,
-    "SEAL": SEAL,
-    "CLAIM": CLAIM,
-    "CLEANUP": CLEANUP,
-    "COUNTS": COUNTS,
-    "TAKE": TAKE,
-    "CONFIRM": CONFIRM,
-    "RAISE_FLOOR": RAISE_FLOOR,
-}
