@@ -124,8 +124,8 @@ def quantile(ordered: np.ndarray, q: float) -> float:
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+    """num / den where den > 0, else 0 (divides only where it may: no warnings to silence)."""
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 
 
 def _fbeta(precision: np.ndarray, recall: np.ndarray, beta: float) -> np.ndarray:
