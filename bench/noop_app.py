@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from stream.settings import Settings
 from stream.worker.app import faust_app, input_topics
-from stream.worker.event_loop import use_fast_event_loop
+from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 from stream.worker.batching import take_ahead
 
 
@@ -30,7 +30,9 @@ def main() -> None:
         async for events in take_ahead(stream, settings.batch_size, settings.batch_timeout):
             await client.incrby(counter, len(events))
 
-    faust.Worker(app, loglevel="warning", quiet=True).execute_from_commandline()
+    worker = faust.Worker(app, loglevel="warning", quiet=True)
+    collect_garbage_rarely()  # and the same garbage collection
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from stream.core.catalog import Catalog
 from stream.core.records import INFERENCE, LABEL, RawMessage
 from stream.settings import Settings
 from stream.worker.batching import acknowledge, take_ahead
-from stream.worker.event_loop import use_fast_event_loop
+from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 from stream.worker.service import WorkerService, preflight
 from stream.worker.transport import App
 
@@ -97,5 +97,6 @@ def run_worker(settings: Settings, log_level: str = "info") -> int:
     use_fast_event_loop()
     app, service = create_app(settings, catalog, partitions, log_level)
     worker = faust.Worker(app, service, loglevel=log_level, quiet=True)
+    collect_garbage_rarely()
     worker.execute_from_commandline()
     return 0

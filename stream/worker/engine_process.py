@@ -30,7 +30,7 @@ from stream.logs import setup_logging
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
-from stream.worker.event_loop import use_fast_event_loop
+from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 from stream.worker.outages import exit_on_bug, retrying
 
 
@@ -199,6 +199,7 @@ def serve(conn: Connection, settings: Settings, catalog: Catalog, partitions: in
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     setup_logging(log_level)
     use_fast_event_loop()
+    collect_garbage_rarely()
     asyncio.run(_serve(conn, settings, catalog, partitions))
 
 
