@@ -13,8 +13,8 @@ from sklearn.metrics import roc_auc_score
 from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.intervals import delong_auc, intervals, wilson, z_of
-from stream.core.metrics import compute_metrics
+from stream.core.intervals import _binary_draws, bootstrap, delong_auc, intervals, multiclass_draws, wilson, z_of
+from stream.core.metrics import binary_cells, compute_metrics
 from stream.core.outputs import evaluate, window_doc
 from stream.core.records import Joined
 
@@ -262,3 +262,24 @@ def test_the_bootstraps_metrics_equal_the_reported_values_on_any_matrix() -> Non
             mine = _binary_draws(tp + fn >= tn + fp)(np.array([[tp, fn, fp, tn]]))
             for name, values in mine.items():
                 assert values[0] == pytest.approx(body[name]["value"], abs=1e-12), (name, (tp, fn, fp, tn))
+
+
+def test_a_remembered_bootstrap_is_the_bootstrap_of_the_windows_counts() -> None:
+    """Windows with the same counts share one bootstrap (remembered by counts): each gets exactly what
+    a bootstrap of its own counts gives, and what a caller does with its intervals reaches no other."""
+    for _ in range(2):  # the second round is answered from memory
+        for n in range(1, 30):
+            window = binary_window(np.random.default_rng(n % 7), 0, n)
+            found = intervals(window, "BinaryClassification", LEVEL, {})
+            tp, fn, fp, tn = binary_cells(window.confusion())
+            expected = bootstrap(np.array([tp, fn, fp, tn]), _binary_draws(tp + fn >= tn + fp), LEVEL)
+            assert expected and {name: found[name] for name in expected} == expected
+            found.clear()
+            window = multiclass_window(np.random.default_rng(n % 5), 0, n)
+            found = intervals(window, "MulticlassClassification", LEVEL, {})
+            matrix = window.confusion()
+            classes = sorted(set(matrix) | {p for row in matrix.values() for p in row})
+            counts = np.array([matrix.get(a, {}).get(p, 0) for a in classes for p in classes])
+            majority = int(np.argmax(counts.reshape(len(classes), len(classes)).sum(axis=1)))
+            expected = bootstrap(counts, multiclass_draws(len(classes), majority), LEVEL)
+            assert expected and {name: found[name] for name in expected} == expected

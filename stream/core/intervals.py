@@ -21,6 +21,7 @@ Each interval is `[lower, upper]` at the configured level, or `"NaN"` where unde
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping
@@ -35,6 +36,10 @@ from stream.core.metrics import binary_cells
 from stream.core.records import BINARY, REGRESSION, ProblemType
 
 BOOTSTRAP_DRAWS = 1000
+# Bootstraps remembered by their window's counts: a pure function of them (seeded by them), and the
+# windows of many models with few samples each repeat their counts (1,000 models of 6 samples: 84
+# distinct binary matrices). Each entry is a dozen intervals.
+BOOTSTRAP_CACHE = 4096
 SUBSAMPLE_SE_FACTOR = 2.0  # window standard error / deviation of 80 % subsamples: sqrt(1 / (1/0.8 - 1))
 SUBSAMPLE_DF = 4  # 5 subsamples
 NO_INTERVAL = "NaN"
@@ -204,7 +209,7 @@ def intervals(
             "false_negative_rate": wilson(fn, fn + tp, level),
         }
         # the window's best constant classifier predicts its majority class (a tie: positive)
-        out.update(bootstrap(np.array([tp, fn, fp, tn]), _binary_draws(tp + fn >= tn + fp), level))
+        out.update(_binary_bootstrap((tp, fn, fp, tn), tp + fn >= tn + fp, level))
         _, negatives, positives = agg.score_histogram()
         out["auc"] = delong_auc(negatives, positives, level) if len(negatives) else None
         return out
@@ -215,8 +220,20 @@ def intervals(
     support = counts.reshape(len(classes), len(classes)).sum(axis=1)
     # the window's best constant classifier: its most frequent actual class (a tie: the first)
     majority = int(np.argmax(support)) if len(classes) else 0
-    out.update(bootstrap(counts, multiclass_draws(len(classes), majority), level))
+    out.update(_multiclass_bootstrap(tuple(counts.tolist()), len(classes), majority, level))
     return out
+
+
+@functools.lru_cache(maxsize=BOOTSTRAP_CACHE)
+def _binary_bootstrap(cells: tuple[int, ...], majority_positive: bool, level: float) -> dict[str, Interval]:
+    """`bootstrap` of a binary window's (tp, fn, fp, tn), remembered (see BOOTSTRAP_CACHE): read only."""
+    return bootstrap(np.array(cells), _binary_draws(majority_positive), level)
+
+
+@functools.lru_cache(maxsize=BOOTSTRAP_CACHE)
+def _multiclass_bootstrap(cells: tuple[int, ...], k: int, majority: int, level: float) -> dict[str, Interval]:
+    """`bootstrap` of a k-class window's confusion cells (row-major), remembered likewise: read only."""
+    return bootstrap(np.array(cells), multiclass_draws(k, majority), level)
 
 
 def _regression(agg: WindowAggregate, level: float, statistics: Mapping[str, Any]) -> dict[str, Interval | None]:
