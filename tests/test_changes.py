@@ -97,13 +97,46 @@ def test_adwin_is_the_detector_of_choice() -> None:
 
 
 def test_a_stored_state_that_is_not_adwin_is_refused() -> None:
+    """In the stored form and in the JSON form earlier versions stored: Redis must not be able to make
+    the worker build anything but ADWIN."""
     import base64
     import pickle
 
-    state = json.loads(Detector(0.002).dump())
-    state["adwin"] = base64.b64encode(pickle.dumps(print)).decode()
+    state = pickle.loads(base64.b64decode(Detector(0.002).dump()))
+    evil = base64.b64encode(pickle.dumps((*state[:3], print, state[4]))).decode()
     with pytest.raises(pickle.UnpicklingError, match="builtins.print"):
-        Detector.load(json.dumps(state), 0.002)
+        Detector.load(evil, 0.002)
+    old = {"adwin": base64.b64encode(pickle.dumps(print)).decode(), "windows": [], "fed_to": 0.0, "delta": 0.002}
+    with pytest.raises(pickle.UnpicklingError, match="builtins.print"):
+        Detector.load(json.dumps(old), 0.002)
+
+
+def test_a_detector_stored_by_an_earlier_version_reads_and_goes_on_alike() -> None:
+    """A state in the JSON form (what versions before 2026-11-27 stored) reads back as the detector
+    it was: fed the same windows after, it finds the same changes as one never stored."""
+    import base64
+    import pickle
+
+    rng = random.Random(5)
+    kept = Detector(0.002)
+    for w in range(30):
+        kept.feed(w * 60.0, w * 60.0 + 60, 100, sum(rng.random() < 0.1 for _ in range(100)), f"w{w}")
+    old = json.dumps(
+        {
+            "adwin": base64.b64encode(pickle.dumps(kept.adwin)).decode("ascii"),
+            "windows": kept.windows,
+            "fed_to": kept.fed_to,
+            "delta": kept.delta,
+        }
+    )
+    read = Detector.load(old, 0.002)
+    assert (read.windows, read.fed_to) == (kept.windows, kept.fed_to)
+    for w in range(30, 60):
+        errors = sum(rng.random() < 0.4 for _ in range(100))
+        found = [d.feed(w * 60.0, w * 60.0 + 60, 100, errors, f"w{w}") for d in (kept, read)]
+        assert found[0] == found[1]
+        read = Detector.load(read.dump(), 0.002)  # and through the stored form, window after window
+    assert read.windows == kept.windows and len(read.windows) < 60  # a change was found and restarted it
 
 
 def drifting_stream(seed: int) -> list:
