@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka.errors import (
@@ -94,9 +94,7 @@ class Publisher:
             if not pending:
                 return sent
             payloads = [json.dumps(o.value).encode() for o in pending]
-            results = await asyncio.gather(
-                *(self._send(self.topic(o), o.key, p) for o, p in zip(pending, payloads)), return_exceptions=True
-            )
+            results = await self._send_page(pending, payloads)
             for output, payload, result in zip(pending, payloads, results):
                 if isinstance(result, BaseException):
                     cause = permanent_cause(result)
@@ -114,6 +112,22 @@ class Publisher:
             sent += len(pending)
             if len(pending) < OUTBOX_PAGE:  # the last page; what came since goes with the next flush
                 return sent
+
+    async def _send_page(self, pending: list[Output], payloads: list[bytes]) -> list[Any]:
+        """Hand a page's records to the producer in order, then wait for all of Kafka's answers: per
+        record, its metadata or the error that stopped it (one future each; a task per record cost
+        more than the send)."""
+        loop = asyncio.get_running_loop()
+        answers: list[Awaitable[Any]] = []
+        for output, payload in zip(pending, payloads):
+            try:
+                topic, key = self.topic(output), output.key.encode()
+                answers.append(await self.producer.send(topic, key, payload, None, None, None))
+            except Exception as exc:  # noqa: BLE001 - sorted with the errors of the answers
+                refused = loop.create_future()
+                refused.set_exception(exc)
+                answers.append(refused)
+        return await asyncio.gather(*answers, return_exceptions=True)
 
     async def _alone(self, output: Output, payload: bytes) -> KafkaError | None:
         """Send one record by itself, awaited before anything else is sent from here; None once
