@@ -82,9 +82,12 @@ class Publisher:
         """Where an output goes; a kind the settings do not name is a topic (outbox rows of truthstream 0.1)."""
         return self.topics.get(output.kind, output.kind)
 
+    async def _hand_over(self, topic: str, key: str, payload: bytes) -> Awaitable[Any]:
+        """Queue one record in the producer; the awaitable returned gives Kafka's answer."""
+        return await self.producer.send(topic, key.encode(), payload, None, None, None)
+
     async def _send(self, topic: str, key: str, payload: bytes) -> Any:
-        future = await self.producer.send(topic, key.encode(), payload, None, None, None)
-        return await future
+        return await (await self._hand_over(topic, key, payload))
 
     async def flush(self) -> int:
         """Publish the outbox and drop what Kafka acknowledged (or refused for good); returns how many."""
@@ -121,8 +124,7 @@ class Publisher:
         answers: list[Awaitable[Any]] = []
         for output, payload in zip(pending, payloads):
             try:
-                topic, key = self.topic(output), output.key.encode()
-                answers.append(await self.producer.send(topic, key, payload, None, None, None))
+                answers.append(await self._hand_over(self.topic(output), output.key, payload))
             except Exception as exc:  # noqa: BLE001 - sorted with the errors of the answers
                 refused = loop.create_future()
                 refused.set_exception(exc)
