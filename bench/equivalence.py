@@ -34,8 +34,12 @@ from stream.settings import Settings  # noqa: E402
 from stream.stores.memory import MemoryStore  # noqa: E402
 
 T0 = 1_764_000_000.0
-MODELS = {"churn": "BinaryClassification", "fraud": "BinaryClassification", "species": "MulticlassClassification",
-          "price": "Regression"}
+MODELS = {
+    "churn": "BinaryClassification",
+    "fraud": "BinaryClassification",
+    "species": "MulticlassClassification",
+    "price": "Regression",
+}
 SPECIES = ("cat", "dog", "bird")
 
 
@@ -84,8 +88,13 @@ def messages(n: int, seed: int = 7) -> list[RawMessage]:
         model = rng.choice(list(MODELS))
         drift = 0.35 if t > T0 + n * 0.9 * 0.6 else 0.1
         event_id = f"e{i:07d}"
-        doc: dict[str, Any] = {"event_id": event_id, "model": model, "model_version": rng.choice(["1", "2"]),
-                               "inference_time": format_time(t), "features": {"country": rng.choice("ABCDE")}}
+        doc: dict[str, Any] = {
+            "event_id": event_id,
+            "model": model,
+            "model_version": rng.choice(["1", "2"]),
+            "inference_time": format_time(t),
+            "features": {"country": rng.choice("ABCDE")},
+        }
         if model == "price":
             truth: Any = round(rng.gauss(100, 20), 3)
             doc["prediction"] = round(truth + rng.gauss(0, 5), 3)
@@ -142,7 +151,26 @@ async def run(store: Any, s: Settings, cat: Catalog, batches: list[list[RawMessa
     return published
 
 
+async def over_redis(url: str, s: Settings, cat: Catalog, batches: list[list[RawMessage]]) -> list[dict[str, Any]]:
+    """The run over a real Redis, under the prefix 'equivalence' (deleted first), two partitions."""
+    import redis.asyncio as aioredis
+
+    from stream.stores.redis import RedisStore
+
+    client = aioredis.from_url(url)
+    async for key in client.scan_iter("equivalence*"):
+        await client.delete(key)
+    try:
+        store = RedisStore(
+            client, "equivalence", s.label_ttl, 2, s.rolling_size, s.rolling_every, s.score_resolution, s.segment_cap
+        )
+        return await run(store, s, cat, batches)
+    finally:
+        await client.aclose()
+
+
 def main() -> int:
+    """Print the digests."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=60_000, help="inferences in the data set")
     parser.add_argument("--batch", type=int, default=500, help="messages per batch")
@@ -162,22 +190,7 @@ def main() -> int:
         if args.out and rolling == 0:
             Path(args.out).write_text(text)
         if args.redis_url:
-            import redis.asyncio as aioredis
-
-            from stream.stores.redis import RedisStore
-
-            async def over_redis() -> list[dict[str, Any]]:
-                client = aioredis.from_url(args.redis_url)
-                async for key in client.scan_iter("equivalence*"):
-                    await client.delete(key)
-                try:
-                    store = RedisStore(client, "equivalence", s.label_ttl, 2, s.rolling_size, s.rolling_every,
-                                       s.score_resolution, s.segment_cap)
-                    return await run(store, s, cat, batches)
-                finally:
-                    await client.aclose()
-
-            rows = asyncio.run(over_redis())
+            rows = asyncio.run(over_redis(args.redis_url, s, cat, batches))
             text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
             digests[f"redis rolling={rolling}"] = (len(rows), hashlib.sha256(text.encode()).hexdigest())
     print(f"{len(data)} messages in {len(batches)} batches")

@@ -28,7 +28,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 from connectors.kafka_span import Cursor, cursors, merged, raw, record_at, span_consumer
 from stream.core.catalog import Catalog
 from stream.core.engine import Engine
-from stream.core.state import METRICS, VIOLATION, StateStore, widen
+from stream.core.contract import StateStore
+from stream.core.state import METRICS, VIOLATION, widen
 from stream.core.timefmt import format_time, parse_time
 from stream.errors import InputError
 from stream.settings import Settings

@@ -68,3 +68,18 @@ def test_promtool_accepts_the_rules() -> None:
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 15 rules found" in checked.stdout
+
+
+def test_the_package_list_names_every_package_and_ships_the_lua_scripts() -> None:
+    """pyproject's explicit package list misses no package folder, and its package data takes every
+    Lua script of the Redis store (an install that is not editable would run without them)."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set(find_packages(str(ROOT), include=["stream*", "connectors*"]))
+    assert set(project["packages"]) == found
+    scripts = ROOT / "stream" / "stores" / "redis"
+    shipped = {p for pattern in project["package-data"]["stream.stores.redis"] for p in scripts.glob(pattern)}
+    assert shipped == set(scripts.glob("scripts/*.lua")) and len(shipped) > 10

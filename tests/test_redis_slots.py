@@ -18,6 +18,7 @@ from redis.crc import key_slot
 
 from stream.core.records import INFERENCE
 from stream.settings import Settings
+from stream.stores.redis.keys import PARTITION_KEYS, Keys
 from tests.factories import T0, Topic, inference, label
 from tests.harness import CLUSTER, Harness
 
@@ -111,8 +112,9 @@ def workload(h: Harness) -> None:
     assert any(m.side == INFERENCE for m in msgs)
 
 
-@pytest.mark.skipif(CLUSTER, reason="MONITOR watches one Redis; on a cluster a cross-slot script fails anyway")
-def test_every_script_touches_keys_of_one_slot(redis_url: str) -> None:
+def monitored(redis_url: str) -> tuple[list[bytes], redis.Redis]:
+    """MONITOR's lines while the workload runs on four partitions under the prefix 'slots', and a
+    client that answers COMMAND GETKEYS."""
     settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0,
                         max_pending=150)  # fmt: skip
     harness = Harness("redis", settings, None, 4, redis_url, prefix="slots")
@@ -126,21 +128,60 @@ def test_every_script_touches_keys_of_one_slot(redis_url: str) -> None:
         workload(harness)
     finally:
         lines = monitor.stop()
+    return lines, client
+
+
+def keys_of(client: redis.Redis, args: list[bytes], getkeys: dict[tuple[bytes, int], list[int]]) -> list[bytes]:
+    """The keys of one command, as Redis says (the positions depend only on the command and its
+    argument count: none here has numkeys)."""
+    shape = (args[0].upper(), len(args))
+    if shape not in getkeys:
+        try:
+            keys = client.execute_command("COMMAND", "GETKEYS", *args)
+        except redis.ResponseError:  # a command without keys (PING, SCRIPT LOAD, ...)
+            keys = []
+        getkeys[shape] = [args.index(k) for k in keys]
+    return [args[i] for i in getkeys[shape]]
+
+
+@pytest.mark.skipif(CLUSTER, reason="MONITOR watches one Redis; on a cluster a cross-slot script fails anyway")
+def test_every_script_touches_keys_of_one_slot(redis_url: str) -> None:
+    """Each script run's keys hash to one cluster slot, and the workload reached every script's
+    distinctive commands."""
+    lines, client = monitored(redis_url)
     runs = script_runs(lines)
     assert len(runs) > 50
-    seen_commands, getkeys = set(), {}
+    seen_commands: set[bytes] = set()
+    getkeys: dict[tuple[bytes, int], list[int]] = {}
     for commands in runs:
         slots = set()
         for args in commands:
             seen_commands.add(args[0].upper())
-            shape = (args[0].upper(), len(args))
-            keys = client.execute_command("COMMAND", "GETKEYS", *args) if shape not in getkeys else None
-            if keys is not None:
-                # the key positions depend only on the command and its argument count (none here has numkeys)
-                getkeys[shape] = [args.index(k) for k in keys]
-            slots |= {key_slot(args[i]) for i in getkeys[shape]}
+            slots |= {key_slot(k) for k in keys_of(client, args, getkeys)}
         assert len(slots) <= 1, [a[:2] for a in commands]
-    # the workload reached every script's distinctive commands
     for command in ("HSET", "HDEL", "RPUSH", "LTRIM", "LRANGE", "RENAME", "ZADD", "ZREMRANGEBYSCORE", "INCR", "SET"):
         assert command.encode() in seen_commands, command
+    client.close()
+
+
+@pytest.mark.skipif(CLUSTER, reason="MONITOR watches one Redis")
+def test_every_key_the_store_touches_is_in_the_documented_layout(redis_url: str) -> None:
+    """The key layout written in `stream.stores.redis.keys` holds every key that the scripts and the
+    store's own commands touch, and the workload touches most of its rows."""
+    lines, client = monitored(redis_url)
+    layout = Keys("slots")
+    getkeys: dict[tuple[bytes, int], list[int]] = {}
+    kinds: dict[str | None, set[bytes]] = {}
+    for line in lines:
+        if b"] " not in line:
+            continue
+        args = [unescape(a) for a in ARG.findall(line.split(b"] ", 1)[1])]
+        if not args or args[0].upper() in (b"EVALSHA", b"EVAL"):
+            continue  # the script's own commands are on the lines after it
+        for key in keys_of(client, args, getkeys):
+            kinds.setdefault(layout.kind(key.decode("utf-8", "replace")), set()).add(key)
+    assert None not in kinds, sorted(kinds[None])[:10]
+    missing = set(PARTITION_KEYS) - set(kinds)
+    # the workload writes no segment, no calibration (provisional lists) and no label past INLINE_BYTES
+    assert missing <= {"admitted segment values", "provisional list", "provisional done", "long label"}, missing
     client.close()

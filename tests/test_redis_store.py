@@ -16,11 +16,13 @@ import redis
 import redis.asyncio as aioredis
 
 from stream.core.catalog import Catalog
-from stream.core.state import METRICS, Job, Output
+from stream.core.contract import Job
+from stream.core.state import METRICS, Output
 from stream.core.engine import Engine
 from stream.core.records import RawMessage
 from stream.errors import ConfigError, StateError
 from stream.stores.redis import RedisStore
+from stream.stores.redis import scripts as lua
 from stream.stores.redis_connect import connect
 from stream.settings import Settings
 from stream.core.timefmt import format_time
@@ -172,7 +174,8 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
     """The apply script's copy of `rolling_due` (Lua) says due exactly when the Python one does,
     and keeps the last `rolling_size` samples."""
     from stream.core.records import Joined
-    from stream.core.state import StepResult, rolling_due
+    from stream.core.contract import rolling_due
+    from stream.core.state import StepResult
 
     if CLUSTER:
         pytest.skip("rolling windows need one Redis (refused in cluster mode)")
@@ -185,9 +188,9 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
                 total = 0
                 for added in (1, 2, 5, 3, 10, 1, 1, 6, 2):
                     samples = [Joined("m", "1", float(total + i), "1", "0", 0.5) for i in range(added)]
-                    [(_, due)] = await store.transact(
+                    [(_, due)] = (await store.transact(
                         [Job(0, set(), set(), lambda view, s=samples: StepResult(rolling={"m\x1f1": s}))]
-                    )
+                    )).results
                     due = await store.rolling_samples(due)
                     total += added
                     assert bool(due) == rolling_due(total, added, every), (every, total, added)
@@ -304,7 +307,7 @@ def test_the_wrong_cluster_setting_is_one_clear_error(redis_url: str) -> None:
 def test_models_past_a_partitions_reference_table_are_written_out(redis_url: str, monkeypatch) -> None:
     """Once a partition's model table is full (65,535 references; 2 here), further models are written
     out in their entries instead of stopping the worker: they wait, join and count duplicates alike."""
-    import stream.stores.redis as store_module
+    import stream.stores.redis.codec as store_module
 
     monkeypatch.setattr(store_module, "MODEL_INLINE", 2)
     settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0)
@@ -378,3 +381,20 @@ def test_two_workers_closing_a_models_windows_at_once_feed_its_change_detector_o
         o.value for o in outputs if o.kind == "violation" and o.value["constraint_check_type"] == "ChangeDetected"
     ]
     assert changes == expected
+
+
+def test_a_redis_that_forgot_the_scripts_has_them_loaded_again(redis_url: str) -> None:
+    """Scripts run by SHA1; after SCRIPT FLUSH (a restart, a failover to a fresh node) the store loads
+    them again and the batch goes through, its windows exact."""
+    h = Harness("redis", SETTINGS, None, 1, redis_url, prefix=f"t-{uuid.uuid4().hex[:8]}")
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference(f"e{i}", T0 + i, i % 2, 0.7)) for i in range(10)])
+    client = redis.RedisCluster.from_url(redis_url) if CLUSTER else redis.Redis.from_url(redis_url)
+    client.script_flush()
+    assert not any(client.script_exists(*(script.sha for script in lua.ALL)))
+    h.feed([lab.msg(label(f"e{i}", 1)) for i in range(10)])
+    h.idle(T0 + 3600)
+    [record] = h.metrics()
+    assert record["sample_count"] == 10
+    assert record["binary_classification_metrics"]["confusion_matrix"]["1"] == {"0": 5, "1": 5}
+    client.close()

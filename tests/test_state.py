@@ -9,15 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stream.core.records import Joined
-from stream.core.state import (
-    JoinEntry,
-    RollingDue,
-    decode_entry,
-    encode_entry,
-    encode_sample,
-    merge_counts,
-    rolling_due,
-)
+from stream.core.contract import RollingDue, merge_counts, rolling_due
+from stream.core.state import JoinEntry, decode_entry, encode_entry, encode_sample
 
 ENTRIES = [
     JoinEntry("I", 1764000600.5, 3, "churn", "2", 1764000000.25, "1", 0.75),

@@ -3,7 +3,8 @@
 Per batch: load the state the batch touches, run the core step, apply the result
 atomically (with the input offsets, so a batch seen again after a crash changes
 nothing), expire what timed out, then close every window the stream's event
-time has passed, evaluating it and queueing its records in the store's outbox.
+time has passed: the store seals it, the core evaluates it, the store claims its
+records for the outbox (see `contract`). The engine drives; the store never calls back.
 """
 
 from __future__ import annotations
@@ -29,9 +30,29 @@ from stream.core.outputs import (
     window_doc,
 )
 from stream.core.records import REGRESSION, SEP, RawMessage
-from stream.core.state import METRICS, VIOLATION, Job, Output, RollingDue, StateStore, sweep_horizon, widen
+from stream.core.contract import (
+    FINAL,
+    PROVISIONAL,
+    Claim,
+    ClaimKind,
+    Clock,
+    CountsTake,
+    DetectorStates,
+    Job,
+    RollingDue,
+    SealedWindow,
+    StateStore,
+    WindowRecords,
+    merge_counts,
+)
+from stream.core.state import METRICS, VIOLATION, Output, sweep_horizon, widen
 from stream.core.step import Step, event_ids
 from stream.core.windows import WindowKey, is_due, split_model_key, stream_time
+from stream.errors import StateError
+
+# Claims retried before giving up: each retry means another worker fed the same model version's
+# detectors between this one's read and its claim, which a few workers cannot do fifty times running.
+MAX_CLAIMS = 50
 
 
 @dataclass(slots=True)
@@ -74,7 +95,7 @@ class Engine:
         done = await self.store.transact([self._job(p, group, wall_clock) for p, group in by_partition.items()])
         counted: set[str] = set()
         rolling: dict[str, RollingDue] = {}
-        for result, due in done:
+        for result, due in done.results:
             report.joined += result.joined
             report.inference_times = widen(report.inference_times, result.inference_times)
             letters = result.dead_letters
@@ -96,12 +117,13 @@ class Engine:
         # finishing their last batches together, the later reader then sees both watermarks and
         # closes the windows (from their reads, each could miss the other's, and nothing would
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
-        now = report.stream_time = await self.now()
-        counted |= await self.expire(set(by_partition), now, report.outcomes)
+        clock = done.clock or await self.store.clock()
+        now = report.stream_time = self.time_of(clock)
+        counted |= await self.expire(set(by_partition), now, report.outcomes, clock)
         report.provisional, report.closed_windows = await self._publish_due(now)
         report.queued += report.closed_windows + report.provisional
         if counted:
-            report.accounting_records = await self.store.close_counts(counted, lambda m, c: self._accounting(m, c, now))
+            report.accounting_records = await self.account(counted, now)
             report.queued += report.accounting_records
         return report
 
@@ -112,18 +134,23 @@ class Engine:
         return Job(partition, ids, inputs, lambda view: Step(self.config, self.catalog, view, wall_clock).run(messages))
 
     async def now(self) -> float:
-        """The stream's event time (see `stream_time`)."""
-        watermarks, floor = await self.store.clock()
-        return stream_time(watermarks, self.partitions, floor)
+        """The stream's event time (see `stream_time`), read from the store."""
+        return self.time_of(await self.store.clock())
 
-    async def expire(self, partitions: set[int], now: float, outcomes: Counter[tuple[str, str]]) -> set[str]:
+    def time_of(self, clock: Clock) -> float:
+        """The stream's event time a clock gives (see `stream_time`)."""
+        return stream_time(clock.watermarks, self.partitions, clock.floor)
+
+    async def expire(
+        self, partitions: set[int], now: float, outcomes: Counter[tuple[str, str]], clock: Clock | None = None
+    ) -> set[str]:
         """Expire the waiting entries of these partitions that the stream's event time `now` has passed;
         then, if the pending state is over its bound, evict the entries that would expire first.
-        Returns the models (counter keys) whose counts this changed; adds the records' outcomes."""
+        Returns the models (counter keys) whose counts this changed; adds the records' outcomes.
+        `clock`, read with the batch's writes, lets the store skip partitions with nothing due."""
         horizon = sweep_horizon(now, self.config.label_ttl)
-        counted = await self._sweep(
-            await self.store.expiry_candidates(partitions, horizon), lambda step, ids: step.sweep(ids, now), outcomes
-        )
+        candidates = await self.store.expiry_candidates(partitions, horizon, clock)
+        counted = await self._sweep(candidates, lambda step, ids: step.sweep(ids, now), outcomes)
         if self.config.max_pending:
             per_partition = max(1, -(-self.config.max_pending // max(self.partitions, 1)))
             over = await self.store.oldest_beyond(partitions, per_partition)
@@ -147,9 +174,9 @@ class Engine:
                 if ids
             ]
         )
-        for result, _ in done:
+        for result, _ in done.results:
             outcomes.update(result.outcomes)
-        return {model for result, _ in done for model in result.counters}
+        return {model for result, _ in done.results for model in result.counters}
 
     async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""
@@ -162,7 +189,24 @@ class Engine:
             for k in await self.store.open_windows(now - self.config.label_grace)
             if is_due(k, now, self.config.label_grace)
         ]
-        return await self.store.close_windows(due, self._evaluate) if due else 0
+        if not due:
+            return 0
+        sealed = await self.store.seal(due)
+        closed = 0
+        for _ in range(MAX_CLAIMS):
+            pending = by_model(sealed)
+            if not pending:
+                break
+            claimed, conflicts = await self._claim(pending, FINAL)
+            closed += claimed
+            if not conflicts:
+                break
+            # another worker fed these detectors meanwhile: seal again (closed windows drop out)
+            sealed = await self.store.seal([w.key for mk, ws in pending.items() if mk in conflicts for w in ws])
+        else:
+            raise StateError(f"could not close {len(due)} windows after {MAX_CLAIMS} attempts")
+        await self.store.finish(due)
+        return closed
 
     async def provisional_due(self, now: float) -> int:
         """Publish the provisional record (label coverage so far, label-free estimates) of every window
@@ -171,7 +215,70 @@ class Engine:
         if now == -math.inf:
             return 0
         due = await self.store.provisional_due(now)
-        return await self.store.publish_provisional(due, self._provisional) if due else 0
+        if not due:
+            return 0
+        pending = by_model(await self.store.provisional_state(due))
+        queued = 0
+        for _ in range(MAX_CLAIMS):
+            if not pending:
+                break
+            records, conflicts = await self._claim(pending, PROVISIONAL)
+            queued += records
+            pending = {mk: windows for mk, windows in pending.items() if mk in conflicts}
+        else:
+            raise StateError(f"could not publish {len(due)} provisional records after {MAX_CLAIMS} attempts")
+        await self.store.unlist_provisional(due)
+        return queued
+
+    async def _claim(self, pending: dict[str, list[SealedWindow]], kind: ClaimKind) -> tuple[int, set[str]]:
+        """Evaluate each model version's windows on its detectors as read and claim their records;
+        returns the windows closed (FINAL) or records queued (PROVISIONAL), and the model versions
+        whose detectors moved meanwhile (nothing of theirs was taken)."""
+        detectors = await self.store.detectors(list(pending), kind)
+        claims = [self._evaluate_model(mk, windows, detectors[mk], kind) for mk, windows in pending.items()]
+        result = await self.store.claim(claims, kind)
+        return (result.windows if kind == FINAL else result.records), result.conflicts
+
+    def _evaluate_model(
+        self, mk: str, windows: list[SealedWindow], detectors: DetectorStates, kind: ClaimKind
+    ) -> Claim:
+        """One model version's windows evaluated in order, each on the detectors the last one left."""
+        states, changed = dict(detectors.states), {}
+        records = []
+        for window in windows:
+            if kind == FINAL:
+                outputs, new = self._evaluate(window.key, window.aggregate, window.counts, states)
+            else:
+                outputs, new = self._provisional(window.key, window.aggregate, states)
+            states.update(new)
+            changed.update(new)
+            records.append(WindowRecords(window.key, outputs))
+        return Claim(mk, detectors.stamp, records, changed)
+
+    async def account(self, models: set[str], now: float) -> int:
+        """Report the counts (late, expired, ...) of these models that no open window will carry, in
+        accounting records; returns how many were taken."""
+        ordered = sorted(models)
+        taken, partitions = 0, None
+        for _ in range(MAX_CLAIMS):
+            takes = []
+            for snapshot in await self.store.counts(ordered):
+                if partitions is not None and snapshot.partition not in partitions:
+                    continue
+                outputs, take = [], {}
+                for model, raw in snapshot.counts.items():
+                    counts = merge_counts(raw)
+                    if any(counts.values()):
+                        outputs += self._accounting(model, counts, now)
+                        take[model] = counts
+                if take:
+                    takes.append(CountsTake(snapshot.partition, snapshot.version, take, outputs))
+            done = await self.store.take_counts(takes) if takes else set()
+            taken += sum(len(t.counts) for t in takes if t.partition in done)
+            partitions = {t.partition for t in takes if t.partition not in done}
+            if not partitions:
+                return taken
+        raise StateError(f"could not take the counts of {len(models)} models after {MAX_CLAIMS} attempts")
 
     async def idle(self, wall_clock: float) -> int:
         """Called when no input came for `idle_close` seconds: event time jumps to the wall clock."""
@@ -225,6 +332,7 @@ class Engine:
         return self._outputs(key.model, record, violations), changed
 
     def _accounting(self, model: str, counts: dict[str, int], now: float) -> list[Output]:
+        """The accounting record of a model's counts that no window carries."""
         return [Output(METRICS, model, accounting_record(model, counts, now, self.catalog))]
 
     def _rolling(self, due: RollingDue) -> list[Output]:
@@ -240,3 +348,12 @@ class Engine:
         out = [Output(METRICS, model, record)]
         out.extend(Output(VIOLATION, model, v) for v in violations)
         return out
+
+
+def by_model(windows: list[SealedWindow]) -> dict[str, list[SealedWindow]]:
+    """Windows grouped by model version, each group oldest first (a model version's detectors are
+    fed its windows in order)."""
+    groups: dict[str, list[SealedWindow]] = {}
+    for window in sorted(windows, key=lambda w: (w.key.end, w.key.start)):
+        groups.setdefault(window.model_key, []).append(window)
+    return groups

@@ -1,11 +1,7 @@
-"""The state contract: what a store holds for the core, how it is encoded, and what a store must do.
+"""The state a step reads and writes: join entries and their text form, the view a step reads
+(`StateView`), every change it makes (`StepResult`), and the records it queues (`Output`).
 
-The core step reads a `StateView` and returns a `StepResult`; a `StateStore` (memory
-for replay and tests, Redis for the worker) loads views, applies results atomically,
-keeps an outbox of `Output`s and closes windows. The arithmetic that both stores
-need (when a rolling window is due, how counters merge when a window closes) and the
-text forms of join entries and rolling samples are written here once. The Redis
-store's Lua carries its own copy of `rolling_due`, tested against this one.
+What crosses to and from a store, and what a store must do, is in `contract`.
 """
 
 from __future__ import annotations
@@ -13,9 +9,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.records import SEP, Joined
@@ -166,13 +161,55 @@ def encode_sample(sample: Joined) -> str:
     return f"{sample.time!r}{SEP}{sample.y_true}{SEP}{sample.y_pred}{SEP}{score}"
 
 
-@dataclass(slots=True)
 class Output:
-    """A record for the world: what kind it is (the worker maps kinds to topics), its key, its value."""
+    """A record for the world: what kind it is (the worker maps kinds to topics), its key, and its
+    value, as a document and as the JSON bytes that are published (each made from the other once,
+    when first asked for: the core builds documents, a store's outbox keeps the bytes).
 
-    kind: str
-    key: str
-    value: dict[str, Any]
+    >>> out = Output(METRICS, "churn", {"sample_count": 3})
+    >>> out.payload
+    b'{"sample_count": 3}'
+    >>> Output.published(METRICS, "churn", out.payload) == out
+    True
+    """
+
+    __slots__ = ("_payload", "_value", "key", "kind")
+
+    def __init__(self, kind: str, key: str, value: dict[str, Any]) -> None:
+        self.kind, self.key = kind, key
+        self._value: dict[str, Any] | None = value
+        self._payload: bytes | None = None
+
+    @classmethod
+    def published(cls, kind: str, key: str, payload: bytes) -> Output:
+        """An output as an outbox keeps it: its value's JSON bytes."""
+        out = cls(kind, key, {})
+        out._value, out._payload = None, payload
+        return out
+
+    @property
+    def value(self) -> dict[str, Any]:
+        """The record as a document."""
+        if self._value is None:
+            self._value = json.loads(self.payload)
+        return self._value
+
+    @property
+    def payload(self) -> bytes:
+        """The record's bytes on the topic (JSON, as `json.dumps` writes it)."""
+        if self._payload is None:
+            self._payload = json.dumps(self._value).encode()
+        return self._payload
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Output):
+            return NotImplemented
+        return (self.kind, self.key, self.payload) == (other.kind, other.key, other.payload)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable documents: not hashable
+
+    def __repr__(self) -> str:
+        return f"Output({self.kind!r}, {self.key!r}, {self.value!r})"
 
 
 @dataclass(slots=True)
@@ -229,123 +266,3 @@ class StepResult:
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead-letter records among the outputs."""
         return [o.value for o in self.outputs if o.kind == DEAD_LETTER]
-
-
-@dataclass(slots=True)
-class RollingDue:
-    """A rolling window due for evaluation: the model version, its sample count so far, and its
-    samples as columns (event times, actual and predicted classes, scores or None)."""
-
-    model_key: str
-    sequence: int
-    times: list[float]
-    y_true: list[str]
-    y_pred: list[str]
-    scores: list[float | None]
-
-    @classmethod
-    def of(cls, model_key: str, sequence: int, samples: Iterable[Joined]) -> "RollingDue":
-        """The columns of these samples."""
-        rows = [(s.time, s.y_true, s.y_pred, s.score) for s in samples]
-        times, y_true, y_pred, scores = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
-        return cls(model_key, sequence, times, y_true, y_pred, scores)
-
-    @classmethod
-    def decode(cls, model_key: str, sequence: int, rows: list[bytes]) -> "RollingDue":
-        """The columns of samples `encode_sample` wrote (split in one go: it runs per batch)."""
-        fields = SEP.encode().join(rows).decode().split(SEP)
-        times, y_true, y_pred, scores = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
-        return cls(
-            model_key, sequence, list(map(float, times)), y_true, y_pred, [float(x) if x else None for x in scores]
-        )
-
-
-def rolling_due(total: int, added: int, every: int) -> bool:
-    """Whether a rolling window that just grew by `added` samples to `total` crossed a multiple of
-    `every` (it is evaluated once per `every` samples, however they were batched)."""
-    return total // every > (total - added) // every
-
-
-def merge_counts(*counters: Mapping[str, float]) -> dict[str, int]:
-    """A window's counts when it closes: its model's counters plus the unattributed ones."""
-    out: dict[str, int] = {}
-    for counts in counters:
-        for name, n in counts.items():
-            out[name] = out.get(name, 0) + int(n)
-    return out
-
-
-class Job(NamedTuple):
-    """One partition's part of a batch for `StateStore.transact`: the event ids and input partitions
-    its view needs, and the step to run on that view."""
-
-    partition: int
-    ids: set[str]
-    inputs: set[tuple[str, int]]
-    step: Callable[[StateView], StepResult]
-
-
-class StateStore(Protocol):
-    """Where the state lives (Redis for the worker, memory for replay); every method is atomic."""
-
-    async def transact(self, jobs: list[Job]) -> list[tuple[StepResult, list[RollingDue]]]:
-        """For each job, load a StateView of its input partition for its ids and inputs (join entries
-        live with the partition their records came from), call its `step(view)` and apply the result
-        atomically; the jobs' partitions differ, and each job is a transaction of its own."""
-
-    async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
-        """The rolling windows `transact` found due, with their samples (a store may return them
-        from `transact` without, to read the samples once per batch, after all its partitions)."""
-
-    async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
-        """Ids (or the store's handles for them) of these partitions' entries expiring before
-        `horizon` (see `sweep_horizon`), a page at most; stale ones are skipped by the sweep."""
-
-    async def oldest_beyond(self, partitions: set[int], limit: int) -> dict[int, list[str]]:
-        """Per partition, ids (or handles) of the indexed entries that expire first, beyond the `limit`
-        that expire last (what to evict when the pending state is over its bound; a page at most)."""
-
-    async def clock(self) -> tuple[dict[str, float], float]:
-        """Partition watermarks and the idle floor."""
-
-    async def raise_floor(self, when: float) -> None:
-        """Advance the idle floor (never moves back)."""
-
-    async def open_windows(self, until: float) -> list[WindowKey]:
-        """Open windows whose end is at or before `until`."""
-
-    async def provisional_due(self, until: float) -> list[WindowKey]:
-        """Windows listed for a provisional record (see `StepResult.provisional`) ending at or before
-        `until` whose record is not published yet (one may be listed again; `publish_provisional`
-        skips it)."""
-
-    async def publish_provisional(self, keys: list[WindowKey], build: Any) -> int:
-        """Call `build(key, agg, detectors)` on each window's state so far (its parts of every
-        partition and what its inferences added, merged; the window stays as it is; `detectors` as
-        for `close_windows`), queue its outputs and store the detectors it changed, each window's
-        exactly once, in order per model version, and never after it closed. Returns how many
-        records were queued."""
-
-    async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
-        """Take the windows (oldest first) and, per input partition, their models' counters, call
-        `build(key, agg, counts, detectors)` for each window (a window's parts of every partition
-        merged; of each partition, a model's counts and the unattributed ones go to its first
-        window: `merge_counts`; `detectors`: its model version's change detectors' states, by
-        name), which returns its outputs and the detectors it changed; queue the outputs and store
-        the detectors, and delete the windows, each exactly once and the windows of a model version
-        in order. Returns how many closed (one closed by another worker first is skipped)."""
-
-    async def close_counts(self, models: set[str], build: Any) -> int:
-        """Per input partition, atomically take the counters of those of `models` that have no window
-        open in it to carry them (the unattributed counters only when it has no open window at all),
-        call `build(model, counts)` for each, and queue its outputs in the outbox. Returns how many
-        were taken."""
-
-    async def enqueue(self, outputs: list[Output]) -> None:
-        """Queue outputs in the outbox (not atomically with any batch: rolling-window records)."""
-
-    async def pending_outbox(self) -> list[Output]:
-        """Outputs queued but not yet confirmed as published (the oldest first; possibly a page)."""
-
-    async def confirm_outbox(self, count: int) -> None:
-        """Drop the first `count` outbox entries of the last `pending_outbox`: they are published."""

@@ -4,29 +4,40 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from collections import Counter, deque
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate
-from stream.core.records import Joined
-from stream.core.state import (
-    UNATTRIBUTED,
-    JoinEntry,
+from stream.core.contract import (
+    FINAL,
+    ClaimKind,
+    Claim,
+    ClaimResult,
+    Clock,
+    CountsSnapshot,
+    CountsTake,
+    DetectorStates,
     Job,
-    Output,
     RollingDue,
-    StateView,
-    StepResult,
+    SealedWindow,
+    Transacted,
     merge_counts,
+    merge_parts,
     rolling_due,
+    window_order,
 )
+from stream.core.records import Joined
 from stream.core.segments import admit
-from stream.core.windows import WindowKey, model_key
+from stream.core.state import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
+from stream.core.windows import WindowKey
 
 
 class MemoryStore:
     """A StateStore in dictionaries; same semantics as the Redis store, without durability. Like
     it, it keeps join entries, window parts and counters per input partition."""
+
+    outbox_page = sys.maxsize  # the whole outbox is one page
 
     def __init__(self, rolling_size: int = 0, rolling_every: int = 1, segment_cap: int = 20) -> None:
         self.rolling_size, self.rolling_every, self.segment_cap = rolling_size, rolling_every, segment_cap
@@ -39,20 +50,22 @@ class MemoryStore:
         self.windows: dict[WindowKey, dict[int, WindowAggregate]] = {}  # parts per partition
         # per window, partition and segment key: the values its part admitted (see `segments.admit`)
         self.admitted: dict[tuple[WindowKey, int, str], set[str]] = {}
-        self.detectors: dict[str, dict[str, str]] = {}  # per model version, its change detectors' states
+        self.detectors_by_model: dict[str, dict[str, str]] = {}  # per model version, its detectors' states
         # what inferences add to windows without opening them (label coverage, estimates), and the
         # windows listed for a provisional record
         self.unopened: dict[WindowKey, WindowAggregate] = {}
         self.listed: set[WindowKey] = set()
-        self.provisioned: set[WindowKey] = set()  # published provisionally: never again
+        self.provisioned: set[WindowKey] = set()  # published provisionally (or closed): never again
+        self.sealed: dict[WindowKey, SealedWindow] = {}  # sealed, until `finish`
+        self.closed: set[WindowKey] = set()  # claimed, until `finish`
         self.counters: dict[int, dict[str, Counter[str]]] = {}
         self.rolling: dict[str, deque[Joined]] = {}
         self.rolling_count: Counter[str] = Counter()
         self.outbox: list[Output] = []
 
-    async def transact(self, jobs: list[Job]) -> list[tuple[StepResult, list[RollingDue]]]:
+    async def transact(self, jobs: list[Job]) -> Transacted:
         """Run each job's step on a view of its partition's state and apply its result."""
-        return [self.run(*job) for job in jobs]
+        return Transacted([self.run(*job) for job in jobs])
 
     def run(
         self, partition: int, ids: set[str], inputs: set[tuple[str, int]], step: Any
@@ -114,7 +127,9 @@ class MemoryStore:
         """The due windows as `transact` returned them: with their samples."""
         return due
 
-    async def expiry_candidates(self, partitions: set[int], horizon: float) -> dict[int, list[str]]:
+    async def expiry_candidates(
+        self, partitions: set[int], horizon: float, clock: Clock | None = None
+    ) -> dict[int, list[str]]:
         """Indexed entries of these partitions expiring before `horizon` (each returned once: the
         sweep expires them)."""
         out: dict[int, list[str]] = {}
@@ -137,9 +152,9 @@ class MemoryStore:
                 out[p] = [i for i, _ in sorted(index.items(), key=lambda kv: (kv[1], kv[0]))[: len(index) - limit]]
         return out
 
-    async def clock(self) -> tuple[dict[str, float], float]:
+    async def clock(self) -> Clock:
         """Partition watermarks and the idle floor."""
-        return dict(self.watermarks), self.floor
+        return Clock(dict(self.watermarks), self.floor)
 
     async def raise_floor(self, when: float) -> None:
         """Advance the idle floor."""
@@ -147,74 +162,101 @@ class MemoryStore:
 
     async def open_windows(self, until: float) -> list[WindowKey]:
         """Open windows ending at or before `until`, oldest first."""
-        return sorted((k for k in self.windows if k.end <= until), key=lambda k: (k.end, k.model, k.version))
+        return sorted((k for k in self.windows if k.end <= until), key=window_order)
+
+    async def seal(self, keys: list[WindowKey]) -> list[SealedWindow]:
+        """Take each window's parts and, of every partition, its model's counters (and the
+        unattributed ones) into a sealed window."""
+        out = []
+        for key in keys:
+            if key in self.closed:
+                continue
+            if key not in self.sealed:
+                parts = self.windows.pop(key, None)
+                if parts is None:
+                    continue
+                resolution = next(iter(parts.values())).resolution
+                unopened = self.unopened.pop(key, None)
+                agg = merge_parts(resolution, [*parts.values(), *([unopened] if unopened is not None else [])])
+                for gone in [k for k in self.admitted if k[0] == key]:
+                    del self.admitted[gone]
+                self.listed.discard(key)
+                self.provisioned.add(key)  # closed: no provisional record after the final one
+                counts: dict[str, int] = {}
+                for counters in self.counters.values():  # a later window of the model finds them gone
+                    counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
+                self.sealed[key] = SealedWindow(key, agg, counts)
+            out.append(self.sealed[key])
+        return out
 
     async def provisional_due(self, until: float) -> list[WindowKey]:
         """Windows listed for a provisional record ending at or before `until`, oldest first."""
-        return sorted((k for k in self.listed if k.end <= until), key=lambda k: (k.end, k.model, k.version))
+        return sorted((k for k in self.listed if k.end <= until), key=window_order)
 
-    async def publish_provisional(self, keys: list[WindowKey], build: Any) -> int:
-        """Build and queue each window's provisional records from its state so far (the window stays
-        open) and take it off the list; returns how many records were queued."""
-        queued = 0
+    async def provisional_state(self, keys: list[WindowKey]) -> list[SealedWindow]:
+        """The state so far of the listed windows neither published provisionally nor closed."""
+        out = []
         for key in sorted(keys, key=lambda k: (k.end, k.start)):
-            if key not in self.listed:
-                continue
-            self.listed.discard(key)
-            if key in self.provisioned or key not in self.unopened:  # published already, or closed
-                continue
-            self.provisioned.add(key)
-            agg = WindowAggregate(self.unopened[key].resolution)
-            for part in self.windows.get(key, {}).values():
-                agg.merge(part)
-            agg.merge(self.unopened[key])
-            detectors = self.detectors.setdefault(model_key(key.model, key.version), {})
-            outputs, changed = build(key, agg, dict(detectors))
-            detectors.update(changed)
-            self.outbox.extend(outputs)
-            queued += len(outputs)
-        return queued
+            if key in self.listed and key not in self.provisioned and key in self.unopened:
+                parts = [*self.windows.get(key, {}).values(), self.unopened[key]]
+                out.append(SealedWindow(key, merge_parts(self.unopened[key].resolution, parts)))
+        return out
 
-    async def close_windows(self, keys: list[WindowKey], build: Any) -> int:
-        """Take each window's parts and, per partition, its model's counters; build and queue its outputs."""
-        closed = 0
+    async def unlist_provisional(self, keys: list[WindowKey]) -> None:
+        """Take the windows off the list."""
+        self.listed.difference_update(keys)
+
+    async def detectors(self, models: list[str], kind: ClaimKind) -> dict[str, DetectorStates]:
+        """Each model version's change detectors (no other writer: no stamp)."""
+        return {mk: DetectorStates(dict(self.detectors_by_model.get(mk, {}))) for mk in models}
+
+    async def claim(self, claims: list[Claim], kind: ClaimKind) -> ClaimResult:
+        """Queue the windows' records (in window order across model versions) and store the detectors."""
+        result = ClaimResult()
+        taken = []
+        for claim in claims:
+            for window in claim.windows:
+                done = self.closed if kind == FINAL else self.provisioned
+                if window.key in done:
+                    continue
+                done.add(window.key)
+                taken.append(window)
+            self.detectors_by_model.setdefault(claim.model_key, {}).update(claim.detectors)
+        for window in sorted(taken, key=lambda w: window_order(w.key)):
+            self.outbox.extend(window.outputs)
+            result.windows += 1
+            result.records += len(window.outputs)
+        return result
+
+    async def finish(self, keys: list[WindowKey]) -> None:
+        """Drop the sealed windows."""
         for key in keys:
-            parts = self.windows.pop(key, None)
-            if parts is None:
-                continue
-            agg, counts = WindowAggregate(next(iter(parts.values())).resolution), {}
-            for part in parts.values():
-                agg.merge(part)
-            unopened = self.unopened.pop(key, None)
-            if unopened is not None:
-                agg.merge(unopened)
-            for gone in [k for k in self.admitted if k[0] == key]:
-                del self.admitted[gone]
-            self.listed.discard(key)
-            self.provisioned.add(key)  # closed: no provisional record after the final one
-            for counters in self.counters.values():  # a later window of the model finds them gone
-                counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
-            detectors = self.detectors.setdefault(model_key(key.model, key.version), {})
-            outputs, changed = build(key, agg, counts, dict(detectors))
-            detectors.update(changed)
-            self.outbox.extend(outputs)
-            closed += 1
-        return closed
+            self.sealed.pop(key, None)
+            self.closed.discard(key)
 
-    async def close_counts(self, models: set[str], build: Any) -> int:
-        """Per partition, take the counters of the models no window open in it will carry, build and
-        queue their outputs."""
-        taken = 0
+    async def counts(self, models: list[str]) -> list[CountsSnapshot]:
+        """Per partition, the counters of the models no window open in it will carry."""
+        out = []
         for partition, counters in sorted(self.counters.items()):
             carried = {k.model for k, parts in self.windows.items() if partition in parts}
-            for model in sorted(models):
-                if (model == UNATTRIBUTED and carried) or (model != UNATTRIBUTED and model in carried):
-                    continue
-                counts = merge_counts(counters.pop(model, {}))
-                if any(counts.values()):
-                    self.outbox.extend(build(model, counts))
-                    taken += 1
-        return taken
+            counts = {
+                model: dict(counters.get(model, {}))
+                for model in sorted(models)
+                if not ((model == UNATTRIBUTED and carried) or (model != UNATTRIBUTED and model in carried))
+            }
+            out.append(CountsSnapshot(partition, "", counts))
+        return out
+
+    async def take_counts(self, takes: list[CountsTake]) -> set[int]:
+        """Subtract the counts taken and queue their records (no other writer: always taken)."""
+        for take in takes:
+            counters = self.counters.setdefault(take.partition, {})
+            for model, counts in take.counts.items():
+                left = counters.get(model, Counter())
+                left.subtract(counts)
+                counters[model] = Counter({k: n for k, n in left.items() if n})
+            self.outbox.extend(take.outputs)
+        return {take.partition for take in takes}
 
     async def enqueue(self, outputs: list[Output]) -> None:
         """Queue outputs."""

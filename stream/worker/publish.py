@@ -20,8 +20,8 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from stream.core.state import DEAD_LETTER, Output, StateStore
-from stream.stores.redis import OUTBOX_PAGE
+from stream.core.contract import StateStore
+from stream.core.state import DEAD_LETTER, Output
 
 log = logging.getLogger("truthstream.worker")
 
@@ -96,7 +96,7 @@ class Publisher:
             pending = await self.store.pending_outbox()
             if not pending:
                 return sent
-            payloads = [json.dumps(o.value).encode() for o in pending]
+            payloads = [o.payload for o in pending]
             results = await self._send_page(pending, payloads)
             for output, payload, result in zip(pending, payloads, results):
                 if isinstance(result, BaseException):
@@ -113,7 +113,7 @@ class Publisher:
             if self.observe is not None:
                 self.observe(pending)
             sent += len(pending)
-            if len(pending) < OUTBOX_PAGE:  # the last page; what came since goes with the next flush
+            if len(pending) < self.store.outbox_page:  # the last page; what came since goes with the next flush
                 return sent
 
     async def _send_page(self, pending: list[Output], payloads: list[bytes]) -> list[Any]:
