@@ -64,7 +64,16 @@ def _add(counts: dict, key: object, n: float) -> None:
 
 class WindowAggregate:
     """Counters for one window: confusion cells and, for binary models, a binned score histogram
-    (or, for regression models, error sums)."""
+    (or, for regression models, error sums). Parts of a window kept apart (one per input
+    partition) merge into the counters of the whole:
+
+    >>> left, right = WindowAggregate(1e-4), WindowAggregate(1e-4)
+    >>> left.add_columns(["1", "0"], ["1", "1"], [0.9, 0.6], False)
+    >>> right.add_columns(["1"], ["0"], [0.2], False)
+    >>> left.merge(right)
+    >>> left.sample_count, sorted(left.confusion()["1"].items())
+    (3, [('0', 1), ('1', 1)])
+    """
 
     __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums", "labels", "estimates", "segments")
 

@@ -47,7 +47,12 @@ class Clock:
     """The stream's clock as a store read it: partition watermarks (`i<p>`, `l<p>`), the idle floor,
     and, when read with a batch's writes, per written partition the end of its earliest expiry slot
     and whether a sweep's work list is left (`expiry`: lets `expiry_candidates` skip partitions with
-    nothing due; None when not known)."""
+    nothing due; None when not known).
+
+    >>> clock = Clock({"i0": 100.0}, float("-inf"), expiry={0: (160.0, False)})
+    >>> clock.sweep_due(0, 150.0), clock.sweep_due(0, 160.0), clock.sweep_due(1, 0.0)
+    (False, True, True)
+    """
 
     watermarks: dict[str, float]
     floor: float

@@ -22,7 +22,14 @@ def split_model_key(key: str) -> tuple[str, str]:
 
 @dataclass(frozen=True, slots=True, order=True)
 class WindowKey:
-    """A tumbling window of one model version: `[start, start + size)` in event time."""
+    """A tumbling window of one model version: `[start, start + size)` in event time.
+
+    >>> key = WindowKey.at("churn", "1", 1764000125.0, 60.0)
+    >>> key.start, key.end
+    (1764000120.0, 1764000180.0)
+    >>> WindowKey.decode(key.encode()) == key
+    True
+    """
 
     model: str
     version: str

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from connectors import notebook
 from connectors.kafka_span import cursors, span_consumer
 from stream.errors import InputError
 from connectors.replay import replay
@@ -145,6 +146,11 @@ def test_time_span_is_inference_time_and_republish_copies_what_it_needs(deployme
     middle = second[0].time  # an inference time between the two workloads
     later = replay(settings, catalog, middle, None)
     assert sorted(r["window"]["start"] for r in later.records) == sorted(expected_windows(second, WINDOW))
+    # from Python: the same windows as DataFrame rows, the span given as ISO 8601 text
+    frames = notebook.replay(settings, start=format_time(middle))
+    expected = expected_windows(second, WINDOW)
+    assert frames.windows["window_start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist() == sorted(expected)
+    assert frames.windows["recall"].tolist() == pytest.approx([expected[s]["recall"] for s in sorted(expected)])
     # Half-open and window-aligned: from inside a window to inside another one takes both whole.
     inner = replay(settings, catalog, T0 + WINDOW + 1, T0 + 2 * WINDOW + 1)
     assert sorted(r["window"]["start"] for r in inner.records) == sorted(expected_windows(first, WINDOW))[1:3]
