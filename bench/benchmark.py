@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -228,7 +229,7 @@ def steady_rate(samples: list[tuple[float, int]], total: int) -> float:
 
     def when(level: float) -> float:
         target = level * total
-        for (t0, n0), (t1, n1) in zip(samples, samples[1:]):
+        for (t0, n0), (t1, n1) in itertools.pairwise(samples):
             if n0 <= target <= n1 and n1 > n0:
                 return t0 + (t1 - t0) * (target - n0) / (n1 - n0)
         raise RuntimeError("progress never reached the level")

@@ -12,8 +12,8 @@ two input partitions, dead letters.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import hashlib
 import json
 import random

@@ -10,11 +10,10 @@ from __future__ import annotations
 import faust
 import redis.asyncio as aioredis
 
-
 from stream.settings import Settings
 from stream.worker.app import faust_app, input_topics
-from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 from stream.worker.batching import take_ahead
+from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 
 
 def main() -> None:

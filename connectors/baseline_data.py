@@ -15,9 +15,9 @@ from tqdm import tqdm
 from connectors.tables import read_chunks, table_format, total_rows
 from stream.core.baseline import Baseline
 from stream.core.calibration import Calibration, MulticlassCalibration
+from stream.core.records import BINARY, MULTICLASS, ProblemType, canonical_class, probability_of
 from stream.core.segments import segment_value
 from stream.errors import InputError, RecordError
-from stream.core.records import BINARY, MULTICLASS, ProblemType, canonical_class, probability_of
 
 
 def _column(chunk: pd.DataFrame, name: str, path: Path, flag: str) -> pd.Series:

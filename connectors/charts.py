@@ -11,8 +11,8 @@ import pandas as pd
 
 from stream.core.catalog import Catalog
 from stream.core.changes import CHANGE_CHECK_TYPE
-from stream.core.estimates import ESTIMATED_PREFIX
 from stream.core.constraints import Constraint
+from stream.core.estimates import ESTIMATED_PREFIX
 from stream.errors import ConfigError
 
 
@@ -162,8 +162,8 @@ def plotly_figure(
     windows: pd.DataFrame, violations: pd.DataFrame, catalog: Catalog, segments: pd.DataFrame | None = None
 ) -> Any:
     """The same chart as an interactive plotly Figure."""
-    from plotly.subplots import make_subplots
     import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
 
     todo = panels(windows, catalog)
     if not todo:

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +18,13 @@ import pandas as pd
 from kafka import KafkaProducer
 from tqdm import tqdm
 
+from connectors.options import time_option
 from connectors.sources import IngestState, SourceFile, Tree
 from connectors.tables import read_chunks, table_format
-from connectors.options import time_option
-from stream.errors import ConfigError, InputError, RecordError
 from stream.core.sagemaker import CaptureFormat, capture_to_inferences, ground_truth_to_labels
-from stream.settings import Settings
 from stream.core.timefmt import format_time
+from stream.errors import ConfigError, InputError, RecordError
+from stream.settings import Settings
 
 FLUSH_EVERY = 5000  # records between producer flushes (and state saves) within one file
 SHOWN_REASONS = 5
@@ -208,7 +208,7 @@ def ingest_files(args: argparse.Namespace, settings: Settings) -> Summary:
 
 
 def _hour(seconds: float | None) -> datetime | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def ingest_table(args: argparse.Namespace, settings: Settings) -> Summary:

@@ -9,7 +9,6 @@ import time
 from stream.core.timefmt import parse_time
 from stream.errors import ConfigError
 
-
 RELATIVE = re.compile(r"-(\d+(?:\.\d+)?)([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -27,8 +27,8 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.kafka_span import Cursor, cursors, merged, raw, record_at, span_consumer
 from stream.core.catalog import Catalog
-from stream.core.engine import Engine
 from stream.core.contract import StateStore
+from stream.core.engine import Engine
 from stream.core.state import METRICS, VIOLATION, widen
 from stream.core.timefmt import format_time, parse_time
 from stream.errors import InputError
@@ -57,7 +57,7 @@ class Span:
     end: float | None
 
     @classmethod
-    def of(cls, from_s: float | None, to_s: float | None, size: float) -> "Span":
+    def of(cls, from_s: float | None, to_s: float | None, size: float) -> Span:
         """The windows that overlap `[from_s, to_s)`."""
         return cls(
             None if from_s is None else math.floor(from_s / size) * size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from stream.core.estimates import ESTIMATED_PREFIX
@@ -40,7 +40,7 @@ def open_bucket(url: str, endpoint_url: str | None) -> tuple[Any, str, str]:
 
 def report_prefix(record: dict[str, Any]) -> str:
     """`MODEL[/VERSION]/yyyy/mm/dd/hh/` for an hour-long window, with `MMSS-Ns/` added for other sizes."""
-    start = datetime.fromtimestamp(parse_time(record["window"]["start"]), tz=timezone.utc)
+    start = datetime.fromtimestamp(parse_time(record["window"]["start"]), tz=UTC)
     seconds = int(parse_time(record["window"]["end"]) - parse_time(record["window"]["start"]))
     path = record["model"] + (f"/{record['model_version']}" if record["model_version"] else "")
     path += start.strftime("/%Y/%m/%d/%H/")

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from connectors.files import atomic_files
@@ -43,7 +43,7 @@ def hour_of(key: str) -> datetime | None:
     if not match:
         return None
     year, month, day, hour = map(int, match.groups())
-    return datetime(year, month, day, hour, tzinfo=timezone.utc)
+    return datetime(year, month, day, hour, tzinfo=UTC)
 
 
 class Tree:

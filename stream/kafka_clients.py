@@ -45,7 +45,7 @@ class KafkaConnection:
     ssl_key_password: str = field(default="", repr=False)
     msk_region: str = ""  # OAUTHBEARER: Amazon MSK IAM tokens for this AWS region
 
-    def validate(self) -> "KafkaConnection":
+    def validate(self) -> KafkaConnection:
         """Raise ConfigError (naming the setting) for a combination that cannot connect; return self."""
         name = "TRUTHSTREAM_KAFKA_"
         if self.security_protocol not in PROTOCOLS:
@@ -72,7 +72,7 @@ class KafkaConnection:
             raise ConfigError(f"a client certificate needs both {name}SSL_CERTFILE and {name}SSL_KEYFILE")
         return self
 
-    def require_reachable(self, timeout_s: float = REACH_TIMEOUT_S) -> "KafkaConnection":
+    def require_reachable(self, timeout_s: float = REACH_TIMEOUT_S) -> KafkaConnection:
         """Return self once a bootstrap server accepts a TCP connection; ConfigError after `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         while True:

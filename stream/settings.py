@@ -6,8 +6,8 @@ import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from typing import TYPE_CHECKING, Any
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from stream.core.config import CoreConfig
@@ -36,7 +36,7 @@ GROUPS = {
 }
 
 
-def setting(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - argparse's word
+def setting(default: Any, help: str, **extra: Any) -> Any:
     """A settings field: its default and the help text shown by `--help`."""
     return field(default=default, metadata={"help": help, **extra})
 
@@ -261,7 +261,7 @@ class Settings:
             ),
         )
 
-    def catalog(self, constraints: str | None = None) -> "Catalog":
+    def catalog(self, constraints: str | None = None) -> Catalog:
         """The models' catalog: constraints (these, or the `constraints` setting's), problem types, classes."""
         from stream.constraint_files import load_catalog
 
@@ -284,7 +284,7 @@ class Settings:
         """Which input a topic is (the worker reads both as one stream)."""
         return INFERENCE if topic == self.inference_topic else LABEL
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         """Raise ConfigError for values that cannot work; return self."""
         positive = {
             "window_seconds": self.window_seconds,
@@ -384,7 +384,7 @@ class Settings:
         """`host:port` entries of the broker URL, for kafka-python and aiokafka."""
         return [urlsplit(item).netloc if "://" in item else item for item in map(str.strip, self.broker.split(","))]
 
-    def kafka(self) -> "KafkaConnection":
+    def kafka(self) -> KafkaConnection:
         """How every Kafka client connects (servers, TLS, SASL)."""
         from stream.kafka_clients import KafkaConnection
 
@@ -412,7 +412,7 @@ class Settings:
         return out
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Defaults, then TRUTHSTREAM_* variables, then explicit overrides (e.g. parsed flags)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -451,7 +451,7 @@ class Settings:
                     _add_flag(section, f, getattr(defaults, f.name))
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Settings":
+    def from_args(cls, args: argparse.Namespace) -> Settings:
         """Settings from parsed flags over the environment."""
         names = {f.name for f in fields(cls)}
         return cls.from_env(**{k: v for k, v in vars(args).items() if k in names})

@@ -11,12 +11,12 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from stream.core.catalog import Catalog
-from stream.core.state import Output
 from stream.core.engine import BatchReport, Engine
-from stream.stores.memory import MemoryStore
 from stream.core.records import RawMessage
-from stream.stores.redis import RedisStore
+from stream.core.state import Output
 from stream.settings import Settings
+from stream.stores.memory import MemoryStore
+from stream.stores.redis import RedisStore
 
 # The Redis the tests are given is a node of a Redis Cluster (CI runs the worker's tests on one).
 CLUSTER = os.environ.get("TRUTHSTREAM_TEST_REDIS_CLUSTER") == "on"

@@ -14,11 +14,11 @@ from sklearn import metrics as skm
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
+from connectors.cli import main
+from stream.constraint_files import load_constraints
 from stream.core.baseline import ERROR_METRICS
 from stream.core.catalog import Catalog
 from stream.core.constraints import parse_constraints
-from connectors.cli import main
-from stream.constraint_files import load_constraints
 from stream.core.metrics import BINARY_SCALARS, MULTICLASS_SCALARS, REGRESSION_SCALARS
 from stream.settings import Settings
 from tests.factories import T0, Topic, inference, label
@@ -324,7 +324,7 @@ def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFram
             inf.msg(inference(f"e{i}", T0 + i, int(row["prediction"]), float(row["probability"]))),
             lab.msg(label(f"e{i}", int(row["label"]))),
         ]
-    h.feed(msgs + [inf.msg(inference("end", T0 + 7200, 0))])
+    h.feed([*msgs, inf.msg(inference("end", T0 + 7200, 0))])
     [record] = h.metrics()
     worker = record["binary_classification_metrics"]
     baseline = stats["binary_classification_metrics"]
@@ -353,7 +353,7 @@ def test_baseline_equals_the_workers_window_on_the_same_data(cancer: pd.DataFram
             Settings(window_seconds=3600.0, label_grace=0.0, min_samples=1, rolling_size=0),
             Catalog(default=parse_constraints(doc, "suggested.json")),
         )
-        judged.feed(msgs + [inf.msg(inference("end", T0 + 7200, 0))])
+        judged.feed([*msgs, inf.msg(inference("end", T0 + 7200, 0))])
         assert judged.records("violations") == [], ulps
 
 

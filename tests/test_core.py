@@ -46,8 +46,8 @@ def test_labels_join_in_either_order(make) -> None:
             inf.msg(inference("a", T0 + 1, 1, 0.9)),
             inf.msg(inference("b", T0 + 2, 0, 0.2)),
             lab.msg(label("b", 1)),
+            *tick(inf, T0 + 100),
         ]
-        + tick(inf, T0 + 100)
     )
     [record] = h.metrics()
     assert record["sample_count"] == 2
@@ -79,7 +79,7 @@ def test_unmatched_inference_expires_and_is_counted(make) -> None:
     h = make(base_settings(label_ttl=120.0))
     inf, lab = Topic("inferences"), Topic("labels")
     h.feed([inf.msg(inference("lonely", T0 + 1, 1)), inf.msg(inference("a", T0 + 2, 1)), lab.msg(label("a", 1))])
-    h.feed(tick(inf, T0 + 200) + [lab.msg(label("lonely", 1))] + tick(inf, T0 + 300))
+    h.feed([*tick(inf, T0 + 200), lab.msg(label("lonely", 1)), *tick(inf, T0 + 300)])
     first = h.metrics()[0]
     assert first["sample_count"] == 1
     expired = sum(r["counts"]["expired_inferences"] for r in h.metrics())
@@ -91,12 +91,16 @@ def test_late_label_is_counted_in_next_record_not_the_closed_window(make) -> Non
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
     h.feed(
-        [inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("a", 1)), inf.msg(inference("late", T0 + 2, 1))]
-        + tick(inf, T0 + 95)
+        [
+            inf.msg(inference("a", T0 + 1, 1)),
+            lab.msg(label("a", 1)),
+            inf.msg(inference("late", T0 + 2, 1)),
+            *tick(inf, T0 + 95),
+        ]
     )
     assert [r["sample_count"] for r in h.metrics()] == [1]
     h.feed(
-        [lab.msg(label("late", 0)), inf.msg(inference("c", T0 + 130, 1)), lab.msg(label("c", 1))] + tick(inf, T0 + 300)
+        [lab.msg(label("late", 0)), inf.msg(inference("c", T0 + 130, 1)), lab.msg(label("c", 1)), *tick(inf, T0 + 300)]
     )
     first, second = h.metrics()[:2]
     assert first["counts"]["late"] == 0
@@ -146,7 +150,7 @@ def test_a_window_waits_for_every_partition(make) -> None:
     """With two partitions, a window closes only when both have passed its end plus grace."""
     h = make(partitions=2)
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
-    h.feed([inf.msg(inference("a", T0 + 1, 1), 0), lab.msg(label("a", 1), 0)] + tick(inf, T0 + 500, partition=0))
+    h.feed([inf.msg(inference("a", T0 + 1, 1), 0), lab.msg(label("a", 1), 0), *tick(inf, T0 + 500, partition=0)])
     assert h.metrics() == []
     h.feed(tick(inf, T0 + 95, partition=1))
     assert [r["sample_count"] for r in h.metrics()] == [1]
@@ -182,7 +186,7 @@ def test_small_windows_are_reported_but_not_judged(make) -> None:
     """Below min_samples a window is published with status insufficient_data and raises no violation."""
     h = make(base_settings(min_samples=10), catalog())
     inf, lab = Topic("inferences"), Topic("labels")
-    h.feed([inf.msg(inference("a", T0, 0)), lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    h.feed([inf.msg(inference("a", T0, 0)), lab.msg(label("a", 1)), *tick(inf, T0 + 100)])
     [record] = h.metrics()
     assert record["status"] == "insufficient_data"
     assert h.records("violations") == []
@@ -301,7 +305,7 @@ def test_bad_inferences_go_to_dead_letters_and_the_rest_still_counts(make, raw, 
     inf, lab = Topic("inferences"), Topic("labels")
     good = inf.msg(inference("a", T0, 1))
     bad = inf.msg(None, raw=raw)
-    h.feed([good, bad, lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    h.feed([good, bad, lab.msg(label("a", 1)), *tick(inf, T0 + 100)])
     [dead] = h.records("dead-letters")
     assert dead["field"] == field
     assert reason in dead["reason"]
@@ -324,7 +328,7 @@ def test_label_outside_the_model_classes_is_dead_lettered(make, order) -> None:
     bad_label = lab.msg(label("a", 2))
     prediction = inf.msg(inference("a", T0, 1))
     first, second = (bad_label, prediction) if order == "label-first" else (prediction, bad_label)
-    h.feed([first, second, lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    h.feed([first, second, lab.msg(label("a", 1)), *tick(inf, T0 + 100)])
     [dead] = h.records("dead-letters")
     assert dead["field"] == "label" and "binary classes are 0 and 1" in dead["reason"]
     assert (dead["topic"], dead["offset"]) == ("labels", bad_label.offset)
@@ -437,9 +441,9 @@ def test_label_time_past_the_grace_is_late(make) -> None:
             inf.msg(inference("b", T0 + 2, 1)),
             lab.msg(label("b", 1, label_time=T0 + 85)),
             lab.msg(label("a", 1, label_time=T0 + 95)),
+            *tick(inf, T0 + 200),
+            lab.msg(label("x", 1, label_time=T0 + 200)),
         ]
-        + tick(inf, T0 + 200)
-        + [lab.msg(label("x", 1, label_time=T0 + 200))]
     )
     [record] = h.metrics()
     assert record["sample_count"] == 1 and record["counts"]["late"] == 1
@@ -449,7 +453,7 @@ def test_windows_wait_for_label_partitions_with_timed_labels(make) -> None:
     """A window does not close while the label partition's time is still before its end plus grace."""
     h = make()
     inf, lab = Topic("inferences"), Topic("labels")
-    h.feed([inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("other", 1, label_time=T0 + 1))] + tick(inf, T0 + 500))
+    h.feed([inf.msg(inference("a", T0 + 1, 1)), lab.msg(label("other", 1, label_time=T0 + 1)), *tick(inf, T0 + 500)])
     assert h.metrics() == []
     h.feed([lab.msg(label("a", 1, label_time=T0 + 50)), lab.msg(label("z", 0, label_time=T0 + 95))])
     [record] = h.metrics()
@@ -484,7 +488,7 @@ def test_messages_keyed_by_something_else_still_join(make) -> None:
     unkeyed = lab.msg(label("a", 1))
     h.feed([first])
     h.feed([RawMessage(unkeyed.side, unkeyed.topic, unkeyed.partition, unkeyed.offset, b"customer-7", unkeyed.value)])
-    h.feed([lab.msg(label("a", 1))] + tick(inf, T0 + 100))
+    h.feed([lab.msg(label("a", 1)), *tick(inf, T0 + 100)])
     [record] = h.metrics()
     assert record["sample_count"] == 1 and record["counts"]["duplicates"] == 1
 
@@ -684,7 +688,7 @@ def test_a_window_reports_its_label_coverage_and_label_delays(make) -> None:
     msgs.append(inf.msg(inference("e12", T0 + 12, 1, 0.9)))
     delays.append(0.5)
     h.feed(msgs + tick(inf, T0 + 95))
-    h.feed([lab.msg(label("e10", 1, label_time=format_time(T0 + 200)))] + tick(inf, T0 + 300))  # late
+    h.feed([lab.msg(label("e10", 1, label_time=format_time(T0 + 200))), *tick(inf, T0 + 300)])  # late
     [record] = [r for r in h.metrics() if r["window"]["start"] == format_time(T0)]
     labels = record["labels"]
     assert (labels["inferences"], labels["labelled"]) == (12, 9) == (12, record["sample_count"])

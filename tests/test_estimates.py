@@ -312,7 +312,7 @@ def test_check_computes_the_workers_estimate_on_a_data_set(tmp_path, capsys) -> 
         inf.msg(inference(r.id, T0 + i, int(r.prediction), float(r.score))) for i, r in enumerate(frame.itertuples())
     ]
     msgs += [lab.msg(label(r.id, int(r.label))) for r in frame.itertuples()]
-    h.feed(msgs + [inf.msg(inference("tick", T0 + 9000, 0, 0.1))])
+    h.feed([*msgs, inf.msg(inference("tick", T0 + 9000, 0, 0.1))])
     [window] = h.metrics()
     assert window["sample_count"] == len(frame)
     body = window["binary_classification_metrics"]

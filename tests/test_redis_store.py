@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
 import threading
+import time
 import uuid
 from functools import partial
 from typing import Any
@@ -17,15 +17,15 @@ import redis.asyncio as aioredis
 
 from stream.core.catalog import Catalog
 from stream.core.contract import Job
-from stream.core.state import METRICS, Output
 from stream.core.engine import Engine
 from stream.core.records import RawMessage
+from stream.core.state import METRICS, Output
+from stream.core.timefmt import format_time
 from stream.errors import ConfigError, StateError
+from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis import scripts as lua
 from stream.stores.redis_connect import connect
-from stream.settings import Settings
-from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
 from tests.harness import CLUSTER, Harness, redis_client
 
@@ -173,8 +173,8 @@ def test_two_workers_flushing_the_shared_outbox_lose_nothing(redis_url: str) -> 
 def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> None:
     """The apply script's copy of `rolling_due` (Lua) says due exactly when the Python one does,
     and keeps the last `rolling_size` samples."""
-    from stream.core.records import Joined
     from stream.core.contract import rolling_due
+    from stream.core.records import Joined
     from stream.core.state import StepResult
 
     if CLUSTER:
@@ -188,9 +188,11 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
                 total = 0
                 for added in (1, 2, 5, 3, 10, 1, 1, 6, 2):
                     samples = [Joined("m", "1", float(total + i), "1", "0", 0.5) for i in range(added)]
-                    [(_, due)] = (await store.transact(
-                        [Job(0, set(), set(), lambda view, s=samples: StepResult(rolling={"m\x1f1": s}))]
-                    )).results
+                    [(_, due)] = (
+                        await store.transact(
+                            [Job(0, set(), set(), lambda view, s=samples: StepResult(rolling={"m\x1f1": s}))]
+                        )
+                    ).results
                     due = await store.rolling_samples(due)
                     total += added
                     assert bool(due) == rolling_due(total, added, every), (every, total, added)
@@ -288,7 +290,7 @@ def test_state_of_the_first_key_layout_is_refused_with_what_to_do(redis_url: str
         client = redis_client(redis_url)
         try:
             await client.rpush(f"{prefix}:outbox", "{}")
-            with pytest.raises(StateError, match="first key layout.*Upgrading"):
+            with pytest.raises(StateError, match=r"first key layout.*Upgrading"):
                 await RedisStore(client, prefix, 600.0).check_layout()
             await client.delete(f"{prefix}:outbox")
             await RedisStore(client, prefix, 600.0).check_layout()

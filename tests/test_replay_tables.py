@@ -11,9 +11,9 @@ import pytest
 from connectors.charts import matplotlib_figure, panels, plotly_figure
 from connectors.replay import Replay
 from connectors.replay_tables import rejudge, summary, violations_frame, windows_frame, write_frame
-from stream.errors import ConfigError
 from stream.core.catalog import Catalog
 from stream.core.constraints import parse_constraints
+from stream.errors import ConfigError
 from stream.settings import Settings
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from stream.errors import RecordError
 from stream.core.sagemaker import CaptureFormat, capture_to_inferences, ground_truth_to_labels
+from stream.errors import RecordError
 from stream.settings import Settings
 from tests.factories import T0, Topic
 from tests.harness import Harness

@@ -43,7 +43,7 @@ def test_a_segment_that_collapsed_violates_while_the_whole_window_does_not(make)
         msgs.append(lab.msg(label(f"e{i}", y)))
     msgs.append(inf.msg(inference("bare", T0 + 55, 1, 0.9)))  # no features at all
     msgs.append(lab.msg(label("bare", 1)))
-    h.feed(msgs + [inf.msg(inference("tick", T0 + 1000, 0, 0.1))])
+    h.feed([*msgs, inf.msg(inference("tick", T0 + 1000, 0, 0.1))])
     [record] = [r for r in h.metrics() if r["window"]["start"] == format_time(T0)]
     assert record["status"] == "ok" and record["sample_count"] == 1001
     countries = record["segments"]["features.country"]
@@ -98,8 +98,8 @@ def test_replay_tables_and_charts_show_the_segments(tmp_path) -> None:
     chart draws the segment that broke the constraint as a line of its own, and the window's own
     violation marks leave segment violations out."""
     from connectors.charts import matplotlib_figure, plotly_figure
-    from connectors.replay_tables import rejudge, segments_frame, summary, violations_frame, windows_frame
     from connectors.replay import Replay
+    from connectors.replay_tables import rejudge, segments_frame, summary, violations_frame, windows_frame
     from tests.harness import Harness
 
     h = Harness("memory", base_settings(min_samples=10, segment_min_samples=20, label_ttl=86400.0), catalog())
@@ -114,7 +114,7 @@ def test_replay_tables_and_charts_show_the_segments(tmp_path) -> None:
             inf.msg(inference(f"e{i}", T0 + i * 0.06, y if right else 1 - y, 0.5, features={"country": country}))
         )
         msgs.append(lab.msg(label(f"e{i}", y)))
-    h.feed(msgs + [inf.msg(inference("tick", T0 + 2000, 0, 0.1))])
+    h.feed([*msgs, inf.msg(inference("tick", T0 + 2000, 0, 0.1))])
     records = h.metrics()
     segments = segments_frame(records)
     assert len(segments) == 2 * len(records) and set(segments["segment_value"]) == {"DE", "FR"}

@@ -7,10 +7,10 @@ import asyncio
 import pytest
 
 from connectors.cli import build_parser
-from stream.errors import ConfigError, RecordError
 from stream.core.records import canonical_class, parse_inference, parse_label
-from stream.settings import Settings
 from stream.core.timefmt import format_time, parse_time
+from stream.errors import ConfigError, RecordError
+from stream.settings import Settings
 from stream.worker.app import faust_app
 from tests.factories import T0
 

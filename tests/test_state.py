@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stream.core.records import Joined
 from stream.core.contract import RollingDue, merge_counts, rolling_due
+from stream.core.records import Joined
 from stream.core.state import JoinEntry, decode_entry, encode_entry, encode_sample
 
 ENTRIES = [

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                     v["constraint_check_type"],
                     f"{v['threshold']:g}",
                 )
-                print("".join(f"{str(c):<{w}}" for c, (_, w) in zip(cells, COLUMNS)), flush=True)
+                print("".join(f"{c!s:<{w}}" for c, (_, w) in zip(cells, COLUMNS)), flush=True)
             if args.group:
                 commit(consumer, message)
             shown += 1

@@ -75,7 +75,7 @@ class WindowAggregate:
     (3, [('0', 1), ('1', 1)])
     """
 
-    __slots__ = ("cells", "scores", "sums", "resolution", "mcells", "msums", "labels", "estimates", "segments")
+    __slots__ = ("cells", "estimates", "labels", "mcells", "msums", "resolution", "scores", "segments", "sums")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
@@ -104,7 +104,7 @@ class WindowAggregate:
         elif kind == ESTIMATE:
             _add(self.estimates, SEP.join([first, *rest]), n)
         elif kind == SEGMENT:
-            self.segment(first, rest[0])._load(SEP.join(rest[1:]), n)
+            self.segment(first, rest[0])._load(SEP.join(rest[1:]), n)  # noqa: SLF001 - its own class
         elif kind.isdigit() and first == MASKED_CELL:
             _add(self.mcells, (int(kind), rest[0], rest[1], int(rest[2])), int(n))
         elif kind.isdigit() and first == REG:
@@ -116,7 +116,7 @@ class WindowAggregate:
         return max(self.resolution, SUBSAMPLE_RESOLUTION)
 
     @property
-    def parts(self) -> list["WindowAggregate"] | None:
+    def parts(self) -> list[WindowAggregate] | None:
         """The counters of the 5 subsamples (scores binned at SUBSAMPLE_RESOLUTION), or None when
         no sample was counted with a mask."""
         if not self.mcells and not self.msums:
@@ -134,7 +134,7 @@ class WindowAggregate:
                     _add(parts[k].sums, name, v)
         return parts
 
-    def segment(self, key: str, value: str) -> "WindowAggregate":
+    def segment(self, key: str, value: str) -> WindowAggregate:
         """The counters of one segment of the window (created empty; scores binned at the subsamples'
         coarse resolution, which bounds a segment's state to its cells and 101 score bins)."""
         found = self.segments.get((key, value))
@@ -220,7 +220,7 @@ class WindowAggregate:
             key = self.bin_of(sample.score) * 2 + (1 if sample.y_true == POSITIVE else 0)
             self.scores[key] = self.scores.get(key, 0) + 1
         if mask:
-            coarse_bin = -1 if sample.score is None else int(round(sample.score / self.coarse))
+            coarse_bin = -1 if sample.score is None else round(sample.score / self.coarse)
             _add(self.mcells, (mask, sample.y_true, sample.y_pred, coarse_bin), 1)
         else:
             cell = (sample.y_true, sample.y_pred)
@@ -228,9 +228,9 @@ class WindowAggregate:
 
     def bin_of(self, score: float) -> int:
         """The histogram bin holding `score` (scores are rounded to the resolution)."""
-        return int(round(score / self.resolution))
+        return round(score / self.resolution)
 
-    def merge(self, other: "WindowAggregate") -> None:
+    def merge(self, other: WindowAggregate) -> None:
         """Add another partial state of the same window into this one."""
         for mine, theirs in (
             (self.cells, other.cells),
@@ -356,7 +356,7 @@ class WindowAggregate:
             _add(self.scores, k, n)
 
     @classmethod
-    def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> "WindowAggregate":
+    def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> WindowAggregate:
         """Build the state of a window from its samples."""
         agg = cls(resolution)
         for sample in samples:

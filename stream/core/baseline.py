@@ -11,21 +11,21 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
-from stream.core.catalog import Catalog
-from stream.core.config import CoreConfig
-from stream.core.constraints import ConstraintSet
 from stream.core.calibration import (
     Calibration,
     MulticlassCalibration,
     fit_calibration,
     fit_multiclass_calibration,
 )
+from stream.core.catalog import Catalog
+from stream.core.config import CoreConfig
+from stream.core.constraints import SECTIONS, ConstraintSet
 from stream.core.estimates import (
     count_estimates,
     count_multiclass_estimate,
@@ -33,11 +33,10 @@ from stream.core.estimates import (
     estimated_metrics,
     expected_confusion,
 )
-from stream.core.constraints import SECTIONS
-from stream.core.outputs import segment_blocks
-from stream.errors import ConfigError, InputError, RecordError
 from stream.core.metrics import NO_STD, SCALARS, STATISTICS_KEY, compute_metrics
+from stream.core.outputs import segment_blocks
 from stream.core.records import BINARY, POSITIVE, REGRESSION, ProblemType, number
+from stream.errors import ConfigError, InputError, RecordError
 
 FULL_CURVE_POINTS = 1001
 # Metrics that alert when they rise; every other suggested metric alerts when it falls.
@@ -144,7 +143,7 @@ class Baseline:
             "version": 0.0,
             "dataset": {
                 "item_count": self.rows,
-                "evaluation_time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "evaluation_time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             },
             STATISTICS_KEY[self.problem_type]: compute_metrics(self.full, self.problem_type, FULL_CURVE_POINTS),
         }

@@ -20,6 +20,7 @@ values, normalised to sum to 1.
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -176,9 +177,9 @@ def _points(doc: Any, bad: Any, where: str) -> Calibration:
         raise bad("scores and probabilities must be numbers") from None
     if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in scores + probabilities):
         raise bad("scores and probabilities must lie in [0, 1]")
-    if any(b < a for a, b in zip(scores, scores[1:])) or any(b < a for a, b in zip(probabilities, probabilities[1:])):
+    if any(b < a for a, b in itertools.pairwise(scores)) or any(b < a for a, b in itertools.pairwise(probabilities)):
         raise bad("scores and probabilities must both be non-decreasing")
-    if any(b == a for a, b in zip(scores, scores[1:])):
+    if any(b == a for a, b in itertools.pairwise(scores)):
         raise bad("scores must be distinct")
     samples = doc.get("samples", 0)
     return Calibration(tuple(scores), tuple(probabilities), samples if isinstance(samples, int) else 0)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.core.constraints import ConstraintSet
-from stream.errors import RecordError
 from stream.core.records import ProblemType
+from stream.errors import RecordError
 
 
 @dataclass(frozen=True)

@@ -139,7 +139,7 @@ class Detector:
         return base64.b64encode(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)).decode("ascii")
 
     @classmethod
-    def load(cls, text: str | None, delta: float) -> "Detector":
+    def load(cls, text: str | None, delta: float) -> Detector:
         """A detector from `dump`'s text, or from the JSON form earlier versions stored (a new one for
         None, or for a state of another delta)."""
         if not text:
@@ -158,7 +158,7 @@ class Detector:
         return cls(delta, _adwin(adwin), windows, float(fed_to))
 
     @classmethod
-    def _load_json(cls, text: str, delta: float) -> "Detector":
+    def _load_json(cls, text: str, delta: float) -> Detector:
         doc = json.loads(text)
         if doc.get("delta") != delta:
             return cls(delta)

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from stream.errors import ConstraintsError
 from stream.core.metrics import SCALARS
 from stream.core.records import ProblemType
+from stream.errors import ConstraintsError
 
 # The operator names the condition that is a *violation*.
 OPERATORS: dict[str, Callable[[float, float], bool]] = {

@@ -17,19 +17,8 @@ from typing import Any
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
-from stream.core.config import CoreConfig
 from stream.core.changes import SCORE_DETECTOR, Detector
-from stream.core.outputs import (
-    PROVISIONAL_KIND,
-    SCORE_METRIC,
-    accounting_record,
-    change_event,
-    evaluate,
-    outcomes,
-    provisional_record,
-    window_doc,
-)
-from stream.core.records import REGRESSION, SEP, RawMessage
+from stream.core.config import CoreConfig
 from stream.core.contract import (
     FINAL,
     PROVISIONAL,
@@ -45,6 +34,17 @@ from stream.core.contract import (
     WindowRecords,
     merge_counts,
 )
+from stream.core.outputs import (
+    PROVISIONAL_KIND,
+    SCORE_METRIC,
+    accounting_record,
+    change_event,
+    evaluate,
+    outcomes,
+    provisional_record,
+    window_doc,
+)
+from stream.core.records import REGRESSION, SEP, RawMessage
 from stream.core.state import METRICS, VIOLATION, Output, sweep_horizon, widen
 from stream.core.step import Step, event_ids
 from stream.core.windows import WindowKey, is_due, split_model_key, stream_time

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from stream.core.aggregate import WindowAggregate
-from stream.core.intervals import BOOTSTRAP_DRAWS, NO_INTERVAL, multiclass_draws, quantile, delong_auc, z_of
+from stream.core.intervals import BOOTSTRAP_DRAWS, NO_INTERVAL, delong_auc, multiclass_draws, quantile, z_of
 from stream.core.metrics import MULTICLASS_SCALARS, NO_STD, roc_and_pr
 from stream.core.records import BINARY, POSITIVE, SEP, ProblemType
 
@@ -202,7 +202,7 @@ def _column_draws(matrix: np.ndarray, counts: np.ndarray) -> np.ndarray:
     k = len(counts)
     draws = np.zeros((BOOTSTRAP_DRAWS, k, k))
     for col in range(k):
-        total = int(round(counts[col]))
+        total = round(counts[col])
         if total > 0:
             shares = matrix[:, col] / max(matrix[:, col].sum(), 1e-12)
             draws[:, :, col] = rng.multinomial(total, shares / shares.sum(), size=BOOTSTRAP_DRAWS)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import base64
-import math
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
+from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
+from stream.core.changes import CHANGE_CHECK_TYPE, Change
 from stream.core.config import CoreConfig
 from stream.core.constraints import Constraint, ConstraintSet
-from stream.core.aggregate import WindowAggregate
 from stream.core.estimates import (
     ESTIMATED_PREFIX,
     estimate_errors,
@@ -22,7 +23,6 @@ from stream.core.intervals import add_intervals
 from stream.core.metrics import STATISTICS_KEY, compute_metrics, scalar_values
 from stream.core.records import RawMessage
 from stream.core.segments import capped
-from stream.core.changes import CHANGE_CHECK_TYPE, Change
 from stream.core.timefmt import format_time
 
 COUNT_NAMES = (

@@ -8,8 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from stream.errors import RecordError
 from stream.core.timefmt import format_time, parse_time
+from stream.errors import RecordError
 
 ProblemType = Literal["BinaryClassification", "MulticlassClassification", "Regression"]
 BINARY: ProblemType = "BinaryClassification"

@@ -14,17 +14,19 @@ from dataclasses import replace
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
+from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
+from stream.core.estimates import count_estimate, count_multiclass_estimate
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
 from stream.core.records import (
     INFERENCE,
+    LABEL,
     MAX_TEXT_CHARS,
     REGRESSION,
     Inference,
     Joined,
     Label,
-    LABEL,
     RawMessage,
     canonical_class,
     decode_json,
@@ -33,10 +35,8 @@ from stream.core.records import (
     plain_text,
     shown,
 )
-from stream.core.calibration import Calibration, MulticlassCalibration
-from stream.core.estimates import count_estimate, count_multiclass_estimate
-from stream.core.segments import decode_segments, encode_segments, segment_values
 from stream.core.sagemaker import capture_to_inferences, ground_truth_to_labels, is_capture, is_ground_truth
+from stream.core.segments import decode_segments, encode_segments, segment_values
 from stream.core.state import (
     DEAD_LETTER,
     JOINED,

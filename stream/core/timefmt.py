@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 
 def _iso_seconds(text: str) -> float:
     """Epoch seconds of ISO-8601 text; without an offset it is UTC. Raises ValueError."""
     parsed = datetime.fromisoformat(text)
     try:
-        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)).timestamp()
+        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).timestamp()
     except OverflowError:
         raise ValueError("time is out of range") from None
 
@@ -48,7 +48,7 @@ def parse_time(value: object) -> float:
 
 def format_time(seconds: float) -> str:
     """Format epoch seconds as ISO-8601 UTC with a trailing Z (milliseconds kept when present)."""
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

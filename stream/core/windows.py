@@ -46,19 +46,19 @@ class WindowKey:
         return f"{self.model}{SEP}{self.version}{SEP}{self.start!r}{SEP}{self.size!r}"
 
     @classmethod
-    def decode(cls, text: str) -> "WindowKey":
+    def decode(cls, text: str) -> WindowKey:
         """Inverse of `encode`."""
         model, version, start, size = text.split(SEP)
         return cls(model, version, float(start), float(size))
 
     @classmethod
-    def of(cls, sample: Joined, size: float) -> "WindowKey":
+    def of(cls, sample: Joined, size: float) -> WindowKey:
         """The window that holds a sample, by its inference time (bounds as floats, whatever `size`
         is: `encode` must give one text per window, and `decode` reads floats)."""
         return cls.at(sample.model, sample.model_version, sample.time, size)
 
     @classmethod
-    def at(cls, model: str, version: str, time: float, size: float) -> "WindowKey":
+    def at(cls, model: str, version: str, time: float, size: float) -> WindowKey:
         """The window of a model version that holds event time `time`."""
         return cls(model, version, float(math.floor(time / size) * size), float(size))
 

@@ -11,8 +11,8 @@ from typing import Any
 from stream.core.aggregate import WindowAggregate
 from stream.core.contract import (
     FINAL,
-    ClaimKind,
     Claim,
+    ClaimKind,
     ClaimResult,
     Clock,
     CountsSnapshot,

@@ -41,7 +41,7 @@ async def take_ahead(stream: faust.StreamT, max_: int, within: float, acks: bool
     enabled = stream.enable_acks
     stream.enable_acks = False  # acknowledged here (or by the caller), once the caller handled them
     stream.add_processor(add)
-    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]  # as take_events does
+    stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]  # noqa: SLF001 - as take_events does
     try:
         while not stream.should_stop:
             await stream.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
@@ -57,7 +57,7 @@ async def take_ahead(stream: faust.StreamT, max_: int, within: float, acks: bool
                 await acknowledge(stream, batch)
     finally:
         stream.enable_acks = enabled
-        stream._processors.remove(add)  # type: ignore[attr-defined]
+        stream._processors.remove(add)  # type: ignore[attr-defined]  # noqa: SLF001 - no public removal
 
 
 async def acknowledge(stream: faust.StreamT, events: list[EventT]) -> None:

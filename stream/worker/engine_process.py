@@ -30,9 +30,8 @@ from stream.logs import setup_logging
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
-from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 from stream.worker.outages import exit_on_bug, retrying
-
+from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 
 READY, PROCESS, IDLE = "ready", "process", "idle"
 
@@ -73,7 +72,7 @@ class LocalEngine:
         self.engine, self.redis = engine, redis
 
     @classmethod
-    async def open(cls, settings: Settings, catalog: Catalog, partitions: int) -> "LocalEngine":
+    async def open(cls, settings: Settings, catalog: Catalog, partitions: int) -> LocalEngine:
         """Connect to Redis and build the engine over it."""
         redis = await connect(settings.redis_url, settings.redis_cluster == "on")
         store = redis_store(settings, redis, partitions)

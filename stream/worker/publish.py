@@ -136,7 +136,7 @@ class Publisher:
         Kafka acknowledged it, else the error that refuses it for good."""
         try:
             await self._send(self.topic(output), output.key, payload)
-        except Exception as exc:  # noqa: BLE001 - sorted below
+        except Exception as exc:
             cause = permanent_cause(exc)
             if cause is None:
                 raise
@@ -161,7 +161,7 @@ class Publisher:
         letter = undeliverable(output, topic, payload, cause)
         try:
             await self._send(self.topics[DEAD_LETTER], output.key[:1024], json.dumps(letter).encode())
-        except Exception as exc:  # noqa: BLE001 - the stand-in itself refused: say so and move on
+        except Exception as exc:
             if permanent_cause(exc) is None:
                 raise
             log.critical("the dead-letter topic refused the undeliverable record too (%s); it is dropped", exc)

@@ -21,9 +21,9 @@ from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
 from stream.worker.engine_process import Batches, EngineProcess, LocalEngine, redis_store
-from stream.worker.publish import Publisher
 from stream.worker.observe import WorkerMetrics
 from stream.worker.outages import retrying
+from stream.worker.publish import Publisher
 from stream.worker.topics import ensure_topics
 
 log = logging.getLogger("truthstream.worker")

@@ -44,7 +44,7 @@ def _resume(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> Generator[Any, A
         except GeneratorExit:
             coro.close()
             raise
-        except BaseException as exc:  # thrown in by the task driving us: cancellation
+        except BaseException as exc:  # noqa: BLE001 - thrown in by the task driving us: cancellation
             step, arg = coro.throw, exc
         else:
             step, arg = coro.send, sent
@@ -87,7 +87,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka hands this attribute to its Fetcher in start(), which comes after this call.
-        consumer._fetch_max_wait_ms = self.transport.fetch_max_wait_ms
+        consumer._fetch_max_wait_ms = self.transport.fetch_max_wait_ms  # noqa: SLF001 - no setting for it
         return consumer
 
 

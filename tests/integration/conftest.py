@@ -74,7 +74,7 @@ class Deployment:
     def start_worker(self) -> subprocess.Popen[bytes]:
         """Start a `truthstream worker` process."""
         index = len(self.workers)
-        log = open(self.logs / f"worker-{index}.log", "wb")  # noqa: SIM115 - closed with the process
+        log = open(self.logs / f"worker-{index}.log", "wb")
         env = {**os.environ, **self.env, "TRUTHSTREAM_DATA_DIR": str(self.logs / f"data-{index}")}
         proc = subprocess.Popen(
             [sys.executable, "-m", "connectors.cli", "worker"],

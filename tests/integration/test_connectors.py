@@ -12,14 +12,14 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
 
+from connectors.cli import main
 from connectors.embedded import free_port
 from connectors.kafka_span import read_topic
-from connectors.cli import main
 from tests.integration.conftest import Deployment, tumbling
 from tests.sagemaker_factories import capture, ground_truth
 
@@ -74,7 +74,7 @@ def test_sagemaker_capture_and_ground_truth_from_s3_reach_the_worker(
         capture("e21", "2025-11-24T16:31:00Z", "0.2", "BASE64", content_type="text/csv"),
     ]
     captures_2 = [capture(f"e{i}", f"2025-11-24T17:{i - 30:02d}:00Z", "0.7") for i in range(30, 40)]
-    put_jsonl(client, name, f"capture/churn-ep/AllTraffic/{hour1}/a.jsonl", captures_1 + ["{not json"])
+    put_jsonl(client, name, f"capture/churn-ep/AllTraffic/{hour1}/a.jsonl", [*captures_1, "{not json"])
     put_jsonl(client, name, f"capture/churn-ep/AllTraffic/{hour2}/b.jsonl", captures_2)
     labels = [ground_truth(f"e{i}", i % 2) for i in range(20)] + [ground_truth("inf-20", 1), ground_truth("e21", 0)]
     labels += [ground_truth(f"e{i}", 1) for i in range(30, 40)]
@@ -192,7 +192,7 @@ def test_multi_instance_and_batch_captures_dry_run_then_join_completely(
     assert first["sample_count"] == 302
     matrix = first["binary_classification_metrics"]["confusion_matrix"]
     predicted = [int(s >= 0.5) for s in scores] + [1, 0]
-    actual = truth + [1, 0]
+    actual = [*truth, 1, 0]
     for a in (0, 1):
         for p in (0, 1):
             want = sum(1 for x, y in zip(actual, predicted) if x == a and y == p)
@@ -356,9 +356,9 @@ class Hook(BaseHTTPRequestHandler):
     """Fails the first `failures` POSTs with 503, then records bodies."""
 
     failures = 0
-    received: list[dict] = []
+    received: ClassVar[list[dict]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         if Hook.failures > 0:
             Hook.failures -= 1

@@ -12,9 +12,9 @@ from kafka import KafkaProducer
 
 from connectors.embedded import embedded_redis, free_port
 from tests.integration.conftest import Deployment, tumbling
-from tests.integration.test_worker import assert_matches_sklearn, produce, settings
 from tests.integration.test_metrics_endpoint import scrape
 from tests.integration.test_metrics_endpoint import value as sample_value
+from tests.integration.test_worker import assert_matches_sklearn, produce, settings
 from tests.integration.workload import arrival_order, expected_windows, workload
 
 pytestmark = pytest.mark.integration

@@ -15,17 +15,17 @@ import pytest
 
 from connectors import notebook
 from connectors.kafka_span import cursors, span_consumer
-from stream.errors import InputError
 from connectors.replay import replay
 from connectors.republish import republish
 from stream.constraint_files import load_catalog
 from stream.core.catalog import Catalog
 from stream.core.timefmt import format_time
+from stream.errors import InputError
 from stream.settings import Settings
 from tests.factories import T0, inference
 from tests.integration.conftest import Deployment, tumbling
-from tests.integration.workload import arrival_order, expected_windows, workload
 from tests.integration.test_worker import produce
+from tests.integration.workload import arrival_order, expected_windows, workload
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,7 @@ KEY_PASSWORD = "key-Pw-0b3f19"
 class Refusing(BaseHTTPRequestHandler):
     """An endpoint that always answers 503."""
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(503)
         self.end_headers()

@@ -26,7 +26,7 @@ def test_the_store_runs_over_tls_as_an_acl_user(secure_redis: SecureRedis) -> No
     inf, lab = Topic("inferences"), Topic("labels")
     msgs = [inf.msg(inference(f"e{i}", T0 + i, i % 2)) for i in range(10)]
     msgs += [lab.msg(label(f"e{i}", 1)) for i in range(10)]
-    h.feed(msgs + [inf.msg(inference("tick", T0 + 100, 0))])
+    h.feed([*msgs, inf.msg(inference("tick", T0 + 100, 0))])
     [record] = h.metrics()
     assert record["sample_count"] == 10
     assert record["binary_classification_metrics"]["accuracy"]["value"] == 0.5
