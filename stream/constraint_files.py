@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from stream.core.calibration import Calibration, parse_calibration
+from stream.core.calibration import Calibration, MulticlassCalibration, parse_calibration
 from stream.core.catalog import Catalog
 from stream.core.constraints import ConstraintSet, parse_constraints
 from stream.core.records import ProblemType
@@ -38,7 +38,7 @@ def load_constraint_map(spec: str) -> tuple[ConstraintSet | None, dict[str, Cons
     return _load_map(spec, load_constraints, lambda why: ConstraintsError(spec, "", why))
 
 
-def load_calibration(path: str | Path) -> Calibration:
+def load_calibration(path: str | Path) -> Calibration | MulticlassCalibration:
     """Read and validate one calibration.json file (see `stream.core.calibration`)."""
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -49,7 +49,9 @@ def load_calibration(path: str | Path) -> Calibration:
     return parse_calibration(doc, str(path))
 
 
-def load_calibration_map(spec: str) -> tuple[Calibration | None, dict[str, Calibration]]:
+def load_calibration_map(
+    spec: str,
+) -> tuple[Calibration | MulticlassCalibration | None, dict[str, Calibration | MulticlassCalibration]]:
     """Load `TRUTHSTREAM_CALIBRATION`, in the same forms as the constraints."""
     return _load_map(spec, load_calibration, lambda why: ConfigError(f"TRUTHSTREAM_CALIBRATION {spec!r}: {why}"))
 
@@ -66,13 +68,13 @@ def _load_map(spec: str, load: Callable[[Path], T], error: Callable[[str], Excep
                 raise error(f"mapping entry {item!r} is not model=path")
             per_model[model.strip()] = load(Path(path.strip()))
         return None, per_model
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(path.glob("*.json"))
+    where = Path(spec)
+    if where.is_dir():
+        files = sorted(where.glob("*.json"))
         if not files:
             raise error("directory holds no MODEL.json files")
         return None, {f.stem: load(f) for f in files}
-    return load(path), {}
+    return load(where), {}
 
 
 def load_catalog(

@@ -21,7 +21,7 @@ from stream.errors import ConfigError
 try:  # kafka-python 3
     from kafka.net.sasl.oauth import AbstractTokenProvider as TokenProvider
 except ImportError:  # kafka-python 2
-    from kafka.sasl.oauth import AbstractTokenProvider as TokenProvider  # type: ignore[no-redef]
+    from kafka.sasl.oauth import AbstractTokenProvider as TokenProvider
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 # A client library waits 30 s or more before it gives up on a broker that is not there; a TCP probe
@@ -151,7 +151,8 @@ def _msk_token(region: str) -> tuple[str, int]:
         from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
     except ImportError:
         raise ConfigError("OAUTHBEARER for Amazon MSK needs: pip install 'truthstream[msk]'") from None
-    return MSKAuthTokenProvider.generate_auth_token(region)
+    token, expires_ms = MSKAuthTokenProvider.generate_auth_token(region)
+    return str(token), int(expires_ms)
 
 
 class _MskToken:
@@ -167,7 +168,7 @@ class _MskToken:
         return self.value
 
 
-class MskTokenProvider(TokenProvider):
+class MskTokenProvider(TokenProvider):  # type: ignore[misc]  # kafka-python ships no types
     """kafka-python's OAUTHBEARER token provider for Amazon MSK IAM."""
 
     def __init__(self, region: str) -> None:
@@ -179,7 +180,7 @@ class MskTokenProvider(TokenProvider):
         return self.msk.current()
 
 
-class AsyncMskTokenProvider(AsyncTokenProvider):
+class AsyncMskTokenProvider(AsyncTokenProvider):  # type: ignore[misc]  # aiokafka ships no types
     """aiokafka's (and so faust's) OAUTHBEARER token provider for Amazon MSK IAM."""
 
     def __init__(self, region: str) -> None:

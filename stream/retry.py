@@ -41,6 +41,6 @@ class Retry:
         self.failures += 1
         if self.attempts and self.failures >= self.attempts:
             raise DeliveryError(f"{self.what} failed {self.failures} times, last: {exc}") from None
-        delay = min(self.backoff.first_s * 2 ** (self.failures - 1), self.backoff.longest_s)
+        delay: float = min(self.backoff.first_s * 2 ** (self.failures - 1), self.backoff.longest_s)
         log.warning("%s failed (%s); retrying in %.1f s", self.what, exc, delay)
         return delay

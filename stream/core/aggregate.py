@@ -58,7 +58,7 @@ def subsample_mask(event_id: str) -> int:
     return mask
 
 
-def _add(counts: dict, key: object, n: float) -> None:
+def _add(counts: dict[Any, Any], key: object, n: float) -> None:
     counts[key] = counts.get(key, 0) + n
 
 

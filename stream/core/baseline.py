@@ -81,9 +81,9 @@ class Baseline:
             count_estimates(self.full, predicted, self.calibration.calibrate(values), values)
         if probabilities is not None:
             self._add_probabilities(y_true, y_pred, probabilities)
-        for key, values in (segments or {}).items():
+        for key, segment_values in (segments or {}).items():
             rows: dict[str, list[int]] = {}
-            for i, value in enumerate(values):
+            for i, value in enumerate(segment_values):
                 rows.setdefault(value, []).append(i)
             for value, at in rows.items():
                 self.full.segment(key, value).add_columns(

@@ -58,7 +58,7 @@ class Calibration:
 
     def calibrate(self, scores: np.ndarray) -> np.ndarray:
         """`probability` of many scores at once."""
-        return np.interp(scores, self.scores, self.probabilities)
+        return np.asarray(np.interp(scores, self.scores, self.probabilities))
 
     def to_doc(self, brier: dict[str, float] | None = None) -> dict[str, Any]:
         """The calibration.json document."""

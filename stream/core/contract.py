@@ -81,9 +81,10 @@ class RollingDue:
     @classmethod
     def of(cls, model_key: str, sequence: int, samples: Iterable[Joined]) -> RollingDue:
         """The columns of these samples."""
-        rows = [(s.time, s.y_true, s.y_pred, s.score) for s in samples]
-        times, y_true, y_pred, scores = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
-        return cls(model_key, sequence, times, y_true, y_pred, scores)  # type: ignore[arg-type]
+        rows = list(samples)
+        times, y_true = [s.time for s in rows], [s.y_true for s in rows]
+        y_pred, scores = [s.y_pred for s in rows], [s.score for s in rows]
+        return cls(model_key, sequence, times, y_true, y_pred, scores)
 
     @classmethod
     def decode(cls, model_key: str, sequence: int, rows: list[bytes]) -> RollingDue:

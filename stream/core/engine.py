@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate
@@ -45,7 +46,7 @@ from stream.core.outputs import (
     window_doc,
 )
 from stream.core.records import REGRESSION, SEP, RawMessage
-from stream.core.state import METRICS, VIOLATION, Output, sweep_horizon, widen
+from stream.core.state import METRICS, VIOLATION, Output, StateView, StepResult, sweep_horizon, widen
 from stream.core.step import Step, event_ids
 from stream.core.windows import WindowKey, is_due, split_model_key, stream_time
 from stream.errors import StateError
@@ -158,7 +159,10 @@ class Engine:
         return counted
 
     async def _sweep(
-        self, candidates: dict[int, list[str]], apply: Any, outcomes: Counter[tuple[str, str]]
+        self,
+        candidates: dict[int, list[str]],
+        apply: Callable[[Step, dict[int, list[str]]], StepResult],
+        outcomes: Counter[tuple[str, str]],
     ) -> set[str]:
         """Run `apply(step, {partition: ids})` on the listed entries, a transaction per partition;
         returns the models whose counts it changed."""
@@ -168,7 +172,7 @@ class Engine:
                     p,
                     set(ids),
                     set(),
-                    lambda view, p=p, ids=ids: apply(Step(self.config, self.catalog, view), {p: ids}),
+                    partial(self._sweep_step, apply, {p: ids}),
                 )
                 for p, ids in candidates.items()
                 if ids
@@ -177,6 +181,11 @@ class Engine:
         for result, _ in done.results:
             outcomes.update(result.outcomes)
         return {model for result, _ in done.results for model in result.counters}
+
+    def _sweep_step(
+        self, apply: Callable[[Step, dict[int, list[str]]], StepResult], ids: dict[int, list[str]], view: StateView
+    ) -> StepResult:
+        return apply(Step(self.config, self.catalog, view), ids)
 
     async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""

@@ -130,7 +130,8 @@ def quantile(ordered: np.ndarray, q: float) -> float:
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     """num / den where den > 0, else 0 (divides only where it may: no warnings to silence)."""
-    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+    out: np.ndarray = np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
+    return out
 
 
 def _fbeta(precision: np.ndarray, recall: np.ndarray, beta: float) -> np.ndarray:
@@ -263,5 +264,7 @@ def add_intervals(statistics: dict[str, Any], agg: WindowAggregate, problem_type
     for name, entry in statistics.items():
         if isinstance(entry, dict) and "value" in entry:
             interval = found.get(name)
-            finite = interval is not None and all(math.isfinite(x) for x in interval)
-            entry["confidence_interval"] = [interval[0], interval[1]] if finite else NO_INTERVAL
+            if interval is not None and all(math.isfinite(x) for x in interval):
+                entry["confidence_interval"] = [interval[0], interval[1]]
+            else:
+                entry["confidence_interval"] = NO_INTERVAL

@@ -8,6 +8,7 @@ score histogram (exact for scores distinct at the histogram's resolution).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -257,7 +258,7 @@ def _metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int)
     return out
 
 
-def scalar_values(statistics: dict[str, Any]) -> dict[str, float]:
+def scalar_values(statistics: Mapping[str, Any]) -> dict[str, float]:
     """Flatten `{name: {"value": v, ...}}` into `{name: v}` for the finite scalar metrics."""
     values = {}
     for name, entry in statistics.items():

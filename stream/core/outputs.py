@@ -231,7 +231,7 @@ def outcomes(record: Mapping[str, Any]) -> list[tuple[str, dict[str, str] | None
     """(detector name, segment, samples, wrong predictions) of a classifier's window record and of
     each of its segments: what its change detectors are fed ("" is the whole window's)."""
     key_of = STATISTICS_KEY[record["problem_type"]]
-    out = [("", None, *_wrong(record[key_of]))]
+    out: list[tuple[str, dict[str, str] | None, int, int]] = [("", None, *_wrong(record[key_of]))]
     for name, values in sorted((record.get("segments") or {}).items()):
         for value, entry in sorted(values.items()):
             out.append((f"{name}={value}", {"key": name, "value": value}, *_wrong(entry[key_of])))

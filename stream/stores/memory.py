@@ -102,25 +102,25 @@ class MemoryStore:
             part = self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution))
             segments, agg.segments = agg.segments, {}
             part.merge(agg)
-            for (name, value), counters in segments.items():
+            for (name, value), segment in segments.items():
                 admitted = self.admitted.setdefault((key, partition, name), set())
-                part.segment(name, admit(admitted, value, self.segment_cap)).merge(counters)
-        for key, part in result.unopened.items():  # kept aside: they do not open the window
-            self.unopened.setdefault(key, WindowAggregate(part.resolution)).merge(part)
+                part.segment(name, admit(admitted, value, self.segment_cap)).merge(segment)
+        for window, unopened in result.unopened.items():  # kept aside: they do not open the window
+            self.unopened.setdefault(window, WindowAggregate(unopened.resolution)).merge(unopened)
         self.listed |= result.provisional
         counters = self.counters.setdefault(partition, {})
-        for key, counts in result.counters.items():
-            counters.setdefault(key, Counter()).update(counts)
+        for model, counts in result.counters.items():
+            counters.setdefault(model, Counter()).update(counts)
         self.watermarks.update(result.watermarks)
         self.checkpoints.update(result.checkpoints)
         self.outbox.extend(result.outputs)
         due = []
-        for mk, samples in result.rolling.items():
-            window = self.rolling.setdefault(mk, deque(maxlen=self.rolling_size))
-            window.extend(samples)
-            self.rolling_count[mk] += len(samples)
-            if rolling_due(self.rolling_count[mk], len(samples), self.rolling_every):
-                due.append(RollingDue.of(mk, self.rolling_count[mk], window))
+        for model_version, samples in result.rolling.items():
+            rolling = self.rolling.setdefault(model_version, deque(maxlen=self.rolling_size))
+            rolling.extend(samples)
+            self.rolling_count[model_version] += len(samples)
+            if rolling_due(self.rolling_count[model_version], len(samples), self.rolling_every):
+                due.append(RollingDue.of(model_version, self.rolling_count[model_version], rolling))
         return due
 
     async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:

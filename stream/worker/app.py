@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import tempfile
+from typing import Any
 
 import faust
 from faust.types import Message
 
 from stream.core.catalog import Catalog
-from stream.core.records import INFERENCE, LABEL, RawMessage
+from stream.core.records import INFERENCE, LABEL, RawMessage, Side
 from stream.settings import Settings
 from stream.worker.batching import acknowledge, take_ahead
 from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
@@ -55,10 +56,10 @@ def create_app(
     app = faust_app(settings)
     service = WorkerService(app, settings, catalog, partitions, log_level)
     inputs = input_topics(app, settings)
-    side_of = {settings.inference_topic: INFERENCE, settings.label_topic: LABEL}
+    side_of: dict[str, Side] = {settings.inference_topic: INFERENCE, settings.label_topic: LABEL}
 
     @app.agent(inputs, name="monitor")
-    async def monitor_agent(stream: faust.StreamT) -> None:
+    async def monitor_agent(stream: faust.StreamT[Any]) -> None:
         # At most two batches are with the engine: it can start on the next while this process
         # records and acknowledges the last (each batch is acknowledged once handled).
         previous: asyncio.Future[None] | None = None
@@ -69,14 +70,14 @@ def create_app(
                 await previous
             previous = handled
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]  # faust's timer carries no types
     async def housekeeping() -> None:
         await service.tick()
 
     return app, service
 
 
-def _raw(message: Message, side_of: dict[str, str]) -> RawMessage:
+def _raw(message: Message, side_of: dict[str, Side]) -> RawMessage:
     """A Kafka message as the core reads it (a timestamp of 0 or less is no timestamp)."""
     stamp = message.timestamp
     return RawMessage(

@@ -19,11 +19,13 @@ from faust.types import EventT
 from mode.utils.aiter import aiter
 
 
-async def take_ahead(stream: faust.StreamT, max_: int, within: float, acks: bool = True) -> AsyncIterator[list[EventT]]:
+async def take_ahead(
+    stream: faust.StreamT[Any], max_: int, within: float, acks: bool = True
+) -> AsyncIterator[list[EventT[Any]]]:
     """Yield lists of at most `max_` events, each when full or `within` seconds after the last one
     was taken; up to `max_` more events are read while the caller handles a batch. With `acks`
     off the caller acknowledges each event (`stream.ack`) once it handled it."""
-    filling: list[EventT] = []
+    filling: list[EventT[Any]] = []
     full = asyncio.Event()  # the filling batch holds max_ events
     taken = asyncio.Event()  # the caller took the full batch: a new one may fill
 
@@ -35,7 +37,7 @@ async def take_ahead(stream: faust.StreamT, max_: int, within: float, acks: bool
         if len(filling) >= max_:
             full.set()
             taken.clear()
-            await stream.wait(taken)  # type: ignore[arg-type]  # mode's wait takes any awaitable .wait()
+            await stream.wait(taken)  # type: ignore[attr-defined]  # StreamT omits Service.wait
         return value
 
     enabled = stream.enable_acks
@@ -44,7 +46,7 @@ async def take_ahead(stream: faust.StreamT, max_: int, within: float, acks: bool
     stream._enable_passive(aiter(stream.channel))  # type: ignore[attr-defined]  # noqa: SLF001 - as take_events does
     try:
         while not stream.should_stop:
-            await stream.wait_for_stopped(full, timeout=within)  # type: ignore[arg-type]
+            await stream.wait_for_stopped(full, timeout=within)  # type: ignore[attr-defined]  # as wait
             if not filling:
                 continue
             batch, filling = filling, []
@@ -60,7 +62,7 @@ async def take_ahead(stream: faust.StreamT, max_: int, within: float, acks: bool
         stream._processors.remove(add)  # type: ignore[attr-defined]  # noqa: SLF001 - no public removal
 
 
-async def acknowledge(stream: faust.StreamT, events: list[EventT]) -> None:
+async def acknowledge(stream: faust.StreamT[Any], events: list[EventT[Any]]) -> None:
     """Acknowledge handled events: Kafka may commit their offsets."""
     for event in events:
         await stream.ack(event)

@@ -84,7 +84,8 @@ class Publisher:
 
     async def _hand_over(self, topic: str, key: str, payload: bytes) -> Awaitable[Any]:
         """Queue one record in the producer; the awaitable returned gives Kafka's answer."""
-        return await self.producer.send(topic, key.encode(), payload, None, None, None)
+        answer: Awaitable[Any] = await self.producer.send(topic, key.encode(), payload, None, None, None)
+        return answer
 
     async def _send(self, topic: str, key: str, payload: bytes) -> Any:
         return await (await self._hand_over(topic, key, payload))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
 import aiokafka
@@ -45,7 +45,8 @@ def _resume(coro: Coroutine[Any, Any, Any], blocked_on: Any) -> Generator[Any, A
             coro.close()
             raise
         except BaseException as exc:  # noqa: BLE001 - thrown in by the task driving us: cancellation
-            step, arg = coro.throw, exc
+            step: Callable[[Any], Any] = coro.throw
+            arg: Any = exc
         else:
             step, arg = coro.send, sent
         try:
@@ -87,7 +88,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka hands this attribute to its Fetcher in start(), which comes after this call.
-        consumer._fetch_max_wait_ms = self.transport.fetch_max_wait_ms  # noqa: SLF001 - no setting for it
+        consumer._fetch_max_wait_ms = self.transport.fetch_max_wait_ms  # type: ignore[attr-defined]  # noqa: SLF001 - no setting for it
         return consumer
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from stream.core.records import SEP
 from stream.core.state import JOINED, PENDING_INFERENCE, JoinEntry, decode_entry, encode_entry
@@ -92,7 +92,7 @@ class ModelTable:
         start = offset + KEY_LENGTH.size
         return value[start : start + length].decode(), value[start + length :]
 
-    def learn(self, partition: int, known: int, count: int, found: list[bytes] | list[str]) -> bool:
+    def learn(self, partition: int, known: int, count: int, found: Sequence[bytes | str]) -> bool:
         """Add the references a read returned; False when Redis holds fewer than this process knows
         (its state was reset), after forgetting them: read again."""
         models = self.models.setdefault(partition, [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from stream.core.contract import Clock
@@ -32,12 +33,13 @@ class Partitions:
 
     def clock_reads(self) -> list[Read]:
         """The reads of every partition's watermarks (see `clock_of`)."""
-        return [lambda pipe, p=p: pipe.hgetall(self.keys.of(p, "wm")) for p in range(self.count)]
+        return [partial(_hgetall, self.keys.of(p, "wm")) for p in range(self.count)]
 
     def clock_of(self, replies: list[dict[bytes, bytes]]) -> Clock:
         """The clock from `clock_reads`' replies: the idle floor is the lowest partition's (raising it
         is not atomic over partitions)."""
-        watermarks, floors = {}, []
+        watermarks: dict[str, float] = {}
+        floors: list[float] = []
         for p, marks in enumerate(replies):
             found = {text(k) or "": float(v) for k, v in marks.items()}
             watermarks.update((f"{side}{p}", found[side]) for side in ("i", "l") if side in found)
@@ -48,8 +50,8 @@ class Partitions:
         """The reads of the partitions' earliest expiry slot and sweep work list (see `expiry_of`)."""
         reads: list[Read] = []
         for p in partitions:
-            reads.append(lambda pipe, p=p: pipe.zrange(self.keys.of(p, "xs"), 0, 0, withscores=True))
-            reads.append(lambda pipe, p=p: pipe.exists(self.keys.of(p, "xw")))
+            reads.append(partial(_first_scored, self.keys.of(p, "xs")))
+            reads.append(partial(_exists, self.keys.of(p, "xw")))
         return reads
 
     @staticmethod
@@ -66,3 +68,15 @@ class Partitions:
         ordered = sorted(p for p, n in names.items() if n)
         replies = await self.run([self.call(scripts.HASHES, p, json.dumps(names[p])) for p in ordered])
         return dict(zip(ordered, replies))
+
+
+def _hgetall(key: str, pipe: Any) -> object:
+    return pipe.hgetall(key)
+
+
+def _first_scored(key: str, pipe: Any) -> object:
+    return pipe.zrange(key, 0, 0, withscores=True)
+
+
+def _exists(key: str, pipe: Any) -> object:
+    return pipe.exists(key)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 from stream.core.contract import Job, RollingDue, Transacted
@@ -166,7 +167,9 @@ class Transactions:
                     index.setdefault(repr(end), []).append(len(sets))
         keys = self.partitions.keys
         part = {w: keys.of(partition, f"w:{w.encode()}") for w in (*result.windows, *result.unopened)}
-        hashes = [(part[w], agg.fields(segments=False)) for w, agg in result.windows.items()]
+        hashes: list[tuple[str, Mapping[str, float]]] = [
+            (part[w], agg.fields(segments=False)) for w, agg in result.windows.items()
+        ]
         # segments' counters go in the same hash, under a value the part admits (see `segments`)
         segments = [
             [part[w], name, value, counter_pairs(counters.fields())]

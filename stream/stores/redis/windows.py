@@ -70,7 +70,8 @@ class Windows:
             parts = [replies[i] for replies in sealed]
             if any(part is None for part in parts):  # closed already: only the cleanup is left
                 continue
-            aggregates, counts = [], {}
+            aggregates: list[WindowAggregate] = []
+            counts: dict[str, int] = {}
             for part in parts:
                 fields = counters(part)
                 counts = merge_counts(counts, {f[1:]: n for f, n in fields.items() if f.startswith("#") and f != "#"})
