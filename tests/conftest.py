@@ -1,8 +1,9 @@
 """Shared fixtures: services come from TRUTHSTREAM_TEST_* variables, else embedded ones are started.
 
 Two tiers: `python -m pytest -m "not integration"` needs no service (the core, the memory
-store, the commands' parsing); every test that uses a real Kafka or Redis is marked
-`integration`, explicitly or, through the `broker` and `redis_url` fixtures, here.
+store, the commands' parsing); every test that uses a real service is marked `integration`
+and with the service's marker (`kafka`, `redis`, `s3`, ...), explicitly or, through the
+fixtures that start or name the service, here. `.ci/run` selects its stages by these markers.
 """
 
 from __future__ import annotations
@@ -45,14 +46,18 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
-SERVICE_FIXTURES = {"broker", "redis_url"}
+# The service each fixture starts or names, as the marker of the tests that use it.
+SERVICE_FIXTURES = {"broker": "kafka", "redis_url": "redis", "secure_redis": "redis_tls", "s3_url": "s3"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that asks for a real broker or Redis as an integration test."""
+    """Mark every test by the services its fixtures need, and each of those as an integration test."""
     for item in items:
-        if SERVICE_FIXTURES & set(getattr(item, "fixturenames", ())):
-            item.add_marker(pytest.mark.integration)
+        used = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in SERVICE_FIXTURES.items():
+            if fixture in used:
+                item.add_marker(marker)
+                item.add_marker(pytest.mark.integration)
 
 
 def debian_program(name: str, package: str) -> str:

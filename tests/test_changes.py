@@ -15,6 +15,8 @@ from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
 from tests.harness import base_settings
 
+pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
+
 WINDOW_SAMPLES = 250
 
 

@@ -21,6 +21,8 @@ from stream.errors import ConfigError
 from tests.factories import T0, Topic, inference, label
 from tests.harness import Harness, base_settings
 
+pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
+
 WINDOW = 60.0
 
 

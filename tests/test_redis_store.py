@@ -29,6 +29,8 @@ from stream.stores.redis_connect import connect
 from tests.factories import T0, Topic, inference, label
 from tests.harness import CLUSTER, Harness, redis_client
 
+pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
+
 SETTINGS = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0)
 
 

@@ -15,6 +15,8 @@ from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label
 from tests.harness import base_settings
 
+pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
+
 ACCURACY_AT_LEAST_0_8 = {
     "binary_classification_constraints": {"accuracy": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"}}
 }

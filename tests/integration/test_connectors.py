@@ -372,6 +372,7 @@ class Hook(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_webhook_down_then_up_loses_nothing(deployment: Deployment, tmp_path: Path, capsys) -> None:
     """While the endpoint fails the sink retries; every violation arrives once, with a Slack text."""
     produce_windows(deployment, tmp_path)

@@ -22,7 +22,7 @@ from stream.worker.topics import ensure_topics
 from tests.conftest import debian_program
 from tests.factories import T0
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chromium]
 
 # Chromium as root in a container, with no network beyond loopback (see the README's Tests section).
 CHROMIUM_ARGS = [

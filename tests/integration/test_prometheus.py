@@ -22,7 +22,7 @@ from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_worker import produce, settings, write_calibration
 from tests.integration.workload import arrival_order, workload
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
 MONITORING = Path(__file__).resolve().parents[2] / "connectors" / "monitoring"
 RULES = MONITORING / "truthstream-rules.yml"

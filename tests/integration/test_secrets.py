@@ -17,7 +17,7 @@ from connectors.embedded import embedded_redis
 from tests.integration.conftest import Deployment
 from tests.integration.test_connectors import produce_windows
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.kafka_sasl, pytest.mark.slow]
 
 REDIS_PASSWORD = "redis-Pw-91c2d7"
 WEBHOOK_PASSWORD = "hook-Pw-5e0a77"

@@ -19,6 +19,7 @@ from connectors.embedded import free_port, free_ports
 from connectors.kafka import json_producer
 from stream.kafka_clients import KafkaConnection
 from tests.integration.workload import inference_doc, label_doc, workload
+from tests.processes import descendants, still_running
 
 pytestmark = pytest.mark.integration
 
@@ -95,6 +96,7 @@ def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
         else:
             pytest.fail(f"the live page has not read the 3 windows: {records}")
     finally:
+        started = descendants(proc.pid)
         proc.send_signal(signal.SIGINT)
         proc.wait(60)
     time.sleep(0.5)  # the reader thread takes the last lines
@@ -105,5 +107,5 @@ def test_up_runs_the_real_worker_and_stops_everything_on_ctrl_c() -> None:
     for port in (int(broker.group(2)), redis_port):
         with socket.socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open"
-    left = subprocess.run(["pgrep", "-f", "connectors.cli --log-level warning worker"], capture_output=True, text=True)
-    assert left.stdout == ""
+    assert len(started) >= 4  # the embedded broker, Redis and the two workers at least
+    assert still_running(started) == [], "processes `up` started are still running"

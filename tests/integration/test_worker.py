@@ -19,7 +19,7 @@ from tests.harness import CLUSTER
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.workload import arrival_order, expected_windows, workload
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis_cluster]
 
 WINDOW = 60.0
 GRACE = 30.0
@@ -80,7 +80,8 @@ def settings(tmp_path: Path, **extra) -> dict:
     return {**defaults, **extra}
 
 
-@pytest.mark.parametrize("engine_process", ["on", "off"])
+@pytest.mark.kafka_sasl
+@pytest.mark.parametrize("engine_process", ["on", pytest.param("off", marks=pytest.mark.slow)])
 def test_drift_raises_violations_only_in_the_windows_after_it(
     deployment: Deployment, tmp_path: Path, engine_process: str
 ) -> None:
@@ -251,6 +252,7 @@ print(engine.child.pid, flush=True)
 """
 
 
+@pytest.mark.slow
 def test_a_process_that_exits_without_stopping_its_engine_does_not_hang(deployment: Deployment, tmp_path: Path) -> None:
     """The engine process ignores SIGTERM and ends on EOF: a worker that exits without closing it
     (a crash before its services stop) must still exit, and take its engine process with it."""
@@ -267,6 +269,7 @@ def test_a_process_that_exits_without_stopping_its_engine_does_not_hang(deployme
     deployment.wait_for("the engine process to end", lambda: not alive(child), timeout=10)
 
 
+@pytest.mark.kafka_sasl
 def test_two_workers_split_the_partitions_and_agree(deployment: Deployment, tmp_path: Path) -> None:
     """Two workers in one group each take part of the four partitions; results equal scikit-learn's."""
     pairs = workload(n=4800, per_window=600, window=WINDOW, drift_window=6, seed=4, max_label_delay=20)
