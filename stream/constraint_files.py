@@ -11,6 +11,7 @@ from typing import TypeVar
 from stream.core.calibration import Calibration, MulticlassCalibration, parse_calibration
 from stream.core.catalog import Catalog
 from stream.core.constraints import ConstraintSet, parse_constraints
+from stream.core.per_model import parse_per_model
 from stream.core.records import ProblemType
 from stream.core.segments import parse_segment_keys
 from stream.errors import ConfigError, ConstraintsError
@@ -61,13 +62,14 @@ def _load_map(spec: str, load: Callable[[Path], T], error: Callable[[str], Excep
     if not spec:
         return None, {}
     if "=" in spec:
-        per_model = {}
-        for item in spec.split(","):
-            model, _, path = item.partition("=")
-            if not model.strip() or not path.strip():
-                raise error(f"mapping entry {item!r} is not model=path")
-            per_model[model.strip()] = load(Path(path.strip()))
-        return None, per_model
+        try:
+            _, paths = parse_per_model(spec, "mapping")
+        except ConfigError as exc:
+            raise error(str(exc).replace("model=value (or model=value|value|...)", "model=path")) from None
+        for model, found in paths.items():
+            if len(found) != 1:
+                raise error(f"mapping entry for {model!r} names {len(found)} files, not one")
+        return None, {model: load(Path(found[0])) for model, found in paths.items()}
     where = Path(spec)
     if where.is_dir():
         files = sorted(where.glob("*.json"))

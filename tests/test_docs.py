@@ -7,13 +7,13 @@ from pathlib import Path
 
 import yaml
 
-from stream import settings_reference
+from stream.settings import reference as settings_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_settings_page_is_generated_from_the_settings() -> None:
-    """docs/settings.md is what `python -m stream.settings_reference` writes (run it after adding
+    """docs/settings.md is what `python -m stream.settings.reference` writes (run it after adding
     or changing a setting)."""
     assert (ROOT / "docs" / "settings.md").read_text() == settings_reference.markdown()
 

@@ -8,6 +8,7 @@ import pytest
 
 from connectors.cli import build_parser
 from stream.core.records import canonical_class, parse_inference, parse_label
+from stream.core.segments import parse_segment_keys
 from stream.core.timefmt import format_time, parse_time
 from stream.errors import ConfigError, RecordError
 from stream.settings import Settings
@@ -49,7 +50,7 @@ def test_a_bad_flag_is_named_as_the_user_typed_it(capsys: pytest.CaptureFixture[
         ({"TRUTHSTREAM_WINDOW_SECONDS": "0"}, "TRUTHSTREAM_WINDOW_SECONDS must be positive"),
         ({"TRUTHSTREAM_MIN_SAMPLES": "-1"}, "TRUTHSTREAM_MIN_SAMPLES must not be negative"),
         ({"TRUTHSTREAM_METRICS_TOPIC": "labels"}, "must be distinct"),
-        ({"TRUTHSTREAM_REDIS_CLUSTER": "yes"}, "TRUTHSTREAM_REDIS_CLUSTER must be one of on, off"),
+        ({"TRUTHSTREAM_REDIS_CLUSTER": "maybe"}, "TRUTHSTREAM_REDIS_CLUSTER='maybe' is not on or off"),
         ({"TRUTHSTREAM_REDIS_CLUSTER": "on"}, "ROLLING_SIZE must be 0 with --redis-cluster"),
     ],
 )
@@ -57,6 +58,63 @@ def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None
     """A bad value is refused with the variable's name."""
     with pytest.raises(ConfigError, match=match):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "word,value",
+    [(w, True) for w in ("on", "true", "1", "yes", "ON", "Yes")]
+    + [(w, False) for w in ("off", "false", "0", "no", "Off")],
+)
+def test_on_off_settings_take_every_usual_spelling(word: str, value: bool) -> None:
+    """on/off, true/false, 1/0 and yes/no, in any case, from a variable and from a flag."""
+    env = {"TRUTHSTREAM_DEVIATIONS": word, "TRUTHSTREAM_REDIS_CLUSTER": word, "TRUTHSTREAM_ROLLING_SIZE": "0"}
+    settings = Settings.from_env(env)
+    assert settings.deviations is value and settings.redis_cluster is value
+    args = build_parser().parse_args(["worker", "--engine-process", word])
+    assert Settings.from_args(args).engine_process is value
+
+
+def test_per_model_lists_share_one_syntax_and_read_the_older_forms() -> None:
+    """`model=value|value;model=value` for classes, problem types and segments; the comma forms of
+    earlier versions still read the same."""
+    settings = Settings.from_env(
+        {
+            "TRUTHSTREAM_MODEL_CLASSES": "species=cat|dog;color=red|blue",
+            "TRUTHSTREAM_MODEL_PROBLEM_TYPES": "species=MulticlassClassification;price=Regression",
+        }
+    )
+    assert settings.class_map() == {"species": frozenset({"cat", "dog"}), "color": frozenset({"red", "blue"})}
+    older = Settings.from_env({"TRUTHSTREAM_MODEL_PROBLEM_TYPES": "species=MulticlassClassification,price=Regression"})
+    assert (
+        older.problem_type_map()
+        == settings.problem_type_map()
+        == {
+            "species": "MulticlassClassification",
+            "price": "Regression",
+        }
+    )
+    assert parse_segment_keys("features.a|features.b") == parse_segment_keys("features.a,features.b")
+    with pytest.raises(ConfigError, match="TRUTHSTREAM_MODEL_CLASSES entry 'species' is not model=value"):
+        Settings.from_env({"TRUTHSTREAM_MODEL_CLASSES": "species;color=red"})
+
+
+def test_the_settings_groups_are_small_dataclasses_and_the_core_config_shares_their_defaults() -> None:
+    """Each group is a frozen dataclass of its own; the defaults the core uses are CoreConfig's."""
+    from dataclasses import FrozenInstanceError, fields
+
+    from stream.core.config import CoreConfig
+    from stream.settings.groups import KafkaSettings, WindowSettings
+
+    settings = Settings.from_env({"TRUTHSTREAM_BROKER": "kafka://b:9092"})
+    kafka = settings.group(KafkaSettings)
+    assert kafka.broker == "kafka://b:9092" and len(fields(kafka)) == 10
+    with pytest.raises(FrozenInstanceError):
+        kafka.broker = "x"  # type: ignore[misc]
+    defaults, core = Settings(), CoreConfig()
+    for f in fields(WindowSettings):
+        if hasattr(core, f.name):
+            assert getattr(defaults, f.name) == getattr(core, f.name), f.name
+    assert Settings().core() == core
 
 
 def test_times_accept_iso_and_epoch() -> None:

@@ -118,7 +118,9 @@ class Baseline:
         rows; and the segments' violations."""
         window = {"kind": "dataset", "start": "", "end": ""}
         record = {"model": "", "model_version": "", "window": window, "problem_type": self.problem_type}
-        config = CoreConfig(segment_cap=cap, segment_min_samples=min_samples, confidence_level=level)
+        config = CoreConfig(
+            segment_cap=cap, segment_min_samples=min_samples, min_samples=min_samples, confidence_level=level
+        )
         return segment_blocks(record, self.full, config, Catalog(default=constraints))
 
     def calibration_doc(self) -> dict[str, Any] | None:

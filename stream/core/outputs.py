@@ -322,7 +322,7 @@ def segment_blocks(
         if config.confidence_level:
             add_intervals(statistics, part, problem_type, config.confidence_level)
         view = {**record, "sample_count": part.sample_count, key_of: statistics}
-        status, found = judge(view, catalog.constraints(model), config.segment_min_samples, config.violation_rule)
+        status, found = judge(view, catalog.constraints(model), config.segment_threshold, config.violation_rule)
         violations += [segment_violation(v, name, value) for v in found]
         out.setdefault(name, {})[value] = {
             "sample_count": part.sample_count,

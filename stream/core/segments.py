@@ -24,6 +24,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 
 from stream.core.aggregate import WindowAggregate
+from stream.core.per_model import parse_per_model
 from stream.errors import ConfigError
 
 OTHER = "__other__"
@@ -44,26 +45,13 @@ def _compiled(path: str) -> Any:
 
 
 def parse_segment_keys(text: str) -> tuple[tuple[str, ...], dict[str, tuple[str, ...]]]:
-    """`TRUTHSTREAM_SEGMENTS`: keys for every model (`features.country,features.device`) or per model
-    (`churn=features.country|features.device;fraud=features.region`). Returns (default, per model)."""
-    text = text.strip()
-    if not text:
-        return (), {}
-    if "=" not in text:
-        keys = tuple(k.strip() for k in text.split(",") if k.strip())
-        for key in keys:
-            _check_key(key)
-        return keys, {}
-    per_model = {}
-    for item in filter(None, (i.strip() for i in text.split(";"))):
-        model, _, keys_text = item.partition("=")
-        keys = tuple(k.strip() for k in keys_text.split("|") if k.strip())
-        if not model.strip() or not keys:
-            raise ConfigError(f"TRUTHSTREAM_SEGMENTS entry {item!r} is not model=key|key|...")
-        for key in keys:
-            _check_key(key)
-        per_model[model.strip()] = keys
-    return (), per_model
+    """`TRUTHSTREAM_SEGMENTS`: keys for every model (`features.country|features.device`) or per model
+    (`churn=features.country|features.device;fraud=features.region`), see `per_model`. Returns
+    (default, per model)."""
+    default, per_model = parse_per_model(text, "TRUTHSTREAM_SEGMENTS")
+    for key in (*default, *(k for keys in per_model.values() for k in keys)):
+        _check_key(key)
+    return default, per_model
 
 
 def _check_key(key: str) -> None:

@@ -74,7 +74,7 @@ class LocalEngine:
     @classmethod
     async def open(cls, settings: Settings, catalog: Catalog, partitions: int) -> LocalEngine:
         """Connect to Redis and build the engine over it."""
-        redis = await connect(settings.redis_url, settings.redis_cluster == "on")
+        redis = await connect(settings.redis_url, settings.redis_cluster)
         store = redis_store(settings, redis, partitions)
         return cls(Engine(settings.core(), catalog, store, partitions), redis)
 

@@ -38,7 +38,7 @@ def preflight(settings: Settings) -> int:
     s = settings
 
     async def check_redis() -> None:
-        client = await connect(s.redis_url, s.redis_cluster == "on")
+        client = await connect(s.redis_url, s.redis_cluster)
         try:
             await RedisStore(client, s.redis_prefix, s.label_ttl).check_layout()
         finally:
@@ -92,13 +92,13 @@ class WorkerService(mode.Service):
         to Redis for the outbox (`preflight` checked Redis and the topics before faust started)."""
         install_redaction()  # faust's worker set up logging of its own by now
         s = self.settings
-        if s.engine_process == "on":
+        if s.engine_process:
             engine = EngineProcess(s, self.catalog, self.partitions, self.log_level)
             await engine.start()
             self.engine = engine
         else:
             self.engine = await LocalEngine.open(s, self.catalog, self.partitions)
-        self.redis = await connect(s.redis_url, s.redis_cluster == "on")
+        self.redis = await connect(s.redis_url, s.redis_cluster)
         store = self.store = redis_store(s, self.redis, self.partitions)
         if s.metrics_port:
             self.metrics = WorkerMetrics({INFERENCE: s.inference_topic, LABEL: s.label_topic}, self.catalog)

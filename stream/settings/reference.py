@@ -1,6 +1,6 @@
 """The settings reference of the docs (`docs/settings.md`), written from the settings' own metadata.
 
-    python -m stream.settings_reference > docs/settings.md
+    python -m stream.settings.reference > docs/settings.md
 
 `tests/test_docs.py` fails when the page and the settings disagree.
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from stream.settings import ENV_PREFIX, GROUPS, Settings
+from stream.settings.fields import ENV_PREFIX, GROUPS, shown
+from stream.settings.settings import Settings
 
 INTRO = """\
 # Settings
@@ -19,14 +20,17 @@ commands that use it; flags win over variables, variables over the defaults belo
 can also be read from a file: `TRUTHSTREAM_<NAME>_FILE=/run/secrets/...` (for secrets, which are
 never printed). A bad value stops a command at start-up with one line naming the variable.
 
-This page is generated from the settings themselves (`python -m stream.settings_reference`).
+On/off settings take `on`/`off`, `true`/`false`, `1`/`0` or `yes`/`no`. Settings that list values
+per model share one syntax: `value|value` for every model, or `model=value|value;model=value`.
+
+This page is generated from the settings themselves (`python -m stream.settings.reference`).
 """
 
 
 def _default(value: object) -> str:
     if value == "" or value is None:
         return "(none)"
-    return f"`{value!r}`" if not isinstance(value, str) else f"`{value}`"
+    return f"`{value}`" if isinstance(value, str) else f"`{shown(value)}`"
 
 
 def _cell(text: str) -> str:
