@@ -33,6 +33,7 @@ class CoreConfig:
     def segment_threshold(self) -> int:
         """The joined samples a segment needs to be judged."""
         return self.segment_min_samples or self.min_samples
+
     change_delta: float = 0.002  # ADWIN's delta for change detection on the joined outcomes (0: off)
     capture_model: str = "sagemaker"  # model name of SageMaker capture records found on the inference topic
     capture_format: CaptureFormat = field(default_factory=lambda: CaptureFormat("", "", 0.5))

@@ -18,6 +18,7 @@ from typing import Any
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
+from stream.core.change_events import SCORE_METRIC, change_event, outcomes
 from stream.core.changes import SCORE_DETECTOR, Detector
 from stream.core.config import CoreConfig
 from stream.core.contract import (
@@ -35,16 +36,7 @@ from stream.core.contract import (
     WindowRecords,
     merge_counts,
 )
-from stream.core.outputs import (
-    PROVISIONAL_KIND,
-    SCORE_METRIC,
-    accounting_record,
-    change_event,
-    evaluate,
-    outcomes,
-    provisional_record,
-    window_doc,
-)
+from stream.core.outputs import PROVISIONAL_KIND, accounting_record, evaluate, provisional_record, window_doc
 from stream.core.records import REGRESSION, SEP, RawMessage
 from stream.core.state import METRICS, VIOLATION, Output, StateView, StepResult, sweep_horizon, widen
 from stream.core.step import Step, event_ids
@@ -305,16 +297,22 @@ class Engine:
         record, violations = evaluate(key.model, key.version, window, agg, counts, self.config, self.catalog)
         changed: dict[str, str] = {}
         if self.config.change_delta and record["problem_type"] != REGRESSION:
-            changed = self._detect(key, record, detectors, violations)
+            changed = self._detect(key, agg, record, detectors, violations)
         return self._outputs(key.model, record, violations), changed
 
     def _detect(
-        self, key: WindowKey, record: dict[str, Any], detectors: Mapping[str, str], events: list[dict[str, Any]]
+        self,
+        key: WindowKey,
+        agg: WindowAggregate,
+        record: dict[str, Any],
+        detectors: Mapping[str, str],
+        events: list[dict[str, Any]],
     ) -> dict[str, str]:
-        """Feed the window's outcomes (and each segment's) to their change detectors; add a change
-        event for each change found. Returns the detectors' new states."""
+        """Feed the window's outcomes (and each segment's), from its aggregate, to their change
+        detectors; add a change event (about `record`) for each change found. Returns the detectors'
+        new states."""
         changed = {}
-        for name, segment, n, errors in outcomes(record):
+        for name, segment, n, errors in outcomes(agg, self.config.segment_cap):
             detector = Detector.load(detectors.get(name), self.config.change_delta)
             if detector.fed_to >= key.end:  # fed already (a window is closed once: cannot happen)
                 continue

@@ -10,7 +10,6 @@ from typing import Any
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
-from stream.core.changes import CHANGE_CHECK_TYPE, Change
 from stream.core.config import CoreConfig
 from stream.core.constraints import Constraint, ConstraintSet
 from stream.core.estimates import (
@@ -225,75 +224,6 @@ def evaluate(
         record["segments"], segment_violations = segment_blocks(record, agg, config, catalog)
         violations += segment_violations
     return record, violations
-
-
-def outcomes(record: Mapping[str, Any]) -> list[tuple[str, dict[str, str] | None, int, int]]:
-    """(detector name, segment, samples, wrong predictions) of a classifier's window record and of
-    each of its segments: what its change detectors are fed ("" is the whole window's)."""
-    key_of = STATISTICS_KEY[record["problem_type"]]
-    out: list[tuple[str, dict[str, str] | None, int, int]] = [("", None, *_wrong(record[key_of]))]
-    for name, values in sorted((record.get("segments") or {}).items()):
-        for value, entry in sorted(values.items()):
-            out.append((f"{name}={value}", {"key": name, "value": value}, *_wrong(entry[key_of])))
-    return out
-
-
-def _wrong(statistics: Mapping[str, Any]) -> tuple[int, int]:
-    matrix = statistics.get("confusion_matrix", {})
-    n = sum(sum(row.values()) for row in matrix.values())
-    return int(n), int(n - sum(row.get(actual, 0) for actual, row in matrix.items()))
-
-
-SCORE_METRIC = "mean_score"  # what the label-free change detector watches
-
-
-def change_event(
-    record: Mapping[str, Any],
-    change: Change,
-    segment: dict[str, str] | None,
-    delta: float,
-    metric: str = "accuracy",
-) -> dict[str, Any]:
-    """A change detected in a window (or one of its segments): on the violations topic, with
-    `constraint_check_type` "ChangeDetected", the estimated start of the new regime and the metric
-    before and after it: `accuracy` (from the outcomes) or, label-free, `mean_score`."""
-    before, after = change.means()
-    if metric == "accuracy":  # the outcomes' mean is the error rate
-        before, after = (None if v is None else 1 - v for v in (before, after))
-    since = format_time(change.since)
-    where = f"Segment {segment['key']}={segment['value']}: c" if segment else "C"
-    shown = ["n/a" if v is None else f"{v:.4f}" for v in (before, after)]
-    name = "change" if metric == "accuracy" else f"change\x1f{metric}"
-    event: dict[str, Any] = {
-        "violation_id": violation_id(
-            record["model"],
-            record["model_version"],
-            record["window"],
-            f"{name}\x1f{segment['key']}\x1f{segment['value']}" if segment else name,
-        ),
-        "model": record["model"],
-        "model_version": record["model_version"],
-        "window": record["window"],
-        "metric_name": metric,
-        "constraint_check_type": CHANGE_CHECK_TYPE,
-        "description": f"{where}hange in {metric} since about {since}: {shown[0]} before, {shown[1]} after "
-        f"(ADWIN, delta {delta:g})",
-        "threshold": before,
-        "value": after,
-        "sample_count": change.after[0],
-        "change": {
-            "since": since,
-            "before": {metric: before, "samples": change.before[0]},
-            "after": {metric: after, "samples": change.after[0]},
-            "detector": "ADWIN",
-            "delta": delta,
-        },
-    }
-    if metric != "accuracy":
-        event["label_free"] = True
-    if segment:
-        event["segment"] = segment
-    return event
 
 
 def segment_violation(violation: dict[str, Any], key: str, value: str) -> dict[str, Any]:

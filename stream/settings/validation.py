@@ -55,9 +55,7 @@ def validate(s: Any) -> None:
     for f in fields(s):
         allowed = f.metadata.get("choices")
         if allowed and getattr(s, f.name) not in allowed:
-            raise ConfigError(
-                f"{setting_name(f.name)} must be one of {', '.join(allowed)}, got {getattr(s, f.name)!r}"
-            )
+            raise ConfigError(f"{setting_name(f.name)} must be one of {', '.join(allowed)}, got {getattr(s, f.name)!r}")
     if s.redis_cluster and s.rolling_size:
         raise ConfigError(
             f"{setting_name('rolling_size')} must be 0 with {setting_name('redis_cluster')}=on: a rolling "
