@@ -67,6 +67,49 @@ def test_stores_depend_on_the_core_only(path: Path) -> None:
             )
 
 
+# What evaluates windows: the engine drives it, a store never calls into it (see stream/core/contract.py).
+EVALUATING = {
+    "stream.core.engine",
+    "stream.core.step",
+    "stream.core.outputs",
+    "stream.core.change_events",
+    "stream.core.metrics",
+    "stream.core.intervals",
+    "stream.core.estimates",
+    "stream.core.changes",
+    "stream.core.constraints",
+    "stream.core.catalog",
+    "stream.core.calibration",
+    "stream.core.baseline",
+}
+
+
+def project_imports(module: str) -> set[str]:
+    """The project modules `module` imports, directly or through others."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        current = todo.pop()
+        path = ROOT / Path(*current.split("."))
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        if not path.exists():
+            continue
+        for found in imported(path):
+            for candidate in (found, found.rpartition(".")[0]):  # `from pkg import module` names both
+                if candidate.startswith("stream.") and candidate not in seen:
+                    seen.add(candidate)
+                    todo.append(candidate)
+    return seen
+
+
+@pytest.mark.parametrize("path", modules("stream/stores"), ids=name)
+def test_a_store_imports_nothing_that_evaluates_windows(path: Path) -> None:
+    """The store keeps and claims; the core evaluates: no store module reaches, even indirectly, the
+    modules that build records, metrics or judgments."""
+    reached = project_imports(name(path)) & EVALUATING
+    assert not reached, f"{name(path)} reaches {sorted(reached)}"
+
+
 @pytest.mark.parametrize("path", [p for p in ROOT.rglob("*.py") if ".git" not in p.parts], ids=str)
 def test_nothing_imports_a_command(path: Path) -> None:
     """Command modules are loaded by the parser alone (`connectors.cli`, by name)."""
@@ -99,3 +142,9 @@ def test_the_parser_loads_no_heavy_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_every_module_of_the_monitor_is_short_enough_to_read_in_one_sitting() -> None:
+    """No module under stream/ is longer than 400 lines."""
+    long = {name(p): n for p in modules("stream") if (n := len(p.read_text().splitlines())) > 400}
+    assert not long, long
