@@ -75,7 +75,7 @@ class WindowAggregate:
     (3, [('0', 1), ('1', 1)])
     """
 
-    __slots__ = ("cells", "estimates", "labels", "mcells", "msums", "resolution", "scores", "segments", "sums")
+    __slots__ = ("arrivals", "cells", "estimates", "mcells", "msums", "resolution", "scores", "segments", "sums")
 
     def __init__(self, resolution: float, fields: Mapping[str, float] | None = None) -> None:
         self.resolution = resolution
@@ -85,7 +85,7 @@ class WindowAggregate:
         self.sums: dict[str, float] = {}  # regression sums by REGRESSION_FIELDS name, samples of no subsample
         self.mcells: dict[tuple[int, str, str, int], int] = {}  # (mask, actual, predicted, coarse bin or -1)
         self.msums: dict[tuple[int, str], float] = {}  # (mask, regression sum name)
-        self.labels: dict[str, int] = {}  # "i": inferences of the window; "d<bin>": label delays
+        self.arrivals: dict[str, int] = {}  # "i": inferences, "h<bin>": their scores, "d<bin>": label delays
         self.estimates: dict[str, float] = {}  # sums over the window's inferences (see `estimates`)
         self.segments: dict[tuple[str, str], WindowAggregate] = {}  # (key, value) -> its own counters
         for field, n in (fields or {}).items():
@@ -100,7 +100,7 @@ class WindowAggregate:
         elif kind == REG:
             _add(self.sums, first, n)
         elif kind == LABELS:
-            _add(self.labels, first + "".join(rest), int(n))
+            _add(self.arrivals, first + "".join(rest), int(n))
         elif kind == ESTIMATE:
             _add(self.estimates, SEP.join([first, *rest]), n)
         elif kind == SEGMENT:
@@ -153,7 +153,7 @@ class WindowAggregate:
         out.update((f"{m}{SEP}{REG}{SEP}{name}", v) for (m, name), v in self.msums.items())
         out.update(
             (f"{LABELS}{SEP}{key[0]}" + (f"{SEP}{key[1:]}" if len(key) > 1 else ""), n)
-            for key, n in self.labels.items()
+            for key, n in self.arrivals.items()
         )
         out.update((f"{ESTIMATE}{SEP}{key}", v) for key, v in self.estimates.items())
         if segments:
@@ -163,16 +163,16 @@ class WindowAggregate:
 
     def add_inference(self, n: int = 1) -> None:
         """Count inferences of the window (joined or not), the denominator of its label coverage."""
-        _add(self.labels, "i", n)
+        _add(self.arrivals, "i", n)
 
     def add_score(self, score: float) -> None:
         """Count an inference's score (a binary model's positive-class score, a multiclass model's top
         probability) in a histogram of 0.01-wide bins, for the label-free change detector."""
-        _add(self.labels, f"h{round(score * SCORE_BINS)}", 1)
+        _add(self.arrivals, f"h{round(score * SCORE_BINS)}", 1)
 
     def score_counts(self) -> dict[float, int]:
         """The window's inference scores: bin value -> count (see `add_score`)."""
-        return {int(k[1:]) / SCORE_BINS: n for k, n in sorted(self.labels.items()) if k.startswith("h") and n}
+        return {int(k[1:]) / SCORE_BINS: n for k, n in sorted(self.arrivals.items()) if k.startswith("h") and n}
 
     def add_delay(self, seconds: float) -> None:
         """Count a label's delay (from its inference's time to the label's) in the log-binned histogram;
@@ -180,17 +180,17 @@ class WindowAggregate:
         if math.isnan(seconds) or math.isinf(seconds):
             return
         at = MIN_DELAY_BIN if seconds <= 0 else math.floor(DELAYS_PER_DECADE * math.log10(seconds))
-        _add(self.labels, f"d{max(MIN_DELAY_BIN, at)}", 1)
+        _add(self.arrivals, f"d{max(MIN_DELAY_BIN, at)}", 1)
 
     def coverage(self) -> dict[str, Any] | None:
         """Label coverage of the window: inferences, joined ones, their share, and the label delays'
         p50, p95 and max in seconds (each the upper edge of its histogram bin: within 26 %); None
         when no inference was counted (a rolling window)."""
-        inferences = self.labels.get("i", 0)
+        inferences = self.arrivals.get("i", 0)
         if not inferences:
             return None
         joined = self.sample_count
-        bins = sorted((int(k[1:]), n) for k, n in self.labels.items() if k.startswith("d") and n)
+        bins = sorted((int(k[1:]), n) for k, n in self.arrivals.items() if k.startswith("d") and n)
         delays: dict[str, Any] = dict.fromkeys(("p50", "p95", "max"), "NaN")
         if bins:
             total, counted = sum(n for _, n in bins), 0
@@ -238,7 +238,7 @@ class WindowAggregate:
             (self.sums, other.sums),
             (self.mcells, other.mcells),
             (self.msums, other.msums),
-            (self.labels, other.labels),
+            (self.arrivals, other.arrivals),
             (self.estimates, other.estimates),
         ):
             for key, n in theirs.items():
@@ -358,7 +358,7 @@ class WindowAggregate:
     @classmethod
     def of(cls, samples: Iterable[Joined], resolution: float, regression: bool = False) -> WindowAggregate:
         """Build the state of a window from its samples."""
-        agg = cls(resolution)
+        aggregate = cls(resolution)
         for sample in samples:
-            agg.add(sample, regression)
-        return agg
+            aggregate.add(sample, regression)
+        return aggregate

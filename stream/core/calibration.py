@@ -109,11 +109,11 @@ class MulticlassCalibration:
         return doc
 
 
-def fit_calibration(agg: WindowAggregate) -> tuple[Calibration, dict[str, float]]:
+def fit_calibration(aggregate: WindowAggregate) -> tuple[Calibration, dict[str, float]]:
     """An isotonic calibration fitted on a labelled aggregate's score histogram, and the Brier
     score of the raw and of the calibrated scores on the same data (the second is optimistic:
     it is measured where it was fitted)."""
-    scores, negatives, positives = agg.score_histogram()
+    scores, negatives, positives = aggregate.score_histogram()
     order = np.argsort(scores)
     scores, negatives, positives = scores[order], negatives[order].astype(float), positives[order].astype(float)
     weights = negatives + positives
@@ -138,7 +138,7 @@ def fit_multiclass_calibration(
 ) -> tuple[MulticlassCalibration, dict[str, float]]:
     """One-vs-rest isotonic calibrations from each class's aggregate (the class's probability as the
     score, "is this class" as the positive label); the Brier scores are the classes' mean."""
-    fitted = {c: fit_calibration(agg) for c, agg in sorted(per_class.items())}
+    fitted = {c: fit_calibration(aggregate) for c, aggregate in sorted(per_class.items())}
     samples = max((cal.samples for cal, _ in fitted.values()), default=0)
     brier = {k: float(np.mean([b[k] for _, b in fitted.values()])) for k in ("raw", "calibrated")}
     return MulticlassCalibration({c: cal for c, (cal, _) in fitted.items()}, samples), brier

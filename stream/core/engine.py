@@ -203,7 +203,9 @@ class Engine:
             if not conflicts:
                 break
             # another worker fed these detectors meanwhile: seal again (closed windows drop out)
-            sealed = await self.store.seal([w.key for mk, ws in pending.items() if mk in conflicts for w in ws])
+            sealed = await self.store.seal(
+                [w.key for model_version, ws in pending.items() if model_version in conflicts for w in ws]
+            )
         else:
             raise StateError(f"could not close {len(due)} windows after {MAX_CLAIMS} attempts")
         await self.store.finish(due)
@@ -225,7 +227,9 @@ class Engine:
                 break
             records, conflicts = await self._claim(pending, PROVISIONAL)
             queued += records
-            pending = {mk: windows for mk, windows in pending.items() if mk in conflicts}
+            pending = {
+                model_version: windows for model_version, windows in pending.items() if model_version in conflicts
+            }
         else:
             raise StateError(f"could not publish {len(due)} provisional records after {MAX_CLAIMS} attempts")
         await self.store.unlist_provisional(due)
@@ -236,12 +240,15 @@ class Engine:
         returns the windows closed (FINAL) or records queued (PROVISIONAL), and the model versions
         whose detectors moved meanwhile (nothing of theirs was taken)."""
         detectors = await self.store.detectors(list(pending), kind)
-        claims = [self._evaluate_model(mk, windows, detectors[mk], kind) for mk, windows in pending.items()]
+        claims = [
+            self._evaluate_model(model_version, windows, detectors[model_version], kind)
+            for model_version, windows in pending.items()
+        ]
         result = await self.store.claim(claims, kind)
         return (result.windows if kind == FINAL else result.records), result.conflicts
 
     def _evaluate_model(
-        self, mk: str, windows: list[SealedWindow], detectors: DetectorStates, kind: ClaimKind
+        self, model_version: str, windows: list[SealedWindow], detectors: DetectorStates, kind: ClaimKind
     ) -> Claim:
         """One model version's windows evaluated in order, each on the detectors the last one left."""
         states, changed = dict(detectors.states), {}
@@ -254,7 +261,7 @@ class Engine:
             states.update(new)
             changed.update(new)
             records.append(WindowRecords(window.key, outputs))
-        return Claim(mk, detectors.stamp, records, changed)
+        return Claim(model_version, detectors.stamp, records, changed)
 
     async def account(self, models: set[str], now: float) -> int:
         """Report the counts (late, expired, ...) of these models that no open window will carry, in
@@ -291,19 +298,19 @@ class Engine:
         return await self.provisional_due(now), await self.close_due(now)
 
     def _evaluate(
-        self, key: WindowKey, agg: WindowAggregate, counts: dict[str, int], detectors: Mapping[str, str]
+        self, key: WindowKey, aggregate: WindowAggregate, counts: dict[str, int], detectors: Mapping[str, str]
     ) -> tuple[list[Output], dict[str, str]]:
         window = window_doc("tumbling", key.start, key.end)
-        record, violations = evaluate(key.model, key.version, window, agg, counts, self.config, self.catalog)
+        record, violations = evaluate(key.model, key.version, window, aggregate, counts, self.config, self.catalog)
         changed: dict[str, str] = {}
         if self.config.change_delta and record["problem_type"] != REGRESSION:
-            changed = self._detect(key, agg, record, detectors, violations)
+            changed = self._detect(key, aggregate, record, detectors, violations)
         return self._outputs(key.model, record, violations), changed
 
     def _detect(
         self,
         key: WindowKey,
-        agg: WindowAggregate,
+        aggregate: WindowAggregate,
         record: dict[str, Any],
         detectors: Mapping[str, str],
         events: list[dict[str, Any]],
@@ -312,7 +319,7 @@ class Engine:
         detectors; add a change event (about `record`) for each change found. Returns the detectors'
         new states."""
         changed = {}
-        for name, segment, n, errors in outcomes(agg, self.config.segment_cap):
+        for name, segment, n, errors in outcomes(aggregate, self.config.segment_cap):
             detector = Detector.load(detectors.get(name), self.config.change_delta)
             if detector.fed_to >= key.end:  # fed already (a window is closed once: cannot happen)
                 continue
@@ -323,12 +330,12 @@ class Engine:
         return changed
 
     def _provisional(
-        self, key: WindowKey, agg: WindowAggregate, detectors: Mapping[str, str]
+        self, key: WindowKey, aggregate: WindowAggregate, detectors: Mapping[str, str]
     ) -> tuple[list[Output], dict[str, str]]:
         window = window_doc(PROVISIONAL_KIND, key.start, key.end)
-        record, violations = provisional_record(key.model, key.version, window, agg, self.config, self.catalog)
+        record, violations = provisional_record(key.model, key.version, window, aggregate, self.config, self.catalog)
         changed: dict[str, str] = {}
-        counts = agg.score_counts() if self.config.change_delta else {}
+        counts = aggregate.score_counts() if self.config.change_delta else {}
         if counts:  # label-free: the score distribution's detector, fed as the window's inferences complete
             detector = Detector.load(detectors.get(SCORE_DETECTOR), self.config.change_delta)
             if detector.fed_to < key.end:
@@ -344,11 +351,11 @@ class Engine:
 
     def _rolling(self, due: RollingDue) -> list[Output]:
         model, version = split_model_key(due.model_key)
-        agg = WindowAggregate(self.config.score_resolution)
+        aggregate = WindowAggregate(self.config.score_resolution)
         scores = due.scores if any(s is not None for s in due.scores) else None
-        agg.add_columns(due.y_true, due.y_pred, scores, self.catalog.problem_type(model) == REGRESSION)
+        aggregate.add_columns(due.y_true, due.y_pred, scores, self.catalog.problem_type(model) == REGRESSION)
         window = window_doc("rolling", min(due.times), max(due.times), size=len(due.times), sequence=due.sequence)
-        record, violations = evaluate(model, version, window, agg, {}, self.config, self.catalog)
+        record, violations = evaluate(model, version, window, aggregate, {}, self.config, self.catalog)
         return self._outputs(model, record, violations)
 
     def _outputs(self, model: str, record: dict[str, Any], violations: list[dict[str, Any]]) -> list[Output]:

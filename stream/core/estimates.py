@@ -51,10 +51,10 @@ ESTIMATED_METRICS: dict[ProblemType, tuple[str, ...]] = {
 ESTIMATE_RESOLUTION = 0.01  # score bins of the estimated AUC (ties within a bin count half)
 
 
-def count_estimate(agg: WindowAggregate, prediction: str, probability: float, score: float) -> None:
+def count_estimate(aggregate: WindowAggregate, prediction: str, probability: float, score: float) -> None:
     """Add one inference (its predicted class, calibrated probability of the positive class and raw
     score) to a window's estimate sums."""
-    e, side = agg.estimates, "1" if prediction == POSITIVE else "0"
+    e, side = aggregate.estimates, "1" if prediction == POSITIVE else "0"
     for key, v in (
         ("n" + side, 1.0),
         ("p" + side, probability),
@@ -65,10 +65,10 @@ def count_estimate(agg: WindowAggregate, prediction: str, probability: float, sc
         e[key] = e.get(key, 0.0) + v
 
 
-def count_multiclass_estimate(agg: WindowAggregate, prediction: str, probabilities: Mapping[str, float]) -> None:
+def count_multiclass_estimate(aggregate: WindowAggregate, prediction: str, probabilities: Mapping[str, float]) -> None:
     """Add one multiclass inference (its predicted class and calibrated class probabilities) to a
     window's estimate sums."""
-    e = agg.estimates
+    e = aggregate.estimates
     hit = probabilities.get(prediction, 0.0)
     for key, v in (
         (f"n{SEP}{prediction}", 1.0),
@@ -78,10 +78,12 @@ def count_multiclass_estimate(agg: WindowAggregate, prediction: str, probabiliti
         e[key] = e.get(key, 0.0) + v
 
 
-def count_estimates(agg: WindowAggregate, positive: np.ndarray, probabilities: np.ndarray, scores: np.ndarray) -> None:
+def count_estimates(
+    aggregate: WindowAggregate, positive: np.ndarray, probabilities: np.ndarray, scores: np.ndarray
+) -> None:
     """`count_estimate` over many inferences at once (whether each is predicted positive, its
     calibrated probability and raw score), for data sets read in chunks."""
-    e, q = agg.estimates, probabilities
+    e, q = aggregate.estimates, probabilities
     for side, rows in (("1", positive), ("0", ~positive)):
         for key, v in (("n", rows.sum()), ("p", q[rows].sum()), ("v", (q * (1 - q))[rows].sum())):
             e[key + side] = e.get(key + side, 0.0) + float(v)
@@ -105,13 +107,13 @@ def _entry(value: float, variance: float, z: float | None) -> dict[str, Any]:
 
 
 def estimated_metrics(
-    agg: WindowAggregate, level: float = 0.0, problem_type: ProblemType = BINARY
+    aggregate: WindowAggregate, level: float = 0.0, problem_type: ProblemType = BINARY
 ) -> dict[str, dict[str, Any]]:
     """`estimated_<metric>` entries (value, standard deviation and, with a `level`, the interval) of
     a window's estimate sums; empty when no inference was estimated."""
     if problem_type != BINARY:
-        return _multiclass_metrics(agg, level)
-    e = agg.estimates
+        return _multiclass_metrics(aggregate, level)
+    e = aggregate.estimates
     n1, n0, a, b, v1, v0 = (e.get(k, 0.0) for k in ("n1", "n0", "p1", "p0", "v1", "v0"))
     n = n1 + n0
     if n <= 0:
@@ -165,8 +167,8 @@ def _multiclass_matrix(e: Mapping[str, float]) -> tuple[list[str], np.ndarray, n
     return classes, matrix, counts, spread
 
 
-def _multiclass_metrics(agg: WindowAggregate, level: float) -> dict[str, dict[str, Any]]:
-    classes, matrix, counts, spread = _multiclass_matrix(agg.estimates)
+def _multiclass_metrics(aggregate: WindowAggregate, level: float) -> dict[str, dict[str, Any]]:
+    classes, matrix, counts, spread = _multiclass_matrix(aggregate.estimates)
     n = counts.sum()
     if n <= 0:
         return {}
@@ -209,12 +211,12 @@ def _column_draws(matrix: np.ndarray, counts: np.ndarray) -> np.ndarray:
     return draws.reshape(BOOTSTRAP_DRAWS, k * k)
 
 
-def expected_confusion(agg: WindowAggregate, problem_type: ProblemType = BINARY) -> dict[str, dict[str, float]]:
+def expected_confusion(aggregate: WindowAggregate, problem_type: ProblemType = BINARY) -> dict[str, dict[str, float]]:
     """The expected confusion matrix `{actual: {predicted: count}}` of the window's inferences."""
     if problem_type != BINARY:
-        classes, matrix, _, _ = _multiclass_matrix(agg.estimates)
+        classes, matrix, _, _ = _multiclass_matrix(aggregate.estimates)
         return {a: {p: float(matrix[i, j]) for j, p in enumerate(classes)} for i, a in enumerate(classes)}
-    e = agg.estimates
+    e = aggregate.estimates
     n1, n0, a, b = (e.get(k, 0.0) for k in ("n1", "n0", "p1", "p0"))
     return {"0": {"0": n0 - b, "1": n1 - a}, "1": {"0": b, "1": a}}
 

@@ -191,13 +191,13 @@ def multiclass_draws(k: int, majority: int) -> Callable[[np.ndarray], dict[str, 
 
 
 def intervals(
-    agg: WindowAggregate, problem_type: ProblemType, level: float, statistics: Mapping[str, Any]
+    aggregate: WindowAggregate, problem_type: ProblemType, level: float, statistics: Mapping[str, Any]
 ) -> dict[str, Interval | None]:
     """The interval of every scalar metric of a window; `statistics` is its statistics body (the
     regression intervals that need them read its values and subsample deviations)."""
     if problem_type == REGRESSION:
-        return _regression(agg, level, statistics)
-    matrix = agg.confusion()
+        return _regression(aggregate, level, statistics)
+    matrix = aggregate.confusion()
     if problem_type == BINARY:
         tp, fn, fp, tn = binary_cells(matrix)
         out: dict[str, Interval | None] = {
@@ -211,7 +211,7 @@ def intervals(
         }
         # the window's best constant classifier predicts its majority class (a tie: positive)
         out.update(_binary_bootstrap((tp, fn, fp, tn), tp + fn >= tn + fp, level))
-        _, negatives, positives = agg.score_histogram()
+        _, negatives, positives = aggregate.score_histogram()
         out["auc"] = delong_auc(negatives, positives, level) if len(negatives) else None
         return out
     classes = sorted(set(matrix) | {p for row in matrix.values() for p in row})
@@ -237,8 +237,8 @@ def _multiclass_bootstrap(cells: tuple[int, ...], k: int, majority: int, level: 
     return bootstrap(np.array(cells), multiclass_draws(k, majority), level)
 
 
-def _regression(agg: WindowAggregate, level: float, statistics: Mapping[str, Any]) -> dict[str, Interval | None]:
-    sums = agg.regression_sums()
+def _regression(aggregate: WindowAggregate, level: float, statistics: Mapping[str, Any]) -> dict[str, Interval | None]:
+    sums = aggregate.regression_sums()
     n = sums["n"]
     out: dict[str, Interval | None] = {}
     if n >= 2:
@@ -257,10 +257,12 @@ def _regression(agg: WindowAggregate, level: float, statistics: Mapping[str, Any
     return out
 
 
-def add_intervals(statistics: dict[str, Any], agg: WindowAggregate, problem_type: ProblemType, level: float) -> None:
+def add_intervals(
+    statistics: dict[str, Any], aggregate: WindowAggregate, problem_type: ProblemType, level: float
+) -> None:
     """Write `confidence_interval: [lower, upper]` (or "NaN") into every scalar entry of a window's
     statistics body."""
-    found = intervals(agg, problem_type, level, statistics)
+    found = intervals(aggregate, problem_type, level, statistics)
     for name, entry in statistics.items():
         if isinstance(entry, dict) and "value" in entry:
             interval = found.get(name)

@@ -190,11 +190,11 @@ def regression_scores(sums: dict[str, float]) -> dict[str, float]:
     return {"mae": sums["ae"] / n, "mse": mse, "rmse": math.sqrt(mse), "r2": r2}
 
 
-def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
+def compute_metrics(aggregate: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
     """The body of a SageMaker `statistics.json` for the problem type (under its key), with each
     scalar's standard deviation over the subsamples (SageMaker's: from 200 samples on, else "NaN")."""
-    out = _metrics(agg, problem_type, curve_points)
-    subsamples = agg.parts if agg.sample_count >= MIN_SAMPLES_FOR_STD else None
+    out = _metrics(aggregate, problem_type, curve_points)
+    subsamples = aggregate.parts if aggregate.sample_count >= MIN_SAMPLES_FOR_STD else None
     if subsamples is None:
         return out
     parts = [_metrics(part, problem_type, 0) for part in subsamples]
@@ -206,16 +206,16 @@ def compute_metrics(agg: WindowAggregate, problem_type: ProblemType, curve_point
     return out
 
 
-def _metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
+def _metrics(aggregate: WindowAggregate, problem_type: ProblemType, curve_points: int) -> dict[str, Any]:
     """Values only (deviations "NaN"); `curve_points` 0 leaves the curves out."""
     if problem_type == REGRESSION:
-        scores = regression_scores(agg.regression_sums())
+        scores = regression_scores(aggregate.regression_sums())
         return {
             name: {"value": _finite(scores[name]), "standard_deviation": NO_STD}
             for name in REGRESSION_SCALARS
             if name in scores
         }
-    matrix = agg.confusion()
+    matrix = aggregate.confusion()
     out: dict[str, Any] = {"confusion_matrix": full_matrix(matrix, problem_type == BINARY)}
     if problem_type == BINARY:
         scores = _binary_scores(matrix)
@@ -227,7 +227,7 @@ def _metrics(agg: WindowAggregate, problem_type: ProblemType, curve_points: int)
         constant = _binary_scores(_constant_matrix(matrix, majority))
         for name in ("recall", "precision", "accuracy", "f0_5", "f1", "f2"):
             scores[f"{name}_best_constant_classifier"] = constant[name]
-        _, negatives, positives = agg.score_histogram()
+        _, negatives, positives = aggregate.score_histogram()
         if len(negatives):
             auc, fprs, tprs, precisions, recalls = roc_and_pr(negatives, positives)
             scores["auc"] = auc

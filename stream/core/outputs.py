@@ -180,7 +180,7 @@ def evaluate(
     model: str,
     version: str,
     window: dict[str, Any],
-    agg: WindowAggregate,
+    aggregate: WindowAggregate,
     counts: Mapping[str, int],
     config: CoreConfig,
     catalog: Catalog,
@@ -191,25 +191,25 @@ def evaluate(
         "model": model,
         "model_version": version,
         "window": window,
-        "sample_count": agg.sample_count,
+        "sample_count": aggregate.sample_count,
         "status": "",
         "violation_count": 0,
         "problem_type": problem_type,
         "counts": {name: int(counts.get(name, 0)) for name in COUNT_NAMES},
-        STATISTICS_KEY[problem_type]: compute_metrics(agg, problem_type, config.curve_points),
+        STATISTICS_KEY[problem_type]: compute_metrics(aggregate, problem_type, config.curve_points),
     }
     if window["kind"] == "tumbling":
         record["revision"] = FINAL_REVISION
-    coverage = agg.coverage()
+    coverage = aggregate.coverage()
     if coverage is not None:
         record["labels"] = coverage
     statistics = record[STATISTICS_KEY[problem_type]]
     if config.confidence_level:
         record["confidence_level"] = config.confidence_level
-        add_intervals(statistics, agg, problem_type, config.confidence_level)
-    if agg.estimates:  # the estimate over all the window's inferences, beside the realized metrics
-        statistics.update(estimated_metrics(agg, config.confidence_level, problem_type))
-        record["estimated_confusion_matrix"] = expected_confusion(agg, problem_type)
+        add_intervals(statistics, aggregate, problem_type, config.confidence_level)
+    if aggregate.estimates:  # the estimate over all the window's inferences, beside the realized metrics
+        statistics.update(estimated_metrics(aggregate, config.confidence_level, problem_type))
+        record["estimated_confusion_matrix"] = expected_confusion(aggregate, problem_type)
         record["estimate_error"] = estimate_errors(statistics, problem_type)
     constraints = catalog.constraints(model)
     record["status"], violations = judge(record, constraints, config.min_samples, config.violation_rule)
@@ -220,8 +220,8 @@ def evaluate(
     record["violations"] = [
         {k: v[k] for k in ("metric_name", "constraint_check_type", "description")} for v in violations
     ]
-    if agg.segments:
-        record["segments"], segment_violations = segment_blocks(record, agg, config, catalog)
+    if aggregate.segments:
+        record["segments"], segment_violations = segment_blocks(record, aggregate, config, catalog)
         violations += segment_violations
     return record, violations
 
@@ -238,7 +238,7 @@ def segment_violation(violation: dict[str, Any], key: str, value: str) -> dict[s
 
 
 def segment_blocks(
-    record: Mapping[str, Any], agg: WindowAggregate, config: CoreConfig, catalog: Catalog
+    record: Mapping[str, Any], aggregate: WindowAggregate, config: CoreConfig, catalog: Catalog
 ) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
     """Per segment key and value (at most `segment_cap` values a key, the rest `__other__`): its
     samples, status and metrics (with intervals), judged by the model's constraints from
@@ -247,7 +247,7 @@ def segment_blocks(
     key_of = STATISTICS_KEY[problem_type]
     out: dict[str, dict[str, Any]] = {}
     violations: list[dict[str, Any]] = []
-    for (name, value), part in sorted(capped(agg.segments, config.segment_cap).items()):
+    for (name, value), part in sorted(capped(aggregate.segments, config.segment_cap).items()):
         statistics = compute_metrics(part, problem_type, 0)
         if config.confidence_level:
             add_intervals(statistics, part, problem_type, config.confidence_level)
@@ -267,7 +267,7 @@ def provisional_record(
     model: str,
     version: str,
     window: dict[str, Any],
-    agg: WindowAggregate,
+    aggregate: WindowAggregate,
     config: CoreConfig,
     catalog: Catalog,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -279,13 +279,13 @@ def provisional_record(
     `"estimated": true`). `estimated` says whether it holds estimates; without, its status is
     `not_estimated`."""
     problem_type = catalog.problem_type(model)
-    statistics = estimated_metrics(agg, config.confidence_level, problem_type)
+    statistics = estimated_metrics(aggregate, config.confidence_level, problem_type)
     record: dict[str, Any] = {
         "model": model,
         "model_version": version,
         "window": window,
-        "sample_count": agg.labels.get("i", 0),
-        "labelled_so_far": agg.sample_count,
+        "sample_count": aggregate.arrivals.get("i", 0),
+        "labelled_so_far": aggregate.sample_count,
         "status": STATUS_NOT_ESTIMATED,
         "violation_count": 0,
         "problem_type": problem_type,
@@ -293,12 +293,12 @@ def provisional_record(
         "estimated": bool(statistics),
         STATISTICS_KEY[problem_type]: statistics,
     }
-    coverage = agg.coverage()
+    coverage = aggregate.coverage()
     if coverage is not None:
         record["labels"] = coverage
     violations: list[dict[str, Any]] = []
     if statistics:
-        record["estimated_confusion_matrix"] = expected_confusion(agg, problem_type)
+        record["estimated_confusion_matrix"] = expected_confusion(aggregate, problem_type)
         if config.confidence_level:
             record["confidence_level"] = config.confidence_level
         judged = {**record, STATISTICS_KEY[problem_type]: _unprefixed(statistics)}

@@ -77,7 +77,6 @@ class Joined:
     y_pred: str
     score: float | None
     subsamples: int = 0  # bit k: the sample is in subsample k (see aggregate.subsample_mask)
-    segments: tuple[tuple[str, str], ...] = ()  # (segment key, value) pairs (see `segments`)
 
 
 # Bounds that keep one record from growing the state: ids, names, versions and class labels are

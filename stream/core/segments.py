@@ -106,17 +106,19 @@ def capped(segments: Mapping[tuple[str, str], WindowAggregate], cap: int) -> dic
     """A closed window's segments with at most `cap` values per key besides `__other__`: the values
     with the most samples (ties: the smaller value) stay, the rest merge into `__other__`."""
     by_key: dict[str, list[tuple[str, WindowAggregate]]] = {}
-    for (key, value), agg in segments.items():
-        by_key.setdefault(key, []).append((value, agg))
+    for (key, value), aggregate in segments.items():
+        by_key.setdefault(key, []).append((value, aggregate))
     out: dict[tuple[str, str], WindowAggregate] = {}
     for key, values in by_key.items():
         ranked = sorted((v for v in values if v[0] != OTHER), key=lambda v: (-v[1].sample_count, v[0]))
-        folded = [agg for value, agg in values if value == OTHER] + [agg for _, agg in ranked[cap:]]
-        for value, agg in ranked[:cap]:
-            out[key, value] = agg
+        folded = [aggregate for value, aggregate in values if value == OTHER] + [
+            aggregate for _, aggregate in ranked[cap:]
+        ]
+        for value, aggregate in ranked[:cap]:
+            out[key, value] = aggregate
         if folded:
             other = WindowAggregate(folded[0].resolution)
-            for agg in folded:
-                other.merge(agg)
+            for aggregate in folded:
+                other.merge(aggregate)
             out[key, OTHER] = other
     return out

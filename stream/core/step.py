@@ -206,50 +206,50 @@ class Step:
         self.result.outputs.append(Output(DEAD_LETTER, letter["key"] or "", letter))
 
     # -- the join --------------------------------------------------------------------------
-    def _pending_inference(self, inf: Inference, partition: int, segments: str) -> JoinEntry:
-        expires = inf.time + self.config.label_ttl
+    def _pending_inference(self, inference: Inference, partition: int, segments: str) -> JoinEntry:
+        expires = inference.time + self.config.label_ttl
         return JoinEntry(
             PENDING_INFERENCE,
             expires,
             partition,
-            inf.model,
-            inf.model_version,
-            inf.time,
-            inf.prediction,
-            inf.score,
+            inference.model,
+            inference.model_version,
+            inference.time,
+            inference.prediction,
+            inference.score,
             segments=segments,
         )
 
-    def _inference(self, msg: RawMessage, inf: Inference, segments: str = "") -> None:
+    def _inference(self, msg: RawMessage, inference: Inference, segments: str = "") -> None:
         now = self._now(msg.partition)
-        entry = self._entry(inf.event_id, max(inf.time, self.view.floor))
-        self._advance(msg.partition, "i", inf.time)
-        self.result.saw_inference(inf.time)
+        entry = self._entry(inference.event_id, max(inference.time, self.view.floor))
+        self._advance(msg.partition, "i", inference.time)
+        self.result.saw_inference(inference.time)
         if entry is None:
-            self._count_inference(inf, now)
-            self._set(inf.event_id, self._pending_inference(inf, msg.partition, segments), None)
+            self._count_inference(inference, now)
+            self._set(inference.event_id, self._pending_inference(inference, msg.partition, segments), None)
         elif entry.kind == PENDING_LABEL:
-            self._count_inference(inf, now)
+            self._count_inference(inference, now)
             stored_label = RawMessage(
-                LABEL, entry.topic, entry.partition, entry.offset, inf.event_id.encode(), entry.raw.encode()
+                LABEL, entry.topic, entry.partition, entry.offset, inference.event_id.encode(), entry.raw.encode()
             )
             # an untimed label's time is the inference watermark when it came (its expiry minus the TTL)
             label_at = entry.label_time if entry.label_time is not None else entry.expires - self.config.label_ttl
             if not self._match(
-                msg.partition, inf, entry.label, entry.label_time, now, stored_label, entry, label_at, segments
+                msg.partition, inference, entry.label, entry.label_time, now, stored_label, entry, label_at, segments
             ):
-                self._set(inf.event_id, self._pending_inference(inf, msg.partition, segments), entry)
+                self._set(inference.event_id, self._pending_inference(inference, msg.partition, segments), entry)
         else:
-            self.result.count(inf.model, "duplicates")
+            self.result.count(inference.model, "duplicates")
             self.result.outcomes[INFERENCE, "duplicate"] += 1
 
-    def _count_inference(self, inf: Inference, now: float) -> None:
+    def _count_inference(self, inference: Inference, now: float) -> None:
         """Count a new inference in its window (the denominator of the label coverage), unless the
         window is final already. The count rides with the window's state but does not open the
         window: a window opens with its first joined pair, as before, so that its closing still
         waits for the labels' event time (a backlog of inferences read before any label must not
         close windows that its labels will fill)."""
-        window = WindowKey.at(inf.model, inf.model_version, inf.time, self.config.window_seconds)
+        window = WindowKey.at(inference.model, inference.model_version, inference.time, self.config.window_seconds)
         if window.end + self.config.label_grace <= now:
             return
         part = self.result.unopened.get(window)
@@ -259,15 +259,15 @@ class Step:
             self.result.provisional.add(window)
         part.add_inference()
         if self.config.change_delta:  # the score distribution, for the label-free change detector
-            if inf.score is not None:
-                part.add_score(inf.score)
-            elif inf.probabilities:
-                part.add_score(max(p for _, p in inf.probabilities))
-        calibration = self.catalog.calibration(inf.model)
-        if isinstance(calibration, Calibration) and inf.score is not None:
-            count_estimate(part, inf.prediction, calibration.probability(inf.score), inf.score)
-        elif isinstance(calibration, MulticlassCalibration) and inf.probabilities:
-            count_multiclass_estimate(part, inf.prediction, calibration.calibrate_vector(inf.probabilities))
+            if inference.score is not None:
+                part.add_score(inference.score)
+            elif inference.probabilities:
+                part.add_score(max(p for _, p in inference.probabilities))
+        calibration = self.catalog.calibration(inference.model)
+        if isinstance(calibration, Calibration) and inference.score is not None:
+            count_estimate(part, inference.prediction, calibration.probability(inference.score), inference.score)
+        elif isinstance(calibration, MulticlassCalibration) and inference.probabilities:
+            count_multiclass_estimate(part, inference.prediction, calibration.calibrate_vector(inference.probabilities))
 
     def _label(self, msg: RawMessage, label: Label) -> None:
         # A timed label is judged by its own time and its partition's, which makes the outcome
@@ -292,9 +292,9 @@ class Step:
             )
             self._set(label.event_id, pending, None)
         elif entry.kind == PENDING_INFERENCE:
-            inf = Inference(label.event_id, entry.model, entry.version, entry.time, entry.prediction, entry.score)
+            inference = Inference(label.event_id, entry.model, entry.version, entry.time, entry.prediction, entry.score)
             label_at = label.time if label.time is not None else self._now(msg.partition)
-            self._match(msg.partition, inf, label.label, label.time, now, msg, entry, label_at, entry.segments)
+            self._match(msg.partition, inference, label.label, label.time, now, msg, entry, label_at, entry.segments)
         else:
             self.result.count(entry.counter_key, "duplicates")
             self.result.outcomes[LABEL, "duplicate"] += 1
@@ -302,7 +302,7 @@ class Step:
     def _match(
         self,
         partition: int,
-        inf: Inference,
+        inference: Inference,
         label: str | int | float | bool,
         label_time: float | None,
         now: float,
@@ -318,41 +318,45 @@ class Step:
         window may be closed, and no partition behind it can have let it close earlier.
         """
         try:
-            y_true = canonical_class(label, "label", self.catalog.problem_type(inf.model))
-            self.catalog.check_class(inf.model, y_true, "label")
+            y_true = canonical_class(label, "label", self.catalog.problem_type(inference.model))
+            self.catalog.check_class(inference.model, y_true, "label")
         except RecordError as exc:
-            self._reject(label_msg, exc, inf.model)
+            self._reject(label_msg, exc, inference.model)
             return False
-        self._set(inf.event_id, JoinEntry(JOINED, inf.time + self.config.label_ttl, partition, inf.model), stored)
+        self._set(
+            inference.event_id,
+            JoinEntry(JOINED, inference.time + self.config.label_ttl, partition, inference.model),
+            stored,
+        )
         sample = Joined(
-            inf.model,
-            inf.model_version,
-            inf.time,
+            inference.model,
+            inference.model_version,
+            inference.time,
             y_true,
-            inf.prediction,
-            inf.score,
-            subsample_mask(inf.event_id) if self.config.deviations else 0,
+            inference.prediction,
+            inference.score,
+            subsample_mask(inference.event_id) if self.config.deviations else 0,
         )
         self.result.joined += 1
         window = WindowKey.of(sample, self.config.window_seconds)
         deadline = window.end + self.config.label_grace
         if deadline <= now or (label_time is not None and label_time > deadline):
-            self.result.count(inf.model, "late")
+            self.result.count(inference.model, "late")
             self.result.outcomes[INFERENCE, "late"] += 1
             self.result.outcomes[LABEL, "late"] += 1
         else:
             self.result.outcomes[INFERENCE, "joined"] += 1
             self.result.outcomes[LABEL, "joined"] += 1
-            agg = self.result.windows.get(window)
-            if agg is None:
-                agg = self.result.windows[window] = WindowAggregate(self.config.score_resolution)
-            regression = self.catalog.problem_type(inf.model) == REGRESSION
-            agg.add(sample, regression)
-            agg.add_delay(label_at - inf.time)
+            aggregate = self.result.windows.get(window)
+            if aggregate is None:
+                aggregate = self.result.windows[window] = WindowAggregate(self.config.score_resolution)
+            regression = self.catalog.problem_type(inference.model) == REGRESSION
+            aggregate.add(sample, regression)
+            aggregate.add_delay(label_at - inference.time)
             if segments:  # each segment's counters: no subsamples (deviations are the whole window's)
                 plain = replace(sample, subsamples=0)
                 for key, value in decode_segments(segments):
-                    agg.segment(key, value).add(plain, regression)
+                    aggregate.segment(key, value).add(plain, regression)
         if self.config.rolling_size > 0:
-            self.result.rolling.setdefault(model_key(inf.model, inf.model_version), []).append(sample)
+            self.result.rolling.setdefault(model_key(inference.model, inference.model_version), []).append(sample)
         return True

@@ -98,10 +98,10 @@ class MemoryStore:
             if math.isfinite(entry.expires):
                 index[event_id] = entry.expires
                 heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
-        for key, agg in result.windows.items():
-            part = self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(agg.resolution))
-            segments, agg.segments = agg.segments, {}
-            part.merge(agg)
+        for key, aggregate in result.windows.items():
+            part = self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(aggregate.resolution))
+            segments, aggregate.segments = aggregate.segments, {}
+            part.merge(aggregate)
             for (name, value), segment in segments.items():
                 admitted = self.admitted.setdefault((key, partition, name), set())
                 part.segment(name, admit(admitted, value, self.segment_cap)).merge(segment)
@@ -177,7 +177,7 @@ class MemoryStore:
                     continue
                 resolution = next(iter(parts.values())).resolution
                 unopened = self.unopened.pop(key, None)
-                agg = merge_parts(resolution, [*parts.values(), *([unopened] if unopened is not None else [])])
+                aggregate = merge_parts(resolution, [*parts.values(), *([unopened] if unopened is not None else [])])
                 for gone in [k for k in self.admitted if k[0] == key]:
                     del self.admitted[gone]
                 self.listed.discard(key)
@@ -185,7 +185,7 @@ class MemoryStore:
                 counts: dict[str, int] = {}
                 for counters in self.counters.values():  # a later window of the model finds them gone
                     counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
-                self.sealed[key] = SealedWindow(key, agg, counts)
+                self.sealed[key] = SealedWindow(key, aggregate, counts)
             out.append(self.sealed[key])
         return out
 
@@ -208,7 +208,10 @@ class MemoryStore:
 
     async def detectors(self, models: list[str], kind: ClaimKind) -> dict[str, DetectorStates]:
         """Each model version's change detectors (no other writer: no stamp)."""
-        return {mk: DetectorStates(dict(self.detectors_by_model.get(mk, {}))) for mk in models}
+        return {
+            model_version: DetectorStates(dict(self.detectors_by_model.get(model_version, {})))
+            for model_version in models
+        }
 
     async def claim(self, claims: list[Claim], kind: ClaimKind) -> ClaimResult:
         """Queue the windows' records (in window order across model versions) and store the detectors."""

@@ -98,7 +98,10 @@ class Transactions:
                     txn.done = (StepResult(), [])
                 elif reply != 0:
                     self.models.learn(txn.job.partition, txn.known, txn.known, txn.new_models)
-                    txn.done = (txn.result, [RollingDue.of(text(mk) or "", int(n), []) for mk, n in reply[1]])
+                    txn.done = (
+                        txn.result,
+                        [RollingDue.of(text(model_version) or "", int(n), []) for model_version, n in reply[1]],
+                    )
             pending = [t for t in pending if t.done is None]
             if not pending:
                 return Transacted([t.done for t in txns if t.done is not None], clock)
@@ -168,13 +171,13 @@ class Transactions:
         keys = self.partitions.keys
         part = {w: keys.of(partition, f"w:{w.encode()}") for w in (*result.windows, *result.unopened)}
         hashes: list[tuple[str, Mapping[str, float]]] = [
-            (part[w], agg.fields(segments=False)) for w, agg in result.windows.items()
+            (part[w], aggregate.fields(segments=False)) for w, aggregate in result.windows.items()
         ]
         # segments' counters go in the same hash, under a value the part admits (see `segments`)
         segments = [
             [part[w], name, value, counter_pairs(counters.fields())]
-            for w, agg in result.windows.items()
-            for (name, value), counters in agg.segments.items()
+            for w, aggregate in result.windows.items()
+            for (name, value), counters in aggregate.segments.items()
         ]
         # what inferences add goes into the window's part without opening it (no `open` entry)
         hashes += [(part[w], unopened.fields()) for w, unopened in result.unopened.items()]
@@ -197,8 +200,8 @@ class Transactions:
             "ck": [x for (topic, _), offset in result.checkpoints.items() for x in (topic, str(offset))],
             "outbox": rows(result.outputs),
             "rolling": [
-                [keys.outside("r", mk), mk, [encode_sample(s) for s in samples]]
-                for mk, samples in result.rolling.items()
+                [keys.outside("r", model_version), model_version, [encode_sample(s) for s in samples]]
+                for model_version, samples in result.rolling.items()
             ],
             "rolling_size": self.rolling_size,
             "rolling_every": self.rolling_every,

@@ -116,15 +116,16 @@ class Windows:
     async def detectors(self, models: list[str], kind: ClaimKind) -> dict[str, DetectorStates]:
         """Each model version's change detectors, from its owner partition, with the claim's stamp."""
         owned: dict[int, list[str]] = {}
-        for mk in models:
-            owned.setdefault(self.owner(mk), []).append(mk)
-        found = await self.partitions.hashes({p: [f"cd:{mk}" for mk in mks] for p, mks in owned.items()})
+        for model_version in models:
+            owned.setdefault(self.owner(model_version), []).append(model_version)
+        names = {p: [f"cd:{model_version}" for model_version in versions] for p, versions in owned.items()}
+        found = await self.partitions.hashes(names)
         out = {}
-        for p, mks in owned.items():
-            for mk, flat in zip(mks, found[p]):
+        for p, versions in owned.items():
+            for model_version, flat in zip(versions, found[p]):
                 fields = {text(f) or "": text(v) or "" for f, v in zip(flat[::2], flat[1::2])}
                 states = {name: state for name, state in fields.items() if not name.startswith("#")}
-                out[mk] = DetectorStates(states, fields.get(STAMP[kind], ""))
+                out[model_version] = DetectorStates(states, fields.get(STAMP[kind], ""))
         return out
 
     async def claim(self, claims: list[Claim], kind: ClaimKind) -> ClaimResult:
