@@ -142,11 +142,11 @@ async def run(store: Any, s: Settings, cat: Catalog, batches: list[list[RawMessa
         clock = max(clock, max(m.timestamp or 0 for m in batch))
         await engine.process(batch, clock)
         while pending := await store.pending_outbox():
-            published.extend({"kind": o.kind, "key": o.key, "value": o.value} for o in pending)
+            published.extend({"kind": o.channel, "key": o.key, "value": o.value} for o in pending)
             await store.confirm_outbox(len(pending))
     await engine.idle(clock + 10_000)
     while pending := await store.pending_outbox():
-        published.extend({"kind": o.kind, "key": o.key, "value": o.value} for o in pending)
+        published.extend({"kind": o.channel, "key": o.key, "value": o.value} for o in pending)
         await store.confirm_outbox(len(pending))
     return published
 

@@ -134,9 +134,9 @@ async def _collect(store: StateStore, result: Replay, span: Span) -> None:
     """Take what the engine queued, as the worker's publisher does (dead letters are counted already)."""
     while pending := await store.pending_outbox():
         for out in pending:
-            if out.kind == METRICS and out.value["window"]["kind"] == "tumbling" and span.holds(out.value):
+            if out.channel == METRICS and out.value["window"]["kind"] == "tumbling" and span.holds(out.value):
                 result.records.append(out.value)
-            elif out.kind == VIOLATION and span.holds(out.value):
+            elif out.channel == VIOLATION and span.holds(out.value):
                 result.violations.append(out.value)
         await store.confirm_outbox(len(pending))
 

@@ -89,7 +89,7 @@ class Harness:
     def records(self, topic: str) -> list[dict[str, Any]]:
         """Values published to a topic so far (outputs go to the topics the settings name for their kinds)."""
         topics = self.settings.output_topics()
-        return [o.value for o in self.published if topics[o.kind] == topic]
+        return [o.value for o in self.published if topics[o.channel] == topic]
 
     def metrics(self, kind: str = "tumbling") -> list[dict[str, Any]]:
         """Metrics records of one window kind."""

@@ -146,9 +146,9 @@ def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMes
         1
         for entries in store.entries.values()
         for e in entries.values()
-        if e.kind in (PENDING_INFERENCE, PENDING_LABEL)
+        if e.state in (PENDING_INFERENCE, PENDING_LABEL)
     )
-    dead = [o for result in results for o in result.outputs if o.kind == DEAD_LETTER]
+    dead = [o for result in results for o in result.outputs if o.channel == DEAD_LETTER]
     joined = sum(result.joined for result in results)
     assert len(batch) == counts["rejected"] + counts["duplicates"] + 2 * joined + waiting + expired
     assert len(dead) == counts["rejected"]

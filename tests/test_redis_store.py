@@ -87,7 +87,7 @@ def test_a_batch_whose_offsets_moved_meanwhile_is_rerun_on_the_new_state(redis_u
     outputs = asyncio.run(_engine_run(redis_url, prefix, run_a))
     assert len(steps) == 2, "A's first write must be refused and its batch run again"
     assert steps[0] == {} and steps[1] == {("inferences", 0): 9, ("labels", 0): 4}
-    [record] = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
+    [record] = [o.value for o in outputs if o.channel == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert record["sample_count"] == 10
     assert record["counts"]["duplicates"] == 0 and record["counts"]["late"] == 0
     assert record["binary_classification_metrics"]["accuracy"]["value"] == 1.0
@@ -119,7 +119,7 @@ def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> Non
         return await store.pending_outbox()
 
     outputs = asyncio.run(_engine_run(redis_url, prefix, run_a, partitions=2))
-    closed = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
+    closed = [o.value for o in outputs if o.channel == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert [(r["window"]["start"], r["sample_count"]) for r in closed] == [(format_time(T0), 40)]
 
 
@@ -145,7 +145,9 @@ def test_a_sweep_cut_short_by_a_crash_is_finished_by_the_next_batch(redis_url: s
 
     asyncio.run(_engine_run(redis_url, prefix, crash))
     outputs = asyncio.run(_engine_run(redis_url, prefix, resume))
-    expired = sum(o.value["counts"]["expired_inferences"] for o in outputs if o.kind == METRICS and "counts" in o.value)
+    expired = sum(
+        o.value["counts"]["expired_inferences"] for o in outputs if o.channel == METRICS and "counts" in o.value
+    )
     assert expired == 5
 
 
@@ -279,9 +281,9 @@ def test_a_window_closed_by_two_workers_at_once_is_published_once(redis_url: str
                 await c.aclose()
 
     outputs = asyncio.run(scenario())
-    records = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
+    records = [o.value for o in outputs if o.channel == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert [(r["sample_count"], r["counts"]["duplicates"]) for r in records] == [(40, 1)]
-    provisional = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "provisional"]
+    provisional = [o.value for o in outputs if o.channel == METRICS and o.value["window"]["kind"] == "provisional"]
     assert [(r["sample_count"], r["labelled_so_far"], r["labels"]["coverage"]) for r in provisional] == [(40, 40, 1.0)]
 
 
@@ -379,10 +381,10 @@ def test_two_workers_closing_a_models_windows_at_once_feed_its_change_detector_o
                 await c.aclose()
 
     outputs = asyncio.run(scenario())
-    windows = [o.value for o in outputs if o.kind == METRICS and o.value["window"]["kind"] == "tumbling"]
+    windows = [o.value for o in outputs if o.channel == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert len(windows) == 8
     changes = [
-        o.value for o in outputs if o.kind == "violation" and o.value["constraint_check_type"] == "ChangeDetected"
+        o.value for o in outputs if o.channel == "violation" and o.value["constraint_check_type"] == "ChangeDetected"
     ]
     assert changes == expected
 

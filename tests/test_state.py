@@ -21,7 +21,7 @@ ENTRIES = [
 ]
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.kind)
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.state)
 def test_join_entries_survive_storage(entry: JoinEntry) -> None:
     """Every kind of join entry reads back equal from its stored text, as text or as bytes."""
     assert decode_entry(encode_entry(entry)) == entry

@@ -27,9 +27,10 @@ from stream.core.records import SEP, Joined
 from stream.core.state import Output, StateView, StepResult
 from stream.core.windows import WindowKey, model_key
 
-ClaimKind = Literal["final", "provisional"]
-FINAL: ClaimKind = "final"  # a window's closing records: published once, in order per model version
-PROVISIONAL: ClaimKind = "provisional"  # its record before every label came: at most once, never after FINAL
+# The stage of a window's publication a claim is for.
+Stage = Literal["final", "provisional"]
+FINAL: Stage = "final"  # a window's closing records: published once, in order per model version
+PROVISIONAL: Stage = "provisional"  # its record before every label came: at most once, never after FINAL
 
 
 class Job(NamedTuple):
@@ -256,10 +257,10 @@ class StateStore(Protocol):
     async def unlist_provisional(self, keys: list[WindowKey]) -> None:
         """Take the windows off the list of those waiting for a provisional record."""
 
-    async def detectors(self, models: list[str], kind: ClaimKind) -> dict[str, DetectorStates]:
-        """Each model version's change detectors, with the stamp a claim of `kind` checks."""
+    async def detectors(self, models: list[str], stage: Stage) -> dict[str, DetectorStates]:
+        """Each model version's change detectors, with the stamp a claim of `stage` checks."""
 
-    async def claim(self, claims: list[Claim], kind: ClaimKind) -> ClaimResult:
+    async def claim(self, claims: list[Claim], stage: Stage) -> ClaimResult:
         """For each claim whose detectors' stamp is still what was read: queue the records of each of
         its windows not closed (FINAL) or not closed nor published provisionally yet (PROVISIONAL),
         mark them so, and store the detectors' new states; the others are conflicts, left as they are."""

@@ -25,13 +25,13 @@ from stream.core.contract import (
     FINAL,
     PROVISIONAL,
     Claim,
-    ClaimKind,
     Clock,
     CountsTake,
     DetectorStates,
     Job,
     RollingDue,
     SealedWindow,
+    Stage,
     StateStore,
     WindowRecords,
     merge_counts,
@@ -235,26 +235,26 @@ class Engine:
         await self.store.unlist_provisional(due)
         return queued
 
-    async def _claim(self, pending: dict[str, list[SealedWindow]], kind: ClaimKind) -> tuple[int, set[str]]:
+    async def _claim(self, pending: dict[str, list[SealedWindow]], stage: Stage) -> tuple[int, set[str]]:
         """Evaluate each model version's windows on its detectors as read and claim their records;
         returns the windows closed (FINAL) or records queued (PROVISIONAL), and the model versions
         whose detectors moved meanwhile (nothing of theirs was taken)."""
-        detectors = await self.store.detectors(list(pending), kind)
+        detectors = await self.store.detectors(list(pending), stage)
         claims = [
-            self._evaluate_model(model_version, windows, detectors[model_version], kind)
+            self._evaluate_model(model_version, windows, detectors[model_version], stage)
             for model_version, windows in pending.items()
         ]
-        result = await self.store.claim(claims, kind)
-        return (result.windows if kind == FINAL else result.records), result.conflicts
+        result = await self.store.claim(claims, stage)
+        return (result.windows if stage == FINAL else result.records), result.conflicts
 
     def _evaluate_model(
-        self, model_version: str, windows: list[SealedWindow], detectors: DetectorStates, kind: ClaimKind
+        self, model_version: str, windows: list[SealedWindow], detectors: DetectorStates, stage: Stage
     ) -> Claim:
         """One model version's windows evaluated in order, each on the detectors the last one left."""
         states, changed = dict(detectors.states), {}
         records = []
         for window in windows:
-            if kind == FINAL:
+            if stage == FINAL:
                 outputs, new = self._evaluate(window.key, window.aggregate, window.counts, states)
             else:
                 outputs, new = self._provisional(window.key, window.aggregate, states)

@@ -21,11 +21,13 @@ PENDING_LABEL = "L"
 JOINED = "J"
 UNATTRIBUTED = ""  # counter key for records whose model is not known
 
-OutputKind = Literal["metrics", "violation", "dead_letter"]
-METRICS: OutputKind = "metrics"
-VIOLATION: OutputKind = "violation"
-DEAD_LETTER: OutputKind = "dead_letter"
-OUTPUT_KINDS: tuple[OutputKind, ...] = (METRICS, VIOLATION, DEAD_LETTER)
+# The channel of an output record: the worker maps each to a topic (the metrics, violations and
+# dead-letter topics).
+Channel = Literal["metrics", "violation", "dead_letter"]
+METRICS: Channel = "metrics"
+VIOLATION: Channel = "violation"
+DEAD_LETTER: Channel = "dead_letter"
+CHANNELS: tuple[Channel, ...] = (METRICS, VIOLATION, DEAD_LETTER)
 
 # Waiting entries are swept by slots of event time, a thousandth of the label TTL each: a store
 # indexes an entry under the slot its expiry falls in and sweeps a slot once event time passed its
@@ -50,10 +52,10 @@ def sweep_horizon(now: float, label_ttl: float) -> float:
 
 @dataclass(slots=True)
 class JoinEntry:
-    """What is stored under an event id: a pending inference (`I`), a pending label (`L`), or the
-    tombstone of a finished join (`J`, which only remembers the model, to count duplicates)."""
+    """What is stored under an event id, by `state`: a pending inference (`I`), a pending label (`L`),
+    or the tombstone of a finished join (`J`, which only remembers the model, to count duplicates)."""
 
-    kind: str
+    state: str
     expires: float  # event time at which an unmatched entry counts as expired
     partition: int
     model: str = ""  # I, J
@@ -75,15 +77,15 @@ class JoinEntry:
 
 
 def encode_entry(entry: JoinEntry) -> str:
-    """Compact text for storage: kind, expiry and partition, then the kind's fields, joined by SEP
+    """Compact text for storage: state, expiry and partition, then the state's fields, joined by SEP
     (names and classes cannot contain it, see `records`). One is written per event, and this is
     about four times faster than JSON throughout."""
-    head = f"{entry.kind}{SEP}{entry.expires!r}{SEP}{entry.partition}{SEP}"
-    if entry.kind == PENDING_INFERENCE:
+    head = f"{entry.state}{SEP}{entry.expires!r}{SEP}{entry.partition}{SEP}"
+    if entry.state == PENDING_INFERENCE:
         score = "" if entry.score is None else repr(entry.score)
         text = f"{head}{entry.time!r}{SEP}{score}{SEP}{entry.model}{SEP}{entry.version}{SEP}{entry.prediction}"
         return f"{text}{SEP}{entry.segments}" if entry.segments else text
-    if entry.kind == JOINED:
+    if entry.state == JOINED:
         return head + entry.model
     # A pending label: its value tagged with its JSON type, its time, where it came from, and the
     # message text last, so that whatever it holds (a UTF-16 message decoded as UTF-8 can hold
@@ -124,14 +126,14 @@ def decode_entry(text: str | bytes) -> JoinEntry:
     if isinstance(text, bytes):
         text = text.decode()
     if text.startswith("["):
-        kind, expires, partition, data = json.loads(text)
-        return _entry(kind, math.inf if expires is None else expires, partition, data)
-    kind, expires, partition, rest = text.split(SEP, 3)
-    if kind == PENDING_INFERENCE:
+        state, expires, partition, data = json.loads(text)
+        return _entry(state, math.inf if expires is None else expires, partition, data)
+    state, expires, partition, rest = text.split(SEP, 3)
+    if state == PENDING_INFERENCE:
         t, score, model, version, y, *segments = rest.split(SEP, 5)
         data = {"m": model, "v": version, "t": float(t), "y": y, "s": float(score) if score else None}
         data["g"] = segments[0] if segments else ""
-    elif kind == JOINED:
+    elif state == JOINED:
         data = {"m": rest}
     elif rest.startswith("{"):  # a pending label as JSON, as earlier versions wrote it
         data = json.loads(rest)
@@ -139,19 +141,19 @@ def decode_entry(text: str | bytes) -> JoinEntry:
         value, label_time, topic, offset, raw = rest.split(SEP, 4)
         lt = float(label_time) if label_time else None
         data = {"v": _untagged(value), "lt": lt, "raw": raw, "tp": topic, "o": int(offset)}
-    return _entry(kind, float(expires), int(partition), data)
+    return _entry(state, float(expires), int(partition), data)
 
 
-def _entry(kind: str, expires: float, partition: int, d: dict[str, Any]) -> JoinEntry:
+def _entry(state: str, expires: float, partition: int, d: dict[str, Any]) -> JoinEntry:
     """A JoinEntry from the short field names of the stored forms."""
-    if kind == PENDING_INFERENCE:
-        return JoinEntry(kind, expires, partition, d["m"], d["v"], d["t"], d["y"], d["s"], segments=d.get("g", ""))
-    if kind == JOINED:
-        return JoinEntry(kind, expires, partition, d["m"])
+    if state == PENDING_INFERENCE:
+        return JoinEntry(state, expires, partition, d["m"], d["v"], d["t"], d["y"], d["s"], segments=d.get("g", ""))
+    if state == JOINED:
+        return JoinEntry(state, expires, partition, d["m"])
     # "y": the label as JSON text, in entries that truthstream 0.1.0 wrote
     value = d["v"] if "v" in d else json.loads(d["y"])
     return JoinEntry(
-        kind, expires, partition, label=value, label_time=d.get("lt"), raw=d["raw"], topic=d["tp"], offset=d["o"]
+        state, expires, partition, label=value, label_time=d.get("lt"), raw=d["raw"], topic=d["tp"], offset=d["o"]
     )
 
 
@@ -162,7 +164,7 @@ def encode_sample(sample: Joined) -> str:
 
 
 class Output:
-    """A record for the world: what kind it is (the worker maps kinds to topics), its key, and its
+    """A record for the world: its channel (the worker maps channels to topics), its key, and its
     value, as a document and as the JSON bytes that are published (each made from the other once,
     when first asked for: the core builds documents, a store's outbox keeps the bytes).
 
@@ -173,17 +175,17 @@ class Output:
     True
     """
 
-    __slots__ = ("_payload", "_value", "key", "kind")
+    __slots__ = ("_payload", "_value", "channel", "key")
 
-    def __init__(self, kind: str, key: str, value: dict[str, Any]) -> None:
-        self.kind, self.key = kind, key
+    def __init__(self, channel: str, key: str, value: dict[str, Any]) -> None:
+        self.channel, self.key = channel, key
         self._value: dict[str, Any] | None = value
         self._payload: bytes | None = None
 
     @classmethod
-    def published(cls, kind: str, key: str, payload: bytes) -> Output:
+    def published(cls, channel: str, key: str, payload: bytes) -> Output:
         """An output as an outbox keeps it: its value's JSON bytes."""
-        out = cls(kind, key, {})
+        out = cls(channel, key, {})
         out._value, out._payload = None, payload
         return out
 
@@ -204,12 +206,12 @@ class Output:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Output):
             return NotImplemented
-        return (self.kind, self.key, self.payload) == (other.kind, other.key, other.payload)
+        return (self.channel, self.key, self.payload) == (other.channel, other.key, other.payload)
 
     __hash__ = None  # type: ignore[assignment]  # mutable documents: not hashable
 
     def __repr__(self) -> str:
-        return f"Output({self.kind!r}, {self.key!r}, {self.value!r})"
+        return f"Output({self.channel!r}, {self.key!r}, {self.value!r})"
 
 
 @dataclass(slots=True)
@@ -265,4 +267,4 @@ class StepResult:
     @property
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead-letter records among the outputs."""
-        return [o.value for o in self.outputs if o.kind == DEAD_LETTER]
+        return [o.value for o in self.outputs if o.channel == DEAD_LETTER]

@@ -186,10 +186,10 @@ class Step:
     def _expire(self, event_id: str, entry: JoinEntry, why: str = "expired") -> None:
         self.result.entries[event_id] = None
         self.result.unindex.setdefault(entry.partition, set()).add(event_id)
-        if entry.kind == PENDING_INFERENCE:
+        if entry.state == PENDING_INFERENCE:
             self.result.count(entry.counter_key, f"{why}_inferences")
             self.result.outcomes[INFERENCE, why] += 1
-        elif entry.kind == PENDING_LABEL:
+        elif entry.state == PENDING_LABEL:
             self.result.count(UNATTRIBUTED, f"{why}_labels")
             self.result.outcomes[LABEL, why] += 1
 
@@ -228,7 +228,7 @@ class Step:
         if entry is None:
             self._count_inference(inference, now)
             self._set(inference.event_id, self._pending_inference(inference, msg.partition, segments), None)
-        elif entry.kind == PENDING_LABEL:
+        elif entry.state == PENDING_LABEL:
             self._count_inference(inference, now)
             stored_label = RawMessage(
                 LABEL, entry.topic, entry.partition, entry.offset, inference.event_id.encode(), entry.raw.encode()
@@ -291,7 +291,7 @@ class Step:
                 offset=msg.offset,
             )
             self._set(label.event_id, pending, None)
-        elif entry.kind == PENDING_INFERENCE:
+        elif entry.state == PENDING_INFERENCE:
             inference = Inference(label.event_id, entry.model, entry.version, entry.time, entry.prediction, entry.score)
             label_at = label.time if label.time is not None else self._now(msg.partition)
             self._match(msg.partition, inference, label.label, label.time, now, msg, entry, label_at, entry.segments)

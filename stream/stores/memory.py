@@ -12,7 +12,6 @@ from stream.core.aggregate import WindowAggregate
 from stream.core.contract import (
     FINAL,
     Claim,
-    ClaimKind,
     ClaimResult,
     Clock,
     CountsSnapshot,
@@ -21,6 +20,7 @@ from stream.core.contract import (
     Job,
     RollingDue,
     SealedWindow,
+    Stage,
     Transacted,
     merge_counts,
     merge_parts,
@@ -206,20 +206,20 @@ class MemoryStore:
         """Take the windows off the list."""
         self.listed.difference_update(keys)
 
-    async def detectors(self, models: list[str], kind: ClaimKind) -> dict[str, DetectorStates]:
+    async def detectors(self, models: list[str], stage: Stage) -> dict[str, DetectorStates]:
         """Each model version's change detectors (no other writer: no stamp)."""
         return {
             model_version: DetectorStates(dict(self.detectors_by_model.get(model_version, {})))
             for model_version in models
         }
 
-    async def claim(self, claims: list[Claim], kind: ClaimKind) -> ClaimResult:
+    async def claim(self, claims: list[Claim], stage: Stage) -> ClaimResult:
         """Queue the windows' records (in window order across model versions) and store the detectors."""
         result = ClaimResult()
         taken = []
         for claim in claims:
             for window in claim.windows:
-                done = self.closed if kind == FINAL else self.provisioned
+                done = self.closed if stage == FINAL else self.provisioned
                 if window.key in done:
                     continue
                 done.add(window.key)

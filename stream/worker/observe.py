@@ -42,7 +42,7 @@ def field_reason(field: str) -> str:
     return field.split(".", 1)[0][:64] or "record"
 
 
-class WorkerMetrics:
+class PrometheusMetrics:
     """The worker's series in a registry of their own; the worker feeds them batch reports, published
     outputs and readings of its state, and `serve` exposes them over HTTP."""
 
@@ -159,16 +159,20 @@ class WorkerMetrics:
         for output in outputs:
             record = output.value
             try:
-                if output.kind == VIOLATION and record.get("constraint_check_type") == CHANGE_CHECK_TYPE:
+                if output.channel == VIOLATION and record.get("constraint_check_type") == CHANGE_CHECK_TYPE:
                     segment = record.get("segment") or {}
                     where = f"{segment['key']}={segment['value']}" if segment else ""
                     self.changes.labels(record["model"], record["model_version"], where).inc()
-                elif output.kind == VIOLATION:
+                elif output.channel == VIOLATION:
                     self.violations.labels(record["model"], record["model_version"], record["metric_name"]).inc()
-                elif output.kind == METRICS and record["window"]["kind"] in ("tumbling", "rolling", PROVISIONAL_KIND):
+                elif output.channel == METRICS and record["window"]["kind"] in (
+                    "tumbling",
+                    "rolling",
+                    PROVISIONAL_KIND,
+                ):
                     self._window(record)
             except (KeyError, TypeError, ValueError) as exc:  # a record of another shape: never stop publishing
-                log.warning("metrics: skipped a %s record the metrics cannot read (%r)", output.kind, exc)
+                log.warning("metrics: skipped a %s record the metrics cannot read (%r)", output.channel, exc)
 
     def _window(self, record: Mapping[str, Any]) -> None:
         model, version, kind = record["model"], record["model_version"], record["window"]["kind"]

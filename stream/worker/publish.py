@@ -47,7 +47,7 @@ def permanent_cause(exc: BaseException) -> KafkaError | None:
 def undeliverable(output: Output, topic: str, payload: bytes, cause: BaseException) -> dict[str, Any]:
     """The small dead letter that stands for an output the broker refused for good."""
     return {
-        "reason": f"undeliverable {output.kind} record for topic {topic}: {type(cause).__name__}: {cause}"[:500],
+        "reason": f"undeliverable {output.channel} record for topic {topic}: {type(cause).__name__}: {cause}"[:500],
         "field": None,
         "topic": topic,
         "partition": None,
@@ -79,8 +79,8 @@ class Publisher:
         self.undeliverable = 0
 
     def topic(self, output: Output) -> str:
-        """Where an output goes; a kind the settings do not name is a topic (outbox rows of truthstream 0.1)."""
-        return self.topics.get(output.kind, output.kind)
+        """Where an output goes; a channel the settings do not name is a topic (outbox rows of truthstream 0.1)."""
+        return self.topics.get(output.channel, output.channel)
 
     async def _hand_over(self, topic: str, key: str, payload: bytes) -> Awaitable[Any]:
         """Queue one record in the producer; the awaitable returned gives Kafka's answer."""
@@ -153,7 +153,7 @@ class Publisher:
         log.error(
             "the broker refused a %s record of %d bytes for topic %s for good (%s): "
             "it is replaced by an 'undeliverable' dead letter (%d so far)",
-            output.kind,
+            output.channel,
             len(payload),
             topic,
             cause,

@@ -21,7 +21,7 @@ from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
 from stream.worker.engine_process import Batches, EngineProcess, LocalEngine, redis_store
-from stream.worker.observe import WorkerMetrics
+from stream.worker.observe import PrometheusMetrics
 from stream.worker.outages import retrying
 from stream.worker.publish import Publisher
 from stream.worker.topics import ensure_topics
@@ -81,7 +81,7 @@ class WorkerService(mode.Service):
         self.lock = asyncio.Lock()  # one batch (or idle close) at a time
         self.ready = asyncio.Event()
         self.publish_wanted = asyncio.Event()
-        self.metrics: WorkerMetrics | None = None
+        self.prometheus: PrometheusMetrics | None = None
         self.store: RedisStore | None = None
         self.positions: dict[tuple[str, int], int] = {}  # next offset to process, per input partition
         self.unpublished_labels: list[float] = []  # oldest label time of batches whose records wait
@@ -101,11 +101,11 @@ class WorkerService(mode.Service):
         self.redis = await connect(s.redis_url, s.redis_cluster)
         store = self.store = redis_store(s, self.redis, self.partitions)
         if s.metrics_port:
-            self.metrics = WorkerMetrics({INFERENCE: s.inference_topic, LABEL: s.label_topic}, self.catalog)
-            self.metrics.serve(s.metrics_port)
+            self.prometheus = PrometheusMetrics({INFERENCE: s.inference_topic, LABEL: s.label_topic}, self.catalog)
+            self.prometheus.serve(s.metrics_port)
             log.info("Prometheus metrics on port %d at /metrics", s.metrics_port)
-        observe = self.metrics.published if self.metrics else None
-        refused = self.metrics.dead_letters.labels("undeliverable").inc if self.metrics else None
+        observe = self.prometheus.published if self.prometheus else None
+        refused = self.prometheus.dead_letters.labels("undeliverable").inc if self.prometheus else None
         self.publisher = Publisher(self.app.producer, store, self.topics, observe, refused)
         self.ready.set()
         log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
@@ -141,10 +141,10 @@ class WorkerService(mode.Service):
         handled: Callable[[], Awaitable[None]],
     ) -> None:
         report = await reply
-        if self.metrics is not None:  # the readings only the metrics need stay off the batch path otherwise
+        if self.prometheus is not None:  # the readings only Prometheus needs stay off the batch path otherwise
             for msg in messages:
                 self.positions[msg.topic, msg.partition] = msg.offset + 1
-            self.metrics.batch(report, time.perf_counter() - started)
+            self.prometheus.batch(report, time.perf_counter() - started)
             label_times = [m.timestamp for m in messages if m.side == LABEL and m.timestamp is not None]
             if report.queued and label_times and report.outcomes[LABEL, "joined"]:
                 self.unpublished_labels.append(min(label_times))
@@ -179,8 +179,8 @@ class WorkerService(mode.Service):
             self.publish_wanted.clear()
             waiting, self.unpublished_labels = self.unpublished_labels, []
             await retrying(self.flush)  # publishes every record queued before it started
-            if self.metrics is not None:
-                self.metrics.labels_published(waiting)
+            if self.prometheus is not None:
+                self.prometheus.labels_published(waiting)
 
     async def tick(self) -> None:
         """Periodic: republish a leftover outbox, close windows after idleness."""
@@ -192,21 +192,21 @@ class WorkerService(mode.Service):
                 engine = self._engine()
                 await engine.idle(time.time())
         self.publish_wanted.set()
-        if self.metrics is not None:
-            await self._observe_state(self.metrics)
+        if self.prometheus is not None:
+            await self._observe_state(self.prometheus)
 
-    async def _observe_state(self, metrics: WorkerMetrics) -> None:
-        """Readings for the metrics: a Redis round trip, waiting entries, lag of owned partitions.
+    async def _observe_state(self, prometheus: PrometheusMetrics) -> None:
+        """Readings for Prometheus: a Redis round trip, waiting entries, lag of owned partitions.
         Best effort: a failed reading leaves the last one (the batches report outages loudly)."""
         if self.store is None:
             return
         try:
             started = time.perf_counter()
             await self.redis.ping()
-            metrics.redis_seconds.observe(time.perf_counter() - started)
+            prometheus.redis_seconds.observe(time.perf_counter() - started)
             waiting = await self.store.waiting()
         except Exception as exc:  # noqa: BLE001 - a reading must never stop the worker; batches say why loudly
-            log.debug("metrics: reading Redis failed (%s)", exc)
+            log.debug("prometheus: reading Redis failed (%s)", exc)
             return
         lag: dict[tuple[str, int], int | None] = {}
         consumer = self.app.consumer
@@ -218,4 +218,4 @@ class WorkerService(mode.Service):
             done = self.positions.get((tp.topic, tp.partition))
             # brokers whose offset answers are wrong (tansu) can give an end before what was read: unknown
             lag[tp.topic, tp.partition] = end - done if end is not None and done is not None and end >= done else None
-        metrics.state(waiting, lag)
+        prometheus.state(waiting, lag)

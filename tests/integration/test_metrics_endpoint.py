@@ -14,7 +14,7 @@ from connectors.embedded import free_port
 from stream.core.catalog import Catalog
 from stream.core.timefmt import parse_time
 from stream.errors import ConfigError
-from stream.worker.observe import WorkerMetrics
+from stream.worker.observe import PrometheusMetrics
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_worker import CONSTRAINTS, produce, settings, write_calibration
 from tests.integration.workload import arrival_order, workload
@@ -123,8 +123,8 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
 def test_a_busy_metrics_port_is_a_config_error_naming_the_setting() -> None:
     """Two workers given one port: the second is told which setting to change, not shown a bare OSError."""
     port = free_port()
-    first = WorkerMetrics({"inference": "inferences", "label": "labels"}, Catalog())
+    first = PrometheusMetrics({"inference": "inferences", "label": "labels"}, Catalog())
     first.serve(port, "127.0.0.1")
-    second = WorkerMetrics({"inference": "inferences", "label": "labels"}, Catalog())
+    second = PrometheusMetrics({"inference": "inferences", "label": "labels"}, Catalog())
     with pytest.raises(ConfigError, match=f"port {port}.*TRUTHSTREAM_METRICS_PORT"):
         second.serve(port, "127.0.0.1")

@@ -115,7 +115,7 @@ class EntryCodec:
 
     def encode(self, partition: int, entry: JoinEntry, new_models: dict[str, int]) -> bytes:
         """An entry's bytes (see the module's docstring)."""
-        if entry.kind == PENDING_INFERENCE:
+        if entry.state == PENDING_INFERENCE:
             if entry.expires != entry.time + self.label_ttl:
                 raise StateError(f"a pending inference expires at {entry.expires!r}, not its time plus the label TTL")
             ref, written = self.models.reference(partition, model_key(entry.model, entry.version), new_models)
@@ -123,7 +123,7 @@ class EntryCodec:
             if entry.score is None:
                 return b"i" + PLAIN.pack(entry.time, ref) + written + tail
             return b"I" + SCORED.pack(entry.time, entry.score, ref) + written + tail
-        if entry.kind == JOINED:
+        if entry.state == JOINED:
             ref, written = self.models.reference(partition, model_key(entry.model, ""), new_models)
             return b"J" + PLAIN.pack(entry.expires, ref) + written
         return b"L" + encode_entry(entry).encode()

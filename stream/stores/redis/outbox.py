@@ -1,8 +1,8 @@
 """The outbox: each partition's list `o` of records to publish, kept as the bytes that are published.
 
-A row is `<kind> SEP <key length> SEP <key><payload>`: the payload is the record's JSON exactly as it
+A row is `<channel> SEP <key length> SEP <key><payload>`: the payload is the record's JSON exactly as it
 goes to Kafka, written once when the record is queued and never decoded to be published. Rows of
-earlier versions (a JSON object with kind, key and value) still read.
+earlier versions (a JSON object with `kind`, key and value) still read.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ PAGE = 1000  # outbox rows read per partition and round
 
 def rows(outputs: Iterable[Output]) -> list[str]:
     """Outbox rows of these outputs."""
-    return [f"{o.kind}{SEP}{len(o.key)}{SEP}{o.key}{o.payload.decode()}" for o in outputs]
+    return [f"{o.channel}{SEP}{len(o.key)}{SEP}{o.key}{o.payload.decode()}" for o in outputs]
 
 
 def output(row: bytes | str) -> Output:
@@ -31,9 +31,9 @@ def output(row: bytes | str) -> Output:
     if line.startswith("{"):  # a row of truthstream 0.1: the record as JSON
         doc = json.loads(line)
         return Output(doc["kind"], doc["key"], doc["value"])
-    kind, length, rest = line.split(SEP, 2)
+    channel, length, rest = line.split(SEP, 2)
     size = int(length)
-    return Output.published(kind, rest[:size], rest[size:].encode())
+    return Output.published(channel, rest[:size], rest[size:].encode())
 
 
 class Outbox:

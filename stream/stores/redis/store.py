@@ -12,7 +12,6 @@ from typing import Any
 
 from stream.core.contract import (
     Claim,
-    ClaimKind,
     ClaimResult,
     Clock,
     CountsSnapshot,
@@ -21,6 +20,7 @@ from stream.core.contract import (
     Job,
     RollingDue,
     SealedWindow,
+    Stage,
     Transacted,
 )
 from stream.core.state import Output
@@ -156,13 +156,13 @@ class RedisStore:
         """Take the windows off the provisional lists (see `windows`)."""
         await self.windows.unlist_provisional(keys)
 
-    async def detectors(self, models: list[str], kind: ClaimKind) -> dict[str, DetectorStates]:
+    async def detectors(self, models: list[str], stage: Stage) -> dict[str, DetectorStates]:
         """The model versions' change detectors (see `windows`)."""
-        return await self.windows.detectors(models, kind)
+        return await self.windows.detectors(models, stage)
 
-    async def claim(self, claims: list[Claim], kind: ClaimKind) -> ClaimResult:
+    async def claim(self, claims: list[Claim], stage: Stage) -> ClaimResult:
         """Claim windows' records (see `windows`)."""
-        return await self.windows.claim(claims, kind)
+        return await self.windows.claim(claims, stage)
 
     async def finish(self, keys: list[WindowKey]) -> None:
         """Drop sealed windows (see `windows`)."""

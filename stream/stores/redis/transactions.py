@@ -152,11 +152,11 @@ class Transactions:
         for event_id, entry in result.entries.items():
             d = digests[event_id]
             old = view.entries.get(event_id)
-            if old is not None and old.kind in waiting:
-                waiting[old.kind] -= 1
-            if entry is not None and entry.kind in waiting:
-                waiting[entry.kind] += 1
-            if old is not None and old.kind == PENDING_LABEL:
+            if old is not None and old.state in waiting:
+                waiting[old.state] -= 1
+            if entry is not None and entry.state in waiting:
+                waiting[entry.state] += 1
+            if old is not None and old.state == PENDING_LABEL:
                 sides.append(d)  # its text may be in a key of its own
             if entry is None:
                 dels.append(d)

@@ -15,11 +15,12 @@ import zlib
 from stream.core.aggregate import WindowAggregate
 from stream.core.contract import (
     FINAL,
+    PROVISIONAL,
     Claim,
-    ClaimKind,
     ClaimResult,
     DetectorStates,
     SealedWindow,
+    Stage,
     merge_counts,
     merge_parts,
     window_order,
@@ -30,7 +31,7 @@ from stream.stores.redis.codec import counters, text
 from stream.stores.redis.outbox import rows
 from stream.stores.redis.partitions import Partitions
 
-STAMP = {FINAL: "#end", "provisional": "#pend"}  # the detectors' field each kind of claim checks
+STAMP = {FINAL: "#end", PROVISIONAL: "#pend"}  # the detectors' field a claim of each stage checks
 
 
 class Windows:
@@ -113,7 +114,7 @@ class Windows:
         calls = [self.partitions.call(scripts.UNLIST_PROVISIONAL, p, names) for p in range(self.partitions.count)]
         await self.partitions.run(calls)
 
-    async def detectors(self, models: list[str], kind: ClaimKind) -> dict[str, DetectorStates]:
+    async def detectors(self, models: list[str], stage: Stage) -> dict[str, DetectorStates]:
         """Each model version's change detectors, from its owner partition, with the claim's stamp."""
         owned: dict[int, list[str]] = {}
         for model_version in models:
@@ -125,10 +126,10 @@ class Windows:
             for model_version, flat in zip(versions, found[p]):
                 fields = {text(f) or "": text(v) or "" for f, v in zip(flat[::2], flat[1::2])}
                 states = {name: state for name, state in fields.items() if not name.startswith("#")}
-                out[model_version] = DetectorStates(states, fields.get(STAMP[kind], ""))
+                out[model_version] = DetectorStates(states, fields.get(STAMP[stage], ""))
         return out
 
-    async def claim(self, claims: list[Claim], kind: ClaimKind) -> ClaimResult:
+    async def claim(self, claims: list[Claim], stage: Stage) -> ClaimResult:
         """Claim each model version's windows in its owner partition (see the module's docstring)."""
         groups: dict[int, list[dict[str, object]]] = {}
         for claim in claims:
@@ -140,17 +141,17 @@ class Windows:
                 "detectors": [x for item in claim.detectors.items() for x in item],
                 "fed_to": repr(claim.fed_to),
             }
-            if kind == FINAL:
+            if stage == FINAL:
                 group["ends"] = [repr(w.key.end) for w in claim.windows]
             groups.setdefault(self.owner(claim.model_key), []).append(group)
-        script = scripts.CLAIM if kind == FINAL else scripts.PROVISIONAL
+        script = scripts.CLAIM if stage == FINAL else scripts.PROVISIONAL
         calls = [
             self.partitions.call(script, p, json.dumps({"groups": g, "ttl": self.safety_ttl}))
             for p, g in groups.items()
         ]
         result = ClaimResult()
         for taken, conflicts in await self.partitions.run(calls):
-            if kind == FINAL:
+            if stage == FINAL:
                 result.windows += int(taken)
             else:
                 result.records += int(taken)
