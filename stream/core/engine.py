@@ -63,7 +63,7 @@ class BatchReport:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (side, outcome): see StepResult
     dead_letter_fields: Counter[str] = field(default_factory=Counter)  # the field each dead letter names
     inference_times: tuple[float, float] | None = None  # earliest and latest inference time read
-    stream_time: float = -math.inf  # the stream's event time after the batch (see `Engine.now`)
+    stream_time: float = -math.inf  # the stream time after the batch (see `windows.stream_time`)
 
 
 class Engine:
@@ -77,7 +77,7 @@ class Engine:
         `wall_clock` is the reference for the event times of messages that carry no Kafka timestamp."""
         report = BatchReport(messages=len(messages))
         if not messages:
-            report.provisional, report.closed_windows = await self._publish_due(await self.now())
+            report.provisional, report.closed_windows = await self._publish_due(await self.read_stream_time())
             report.queued = report.closed_windows + report.provisional
             return report
         by_partition: dict[int, list[RawMessage]] = {}
@@ -111,7 +111,7 @@ class Engine:
         # closes the windows (from their reads, each could miss the other's, and nothing would
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
         clock = done.clock or await self.store.clock()
-        now = report.stream_time = self.time_of(clock)
+        now = report.stream_time = self.stream_time_of(clock)
         counted |= await self.expire(set(by_partition), now, report.outcomes, clock)
         report.provisional, report.closed_windows = await self._publish_due(now)
         report.queued += report.closed_windows + report.provisional
@@ -126,12 +126,12 @@ class Engine:
         inputs = {(m.topic, m.partition) for m in messages}
         return Job(partition, ids, inputs, lambda view: Step(self.config, self.catalog, view, wall_clock).run(messages))
 
-    async def now(self) -> float:
-        """The stream's event time (see `stream_time`), read from the store."""
-        return self.time_of(await self.store.clock())
+    async def read_stream_time(self) -> float:
+        """The stream time (see `stream_time`), from the clock read from the store now."""
+        return self.stream_time_of(await self.store.clock())
 
-    def time_of(self, clock: Clock) -> float:
-        """The stream's event time a clock gives (see `stream_time`)."""
+    def stream_time_of(self, clock: Clock) -> float:
+        """The stream time a clock gives (see `stream_time`)."""
         return stream_time(clock.watermarks, self.partitions, clock.floor)
 
     async def expire(
@@ -182,7 +182,7 @@ class Engine:
     async def close_due(self, now: float | None = None) -> int:
         """Close every window the stream's event time has passed; returns how many closed."""
         if now is None:
-            now = await self.now()
+            now = await self.read_stream_time()
         if now == -math.inf:
             return 0
         due = [
@@ -291,7 +291,7 @@ class Engine:
     async def idle(self, wall_clock: float) -> int:
         """Called when no input came for `idle_close` seconds: event time jumps to the wall clock."""
         await self.store.raise_floor(wall_clock)
-        return sum(await self._publish_due(await self.now()))
+        return sum(await self._publish_due(await self.read_stream_time()))
 
     async def _publish_due(self, now: float) -> tuple[int, int]:
         """Queue what event time `now` made due: provisional records, then closed windows (counts of each)."""
