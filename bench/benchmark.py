@@ -66,6 +66,9 @@ from stream.kafka_clients import KafkaConnection  # noqa: E402
 from stream.settings import Settings  # noqa: E402
 from stream.worker.topics import ensure_topics  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import docs_table  # noqa: E402
+
 PARTITIONS = 4
 SCALE_PARTITIONS = 8  # partitions of the scale-out run
 T0 = 1_764_000_000.0
@@ -123,6 +126,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
     parser.add_argument("--redis-url", help="Redis URL (default: an embedded redis-server)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--docs",
+        type=Path,
+        metavar="PAGE",
+        help="rewrite this stack's table of current figures in PAGE (docs/performance.md)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     if args.rounds < 1 or args.events < 8:
@@ -744,14 +753,23 @@ def main() -> int:
             figures[f"redis_bytes_per_{name}"] = redis_bytes_per_entry(broker, redis_url, args.pending, logs, sides)
         if args.cluster_url and args.scale_out:
             figures["scale_out"] = scale_out(args, broker, logs)
-    report(figures, args)
+    rows = report(figures, args)
+    if args.docs:
+        key, title = ("kafka", f"### Kafka at {args.broker}") if args.broker else ("embedded", "### Embedded stack")
+        stamp = time.strftime("%Y-%m-%d", time.gmtime())
+        title += (
+            f" ({stamp}: {args.events:,} pairs, {args.rounds} rounds, truthstream {metadata.version('truthstream')})"
+        )
+        docs_table.update(args.docs, key, title, rows)
+        print(f"wrote the {key} table of {args.docs}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
         print(f"wrote {args.json}")
     return 0
 
 
-def report(f: dict[str, Any], args: argparse.Namespace) -> None:
+def report(f: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]:
+    """Print the figures and the ratios against their targets; returns them as (name, value) rows."""
     ts = f["truthstream_msgs_per_s"]
     rounds = f["rounds_msgs_per_s"]
     many_name = f"{args.models_compare} models / {args.models} model(s)"
@@ -858,6 +876,8 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {shown}{mark}")
     verdict = "met" if fresh["p99_s"] < 1 else "NOT met"
     print(f"{'p99 freshness (median run)':<{width}}  {fresh['p99_s']:.3f} s   target < 1 s: {verdict}")
+    judged = [(f"**{name}**", f"{value:.2f}") for name, value in ratios.items()]
+    return [*rows, *judged, ("**p99 freshness** (target < 1 s)", f"{fresh['p99_s']:.3f} s")]
 
 
 if __name__ == "__main__":
