@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -210,3 +211,30 @@ def test_subsample_counters_are_bounded_and_survive_the_hash_form() -> None:
     stats = compute_metrics(agg, "BinaryClassification", curve_points=101)
     assert compute_metrics(again, "BinaryClassification", curve_points=101) == stats
     assert all(isinstance(v["standard_deviation"], float) for v in stats.values() if "value" in v)
+
+
+def test_multiclass_metrics_are_the_same_bytes_in_every_process() -> None:
+    """The weighted metrics of a multiclass window do not depend on the process's string hash seed
+    (river lists a confusion matrix's classes from a set): two workers, or a replay and the live
+    worker, write the same digits."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json; from stream.core.metrics import compute_metrics; from stream.core.aggregate import "
+        "WindowAggregate; a = WindowAggregate(1e-4); import random; r = random.Random(5); "
+        "c = ['cat', 'dog', 'bird', 'fish', 'owl']; y = [r.choice(c) for _ in range(500)]; "
+        "p = [t if r.random() < 0.6 else r.choice(c) for t in y]; a.add_columns(y, p, None, False); "
+        "print(json.dumps(compute_metrics(a, 'MulticlassClassification', 0), sort_keys=True))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3", "4")
+    }
+    assert len(outputs) == 1 and "weighted_f2" in outputs.pop()

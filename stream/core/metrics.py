@@ -66,8 +66,18 @@ STATISTICS_KEY: dict[ProblemType, str] = {
 }
 
 
+class _OrderedConfusionMatrix(rm.ConfusionMatrix):
+    """river's confusion matrix with its classes in one order: river lists them from a set, so the
+    weighted metrics' sums ran in an order set by the process's string hash seed, and two
+    processes gave the same window different last digits."""
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(super().classes)
+
+
 def _river_cm(matrix: dict[str, dict[str, int]]) -> rm.ConfusionMatrix:
-    cm = rm.ConfusionMatrix()
+    cm: rm.ConfusionMatrix = _OrderedConfusionMatrix()  # type: ignore[no-untyped-call]  # river's __init__
     for actual, row in sorted(matrix.items()):
         for predicted, n in sorted(row.items()):
             cm.update(actual, predicted, w=n)
