@@ -404,3 +404,30 @@ def test_a_redis_that_forgot_the_scripts_has_them_loaded_again(redis_url: str) -
     assert record["sample_count"] == 10
     assert record["binary_classification_metrics"]["confusion_matrix"]["1"] == {"0": 5, "1": 5}
     client.close()
+
+
+def test_outbox_rows_of_0_1_are_read_and_published_as_the_same_bytes(redis_url: str) -> None:
+    """An outbox row 0.1.0 left (a JSON document around the record) is read as its output, and its
+    payload is the record's JSON as 0.1.0 published it; new rows keep the payload itself."""
+    from stream.stores.redis.outbox import rows
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    old = {"kind": "metrics", "key": "churn", "value": {"sample_count": 3, "model": "churn"}}
+    new = Output("violation", "fraud", {"metric_name": "recall", "value": 0.5})
+
+    async def scenario() -> list[Output]:
+        client = redis_client(redis_url)
+        try:
+            store = RedisStore(client, prefix, 600.0)
+            await client.rpush(store.keys.of(0, "o"), json.dumps(old), *rows([new]))
+            pending = await store.pending_outbox()
+            await store.confirm_outbox(len(pending))
+            assert await store.pending_outbox() == []
+            return pending
+        finally:
+            await client.aclose()
+
+    first, second = asyncio.run(scenario())
+    assert (first.channel, first.key, first.value) == ("metrics", "churn", old["value"])
+    assert first.payload == json.dumps(old["value"]).encode()
+    assert second == new and second.payload == json.dumps(new.value).encode()

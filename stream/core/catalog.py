@@ -12,7 +12,12 @@ from stream.errors import RecordError
 
 @dataclass(frozen=True)
 class Catalog:
-    """Per-model constraints, with a default set and a default problem type for the rest."""
+    """Per-model constraints, with a default set and a default problem type for the rest.
+
+    >>> catalog = Catalog(problem_types={"price": "Regression"})
+    >>> catalog.problem_type("price"), catalog.problem_type("churn"), catalog.constraints("churn")
+    ('Regression', 'BinaryClassification', None)
+    """
 
     default_problem_type: ProblemType = "BinaryClassification"
     default: ConstraintSet | None = None

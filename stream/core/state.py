@@ -77,9 +77,14 @@ class JoinEntry:
 
 
 def encode_entry(entry: JoinEntry) -> str:
-    """Compact text for storage: state, expiry and partition, then the state's fields, joined by SEP
-    (names and classes cannot contain it, see `records`). One is written per event, and this is
-    about four times faster than JSON throughout."""
+    """A join entry as text: state, expiry and partition, then the state's fields, joined by SEP
+    (names and classes cannot contain it, see `records`). The Redis store keeps pending labels in
+    this form (it packs inferences and tombstones itself, see `stores/redis/codec`).
+
+    >>> entry = JoinEntry(PENDING_LABEL, 1764000600.0, 1, label="yes", raw='{"label": "yes"}', topic="labels")
+    >>> decode_entry(encode_entry(entry)) == entry
+    True
+    """
     head = f"{entry.state}{SEP}{entry.expires!r}{SEP}{entry.partition}{SEP}"
     if entry.state == PENDING_INFERENCE:
         score = "" if entry.score is None else repr(entry.score)
