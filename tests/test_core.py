@@ -319,7 +319,38 @@ def test_bad_inferences_go_to_dead_letters_and_the_rest_still_counts(make, raw, 
     assert len(json.dumps(dead)) < 12_000 and len(dead["reason"]) <= 500
     [record] = h.metrics()
     assert record["sample_count"] == 1
-    assert record["counts"]["rejected"] == 1
+    # counted once: in churn's window only if the record names churn, else in an accounting record
+    # of its own (model null): never charged to a model that did not send it
+    unattributed = [r["counts"]["rejected"] for r in h.metrics("accounting") if r["model"] is None]
+    assert record["counts"]["rejected"] + sum(unattributed) == 1
+    assert not record["counts"]["rejected"] or b'"model": "churn"' in raw
+
+
+def test_counts_that_name_no_model_are_never_charged_to_a_model(make) -> None:
+    """Unparsable inferences and labels of unknown events that expire name no model: they are
+    counted in accounting records with `model` null, while churn's window counts only its own."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed(
+        [
+            inf.msg(inference("a", T0, 1)),
+            inf.msg(None, raw=b"{not json"),
+            inf.msg(None, raw=b"\xff\xfe"),
+            lab.msg(label("nobody", 1)),
+            lab.msg(label("a", 1)),
+            inf.msg(inference("b", T0 + 5, 0)),
+            lab.msg(label("b", 1)),
+            *tick(inf, T0 + 100),
+        ]
+    )
+    h.feed(tick(inf, T0 + 700))  # past the label TTL (600 s): the label of "nobody" expires
+    [record] = h.metrics()
+    assert record["model"] == "churn" and record["sample_count"] == 2
+    assert record["counts"]["rejected"] == 0 and record["counts"]["expired_labels"] == 0
+    unattributed = [r for r in h.metrics("accounting") if r["model"] is None]
+    assert sum(r["counts"]["rejected"] for r in unattributed) == 2
+    assert sum(r["counts"]["expired_labels"] for r in unattributed) == 1
+    assert all(r["problem_type"] is None and r["model_version"] == "" for r in unattributed)
 
 
 @pytest.mark.parametrize("order", ["label-first", "label-second"])

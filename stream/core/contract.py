@@ -242,8 +242,8 @@ class StateStore(Protocol):
 
     async def seal(self, keys: list[WindowKey]) -> list[SealedWindow]:
         """Seal the windows (oldest first) in every partition and return each one not closed yet, its
-        parts merged; of each partition, a model's counters and the unattributed ones go to the
-        first of these windows of that model. Repeatable: a window sealed already is returned as it
+        parts merged; of each partition, a model's counters go to the first of these windows of that
+        model (counts that name no model never do: see `counts`). Repeatable: a window sealed already is returned as it
         was sealed."""
 
     async def provisional_due(self, until: float) -> list[WindowKey]:
@@ -270,7 +270,7 @@ class StateStore(Protocol):
 
     async def counts(self, models: list[str]) -> list[CountsSnapshot]:
         """Per input partition, the counters of those of `models` that no window open in it will carry
-        (the unattributed ones only when no window is open in it at all)."""
+        (the counts that name no model, `UNATTRIBUTED`, always)."""
 
     async def take_counts(self, takes: list[CountsTake]) -> set[int]:
         """Take each partition's counts and queue their records, unless its counters moved since they

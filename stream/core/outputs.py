@@ -322,10 +322,11 @@ def _unprefixed(statistics: Mapping[str, Any]) -> dict[str, Any]:
 
 def accounting_record(model: str, counts: Mapping[str, int], now: float, catalog: Catalog) -> dict[str, Any]:
     """A metrics record that only carries counts (late, expired, evicted, duplicates, rejected) of a
-    model that has no window to carry them: published at once, so that no count waits unseen.
+    model that has no window to carry them, or of records that name no model (`model` null):
+    published at once, so that no count waits unseen and none is charged to another model.
     `window.kind` is `accounting`; `at` is the stream's event time when it was published."""
     return {
-        "model": model,
+        "model": model or None,
         "model_version": "",
         "window": {"kind": "accounting", "at": format_time(now) if math.isfinite(now) else None},
         "sample_count": 0,

@@ -184,7 +184,7 @@ class MemoryStore:
                 self.provisioned.add(key)  # closed: no provisional record after the final one
                 counts: dict[str, int] = {}
                 for counters in self.counters.values():  # a later window of the model finds them gone
-                    counts = merge_counts(counts, *(counters.pop(m, {}) for m in (key.model, UNATTRIBUTED)))
+                    counts = merge_counts(counts, counters.pop(key.model, {}))
                 self.sealed[key] = SealedWindow(key, aggregate, counts)
             out.append(self.sealed[key])
         return out
@@ -245,7 +245,7 @@ class MemoryStore:
             counts = {
                 model: dict(counters.get(model, {}))
                 for model in sorted(models)
-                if not ((model == UNATTRIBUTED and carried) or (model != UNATTRIBUTED and model in carried))
+                if model == UNATTRIBUTED or model not in carried
             }
             out.append(CountsSnapshot(partition, "", counts))
         return out

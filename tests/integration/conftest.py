@@ -169,6 +169,17 @@ def tumbling(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def counted(deployment: Deployment, name: str) -> int:
+    """A count summed over the records that carry counts: tumbling windows (each once, however
+    often published) and accounting records (those of models without a window, and those of
+    records that name no model)."""
+    records = deployment.read("metrics")
+    windows = tumbling(records)
+    return sum(r["counts"][name] for r in windows.values()) + sum(
+        r["counts"][name] for r in records if r["window"]["kind"] == "accounting"
+    )
+
+
 @dataclass(frozen=True)
 class SecureRedis:
     """A redis-server speaking only TLS, whose only user is an ACL user with a password."""
