@@ -76,6 +76,43 @@ def test_duplicates_are_counted_once(make) -> None:
     assert h.counted("duplicates") == 3 and [r["counts"]["duplicates"] for r in h.metrics("accounting")] == [1]
 
 
+@pytest.mark.parametrize("joined_first", [False, True], ids=["while-waiting", "after-the-join"])
+def test_a_duplicate_with_other_content_is_a_dead_lettered_conflict(make, joined_first: bool) -> None:
+    """An event id sent again with another prediction, or labelled again with another value, is a
+    conflict: dead-lettered with what differs and counted; the first record stands. The same
+    record sent again stays a plain duplicate, before and after the join."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+
+    def joins() -> list:
+        return [lab.msg(label("a", 1)), inf.msg(inference("b", T0 + 2, 0, 0.2))]
+
+    def again() -> list:
+        return [
+            inf.msg(inference("a", T0 + 1, 1, 0.9)),  # the same: a duplicate
+            inf.msg(inference("a", T0 + 1, 0, 0.3)),  # another prediction and score: a conflict
+            lab.msg(label("b", 1, label_time=T0 + 3)),  # the same: a duplicate
+            lab.msg(label("b", True, label_time=T0 + 3)),  # true is not 1: a conflict
+        ]
+
+    msgs = [inf.msg(inference("a", T0 + 1, 1, 0.9)), lab.msg(label("b", 1, label_time=T0 + 3))]
+    msgs += joins() + again() if joined_first else again() + joins()
+    # timed labels move the label partition's event time too: an orphan label moves it on
+    h.feed([*msgs, *tick(inf, T0 + 100), lab.msg(label("orphan", 0, label_time=T0 + 100))])
+    [record] = h.metrics()
+    assert record["sample_count"] == 2
+    matrix = record["binary_classification_metrics"]["confusion_matrix"]
+    assert (matrix["1"]["1"], matrix["1"]["0"]) == (1, 1)  # a predicted 1 and b predicted 0: the first ones
+    assert h.counted("conflicts") == 2 and h.counted("duplicates") == 2
+    letters = h.records("dead-letters")
+    assert len(letters) == 2 and all(d["field"] == "event_id" for d in letters)
+    assert all("conflicting duplicate of event" in d["reason"] for d in letters)
+    if not joined_first:  # still waiting: the reason names what differs
+        reasons = sorted(d["reason"] for d in letters)
+        assert "prediction '1' then '0', score 0.9 then 0.3" in reasons[0]
+        assert "label 1 then True" in reasons[1]
+
+
 def test_unmatched_inference_expires_and_is_counted(make) -> None:
     """An inference without a label past the TTL is reported as expired, and a label after that waits alone."""
     h = make(base_settings(label_ttl=120.0))
@@ -607,13 +644,14 @@ def test_one_far_future_time_neither_closes_windows_nor_makes_later_pairs_late(m
 
 
 def accounted(h: Harness) -> int:
-    """Input messages the published records account for: two per joined or late pair, one per other count."""
+    """Input messages the published records account for: two per joined or late pair, one per other
+    count (a conflicting duplicate is one: the first record of its event id stands)."""
     total = 0
     for r in h.records("metrics"):
         if r["window"]["kind"] in ("rolling", "provisional"):  # they count nothing
             continue
         c = r["counts"]
-        total += 2 * r["sample_count"] + 2 * c["late"] + c["duplicates"] + c["rejected"]
+        total += 2 * r["sample_count"] + 2 * c["late"] + c["duplicates"] + c["conflicts"] + c["rejected"]
         total += c["expired_inferences"] + c["expired_labels"] + c["evicted_inferences"] + c["evicted_labels"]
     return total
 

@@ -127,8 +127,9 @@ def test_parsers_raise_only_record_errors(value: bytes) -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages(), st.sampled_from(["BinaryClassification", "MulticlassClassification", "Regression"]))
 def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMessage], problem_type: str) -> None:
-    """Every message ends joined (two per pair), waiting, a duplicate, expired or rejected (with a
-    dead letter each); the state the step writes can be stored (plain Unicode text)."""
+    """Every message ends joined (two per pair), waiting, a duplicate, expired, rejected or a
+    conflicting duplicate (a dead letter each); the state the step writes can be stored (plain
+    Unicode text)."""
     config = CoreConfig(window_seconds=60.0, label_grace=30.0, label_ttl=86400.0 * 7, min_samples=1)
     catalog = Catalog(default_problem_type=problem_type)  # type: ignore[arg-type]
     store = MemoryStore()
@@ -140,7 +141,7 @@ def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMes
         )
         results.append(result)
     counters = [c for result in results for c in result.counters.values()]
-    counts = {name: sum(c.get(name, 0) for c in counters) for name in ("rejected", "duplicates")}
+    counts = {name: sum(c.get(name, 0) for c in counters) for name in ("rejected", "duplicates", "conflicts")}
     expired = sum(c.get(k, 0) for c in counters for k in ("expired_inferences", "expired_labels"))
     waiting = sum(
         1
@@ -150,8 +151,10 @@ def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMes
     )
     dead = [o for result in results for o in result.outputs if o.channel == DEAD_LETTER]
     joined = sum(result.joined for result in results)
-    assert len(batch) == counts["rejected"] + counts["duplicates"] + 2 * joined + waiting + expired
-    assert len(dead) == counts["rejected"]
+    assert (
+        len(batch) == counts["rejected"] + counts["duplicates"] + counts["conflicts"] + 2 * joined + waiting + expired
+    )
+    assert len(dead) == counts["rejected"] + counts["conflicts"]
     for letter in dead:
         assert len(json.dumps(letter.value)) < 12_000
     for result in results:

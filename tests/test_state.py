@@ -17,7 +17,8 @@ ENTRIES = [
     JoinEntry("I", math.inf, 0, "churn", "", 1764000000.0, "cat:a b", None),
     JoinEntry("L", 1764000600.0, 1, label="yes", label_time=None, raw='{"label": "yes"}', topic="labels", offset=7),
     JoinEntry("L", 1764000600.0, 1, label=1, label_time=1764000000.5, raw='{"label": 1}', topic="labels", offset=8),
-    JoinEntry("J", 1764000600.0, 2, "churn"),
+    JoinEntry("J", 1764000600.0, 2, "churn"),  # a tombstone of 0.1: no fingerprints
+    JoinEntry("J", 1764000600.0, 2, "churn", fingerprints=bytes(range(8))),
 ]
 
 

@@ -31,6 +31,7 @@ COUNT_NAMES = (
     "evicted_inferences",
     "evicted_labels",
     "duplicates",
+    "conflicts",
     "rejected",
 )
 # A dead letter carries at most this much of the refused message (text and base64 of the same

@@ -6,6 +6,7 @@ What crosses to and from a store, and what a store must do, is in `contract`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
@@ -53,7 +54,8 @@ def sweep_horizon(now: float, label_ttl: float) -> float:
 @dataclass(slots=True)
 class JoinEntry:
     """What is stored under an event id, by `state`: a pending inference (`I`), a pending label (`L`),
-    or the tombstone of a finished join (`J`, which only remembers the model, to count duplicates)."""
+    or the tombstone of a finished join (`J`, which remembers the model, to count duplicates, and
+    the fingerprints of both sides, to tell a repeated record from a conflicting one)."""
 
     state: str
     expires: float  # event time at which an unmatched entry counts as expired
@@ -69,11 +71,37 @@ class JoinEntry:
     topic: str = ""  # L: where the label message came from
     offset: int = -1  # L
     segments: str = ""  # I: the inference's segment values (`segments.encode_segments`)
+    fingerprints: bytes = b""  # J: the joined inference's and label's fingerprints (8 bytes; none before 0.2)
 
     @property
     def counter_key(self) -> str:
         """The model a pending or joined entry is attributed to, if known."""
         return self.model
+
+
+FINGERPRINT_BYTES = 4  # per side: a conflicting duplicate goes unseen with a chance of 2**-32
+
+
+def _fingerprint(*parts: object) -> bytes:
+    text = SEP.join(map(repr, parts))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=FINGERPRINT_BYTES).digest()
+
+
+def inference_fingerprint(model: str, version: str, time: float, prediction: str, score: float | None) -> bytes:
+    """What identifies an inference's content (what a pending inference keeps of it).
+
+    >>> first = inference_fingerprint("churn", "1", 1764000000.0, "1", 0.9)
+    >>> first == inference_fingerprint("churn", "1", 1764000000.0, "1", 0.9), len(first)
+    (True, 4)
+    >>> first == inference_fingerprint("churn", "1", 1764000000.0, "0", 0.9)
+    False
+    """
+    return _fingerprint(model, version, time, prediction, score)
+
+
+def label_fingerprint(label: Any, label_time: float | None) -> bytes:
+    """What identifies a label's content: its value (with its JSON type) and its own time."""
+    return _fingerprint(_tagged(label), label_time)
 
 
 def encode_entry(entry: JoinEntry) -> str:
@@ -91,7 +119,7 @@ def encode_entry(entry: JoinEntry) -> str:
         text = f"{head}{entry.time!r}{SEP}{score}{SEP}{entry.model}{SEP}{entry.version}{SEP}{entry.prediction}"
         return f"{text}{SEP}{entry.segments}" if entry.segments else text
     if entry.state == JOINED:
-        return head + entry.model
+        return head + entry.model + (f"{SEP}{entry.fingerprints.hex()}" if entry.fingerprints else "")
     # A pending label: its value tagged with its JSON type, its time, where it came from, and the
     # message text last, so that whatever it holds (a UTF-16 message decoded as UTF-8 can hold
     # SEP) is never split.
@@ -139,7 +167,8 @@ def decode_entry(text: str | bytes) -> JoinEntry:
         data = {"m": model, "v": version, "t": float(t), "y": y, "s": float(score) if score else None}
         data["g"] = segments[0] if segments else ""
     elif state == JOINED:
-        data = {"m": rest}
+        model, _, prints = rest.partition(SEP)
+        data = {"m": model, "f": bytes.fromhex(prints)}
     elif rest.startswith("{"):  # a pending label as JSON, as earlier versions wrote it
         data = json.loads(rest)
     else:
@@ -154,7 +183,7 @@ def _entry(state: str, expires: float, partition: int, d: dict[str, Any]) -> Joi
     if state == PENDING_INFERENCE:
         return JoinEntry(state, expires, partition, d["m"], d["v"], d["t"], d["y"], d["s"], segments=d.get("g", ""))
     if state == JOINED:
-        return JoinEntry(state, expires, partition, d["m"])
+        return JoinEntry(state, expires, partition, d["m"], fingerprints=d.get("f", b""))
     # "y": the label as JSON text, in entries that truthstream 0.1.0 wrote
     value = d["v"] if "v" in d else json.loads(d["y"])
     return JoinEntry(

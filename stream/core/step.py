@@ -17,6 +17,7 @@ from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
+from stream.core.duplicates import fingerprint_of, inference_conflict, label_conflict
 from stream.core.estimates import count_estimate, count_multiclass_estimate
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
 from stream.core.records import (
@@ -47,6 +48,7 @@ from stream.core.state import (
     Output,
     StateView,
     StepResult,
+    label_fingerprint,
 )
 from stream.core.windows import WindowKey, model_key
 from stream.errors import RecordError
@@ -240,8 +242,21 @@ class Step:
             ):
                 self._set(inference.event_id, self._pending_inference(inference, msg.partition, segments), entry)
         else:
-            self.result.count(inference.model, "duplicates")
-            self.result.outcomes[INFERENCE, "duplicate"] += 1
+            differs = inference_conflict(entry, inference)
+            if differs:
+                self._conflict(msg, inference.event_id, entry.model or inference.model, differs)
+            else:
+                self.result.count(inference.model, "duplicates")
+                self.result.outcomes[INFERENCE, "duplicate"] += 1
+
+    def _conflict(self, msg: RawMessage, event_id: str, model: str, differs: str) -> None:
+        """Dead-letter a record whose event id is taken by a record of other content (the first one
+        stands), naming what differs, and count it as a conflict of the model."""
+        self.result.count(model, "conflicts")
+        self.result.outcomes[msg.side, "conflict"] += 1
+        reason = f"conflicting duplicate of event {shown(event_id, 100)}: {differs} (the first record stands)"
+        letter = dead_letter(msg, reason, "event_id")
+        self.result.outputs.append(Output(DEAD_LETTER, letter["key"] or "", letter))
 
     def _count_inference(self, inference: Inference, now: float) -> None:
         """Count a new inference in its window (the denominator of the label coverage), unless the
@@ -296,8 +311,12 @@ class Step:
             label_at = label.time if label.time is not None else self._now(msg.partition)
             self._match(msg.partition, inference, label.label, label.time, now, msg, entry, label_at, entry.segments)
         else:
-            self.result.count(entry.counter_key, "duplicates")
-            self.result.outcomes[LABEL, "duplicate"] += 1
+            differs = label_conflict(entry, label)
+            if differs:
+                self._conflict(msg, label.event_id, entry.counter_key, differs)
+            else:
+                self.result.count(entry.counter_key, "duplicates")
+                self.result.outcomes[LABEL, "duplicate"] += 1
 
     def _match(
         self,
@@ -325,7 +344,13 @@ class Step:
             return False
         self._set(
             inference.event_id,
-            JoinEntry(JOINED, inference.time + self.config.label_ttl, partition, inference.model),
+            JoinEntry(
+                JOINED,
+                inference.time + self.config.label_ttl,
+                partition,
+                inference.model,
+                fingerprints=fingerprint_of(inference) + label_fingerprint(label, label_time),
+            ),
             stored,
         )
         sample = Joined(

@@ -1,10 +1,10 @@
 """How join entries are stored in Redis: packed bytes, models named by a per-partition reference.
 
-A pending inference is 19 bytes and its class (time, score, model reference), a join tombstone 11
-(its expiry, the model reference; a pending inference's expiry is its time plus the label TTL, not
-stored); a pending label is its text form (`state.encode_entry`). Each partition numbers the model
-versions its entries name in its `m` hash; once that table is full (MODEL_INLINE references) a model
-is written out in the entry instead.
+A pending inference is 19 bytes and its class (time, score, model reference), a join tombstone 19
+(its expiry, the model reference, the fingerprints of both sides; a pending inference's expiry is
+its time plus the label TTL, not stored); a pending label is its text form (`state.encode_entry`).
+Each partition numbers the model versions its entries name in its `m` hash; once that table is
+full (MODEL_INLINE references) a model is written out in the entry instead.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class EntryCodec:
             return b"I" + SCORED.pack(entry.time, entry.score, ref) + written + tail
         if entry.state == JOINED:
             ref, written = self.models.reference(partition, model_key(entry.model, ""), new_models)
-            return b"J" + PLAIN.pack(entry.expires, ref) + written
+            return b"J" + PLAIN.pack(entry.expires, ref) + written + entry.fingerprints
         return b"L" + encode_entry(entry).encode()
 
     def decode(self, partition: int, value: bytes) -> JoinEntry:
@@ -143,8 +143,8 @@ class EntryCodec:
             entry.partition = partition
             return entry
         model, version = split_model_key(key)
-        if kind == b"J":
-            return JoinEntry(JOINED, time, partition, model)  # a tombstone's double is its expiry
+        if kind == b"J":  # a tombstone's double is its expiry; its sides' fingerprints follow (none before 0.2)
+            return JoinEntry(JOINED, time, partition, model, fingerprints=rest)
         prediction, _, segments = rest.decode().partition(SEP)  # the segments, if any, follow the class
         return JoinEntry(
             PENDING_INFERENCE,
