@@ -59,6 +59,7 @@ from sklearn import metrics as skm
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import stream  # noqa: E402
 from connectors.embedded import embedded_kafka, embedded_redis  # noqa: E402
 from connectors.kafka import topic_partitions  # noqa: E402
 from stream.core.timefmt import format_time  # noqa: E402
@@ -757,9 +758,7 @@ def main() -> int:
     if args.docs:
         key, title = ("kafka", f"### Kafka at {args.broker}") if args.broker else ("embedded", "### Embedded stack")
         stamp = time.strftime("%Y-%m-%d", time.gmtime())
-        title += (
-            f" ({stamp}: {args.events:,} pairs, {args.rounds} rounds, truthstream {metadata.version('truthstream')})"
-        )
+        title += f" ({stamp}: {args.events:,} pairs, {args.rounds} rounds, truthstream {stream.__version__})"
         docs_table.update(args.docs, key, title, rows)
         print(f"wrote the {key} table of {args.docs}")
     if args.json:
