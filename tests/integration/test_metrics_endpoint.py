@@ -17,7 +17,7 @@ from stream.errors import ConfigError
 from stream.worker.observe import PrometheusMetrics
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_worker import CONSTRAINTS, produce, settings, write_calibration
-from tests.integration.workload import arrival_order, workload
+from tests.integration.workload import arrival_order, label_doc, workload
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,10 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
     records = arrival_order(pairs)
     produce(deployment, records)
     deployment.send("inferences", [("bad-1", b"{not json"), ("bad-2", {"event_id": "bad-2", "model": "churn"})])
-    deployment.send("labels", [(pairs[0].event_id, {"event_id": pairs[0].event_id, "label": 1})])  # a duplicate
+    first, second = pairs[0], pairs[1]
+    other = {**label_doc(second), "label": 1 - second.y_true}
+    # the same label again: a duplicate; another label for a joined event: a conflict (a dead letter)
+    deployment.send("labels", [(first.event_id, label_doc(first)), (second.event_id, other)])
     deployment.close_all_windows(pairs[-1].time + 1000)
     windows = deployment.wait_for(
         "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w
@@ -106,6 +109,7 @@ def test_the_scraped_metrics_equal_the_published_records(deployment: Deployment,
     assert value(samples, "truthstream_records_total", topic=labels, outcome="joined") == joined
     assert value(samples, "truthstream_records_total", topic=inferences, outcome="rejected") == 2
     assert value(samples, "truthstream_records_total", topic=labels, outcome="duplicate") == 1
+    assert value(samples, "truthstream_records_total", topic=labels, outcome="conflict") == 1
     counted = sum(w["counts"]["rejected"] for w in windows.values()) + sum(
         r["counts"]["rejected"] for r in deployment.read("metrics") if r["window"]["kind"] == "accounting"
     )
