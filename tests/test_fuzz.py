@@ -8,6 +8,7 @@ import math
 from collections import Counter
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -124,6 +125,7 @@ def test_parsers_raise_only_record_errors(value: bytes) -> None:
             pass
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(messages(), st.sampled_from(["BinaryClassification", "MulticlassClassification", "Regression"]))
 def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMessage], problem_type: str) -> None:

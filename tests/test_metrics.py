@@ -213,6 +213,7 @@ def test_subsample_counters_are_bounded_and_survive_the_hash_form() -> None:
     assert all(isinstance(v["standard_deviation"], float) for v in stats.values() if "value" in v)
 
 
+@pytest.mark.slow
 def test_multiclass_metrics_are_the_same_bytes_in_every_process() -> None:
     """The weighted metrics of a multiclass window do not depend on the process's string hash seed
     (river lists a confusion matrix's classes from a set): two workers, or a replay and the live

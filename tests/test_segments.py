@@ -65,6 +65,7 @@ def test_a_segment_that_collapsed_violates_while_the_whole_window_does_not(make)
     assert violation["metric_name"] == "accuracy" and violation["description"].startswith("Segment features.country=FR")
 
 
+@pytest.mark.slow
 def test_a_cardinality_attack_stays_within_the_cap(make) -> None:
     """100,000 distinct values of a segment key in one window: each window part admits 20, the rest
     count as __other__, and the record has at most 20 values besides __other__, every sample counted."""
