@@ -1,7 +1,7 @@
 """Shared fixtures: services come from TRUTHSTREAM_TEST_* variables, else embedded ones are started.
 
-Two tiers: `python -m pytest -m "not integration"` (the fast tier: also `and not slow`) needs no service (the core, the memory
-store, the commands' parsing); every test that uses a real service is marked `integration`
+Two tiers: `python -m pytest -m "not integration"` needs no service (the core, the memory
+store, the commands' parsing; the fast tier also leaves out `slow`); every test that uses a real service is marked `integration`
 and with the service's marker (`kafka`, `redis`, `s3`, ...), explicitly or, through the
 fixtures that start or name the service, here. `.ci/run` selects its stages by these markers.
 """
