@@ -1,9 +1,10 @@
 """Shared fixtures: services come from TRUTHSTREAM_TEST_* variables, else embedded ones are started.
 
 Two tiers: `python -m pytest -m "not integration"` needs no service (the core, the memory
-store, the commands' parsing; the fast tier also leaves out `slow`); every test that uses a real service is marked `integration`
-and with the service's marker (`kafka`, `redis`, `s3`, ...), explicitly or, through the
-fixtures that start or name the service, here. `.ci/run` selects its stages by these markers.
+store, the commands' parsing; the fast tier also leaves out `slow`); every test that uses a
+real service is marked `integration` and with the service's marker (`kafka`, `redis`, `s3`,
+...), explicitly or, through the fixtures that start or name the service, here. `.ci/run`
+selects its stages by these markers.
 """
 
 from __future__ import annotations
