@@ -35,16 +35,16 @@ class Partitions:
         """The reads of every partition's watermarks (see `clock_of`)."""
         return [partial(_hgetall, self.keys.of(p, "wm")) for p in range(self.count)]
 
-    def clock_of(self, replies: list[dict[bytes, bytes]]) -> Clock:
-        """The clock from `clock_reads`' replies: the idle floor is the lowest partition's (raising it
-        is not atomic over partitions)."""
+    def clock_of(self, replies: list[dict[bytes, bytes]], expiry: dict[int, tuple[float, bool]] | None = None) -> Clock:
+        """The clock from `clock_reads`' replies (and `expiry_of`'s, when read with them): the idle
+        floor is the lowest partition's (raising it is not atomic over partitions)."""
         watermarks: dict[str, float] = {}
         floors: list[float] = []
         for p, marks in enumerate(replies):
             found = {text(k) or "": float(v) for k, v in marks.items()}
             watermarks.update((f"{side}{p}", found[side]) for side in ("i", "l") if side in found)
             floors.append(found.get("f", -math.inf))
-        return Clock(watermarks, min(floors, default=-math.inf))
+        return Clock(watermarks, min(floors, default=-math.inf), expiry)
 
     def expiry_reads(self, partitions: list[int]) -> list[Read]:
         """The reads of the partitions' earliest expiry slot and sweep work list (see `expiry_of`)."""

@@ -90,9 +90,8 @@ class Transactions:
             )
             if reads:
                 marks = replies[len(writes) : len(writes) + self.partitions.count]
-                clock = self.partitions.clock_of(marks)
                 expiry = self.partitions.expiry_of(written, replies[len(writes) + self.partitions.count :])
-                clock = type(clock)(clock.watermarks, clock.floor, expiry)
+                clock = self.partitions.clock_of(marks, expiry)
             for txn, reply in zip(writes, replies):
                 if reply == 2:  # another worker did this sweep
                     txn.done = (StepResult(), [])
