@@ -6,6 +6,7 @@
     ├── RecordError       one input record that cannot be used (dead-lettered, never raised out of the worker)
     ├── InputError        a file, table or span of topics given to a command cannot be read as asked
     ├── StateError        the state store refuses a change or keeps conflicting
+    │   └── StateLost     the state store went back in time (lost writes): recompute from the input
     └── DeliveryError     a destination (S3, a webhook) refuses what is sent to it
 
 Commands turn a TruthstreamError into one line on stderr and exit code 2.
@@ -49,3 +50,9 @@ class StateError(TruthstreamError):
 
 class DeliveryError(TruthstreamError):
     """A destination (S3, a webhook) refuses what is sent to it."""
+
+
+class StateLost(StateError):
+    """The state store holds less than was written to it (a Redis restarted without its data, one
+    that lost its last writes, a failover to a lagging replica): the input must be read again from
+    the positions the store holds."""

@@ -21,7 +21,7 @@ from stream.core.engine import Engine
 from stream.core.records import RawMessage
 from stream.core.state import METRICS, Output
 from stream.core.timefmt import format_time
-from stream.errors import ConfigError, StateError
+from stream.errors import ConfigError, StateError, StateLost
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis import scripts as lua
@@ -431,3 +431,27 @@ def test_outbox_rows_of_0_1_are_read_and_published_as_the_same_bytes(redis_url: 
     assert (first.channel, first.key, first.value) == ("metrics", "churn", old["value"])
     assert first.payload == json.dumps(old["value"]).encode()
     assert second == new and second.payload == json.dumps(new.value).encode()
+
+
+def test_a_redis_that_lost_writes_is_found_before_anything_is_computed_from_it(redis_url: str) -> None:
+    """Applied offsets only move forward: one that Redis holds lower than this process saw (Redis
+    restarted empty, or older) stops the batch, and the clock read of an idle close, with StateLost."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    inf = Topic("inferences")
+    first = [inf.msg(inference(f"e{i}", T0 + i, 1, 0.9)) for i in range(5)]
+    later = [inf.msg(inference(f"f{i}", T0 + 10 + i, 1, 0.9)) for i in range(5)]
+
+    async def work(engine: Engine, store: RedisStore) -> None:
+        await engine.process(first, time.time())
+        await engine.process(later[:2], time.time())
+        ck = store.keys.of(0, "ck")
+        await store.redis.hset(ck, "inferences", 1)  # as if Redis came back from an older snapshot
+        with pytest.raises(StateLost, match=r"inferences\[0\] applied up to offset 1, but offset 6 was applied"):
+            await engine.process(later[2:], time.time())
+        with pytest.raises(StateLost):
+            await engine.idle(T0 + 3600)
+        await store.redis.delete(ck)  # as if Redis came back empty
+        with pytest.raises(StateLost, match="applied up to no offset"):
+            await engine.process(later[2:], time.time())
+
+    asyncio.run(_engine_run(redis_url, prefix, work))

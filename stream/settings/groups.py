@@ -87,6 +87,14 @@ class RedisSettings:
         group="redis",
     )
     redis_prefix: str = setting("truthstream", "prefix of every Redis key this app writes", group="redis")
+    state_loss: str = setting(
+        "stop",
+        "when Redis lost state that Kafka can no longer give again (its records deleted by retention): stop "
+        "(the worker refuses to start, naming the partitions), or resume from Kafka's committed offsets (the "
+        "windows around the loss are incomplete). State Kafka still holds is always recomputed",
+        group="redis",
+        choices=("stop", "resume"),
+    )
 
 
 @dataclass(frozen=True)

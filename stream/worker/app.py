@@ -24,7 +24,7 @@ SESSION_TIMEOUT_S = 10.0
 HEARTBEAT_S = 2.0
 
 
-def faust_app(settings: Settings) -> faust.App:
+def faust_app(settings: Settings) -> App:
     """A Faust app configured as truthstream runs it (raw bytes, earliest offsets, short sessions)."""
     return App(
         settings.app_id,
@@ -55,6 +55,7 @@ def create_app(
     and the service to start beside it (pass both to `faust.Worker`)."""
     app = faust_app(settings)
     service = WorkerService(app, settings, catalog, partitions, log_level)
+    app.place_inputs = service.place_inputs
     inputs = input_topics(app, settings)
     side_of: dict[str, Side] = {settings.inference_topic: INFERENCE, settings.label_topic: LABEL}
 

@@ -30,7 +30,7 @@ from stream.logs import setup_logging
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
-from stream.worker.outages import exit_on_bug, retrying
+from stream.worker.outages import STATE_LOST_ADVICE, STATE_LOST_EXIT_CODE, exit_on_bug, retrying
 from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 
 READY, PROCESS, IDLE = "ready", "process", "idle"
@@ -177,11 +177,17 @@ class EngineProcess:
         except (EOFError, OSError):
             if self.closing:
                 raise  # the worker is stopping: the batch stays unacknowledged
-            self.child.join(1.0)
             self._ended()
             raise  # not reached: _ended ends the process
 
     def _ended(self) -> None:
+        self.child.join(5.0)  # its exit code says why it ended
+        if self.child.exitcode == STATE_LOST_EXIT_CODE:
+            exit_on_bug(
+                f"the engine process found that Redis lost writes (its log line above says where); {STATE_LOST_ADVICE}",
+                exc_info=False,
+                code=STATE_LOST_EXIT_CODE,
+            )
         exit_on_bug(
             f"the engine process ended (exit code {self.child.exitcode}; its log lines above say why); "
             "exiting without committing offsets (a restart reads the unfinished batch again)",

@@ -18,6 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from stream.errors import StateLost
 from stream.retry import OUTAGE, Retry
 
 log = logging.getLogger("truthstream.worker")
@@ -38,6 +39,13 @@ REFUSALS = {
 # redis-py raises these for the codes above (it drops the code from the message).
 REFUSAL_TYPES = {"OOM": OutOfMemoryError, "READONLY": ReadOnlyError, "NOPERM": NoPermissionError}
 BUG_EXIT_CODE = 70  # EX_SOFTWARE
+CONFIG_EXIT_CODE = 2  # what every command exits with on a configuration or state it cannot work with
+# EX_TEMPFAIL: Redis lost writes; a restart reads the input again from the positions Redis holds.
+STATE_LOST_EXIT_CODE = 75
+STATE_LOST_ADVICE = (
+    "exiting without committing offsets: a restarted worker reads each input partition again from the "
+    "position Redis holds and recomputes its windows (see 'Redis persistence' in the docs)"
+)
 
 
 def redis_refusal(exc: ResponseError) -> str | None:
@@ -50,12 +58,17 @@ def redis_refusal(exc: ResponseError) -> str | None:
     return None
 
 
-def exit_on_bug(message: str, exc_info: bool = True) -> None:
+def exit_on_bug(message: str, exc_info: bool = True, code: int = BUG_EXIT_CODE) -> None:
     """Log `message` (with the current exception) and end the process at once, before faust can
     commit the offsets of a batch that was not handled (a restart reads it again: nothing is lost)."""
     log.critical(message, exc_info=exc_info)
     logging.shutdown()
-    os._exit(BUG_EXIT_CODE)
+    os._exit(code)
+
+
+def exit_on_state_lost(exc: StateLost) -> None:
+    """End the process because Redis lost writes (one line, no traceback: it is no bug)."""
+    exit_on_bug(f"{exc}; {STATE_LOST_ADVICE}", exc_info=False, code=STATE_LOST_EXIT_CODE)
 
 
 async def retrying(work: Callable[[], Awaitable[T]]) -> T:
@@ -71,6 +84,8 @@ async def retrying(work: Callable[[], Awaitable[T]]) -> T:
             return await work()
         except OUTAGES as exc:
             await asyncio.sleep(retry.failed(exc))
+        except StateLost as exc:
+            exit_on_state_lost(exc)
         except ResponseError as exc:
             refusal = redis_refusal(exc)
             if refusal is None:

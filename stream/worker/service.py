@@ -6,23 +6,25 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import faust
 import mode
+from faust.types import TP
 
 from stream.core.catalog import Catalog
 from stream.core.engine import BatchReport
 from stream.core.records import INFERENCE, LABEL, RawMessage
-from stream.errors import ConfigError
+from stream.errors import ConfigError, StateError
 from stream.logs import install_redaction
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis_connect import connect
 from stream.worker.engine_process import Batches, EngineProcess, LocalEngine, redis_store
 from stream.worker.observe import PrometheusMetrics
-from stream.worker.outages import retrying
+from stream.worker.outages import CONFIG_EXIT_CODE, exit_on_bug, retrying
+from stream.worker.positions import place
 from stream.worker.publish import Publisher
 from stream.worker.topics import ensure_topics
 
@@ -109,6 +111,39 @@ class WorkerService(mode.Service):
         self.publisher = Publisher(self.app.producer, store, self.topics, observe, refused)
         self.ready.set()
         log.info("truthstream worker ready: %s", json.dumps(s.masked(), default=str))
+
+    async def place_inputs(self, consumer: Any, committed: Mapping[TP, int]) -> dict[TP, int]:
+        """Where to read the assigned input partitions from: the positions Redis holds (see
+        `positions`). Ends the worker with one line (exit code 2) where Redis lost state Kafka no
+        longer holds, unless TRUTHSTREAM_STATE_LOSS=resume."""
+        s = self.settings
+        inputs = {tp: (tp.topic, tp.partition) for tp in committed if tp.topic in (s.inference_topic, s.label_topic)}
+        if not inputs:
+            return {}
+        await self.ready.wait()
+        store = self.store
+        if store is None:
+            raise RuntimeError("the worker service is used before it started")
+
+        async def earliest(_: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+            found = await consumer.earliest_offsets(*inputs)
+            return {inputs[tp]: int(offset) for tp, offset in found.items() if tp in inputs}
+
+        async def decide() -> dict[tuple[str, int], int]:
+            try:
+                return await place(
+                    list(inputs.values()),
+                    {key: committed[tp] for tp, key in inputs.items()},
+                    store.positions,
+                    earliest,
+                    s.state_loss,
+                )
+            except StateError as exc:  # no bug, and no outage to wait out: one line, and stop
+                exit_on_bug(str(exc), exc_info=False, code=CONFIG_EXIT_CODE)
+                raise  # not reached: exit_on_bug ends the process
+
+        where = await retrying(decide)
+        return {tp: where[key] for tp, key in inputs.items()}
 
     async def on_stop(self) -> None:
         """Close the Redis client and the engine."""

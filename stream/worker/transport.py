@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from typing import Any
 
 import aiokafka
 import faust
 from faust.transport import drivers
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 from mode.services import WaitResults
 
 
@@ -96,6 +97,19 @@ class _Consumer(InlineFirstStep, faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek to the committed offsets, then to where the app's `place_inputs` says instead (faust
+        seeks here on every assignment, and its read and commit bookkeeping follows what this returns)."""
+        committed = dict(await super().seek_to_committed())
+        place = getattr(self.app, "place_inputs", None)
+        if place is None:
+            return committed
+        wanted = await place(self, committed)
+        if wanted:
+            await self.seek_wait(wanted)
+            committed.update(wanted)
+        return committed
+
 
 class Transport(faust_aiokafka.Transport):
     """faust's aiokafka transport, its consumer waiting at most `fetch_max_wait_ms` per fetch."""
@@ -104,8 +118,15 @@ class Transport(faust_aiokafka.Transport):
     fetch_max_wait_ms = 100
 
 
+# Given the consumer and the committed offsets of the assigned partitions, where to read from instead.
+PlaceInputs = Callable[[Any, Mapping[TP, int]], Awaitable[Mapping[TP, int]]]
+
+
 class App(faust.App):
-    """A faust App whose `kafka://` transport takes `fetch_wait` (seconds) as its fetch wait."""
+    """A faust App whose `kafka://` transport takes `fetch_wait` (seconds) as its fetch wait, and
+    whose consumer, on every assignment, reads from where `place_inputs` says (if set)."""
+
+    place_inputs: PlaceInputs | None = None
 
     def __init__(self, *args: Any, fetch_wait: float = 0.1, **kwargs: Any) -> None:
         self.fetch_wait = fetch_wait

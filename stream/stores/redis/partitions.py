@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import Any
 
@@ -33,7 +33,11 @@ class Partitions:
 
     def clock_reads(self) -> list[Read]:
         """The reads of every partition's watermarks (see `clock_of`)."""
-        return [partial(_hgetall, self.keys.of(p, "wm")) for p in range(self.count)]
+        return self.hash_reads("wm", range(self.count))
+
+    def hash_reads(self, name: str, partitions: Iterable[int]) -> list[Read]:
+        """The reads of one hash (`wm`, `ck`, ...) of each of these partitions (HGETALL)."""
+        return [partial(_hgetall, self.keys.of(p, name)) for p in partitions]
 
     def clock_of(self, replies: list[dict[bytes, bytes]], expiry: dict[int, tuple[float, bool]] | None = None) -> Clock:
         """The clock from `clock_reads`' replies (and `expiry_of`'s, when read with them): the idle

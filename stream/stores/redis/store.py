@@ -98,8 +98,20 @@ class RedisStore:
         return [RollingDue.decode(d.model_key, d.sequence, rows) for d, rows in zip(due, replies)]
 
     async def clock(self) -> Clock:
-        """Partition watermarks and the idle floor (the lowest partition's: raising it is not atomic)."""
-        return self.partitions.clock_of(await self.partitions.run([], self.partitions.clock_reads()))
+        """Partition watermarks and the idle floor (the lowest partition's: raising it is not atomic).
+        Read with the applied offsets this process saw: a Redis that lost writes raises `StateLost`
+        here too, before windows are closed over its older state."""
+        reads = self.partitions.clock_reads()
+        checked, positions = self.transactions.position_reads()
+        replies = await self.partitions.run([], reads + positions)
+        self.transactions.check_all(checked, replies[len(reads) :])
+        return self.partitions.clock_of(replies[: len(reads)])
+
+    async def positions(self, inputs: list[tuple[str, int]]) -> dict[tuple[str, int], int | None]:
+        """The last offset applied of each input partition (None: Redis holds none)."""
+        reads = [lambda pipe, t=t, p=p: pipe.hget(self.keys.of(p, "ck"), t) for t, p in inputs]
+        replies = await self.partitions.run([], reads)
+        return {tp: int(r) if r is not None else None for tp, r in zip(inputs, replies)}
 
     async def raise_floor(self, when: float) -> None:
         """Advance every partition's idle floor (a Lua max keeps each monotonic under concurrent writers)."""

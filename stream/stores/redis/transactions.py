@@ -5,6 +5,10 @@ offsets, watermarks, the partition's version); the core step runs; APPLY checks 
 and the idle floor are still what was read and writes every change, atomically. A batch replayed
 after a crash finds its offsets applied and changes nothing; a zombie worker that lost its
 partitions finds their version moved and writes nothing.
+
+The applied offsets are the input positions the state belongs to: they only ever move forward.
+One that Redis returns lower than this process saw (or missing) means Redis lost writes, and
+`StateLost` is raised before anything is computed from the older state.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from stream.core.contract import Job, RollingDue, Transacted
 from stream.core.records import SEP
 from stream.core.state import PENDING_INFERENCE, PENDING_LABEL, StateView, StepResult, encode_sample, expiry_slot_end
-from stream.errors import StateError
+from stream.errors import StateError, StateLost
 from stream.stores.redis import scripts
 from stream.stores.redis.codec import EntryCodec, ModelTable, counter_pairs, digest, text
 from stream.stores.redis.keys import LAYOUT
@@ -62,6 +66,7 @@ class Transactions:
         self.partitions, self.models, self.codec = partitions, models, codec
         self.label_ttl, self.safety_ttl, self.segment_cap = label_ttl, safety_ttl, segment_cap
         self.rolling_size, self.rolling_every = rolling
+        self.seen: dict[tuple[str, int], int] = {}  # the highest applied offset seen, per input partition
 
     async def transact(self, jobs: list[Job]) -> Transacted:
         """Run the jobs (one per partition), all in one pipeline: read each partition's view, run its
@@ -96,6 +101,7 @@ class Transactions:
                 if reply == 2:  # another worker did this sweep
                     txn.done = (StepResult(), [])
                 elif reply != 0:
+                    self.saw(txn.result.checkpoints)
                     self.models.learn(txn.job.partition, txn.known, txn.known, txn.new_models)
                     txn.done = (
                         txn.result,
@@ -114,6 +120,7 @@ class Transactions:
         again (ids to load that the step found missing, or model references to learn afresh)."""
         partition = txn.job.partition
         values, found, offsets, flat, version, count = reply
+        self.check(partition, dict(zip(txn.topics, offsets)))
         if not self.models.learn(partition, txn.known, count, found):
             return False
         entries = {i: self.codec.decode(partition, v) if v is not None else None for i, v in zip(txn.ids, values)}
@@ -134,6 +141,40 @@ class Transactions:
         txn.write = (json.dumps(control), dels, sets, sides)
         txn.new_models = sorted(new_models, key=new_models.__getitem__)
         return True
+
+    def saw(self, applied: Mapping[tuple[str, int], int]) -> None:
+        """Remember applied offsets (written by this process, or read from Redis)."""
+        seen = self.seen
+        for key, offset in applied.items():
+            if offset > seen.get(key, -1):
+                seen[key] = offset
+
+    def check(self, partition: int, stored: Mapping[str, Any]) -> None:
+        """Raise `StateLost` when Redis holds a lower applied offset of an input partition than was
+        seen (or none): it went back in time. Otherwise remember what it holds."""
+        for topic, offset in stored.items():
+            known = self.seen.get((topic, partition))
+            held = int(offset) if offset is not None else None
+            if known is not None and (held is None or held < known):
+                raise StateLost(
+                    f"Redis went back in time: it holds {topic}[{partition}] applied up to "
+                    f"{'no offset' if held is None else f'offset {held}'}, but offset {known} was applied "
+                    "(Redis restarted without its data, lost its last writes, or failed over to a lagging "
+                    "replica); the input must be read again from the positions Redis holds"
+                )
+            if held is not None:
+                self.saw({(topic, partition): held})
+
+    def position_reads(self) -> tuple[list[int], list[Any]]:
+        """The partitions whose offsets were seen, and reads of their applied offsets (see `check`)."""
+        ordered = sorted({p for _, p in self.seen})
+        return ordered, self.partitions.hash_reads("ck", ordered)
+
+    def check_all(self, partitions: list[int], replies: list[dict[bytes, bytes]]) -> None:
+        """`check` every partition of `position_reads` against its reply (topics this process saw)."""
+        for p, reply in zip(partitions, replies):
+            held = {text(k) or "": v for k, v in reply.items()}
+            self.check(p, {t: held.get(t) for t, q in self.seen if q == p})
 
     def _write(
         self,
