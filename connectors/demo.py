@@ -14,6 +14,7 @@ from connectors.kafka import json_producer
 from connectors.local_stack import PARTITIONS, LocalStack, local_stack
 from connectors.synthetic import drifting_workload
 from connectors.watch import Watcher
+from stream.core.keying import event_id_on
 from stream.core.timefmt import format_time
 
 WINDOW_S = 600.0  # ten minutes of event time per window...
@@ -90,12 +91,13 @@ def _drive(stack: LocalStack, events: int, duration: float, seed: int) -> int:
     # Move every partition's event time past the last window, so it closes too.
     end = start + events * STEP_S + WINDOW_S + GRACE_S
     for p in range(PARTITIONS):
+        closing, closing_label = event_id_on("end", p, PARTITIONS), event_id_on("end-label", p, PARTITIONS)
         producer.send(
             s.inference_topic,
-            key=f"end-{p}",
+            key=closing,
             partition=p,
             value={
-                "event_id": f"end-{p}",
+                "event_id": closing,
                 "model": "churn",
                 "model_version": "1",
                 "inference_time": format_time(end),
@@ -104,9 +106,9 @@ def _drive(stack: LocalStack, events: int, duration: float, seed: int) -> int:
         )
         producer.send(
             s.label_topic,
-            key=f"end-label-{p}",
+            key=closing_label,
             partition=p,
-            value={"event_id": f"end-label-{p}", "label": 0, "label_time": format_time(end)},
+            value={"event_id": closing_label, "label": 0, "label_time": format_time(end)},
         )
     producer.flush()
     deadline = time.monotonic() + DRAIN_TIMEOUT_S

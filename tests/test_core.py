@@ -12,14 +12,15 @@ import json
 import math
 import random
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from stream.core.catalog import Catalog
 from stream.core.constraints import parse_constraints
-from stream.core.records import RawMessage
+from stream.core.keying import default_partition
 from stream.core.timefmt import format_time
-from tests.factories import T0, Topic, inference, label
+from tests.factories import T0, Topic, inference, label, on_partition
 from tests.harness import Harness, base_settings
 
 pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
@@ -35,7 +36,10 @@ def catalog(doc=RECALL_AT_LEAST_0_8) -> Catalog:
 
 def tick(inf: Topic, t: float, n: int = 1, partition: int = 0) -> list:
     """Inferences without labels whose only job is to move event time forward."""
-    return [inf.msg(inference(f"tick-{uuid.uuid4().hex}", t, 0, 0.1), partition) for _ in range(n)]
+    return [
+        inf.msg(inference(on_partition(f"tick-{uuid.uuid4().hex}", partition, inf.partitions), t, 0, 0.1), partition)
+        for _ in range(n)
+    ]
 
 
 def test_labels_join_in_either_order(make) -> None:
@@ -550,14 +554,44 @@ def test_regression_models_join_and_are_judged(make) -> None:
     assert dead["field"] == "label" and "expected a number" in dead["reason"]
 
 
-def test_messages_keyed_by_something_else_still_join(make) -> None:
-    """A producer that keys by another field (or not at all) still gets its records joined once."""
-    h = make()
+def test_records_not_keyed_by_their_event_id_are_dead_lettered_with_the_fix(make) -> None:
+    """A record keyed by another id, with no key, or in another partition than Kafka's default
+    partitioner gives its key, would wait in vain for its pair: it is dead-lettered (field `key`),
+    naming the key, the event id and the fix, and counted as rejected."""
+    h = make(partitions=2)
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+    good = inf.msg(inference("a", T0, 1))
+    user_keyed = inf.msg(inference("b", T0, 1))
+    elsewhere = 1 - default_partition(b"c", 2)
+    h.feed(
+        [
+            good,
+            replace(user_keyed, key=b"customer-7"),
+            replace(inf.msg(inference("d", T0, 1)), key=None),
+            inf.msg(inference("c", T0, 1), elsewhere),
+            lab.msg(label("a", 1)),
+            *tick(inf, T0 + 100, partition=0),
+            *tick(inf, T0 + 100, partition=1),
+        ]
+    )
+    letters = h.records("dead-letters")
+    assert [x["field"] for x in letters] == ["key"] * 3
+    assert "Kafka key is 'customer-7' but its event id is 'b'" in letters[0]["reason"]
+    assert "Kafka key is missing but its event id is 'd'" in letters[1]["reason"]
+    assert (
+        f"'c' is in partition {elsewhere}, but Kafka's default partitioner puts it in partition" in letters[2]["reason"]
+    )
+    [record] = h.metrics()
+    assert record["sample_count"] == 1 and h.counted("rejected") == 3
+
+
+def test_without_the_key_check_records_keyed_otherwise_still_join_once(make) -> None:
+    """TRUTHSTREAM_KEY_CHECK=off: a label keyed by another field still joins its inference (one
+    partition), and the same label sent again is a duplicate."""
+    h = make(base_settings(key_check="off"))
     inf, lab = Topic("inferences"), Topic("labels")
-    first = inf.msg(inference("a", T0, 1))
-    unkeyed = lab.msg(label("a", 1))
-    h.feed([first])
-    h.feed([RawMessage(unkeyed.side, unkeyed.topic, unkeyed.partition, unkeyed.offset, b"customer-7", unkeyed.value)])
+    h.feed([inf.msg(inference("a", T0, 1))])
+    h.feed([replace(lab.msg(label("a", 1)), key=b"customer-7")])
     h.feed([lab.msg(label("a", 1)), *tick(inf, T0 + 100)])
     [record] = h.metrics()
     assert record["sample_count"] == 1 and record["counts"]["duplicates"] == 1
@@ -627,17 +661,17 @@ def test_one_far_future_time_neither_closes_windows_nor_makes_later_pairs_late(m
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
     msgs = []
     for p in range(2):
-        msgs.append(inf.msg(inference(f"bad-i{p}", YEAR_9999, 1), p))
-        msgs.append(lab.msg(label(f"bad-l{p}", 1, label_time="9999-12-31T23:59:59Z"), p))
-    pairs = [(f"e{i}", T0 + i, i % 2) for i in range(50)]
-    msgs += [inf.msg(inference(e, t, 1), p) for e, t, p in pairs]
-    msgs += [lab.msg(label(e, 1, label_time=t + 5), p) for e, t, p in pairs]
+        msgs.append(inf.msg(inference(on_partition("bad-i", p, 2), YEAR_9999, 1), p))
+        msgs.append(lab.msg(label(on_partition("bad-l", p, 2), 1, label_time="9999-12-31T23:59:59Z"), p))
+    pairs = [(f"e{i}", T0 + i) for i in range(50)]
+    msgs += [inf.msg(inference(e, t, 1)) for e, t in pairs]
+    msgs += [lab.msg(label(e, 1, label_time=t + 5)) for e, t in pairs]
     h.feed(msgs, batch=7)
     assert len(h.records("dead-letters")) == 4
     assert h.metrics() == []  # nothing closed early
     h.feed(
         [m for p in range(2) for m in tick(inf, T0 + 200, partition=p)]
-        + [lab.msg(label(f"tick-l{p}", 1, label_time=T0 + 200), p) for p in range(2)]
+        + [lab.msg(label(on_partition("tick-l", p, 2), 1, label_time=T0 + 200), p) for p in range(2)]
     )
     [record] = h.metrics()
     assert record["sample_count"] == 50 and h.counted("late") == 0 and h.counted("rejected") == 4
@@ -697,18 +731,18 @@ def test_every_input_message_is_accounted_for_in_published_records(make) -> None
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
     rng, msgs = random.Random(5), []
     for i in range(400):
-        t, p, event_id = T0 + i * 0.5, i % 2, f"e{i}"
-        msgs.append(inf.msg(inference(event_id, t, rng.randint(0, 1), rng.random()), p))
+        t, event_id = T0 + i * 0.5, f"e{i}"
+        msgs.append(inf.msg(inference(event_id, t, rng.randint(0, 1), rng.random())))
         kind = rng.random()
         if kind < 0.7:  # labelled in time
-            msgs.append(lab.msg(label(event_id, rng.randint(0, 1), label_time=t + rng.uniform(0, 20)), p))
+            msgs.append(lab.msg(label(event_id, rng.randint(0, 1), label_time=t + rng.uniform(0, 20))))
         elif kind < 0.8:  # labelled after its window's grace: late
-            msgs.append(lab.msg(label(event_id, 1, label_time=t + 200), p))
+            msgs.append(lab.msg(label(event_id, 1, label_time=t + 200)))
         elif kind < 0.9:  # labelled twice: one duplicate
-            msgs += [lab.msg(label(event_id, 0, label_time=t + 1), p), lab.msg(label(event_id, 0, label_time=t + 2), p)]
+            msgs += [lab.msg(label(event_id, 0, label_time=t + 1)), lab.msg(label(event_id, 0, label_time=t + 2))]
         if rng.random() < 0.05:  # the inference sent twice
-            msgs.append(inf.msg(inference(event_id, t, 1), p))
-    msgs += [lab.msg(label(f"orphan{i}", 1, label_time=T0 + i), i % 2) for i in range(20)]
+            msgs.append(inf.msg(inference(event_id, t, 1)))
+    msgs += [lab.msg(label(f"orphan{i}", 1, label_time=T0 + i)) for i in range(20)]
     msgs += [inf.msg(None, i % 2, raw=b"{not json") for i in range(10)]
     sent = interleaved(msgs, seed=6)
     h.feed(sent, batch=37)
@@ -719,7 +753,8 @@ def test_every_input_message_is_accounted_for_in_published_records(make) -> None
         [
             m
             for p in range(2)
-            for m in (inf.msg(inference(f"end{p}", end, 0), p), lab.msg(label(f"end{p}", 0, label_time=end), p))
+            for e in [on_partition("end", p, 2)]
+            for m in (inf.msg(inference(e, end, 0), p), lab.msg(label(e, 0, label_time=end), p))
         ]
     )
     assert accounted(h) == len(sent)

@@ -28,6 +28,7 @@ class CoreConfig:
     violation_rule: str = "value"  # "interval": a violation only when the whole interval breaks the constraint
     segment_cap: int = 20  # segment values per key and window part (and closed window); the rest: __other__
     segment_min_samples: int = 0  # segments with fewer joined samples are not judged (0: min_samples)
+    key_check: str = "partition"  # partition: keyed by event id, placed by Kafka's default partitioner; key; off
 
     @property
     def segment_threshold(self) -> int:

@@ -124,7 +124,12 @@ class Engine:
         """The core step over one partition's messages, as one store transaction."""
         ids = event_ids(messages, self.config)
         inputs = {(m.topic, m.partition) for m in messages}
-        return Job(partition, ids, inputs, lambda view: Step(self.config, self.catalog, view, wall_clock).run(messages))
+        return Job(
+            partition,
+            ids,
+            inputs,
+            lambda view: Step(self.config, self.catalog, view, wall_clock, self.partitions).run(messages),
+        )
 
     async def read_stream_time(self) -> float:
         """The stream time (see `stream_time`), from the clock read from the store now."""

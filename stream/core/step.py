@@ -19,6 +19,7 @@ from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
 from stream.core.duplicates import fingerprint_of, inference_conflict, label_conflict
 from stream.core.estimates import count_estimate, count_multiclass_estimate
+from stream.core.keying import key_problem
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
 from stream.core.records import (
     INFERENCE,
@@ -91,8 +92,11 @@ def _instance(parse: Any, doc: dict[str, Any], index: int, count: int, *args: An
 class Step:
     """Applies one batch to a state view; create one per batch."""
 
-    def __init__(self, config: CoreConfig, catalog: Catalog, view: StateView, wall_clock: float = math.nan) -> None:
+    def __init__(
+        self, config: CoreConfig, catalog: Catalog, view: StateView, wall_clock: float = math.nan, partitions: int = 0
+    ) -> None:
         self.config, self.catalog, self.view = config, catalog, view
+        self.partitions = partitions  # of each input topic (0: unknown, the partition is not checked)
         self.wall_clock = wall_clock  # the reference for event times of messages without a Kafka timestamp
         self.result = StepResult()
         self.watermarks = dict(view.watermarks)
@@ -152,6 +156,7 @@ class Step:
                 docs, inferences = [doc], [parse_inference(doc, self.catalog.problem_type, reference, future)]
             for inference in inferences:
                 self.catalog.check_class(inference.model, inference.prediction, "prediction")
+            self._check_key(msg, inferences[0].event_id, len(inferences))
             for inference, d in zip(inferences, docs):
                 keys = self.catalog.segment_keys(inference.model)
                 self._inference(msg, inference, encode_segments(segment_values(d, keys)) if keys else "")
@@ -161,8 +166,15 @@ class Step:
                 labels = [_instance(parse_label, d, i, len(docs), reference, future) for i, d in enumerate(docs)]
             else:
                 labels = [parse_label(doc, reference, future)]
+            self._check_key(msg, labels[0].event_id, len(labels))
             for label in labels:
                 self._label(msg, label)
+
+    def _check_key(self, msg: RawMessage, event_id: str, count: int) -> None:
+        """Refuse a record that cannot meet its pair (see `keying.key_problem`)."""
+        problem = key_problem(msg, event_id, count, self.partitions, self.config.key_check)
+        if problem:
+            raise RecordError(problem, "key")
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self, partition: int, side: str = "i") -> float:

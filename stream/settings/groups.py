@@ -52,6 +52,14 @@ class InputTopics:
 
     inference_topic: str = setting("inferences", "topic of inference records", group="inputs")
     label_topic: str = setting("labels", "topic of ground-truth label records", group="inputs")
+    key_check: str = setting(
+        CORE.key_check,
+        "how input records must be keyed, so that an inference and its label meet in one partition: partition "
+        "(keyed by event id and placed by Kafka's default murmur2 partitioner, as Java, kafka-python and aiokafka "
+        "place them), key (keyed by event id, any partitioner both sides share), or off; others are dead-lettered",
+        group="inputs",
+        choices=("partition", "key", "off"),
+    )
 
 
 @dataclass(frozen=True)

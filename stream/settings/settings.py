@@ -77,6 +77,7 @@ class Settings(
             segment_cap=self.segment_cap,
             change_delta=self.change_delta,
             segment_min_samples=self.segment_min_samples,
+            key_check=self.key_check,
             capture_model=self.capture_model,
             capture_format=CaptureFormat(
                 self.capture_inference_attribute, self.capture_probability_attribute, self.capture_probability_threshold

@@ -105,11 +105,12 @@ class Deployment:
 
     def close_all_windows(self, t: float) -> None:
         """Move every input partition's event time to `t`, so every earlier window closes."""
-        from tests.factories import inference, label
+        from tests.factories import inference, label, on_partition
 
         for p in range(PARTITIONS):
-            self.send("inferences", [(f"close-{p}", inference(f"close-{p}", t, 0, 0.5))], partition=p)
-            self.send("labels", [(f"close-label-{p}", label(f"close-label-{p}", 0, label_time=t))], partition=p)
+            i, j = on_partition("close", p, PARTITIONS), on_partition("close-label", p, PARTITIONS)
+            self.send("inferences", [(i, inference(i, t, 0, 0.5))], partition=p)
+            self.send("labels", [(j, label(j, 0, label_time=t))], partition=p)
 
     def read(self, kind: str) -> list[dict[str, Any]]:
         """Every record published so far to an output topic."""
