@@ -798,6 +798,9 @@ def test_a_window_reports_its_label_coverage_and_label_delays(make) -> None:
     [record] = [r for r in h.metrics() if r["window"]["start"] == format_time(T0)]
     labels = record["labels"]
     assert (labels["inferences"], labels["labelled"]) == (12, 9) == (12, record["sample_count"])
+    # e9, e10 and e11 have no label in time: they still wait (until they expire)
+    unlabelled = {f"e{i}" for i in range(1, 13)} - {f"e{i + 1}" for i in range(len(delays) - 1)} - {"e12"}
+    assert labels["waiting"] == len(unlabelled) == 3
     assert labels["coverage"] == pytest.approx(9 / 12)
     for name, q in (("p50", 0.5), ("p95", 0.95), ("max", 1.0)):
         truth = float(np.quantile(delays, q, method="inverted_cdf"))

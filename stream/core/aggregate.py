@@ -183,7 +183,8 @@ class WindowAggregate:
         _add(self.arrivals, f"d{max(MIN_DELAY_BIN, at)}", 1)
 
     def coverage(self) -> dict[str, Any] | None:
-        """Label coverage of the window: inferences, joined ones, their share, and the label delays'
+        """Label coverage of the window: inferences, joined ones, those still waiting for their label
+        (until they expire, `LABEL_TTL` after their time), the joined share, and the label delays'
         p50, p95 and max in seconds (each the upper edge of its histogram bin: within 26 %); None
         when no inference was counted (a rolling window)."""
         inferences = self.arrivals.get("i", 0)
@@ -201,7 +202,13 @@ class WindowAggregate:
                     if delays[name] == "NaN" and counted >= q * total:
                         delays[name] = edge[b]
             delays["max"] = edge[bins[-1][0]]
-        return {"inferences": inferences, "labelled": joined, "coverage": joined / inferences, "delay_seconds": delays}
+        return {
+            "inferences": inferences,
+            "labelled": joined,
+            "waiting": max(0, inferences - joined),
+            "coverage": joined / inferences,
+            "delay_seconds": delays,
+        }
 
     def add(self, sample: Joined, regression: bool = False) -> None:
         """Count one joined sample: its cell (under its subsample mask, if any) and score bin, or
