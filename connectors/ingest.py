@@ -118,7 +118,7 @@ def ingest_tree(
         while True:
             files = [f for f in tree.list(since, until) if f.key not in state.done]
             for file in tqdm(files, desc=f"ingest {kind}", unit="file", leave=False):
-                _send_file(tree, file, topic, out, state, convert, summary)
+                _send_file(tree, file, topic, out, state, convert, summary, stamped=kind == "labels")
             if not follow:
                 return summary
             time.sleep(poll_s)
@@ -137,6 +137,7 @@ def _send_file(
     state: IngestState,
     convert: Convert,
     summary: Summary,
+    stamped: bool = False,
 ) -> None:
     start = state.partial.get(file.key, 0)  # a restart resumes inside the file
     sent_here = start
@@ -154,8 +155,11 @@ def _send_file(
         except RecordError as exc:
             summary.reject(where, str(exc))
         else:
+            # A ground-truth record carries no time of its own: its hour folder is when it came, which
+            # the record keeps as its Kafka timestamp (the label's time, see docs/how-it-works.md).
+            stamp = int(file.hour.timestamp() * 1000) if stamped else None
             for record in records:  # one per instance of a multi-instance capture or ground truth
-                out.send(topic, key=record["event_id"].encode(), value=json.dumps(record).encode())
+                out.send(topic, key=record["event_id"].encode(), value=json.dumps(record).encode(), timestamp_ms=stamp)
             summary.sent += len(records)
         sent_here = number
         if number % FLUSH_EVERY == 0:

@@ -179,10 +179,15 @@ def merged(
 
 def read_topic(kafka: KafkaConnection, topic: str) -> Iterator[dict[str, Any]]:
     """Every message of a topic, as decoded JSON, to the end the fetches find (tests and the benchmark)."""
+    yield from (json.loads(r.value) for r in read_records(kafka, topic))
+
+
+def read_records(kafka: KafkaConnection, topic: str) -> Iterator[ConsumerRecord]:
+    """Every record of a topic, to the end the fetches find."""
     consumer = span_consumer(kafka)
     try:
         for batch in merged(consumer, cursors(consumer, topic), progress=False):
-            yield from (json.loads(r.value) for r in batch)
+            yield from batch
     finally:
         consumer.close()
 

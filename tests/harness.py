@@ -82,6 +82,10 @@ class Harness:
 
         return asyncio.run(self._with_engine(work))
 
+    def run(self, work: Any) -> Any:
+        """Run `work(engine)` on an engine over the harness's store; what it publishes is collected."""
+        return asyncio.run(self._with_engine(work))
+
     def idle(self, wall_clock: float) -> None:
         """Simulate the worker's idle timer."""
         asyncio.run(self._with_engine(lambda engine: engine.idle(wall_clock)))

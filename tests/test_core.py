@@ -13,13 +13,19 @@ import math
 import random
 import uuid
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
+from stream.core.aggregate import WindowAggregate
 from stream.core.catalog import Catalog
 from stream.core.constraints import parse_constraints
+from stream.core.contract import Job
 from stream.core.keying import default_partition
+from stream.core.records import Joined, RawMessage
+from stream.core.state import StepResult
 from stream.core.timefmt import format_time
+from stream.core.windows import WindowKey
 from tests.factories import T0, Topic, inference, label, on_partition
 from tests.harness import Harness, base_settings
 
@@ -805,3 +811,87 @@ def test_a_window_reports_its_label_coverage_and_label_delays(make) -> None:
     for name, q in (("p50", 0.5), ("p95", 0.95), ("max", 1.0)):
         truth = float(np.quantile(delays, q, method="inverted_cdf"))
         assert truth <= labels["delay_seconds"][name] <= truth * 10**0.1, (name, truth, labels)
+
+
+def _stamped_backlog(partitions: int = 2, n: int = 600) -> tuple[list[RawMessage], list[RawMessage]]:
+    """Inferences and labels without `label_time`, each with the Kafka timestamp a producer gave it
+    (a label one second after its inference), as a live system would have produced them."""
+    inf, lab = Topic("inferences", partitions), Topic("labels", partitions)
+    inferences, labels = [], []
+    for i in range(n):
+        t = T0 + i * 0.5
+        inferences.append(replace(inf.msg(inference(f"e{i}", t, i % 2, 0.7)), timestamp=t))
+        labels.append(replace(lab.msg(label(f"e{i}", (i // 3) % 2)), timestamp=t + 1.0))
+    end = T0 + 1000
+    closing = [replace(inf.msg(inference(on_partition("z", p, partitions), end, 0, 0.5), p), timestamp=end)
+               for p in range(partitions)]  # fmt: skip
+    closing += [
+        replace(lab.msg(label(on_partition("y", p, partitions), 0), p), timestamp=end) for p in range(partitions)
+    ]
+    return [m for pair in zip(inferences, labels) for m in pair], closing
+
+
+@pytest.mark.parametrize("order", ["inferences first", "partition by partition", "labels first"])
+def test_labels_without_label_time_give_the_live_windows_in_any_read_order(make, order: str) -> None:
+    """A label without `label_time` takes its record's Kafka timestamp: a backlog read in any order
+    (all inferences before any label, one partition after the other as a consumer of a backlog
+    does, or labels first) gives the windows a live run gives, none late."""
+    live, closing = _stamped_backlog()
+    reordered = {
+        "inferences first": sorted(live, key=lambda m: m.side != "inference"),
+        "partition by partition": sorted(live, key=lambda m: (m.side, m.partition, m.offset)),
+        "labels first": sorted(live, key=lambda m: m.side == "inference"),
+    }[order]
+    windows = {}
+    for name, messages in (("live", live), (order, reordered)):
+        h = make(base_settings(label_grace=5.0, change_delta=0), partitions=2)
+        h.feed(messages, batch=50)
+        h.feed(closing)
+        windows[name] = [json.dumps(r, sort_keys=True) for r in h.metrics()]
+        assert h.counted("late") == 0, name
+    assert len(windows["live"]) == 5 and windows[order] == windows["live"]
+
+
+def test_a_label_stamped_after_its_windows_grace_is_late_whichever_side_comes_first(make) -> None:
+    """The Kafka timestamp judges a label like its own `label_time` would, before or after its inference."""
+    h = make(base_settings(label_grace=5.0))
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed(
+        [
+            inf.msg(inference("b", T0 + 2, 1, 0.9)),
+            replace(lab.msg(label("b", 1)), timestamp=T0 + 64),  # in time: window [T0, T0+60) + 5 s
+            replace(lab.msg(label("a1", 1)), timestamp=T0 + 70),  # late, before its inference
+            inf.msg(inference("a1", T0 + 1, 1, 0.9)),
+            inf.msg(inference("a2", T0 + 1, 1, 0.9)),
+            replace(lab.msg(label("a2", 1)), timestamp=T0 + 70),  # late, after its inference
+        ]
+    )
+    h.feed([*tick(inf, T0 + 200), replace(lab.msg(label("end", 0)), timestamp=T0 + 200)])
+    [record] = h.metrics()
+    assert (record["sample_count"], h.counted("late")) == (1, 2)
+
+
+def test_a_pair_the_store_finds_for_a_closed_window_is_counted_late_not_lost(make) -> None:
+    """Should a pair reach a window another partition closed meanwhile, the store counts it late (its
+    model's `late`) instead of adding it to a part no seal will ever read."""
+    h = make()
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("a", T0 + 1, 1, 0.9)), lab.msg(label("a", 1)), *tick(inf, T0 + 100)])
+    [closed] = h.metrics()
+    window = WindowKey.at("churn", "1", T0, 60.0)
+
+    def step(view: Any) -> StepResult:
+        result = StepResult()
+        result.windows[window] = WindowAggregate(1e-4)
+        result.windows[window].add(Joined("churn", "1", T0 + 2, "1", "1", 0.9))
+        result.checkpoints["inferences", 0] = 10_000
+        return result
+
+    async def apply(engine: Any) -> StepResult:
+        [(result, _)] = (await engine.store.transact([Job(0, set(), {("inferences", 0)}, step)])).results
+        await engine.account(set(result.counters), T0 + 100)
+        return result
+
+    result = h.run(apply)
+    assert result.counters["churn"]["late"] == 1 and result.outcomes["inference", "late"] == 1
+    assert h.metrics() == [closed] and h.counted("late") == 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from stream.core.aggregate import WindowAggregate
-from stream.core.records import SEP, Joined
+from stream.core.records import INFERENCE, LABEL, SEP, Joined
 from stream.core.windows import WindowKey
 
 PENDING_INFERENCE = "I"
@@ -293,6 +293,16 @@ class StepResult:
     def saw_inference(self, when: float) -> None:
         """Widen `inference_times` to cover an inference of time `when`."""
         self.inference_times = widen(self.inference_times, (when, when))
+
+    def closed_late(self, windows: list[WindowKey]) -> None:
+        """The store found these windows closed when it applied their pairs: it counted the pairs
+        late instead (their models' `late`); the outcomes and counters say so too."""
+        for window in windows:
+            n = self.windows[window].sample_count
+            self.count(window.model, "late", n)
+            for side in (INFERENCE, LABEL):
+                self.outcomes[side, "joined"] -= n
+                self.outcomes[side, "late"] += n
 
     def count(self, key: str, what: str, n: int = 1) -> None:
         """Add to a per-model counter (late, expired, duplicates, rejected)."""

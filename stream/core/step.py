@@ -14,11 +14,10 @@ from dataclasses import replace
 from typing import Any
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
-from stream.core.calibration import Calibration, MulticlassCalibration
+from stream.core.arrivals import count_arrival
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
 from stream.core.duplicates import fingerprint_of, inference_conflict, label_conflict
-from stream.core.estimates import count_estimate, count_multiclass_estimate
 from stream.core.keying import key_problem
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
 from stream.core.records import (
@@ -247,11 +246,14 @@ class Step:
             stored_label = RawMessage(
                 LABEL, entry.topic, entry.partition, entry.offset, inference.event_id.encode(), entry.raw.encode()
             )
-            # an untimed label's time is the inference watermark when it came (its expiry minus the TTL)
+            # a label's time, stored or not (the record's Kafka timestamp, else the inference watermark
+            # when it came), is its expiry minus the TTL; it judges the pair as when the label comes second
             label_at = entry.label_time if entry.label_time is not None else entry.expires - self.config.label_ttl
+            judged = label_at if math.isfinite(label_at) else None
             if not self._match(
-                msg.partition, inference, entry.label, entry.label_time, now, stored_label, entry, label_at, segments
-            ):
+                msg.partition, inference, (entry.label, entry.label_time), judged, now, stored_label, entry, label_at,
+                segments,
+            ):  # fmt: skip
                 self._set(inference.event_id, self._pending_inference(inference, msg.partition, segments), entry)
         else:
             differs = inference_conflict(entry, inference)
@@ -271,40 +273,22 @@ class Step:
         self.result.outputs.append(Output(DEAD_LETTER, letter["key"] or "", letter))
 
     def _count_inference(self, inference: Inference, now: float) -> None:
-        """Count a new inference in its window (the denominator of the label coverage), unless the
-        window is final already. The count rides with the window's state but does not open the
-        window: a window opens with its first joined pair, as before, so that its closing still
-        waits for the labels' event time (a backlog of inferences read before any label must not
-        close windows that its labels will fill)."""
-        window = WindowKey.at(inference.model, inference.model_version, inference.time, self.config.window_seconds)
-        if window.end + self.config.label_grace <= now:
-            return
-        part = self.result.unopened.get(window)
-        if part is None:
-            part = self.result.unopened[window] = WindowAggregate(self.config.score_resolution)
-        if window.end > now:
-            self.result.provisional.add(window)
-        part.add_inference()
-        if self.config.change_delta:  # the score distribution, for the label-free change detector
-            if inference.score is not None:
-                part.add_score(inference.score)
-            elif inference.probabilities:
-                part.add_score(max(p for _, p in inference.probabilities))
-        calibration = self.catalog.calibration(inference.model)
-        if isinstance(calibration, Calibration) and inference.score is not None:
-            count_estimate(part, inference.prediction, calibration.probability(inference.score), inference.score)
-        elif isinstance(calibration, MulticlassCalibration) and inference.probabilities:
-            count_multiclass_estimate(part, inference.prediction, calibration.calibrate_vector(inference.probabilities))
+        """Count a new inference in its window, unless the window is final (see `arrivals`)."""
+        count_arrival(self.result, self.config, self.catalog, inference, now)
 
     def _label(self, msg: RawMessage, label: Label) -> None:
-        # A timed label is judged by its own time and its partition's, which makes the outcome
-        # independent of how the two topics interleave; an untimed one by its arrival.
-        now = self._now(msg.partition, "l") if label.time is not None else self._now(msg.partition)
-        entry = self._entry(label.event_id, max(label.time, self.view.floor) if label.time is not None else now)
-        if label.time is not None:
-            self._advance(msg.partition, "l", label.time)
+        # A label is judged by its time: its own `label_time`, else the time Kafka stored with the
+        # record (Kafka Streams' default timestamp extractor), and by its partition's, which makes the
+        # outcome independent of how the two topics interleave. Only a record without a timestamp
+        # (none before Kafka 0.10) is judged by its arrival. The fingerprint keeps `label_time` alone.
+        when = label.time if label.time is not None else msg.timestamp
+        now = self._now(msg.partition, "l") if when is not None else self._now(msg.partition)
+        entry = self._entry(label.event_id, max(when, self.view.floor) if when is not None else now)
+        if when is not None:
+            self._advance(msg.partition, "l", when)
         if entry is None:
-            when = label.time if label.time is not None else self.watermarks.get(f"i{msg.partition}", math.inf)
+            if when is None:
+                when = self.watermarks.get(f"i{msg.partition}", math.inf)
             # Kept to dead-letter the label if it does not fit its model; bounded like a dead letter.
             raw = msg.value[:DEAD_LETTER_VALUE_BYTES].decode("utf-8", "replace") if msg.value else ""
             pending = JoinEntry(
@@ -320,8 +304,9 @@ class Step:
             self._set(label.event_id, pending, None)
         elif entry.state == PENDING_INFERENCE:
             inference = Inference(label.event_id, entry.model, entry.version, entry.time, entry.prediction, entry.score)
-            label_at = label.time if label.time is not None else self._now(msg.partition)
-            self._match(msg.partition, inference, label.label, label.time, now, msg, entry, label_at, entry.segments)
+            label_at = when if when is not None else self._now(msg.partition)
+            content = (label.label, label.time)
+            self._match(msg.partition, inference, content, when, now, msg, entry, label_at, entry.segments)
         else:
             differs = label_conflict(entry, label)
             if differs:
@@ -334,7 +319,7 @@ class Step:
         self,
         partition: int,
         inference: Inference,
-        label: str | int | float | bool,
+        content: tuple[str | int | float | bool, float | None],
         label_time: float | None,
         now: float,
         label_msg: RawMessage,
@@ -342,12 +327,15 @@ class Step:
         label_at: float,
         segments: str = "",
     ) -> bool:
-        """Join `inf` with its label; a label that does not fit the model is dead-lettered instead.
+        """Join `inf` with its label (`content`: its value and own `label_time`); a label that does
+        not fit the model is dead-lettered instead.
 
-        The pair is late when its label's time is past the window's end plus grace, or when
-        the partition the second side came from had already passed that point: then the
-        window may be closed, and no partition behind it can have let it close earlier.
+        The pair is late when its label's time (`label_time`: own or stored by Kafka, None for an
+        untimed label) is past the window's end plus grace, or when the partition the second side
+        came from had already passed that point: then the window may be closed, and no partition
+        behind it can have let it close earlier.
         """
+        label, own_time = content
         try:
             y_true = canonical_class(label, "label", self.catalog.problem_type(inference.model))
             self.catalog.check_class(inference.model, y_true, "label")
@@ -361,7 +349,7 @@ class Step:
                 inference.time + self.config.label_ttl,
                 partition,
                 inference.model,
-                fingerprints=fingerprint_of(inference) + label_fingerprint(label, label_time),
+                fingerprints=fingerprint_of(inference) + label_fingerprint(label, own_time),
             ),
             stored,
         )

@@ -67,11 +67,20 @@ def stream_time(watermarks: Mapping[str, float], partitions: int, floor: float) 
     """The stream's event time: the slowest input partition's, or the idle floor if later.
 
     Watermarks are keyed `i<p>` (inference partitions, by inference time) and `l<p>`
-    (label partitions, by label time, for labels that carry one). Until every
-    inference partition has shown an event the stream time is the floor alone, so a
-    partition that is merely behind never sees its windows closed under it.
+    (label partitions, by label time: a label's own `label_time`, else its record's Kafka
+    timestamp). Until every inference partition has shown an event, and, once labels come,
+    until every label partition has shown one, the stream time is the floor alone: a
+    partition that is merely behind, or not read yet, never sees its windows closed under it.
+
+    >>> stream_time({"i0": 100.0, "i1": 90.0}, 2, 0.0)
+    90.0
+    >>> stream_time({"i0": 100.0, "i1": 90.0, "l0": 95.0}, 2, 0.0)  # label partition 1 not read yet
+    0.0
+    >>> stream_time({"i0": 100.0, "i1": 90.0, "l0": 95.0, "l1": 80.0}, 2, 0.0)
+    80.0
     """
-    required = [f"i{p}" for p in range(partitions)]
+    sides = ("i", "l") if any(key.startswith("l") for key in watermarks) else ("i",)
+    required = [f"{side}{p}" for side in sides for p in range(partitions)]
     if partitions > 0 and all(key in watermarks for key in required):
         return max(min(watermarks.values()), floor)
     return floor

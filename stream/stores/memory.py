@@ -58,6 +58,7 @@ class MemoryStore:
         self.provisioned: set[WindowKey] = set()  # published provisionally (or closed): never again
         self.sealed: dict[WindowKey, SealedWindow] = {}  # sealed, until `finish`
         self.closed: set[WindowKey] = set()  # claimed, until `finish`
+        self.final: set[WindowKey] = set()  # sealed once: a pair that comes after is late
         self.counters: dict[int, dict[str, Counter[str]]] = {}
         self.rolling: dict[str, deque[Joined]] = {}
         self.rolling_count: Counter[str] = Counter()
@@ -98,7 +99,12 @@ class MemoryStore:
             if math.isfinite(entry.expires):
                 index[event_id] = entry.expires
                 heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
+        late = [key for key in result.windows if key in self.final]
+        if late:  # their windows closed: the pairs are counted late, never lost (as the Redis store does)
+            result.closed_late(late)
         for key, aggregate in result.windows.items():
+            if key in self.final:
+                continue
             part = self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(aggregate.resolution))
             segments, aggregate.segments = aggregate.segments, {}
             part.merge(aggregate)
@@ -186,6 +192,7 @@ class MemoryStore:
                 for counters in self.counters.values():  # a later window of the model finds them gone
                     counts = merge_counts(counts, counters.pop(key.model, {}))
                 self.sealed[key] = SealedWindow(key, aggregate, counts)
+                self.final.add(key)
             out.append(self.sealed[key])
         return out
 

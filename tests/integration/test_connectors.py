@@ -19,7 +19,7 @@ import pytest
 
 from connectors.cli import main
 from connectors.embedded import free_port
-from connectors.kafka_span import read_topic
+from connectors.kafka_span import read_records, read_topic
 from tests.integration.conftest import Deployment, tumbling
 from tests.sagemaker_factories import capture, ground_truth
 
@@ -152,7 +152,8 @@ def test_multi_instance_and_batch_captures_dry_run_then_join_completely(
         "eventVersion": "0",
     }
     (batch_hour / "b.jsonl").write_text(json.dumps(batch) + "\n")
-    deployment.configure(window_seconds=WINDOW, label_grace=60, min_samples=1, rolling_size=0)
+    # labels come up to 2 hours after their window (the ground truth's hour folder is 18): the grace covers it
+    deployment.configure(window_seconds=WINDOW, label_grace=7200, min_samples=1, rolling_size=0)
     capture_args = [
         "ingest", "capture", str(tmp_path / "capture"), "--probability-attribute", "predictions[*].score",
     ]  # fmt: skip
@@ -183,6 +184,9 @@ def test_multi_instance_and_batch_captures_dry_run_then_join_completely(
     flags = ["--state", str(tmp_path / "gt-state"), *ingest_args(deployment, topics=("labels",))]
     assert main(["ingest", "labels", str(tmp_path / "gt"), *flags]) == 0
     assert "303 records sent from 1 files" in capsys.readouterr().out
+    hour = 1_764_007_200.0  # 2025-11-24T18:00:00Z, the ground truth's hour folder: the labels' Kafka timestamp
+    stamps = {r.timestamp for r in read_records(deployment.kafka, deployment.topic("labels"))}
+    assert stamps == {int(hour * 1000)}
     deployment.start_worker()
     deployment.close_all_windows(1_764_020_000.0)
     windows = deployment.wait_for(

@@ -102,6 +102,8 @@ class Transactions:
                     txn.done = (StepResult(), [])
                 elif reply != 0:
                     self.saw(txn.result.checkpoints)
+                    windows = list(txn.result.windows)
+                    txn.result.closed_late([windows[int(i)] for i in reply[2]])
                     self.models.learn(txn.job.partition, txn.known, txn.known, txn.new_models)
                     txn.done = (
                         txn.result,
@@ -234,6 +236,10 @@ class Transactions:
             "seg": segments,
             "segcap": self.segment_cap,
             "open": [x for w in result.windows for x in (repr(w.end), w.encode())],
+            "windows": [
+                [w.encode(), part[w], keys.of(partition, f"c:{w.model}"), aggregate.sample_count]
+                for w, aggregate in result.windows.items()
+            ],
             "pv": [x for w in result.provisional for x in (repr(w.end), w.encode())],
             "unopened": [part[w] for w in result.unopened if w not in result.windows],
             "wm": [x for k, t in result.watermarks.items() for x in (k[0], repr(t))],

@@ -3,7 +3,9 @@
 -- First the guard: when the partition's version or idle floor is not what the batch read, another
 -- writer came between, and the script writes nothing and returns 0 (a sweep whose work list is
 -- gone was done by another worker: 2). Otherwise it applies everything and returns
--- {1, rolling windows that came due: {{field, total}, ...}} (their samples are read once per batch).
+-- {1, rolling windows that came due: {{field, total}, ...}, the (0-based) windows of `a.windows`
+-- whose pairs were counted late because the window had closed} (rolling windows' samples are read
+-- once per batch).
 --! include buckets.lua
 --! include rpush.lua
 --! include hincr.lua
@@ -41,26 +43,45 @@ for _, x in ipairs(a.index) do
   touched[key] = true
   redis.call('ZADD', base .. ':xs', x[1], x[1])
 end
-hincr(a.hincr)
+-- A pair whose window this partition saw closed cannot join it: it is counted late, never lost
+-- (the core judged it by its partitions' event time; another partition may have closed it).
+local gone, late = {}, {}
+for i, w in ipairs(a.windows) do  -- {window, its part, its model's counters, pairs}
+  if redis.call('ZSCORE', base .. ':closed', w[1]) then
+    gone[w[2]] = true
+    redis.call('HINCRBY', w[3], 'late', w[4])
+    late[#late + 1] = i - 1
+  end
+end
+local writes = a.hincr
+if #late > 0 then
+  writes = {}
+  for _, h in ipairs(a.hincr) do if not gone[h[1]] then writes[#writes + 1] = h end end
+end
+hincr(writes)
 
-for i = 1, #a.open, 2 do redis.call('ZADD', base .. ':open', a.open[i], a.open[i + 1]) end
+for i = 1, #a.open, 2 do
+  if not gone[base .. ':w:' .. a.open[i + 1]] then redis.call('ZADD', base .. ':open', a.open[i], a.open[i + 1]) end
+end
 for i = 1, #a.pv, 2 do redis.call('ZADD', base .. ':pv', a.pv[i], a.pv[i + 1]) end
 for _, g in ipairs(a.seg) do  -- {window part, segment key, value, {field, increment, ...}}
-  local admitted, value = g[1] .. ':g:' .. g[2], g[3]
-  if redis.call('SISMEMBER', admitted, value) == 0 then
-    if redis.call('SCARD', admitted) < a.segcap then
-      redis.call('SADD', admitted, value)
-      redis.call('EXPIRE', admitted, a.ttl)
-    else
-      value = '__other__'
+  if not gone[g[1]] then
+    local admitted, value = g[1] .. ':g:' .. g[2], g[3]
+    if redis.call('SISMEMBER', admitted, value) == 0 then
+      if redis.call('SCARD', admitted) < a.segcap then
+        redis.call('SADD', admitted, value)
+        redis.call('EXPIRE', admitted, a.ttl)
+      else
+        value = '__other__'
+      end
     end
-  end
-  local prefix, f = 'k\31' .. g[2] .. '\31' .. value .. '\31', g[4]
-  for i = 1, #f, 2 do
-    if string.find(f[i + 1], '[.eEn]') then
-      redis.call('HINCRBYFLOAT', g[1], prefix .. f[i], f[i + 1])
-    else
-      redis.call('HINCRBY', g[1], prefix .. f[i], f[i + 1])
+    local prefix, f = 'k\31' .. g[2] .. '\31' .. value .. '\31', g[4]
+    for i = 1, #f, 2 do
+      if string.find(f[i + 1], '[.eEn]') then
+        redis.call('HINCRBYFLOAT', g[1], prefix .. f[i], f[i + 1])
+      else
+        redis.call('HINCRBY', g[1], prefix .. f[i], f[i + 1])
+      end
     end
   end
 end
@@ -94,4 +115,4 @@ for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, .
     due[#due + 1] = {l[2], total}
   end
 end
-return {1, due}
+return {1, due, late}
