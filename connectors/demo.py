@@ -65,9 +65,15 @@ def run_demo(events: int, duration: float, seed: int, dashboard_port: int | None
             try:
                 while True:
                     time.sleep(1)
-                    stack.check()
+                    _check(stack)
             except KeyboardInterrupt:
                 return code
+
+
+def _check(stack: LocalStack) -> None:
+    """Supervise the stack, printing what it started again (see `LocalStack.check`)."""
+    for note in stack.check():
+        print(note, flush=True)
 
 
 def _drive(stack: LocalStack, events: int, duration: float, seed: int) -> int:
@@ -84,7 +90,7 @@ def _drive(stack: LocalStack, events: int, duration: float, seed: int) -> int:
         if n % 200 == 0:
             producer.flush()
             _show(watcher)
-            stack.check()
+            _check(stack)
             ahead = began + (n / 2) * pace - time.monotonic()
             if ahead > 0:
                 time.sleep(ahead)
@@ -114,7 +120,7 @@ def _drive(stack: LocalStack, events: int, duration: float, seed: int) -> int:
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     while watcher.windows < expected_windows and time.monotonic() < deadline:
         _show(watcher)
-        stack.check()
+        _check(stack)
         time.sleep(0.5)
     producer.close()
     watcher.close()

@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from stream.errors import ConfigError
@@ -91,61 +92,93 @@ def redis_binary() -> str:
         return found
 
 
+@dataclass
+class Service:
+    """A service's child process on a loopback port, with its log; it can be started again."""
+
+    what: str
+    command: list[str]
+    port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url_host(self) -> str:
+        """`127.0.0.1:PORT`."""
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the process (appending to its log) and wait until it listens."""
+        with self.log.open("ab") as out:
+            # A session of its own: a Ctrl-C reaches the command, which stops its services in order.
+            self.proc = subprocess.Popen(
+                self.command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        wait_for_port(self.port, self.proc, self.what, self.log)
+
+    def exit_code(self) -> int | None:
+        """The process's exit code once it ended (negative: the signal that ended it), else None."""
+        return self.proc.poll() if self.proc is not None else None
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after a few seconds)."""
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+def tansu(port: int, workdir: Path) -> Service:
+    """tansu (in-memory) on loopback `port`, logging into `workdir` (not started)."""
+    url = f"tcp://127.0.0.1:{port}"
+    command = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+    return Service("tansu", command, port, workdir / "tansu.log")
+
+
+def redis_server(port: int, workdir: Path, *options: str) -> Service:
+    """redis-server without persistence on loopback `port`, its files and log in `workdir` (with any
+    further `--name value` options; not started)."""
+    command = [
+        redis_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        *options,
+    ]
+    return Service("redis-server", command, port, workdir / "redis-server.log")
+
+
 @contextlib.contextmanager
-def _service(what: str, command: list[str], port: int, workdir: str) -> Iterator[None]:
-    """Run `command` as a child process until the block ends; wait for it to listen on `port`."""
-    log = Path(workdir) / f"{what}.log"
-    with log.open("wb") as out:
-        # A session of its own: a Ctrl-C reaches the command, which stops its services in order.
-        proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-        )
+def running(service: Service) -> Iterator[Service]:
+    """Run the service until the block ends."""
     try:
-        wait_for_port(port, proc, what, log)
-        yield
+        service.start()
+        yield service
     finally:
-        _stop(proc)
+        service.stop()
 
 
 @contextlib.contextmanager
 def embedded_kafka(port: int | None = None) -> Iterator[str]:
     """Run tansu (in-memory) on loopback; yields the broker URL `kafka://127.0.0.1:PORT`."""
-    port = port or free_port()
-    url = f"tcp://127.0.0.1:{port}"
     with (
         tempfile.TemporaryDirectory(prefix="truthstream-tansu-") as tmp,
-        _service(
-            "tansu", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url], port, tmp
-        ),
+        running(tansu(port or free_port(), Path(tmp))) as broker,
     ):
-        yield f"kafka://127.0.0.1:{port}"
+        yield f"kafka://{broker.url_host}"
 
 
 @contextlib.contextmanager
 def embedded_redis(port: int | None = None, *options: str) -> Iterator[str]:
     """Run redis-server without persistence on loopback (with any further `--name value` options);
     yields `redis://127.0.0.1:PORT/0`."""
-    port = port or free_port()
     with (
         tempfile.TemporaryDirectory(prefix="truthstream-redis-") as tmp,
-        _service(
-            "redis-server",
-            [
-                redis_binary(),
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                tmp,
-                *options,
-            ],
-            port,
-            tmp,
-        ),
+        running(redis_server(port or free_port(), Path(tmp), *options)) as redis,
     ):
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://{redis.url_host}/0"

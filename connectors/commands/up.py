@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
                 from connectors.live_page import serve_in_background
 
                 print(f"The live page: {serve_in_background(s, '127.0.0.1', args.dashboard, None)}")
+            print(f"Logs: {', '.join(str(log) for log in stack.logs())}")
+            print("A worker or Redis that ends is started again (the workers rebuild Redis's state from the topics).")
             print("Nothing survives Ctrl-C: the embedded broker keeps topics in memory.\n", flush=True)
             watcher = Watcher(stack.kafka, s.metrics_topic, s.violations_topic, args.rolling)
             # From here a stop request sets a flag that the loop reads between polls: raised inside the
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                 while not stopping.is_set():
                     for line in watcher.poll(timeout_ms=500):
                         print(line, flush=True)
-                    stack.check()
+                    for note in stack.check():
+                        print(note, flush=True)
                     stopping.wait(0.2)
             finally:
                 watcher.close()
