@@ -12,7 +12,7 @@ from river import drift
 
 from stream.core.changes import Detector
 from stream.core.timefmt import format_time
-from tests.factories import T0, Topic, inference, label
+from tests.factories import T0, Topic, inference, label, on_partition
 from tests.harness import base_settings
 
 pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
@@ -149,10 +149,9 @@ def drifting_stream(seed: int) -> list:
         t = T0 + i * 0.1
         y = rng.randint(0, 1)
         right = rng.random() < (0.92 if t < T0 + 240 else 0.72)
-        p = i % 2
-        msgs.append(inf.msg(inference(f"e{i}", t, y if right else 1 - y, 0.6), p))
-        msgs.append(lab.msg(label(f"e{i}", y), p))
-    return msgs + [inf.msg(inference(f"end{p}", T0 + 2000, 0, 0.1), p) for p in range(2)]
+        msgs.append(inf.msg(inference(f"e{i}", t, y if right else 1 - y, 0.6)))
+        msgs.append(lab.msg(label(f"e{i}", y)))
+    return msgs + [inf.msg(inference(on_partition("end", p, 2), T0 + 2000, 0, 0.1), p) for p in range(2)]
 
 
 def test_the_same_stream_gives_the_same_change_events_whatever_the_batching(make) -> None:
@@ -221,8 +220,8 @@ def scores_stream(seed: int, shift_at: int | None) -> list:
         t = T0 + i * 0.15
         shifted = shift_at is not None and t >= T0 + shift_at * 60
         score = float(np.round(rng.beta(4, 3) if shifted else rng.beta(2, 5), 4))
-        msgs.append(inf.msg(inference(f"s{i}", t, int(score >= 0.5), score), i % 2))
-    return msgs + [inf.msg(inference(f"end{p}", T0 + 2000, 0, 0.1), p) for p in range(2)]
+        msgs.append(inf.msg(inference(f"s{i}", t, int(score >= 0.5), score)))
+    return msgs + [inf.msg(inference(on_partition("end", p, 2), T0 + 2000, 0, 0.1), p) for p in range(2)]
 
 
 def test_a_shift_of_the_scores_is_found_before_any_label(make) -> None:

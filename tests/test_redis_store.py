@@ -26,7 +26,7 @@ from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis import scripts as lua
 from stream.stores.redis_connect import connect
-from tests.factories import T0, Topic, inference, label
+from tests.factories import T0, Topic, inference, label, on_partition
 from tests.harness import CLUSTER, Harness, redis_client
 
 pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
@@ -101,7 +101,9 @@ def test_two_workers_finishing_together_close_the_windows(redis_url: str) -> Non
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
 
     def partition(p: int) -> list[RawMessage]:
-        pairs = [(f"p{p}-{i}", T0 + i) for i in range(20)] + [(f"p{p}-end", T0 + 1000)]
+        pairs = [(on_partition(f"p{p}-{i}", p, 2), T0 + i) for i in range(20)] + [
+            (on_partition("end", p, 2), T0 + 1000)
+        ]
         return [inf.msg(inference(e, t, 1, 0.9), p) for e, t in pairs] + [
             lab.msg(label(e, 1, label_time=format_time(t)), p) for e, t in pairs
         ]
@@ -259,11 +261,9 @@ def test_a_window_closed_by_two_workers_at_once_is_published_once(redis_url: str
     its provisional record, which they publish concurrently before, and never after the close."""
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
-    msgs = [
-        m
-        for i in range(40)
-        for m in (inf.msg(inference(f"e{i}", T0 + i, 1, 0.9), i % 2), lab.msg(label(f"e{i}", 1), i % 2))
-    ] + [lab.msg(label("e3", 1), 1)]  # a duplicate on partition 1
+    msgs = [m for i in range(40) for m in (inf.msg(inference(f"e{i}", T0 + i, 1, 0.9)), lab.msg(label(f"e{i}", 1)))] + [
+        lab.msg(label("e3", 1))
+    ]  # a duplicate
 
     async def scenario() -> list[Output]:
         clients = [redis_client(redis_url) for _ in range(2)]

@@ -30,7 +30,7 @@ def test_records_keyed_by_user_without_key_or_by_another_partitioner_are_dead_le
     # 1. inferences keyed by a user id, labels by event id (the common mistake)
     user_keyed = [f"u{i}" for i in range(40)]
     deployment.send("inferences", [(f"user-{i % 5}", inference(e, T0 + i, 1, 0.9)) for i, e in enumerate(user_keyed)])
-    deployment.send("labels", [(e, label(e, 1)) for e in user_keyed])
+    deployment.send("labels", [(e, label(e, 1, label_time=T0 + i + 1)) for i, e in enumerate(user_keyed)])
     # 2. inferences with no key at all
     unkeyed = [f"n{i}" for i in range(10)]
     deployment.send("inferences", [(None, inference(e, T0 + i, 1, 0.9)) for i, e in enumerate(unkeyed)])
