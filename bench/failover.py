@@ -34,6 +34,7 @@ from typing import Any
 import redis
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from redis.cluster import ClusterNode
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
@@ -45,9 +46,10 @@ from connectors.kafka_span import read_topic  # noqa: E402
 from stream.core.keying import event_id_on  # noqa: E402
 from stream.core.timefmt import format_time  # noqa: E402
 from stream.kafka_clients import KafkaConnection  # noqa: E402
+from stream.stores.redis_connect import cluster_nodes  # noqa: E402
 
 PARTITIONS = 4
-CHUNKS = 10  # the workload is produced in this many parts, the fault injected after the third
+CHUNKS = 40  # the workload is produced in this many parts, the fault injected after the fifth
 TIMEOUT_S = 900.0
 
 
@@ -99,8 +101,8 @@ class Workers:
 # -- services ------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def redis_cluster(workdir: Path) -> Iterator[tuple[str, list[int]]]:
-    """3 masters and 3 replicas of Debian's redis-server (append-only, fsync every second); yields a
-    node's URL and the 6 ports."""
+    """3 masters and 3 replicas of Debian's redis-server (append-only, fsync every second); yields the
+    URL naming every node, and the 6 ports."""
     first = free_ports(6)
     ports = list(range(first, first + 6))
     for port in ports:
@@ -121,9 +123,9 @@ def redis_cluster(workdir: Path) -> Iterator[tuple[str, list[int]]]:
              "--cluster-yes"],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        _wait(lambda: b"cluster_state:ok" in redis.Redis(port=ports[0]).execute_command("CLUSTER INFO"), "the cluster")
+        _wait(lambda: "cluster_state:ok" in _cli(ports[0], "cluster", "info"), "the cluster")
         time.sleep(2)  # every node learns the others' slots
-        yield f"redis://127.0.0.1:{ports[0]}/0", ports
+        yield "redis://" + ",".join(f"127.0.0.1:{p}" for p in ports) + "/0", ports  # every node: any may fail
     finally:
         for port in ports:
             pid = workdir / f"redis-{port}" / "redis.pid"
@@ -134,9 +136,9 @@ def redis_cluster(workdir: Path) -> Iterator[tuple[str, list[int]]]:
 
 def master_of(ports: list[int], key: str) -> int:
     """The port of the master serving `key`'s slot."""
-    client = redis.Redis(port=ports[0])
-    slot = client.cluster("KEYSLOT", key)
-    for line in client.execute_command("CLUSTER NODES").decode().splitlines():
+    alive = next(p for p in ports if _cli(p, "ping").strip() == "PONG")
+    slot = int(_cli(alive, "cluster", "keyslot", key))
+    for line in _cli(alive, "cluster", "nodes").splitlines():
         fields = line.split()
         if "master" in fields[2] and "fail" not in fields[2]:
             for span in fields[8:]:
@@ -214,9 +216,15 @@ def leader_of(bootstrap: str, topic: str, partition: int) -> int:
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         [described] = admin.describe_topics([topic])
-        return next(p["leader"] for p in described["partitions"] if p["partition"] == partition)
+        return next(p["leader_id"] for p in described["partitions"] if p["partition_index"] == partition)
     finally:
         admin.close()
+
+
+def _cli(port: int, *command: str) -> str:
+    """A redis-cli command's reply, as text ("" when the node does not answer)."""
+    done = subprocess.run(["redis-cli", "-p", str(port), *command], capture_output=True, text=True, timeout=10)
+    return done.stdout if done.returncode == 0 else ""
 
 
 def _wait(check: Any, what: str, timeout: float = 120.0) -> None:
@@ -249,10 +257,12 @@ def run(
     fault: Any,
     workers: int,
     every: float = 0.0,
+    seconds: float = 120.0,
     **extra: Any,
 ) -> dict[str, Any]:
-    """Produce the workload in CHUNKS parts while the workers run; call `fault(workers, tag, topics)`
-    after the third part (and every `every` seconds, if given); close every window; check them."""
+    """Produce the workload in CHUNKS parts over `seconds` while the workers run; call
+    `fault(workers, tag, topics)` after the fifth part (and every `every` seconds after, if given);
+    close every window; check them."""
     bootstrap = broker.removeprefix("kafka://")
     tag = uuid.uuid4().hex[:6]
     replication = 3 if scenario == "kafka-brokers" else 1
@@ -262,7 +272,11 @@ def run(
     env.update(TRUTHSTREAM_METRICS_TOPIC=f"fo-{tag}-metrics", TRUTHSTREAM_VIOLATIONS_TOPIC=f"fo-{tag}-violations",
                TRUTHSTREAM_DEAD_LETTER_TOPIC=f"fo-{tag}-dead-letters")  # fmt: skip
     cluster = extra.get("redis_cluster") == "on"
-    client = redis.RedisCluster.from_url(redis_url) if cluster else redis.Redis.from_url(redis_url)
+    if cluster:
+        first, others = cluster_nodes(redis_url)
+        client: Any = redis.RedisCluster.from_url(first, startup_nodes=[ClusterNode(h, p) for h, p in others])
+    else:
+        client = redis.Redis.from_url(redis_url)
     applied = worker_progress(client, f"bench-{tag}", topics, PARTITIONS)
     supervised = Workers(env, logs)
     for _ in range(workers):
@@ -281,10 +295,10 @@ def run(
                 producer.send(topics[1], key=key.encode(), value=label)
             producer.flush()
             supervised.supervise()
-            if part == 2 or (every and part > 2 and time.monotonic() - last_fault >= every):
+            if part == 4 or (every and part > 4 and time.monotonic() - last_fault >= every):
                 fault(supervised, tag, topics)
                 faults, last_fault = faults + 1, time.monotonic()
-            time.sleep(1.0)
+            time.sleep(max(0.0, started + (part + 1) * seconds / CHUNKS - time.monotonic()))  # paced over `seconds`
         end = table["time"].max() + WINDOW_S + GRACE_S + 1
         for p in range(PARTITIONS):  # event time past every window on every partition
             closing = event_id_on("close", p, PARTITIONS)
@@ -340,7 +354,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("scenario", choices=["redis-cluster", "kafka-brokers", "workers"])
     parser.add_argument("--events", type=int, default=40_000, help="inferences (each with its label)")
+    parser.add_argument("--seconds", type=float, default=120.0, help="seconds over which they are produced")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the services it started on the way out
     with tempfile.TemporaryDirectory(prefix="truthstream-failover-") as tmp:
         work = Path(tmp)
         if args.scenario == "redis-cluster":
@@ -351,7 +367,17 @@ def main() -> int:
                     pid = int((work / f"redis-{port}" / "redis.pid").read_text())
                     os.kill(pid, signal.SIGKILL)
 
-                result = run(args.scenario, broker, url, args.events, work, kill_master, 2, redis_cluster="on")
+                result = run(
+                    args.scenario,
+                    broker,
+                    url,
+                    args.events,
+                    work,
+                    kill_master,
+                    2,
+                    seconds=args.seconds,
+                    redis_cluster="on",
+                )
         elif args.scenario == "kafka-brokers":
             with kafka_cluster(work) as (broker, procs, _), embedded_redis() as url:
 
@@ -359,7 +385,7 @@ def main() -> int:
                     leader = leader_of(broker.removeprefix("kafka://"), topics[0], 0)
                     procs[leader - 1].send_signal(signal.SIGKILL)
 
-                result = run(args.scenario, broker, url, args.events, work, kill_leader, 2)
+                result = run(args.scenario, broker, url, args.events, work, kill_leader, 2, seconds=args.seconds)
         else:
             with embedded_kafka() as broker, embedded_redis() as url:
                 joins = iter([False, True] * 20)
@@ -370,7 +396,7 @@ def main() -> int:
                     else:
                         workers.kill()
 
-                result = run(args.scenario, broker, url, args.events, work, churn, 4, every=10.0)
+                result = run(args.scenario, broker, url, args.events, work, churn, 4, every=10.0, seconds=args.seconds)
         print(json.dumps(result))
         print(f"logs were in {work} (deleted)", file=sys.stderr)
     return 0 if result["wrong_windows"] == 0 and result["republished_differently"] == 0 else 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import AuthenticationError, RedisClusterException, RedisError
 
 from stream.errors import ConfigError
@@ -39,15 +39,40 @@ def explain(url: str, exc: BaseException) -> str:
     return "check TRUTHSTREAM_REDIS_URL"
 
 
+def cluster_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A cluster URL naming several nodes (`redis://[user:pw@]host1:port1,host2:port2/0`) as the URL
+    of its first node and the others' (host, port), so a client starts even while one is down.
+
+    >>> cluster_nodes("redis://u:p@a:7000,b:7001/0?ssl_ca_certs=ca.pem")
+    ('redis://u:p@a:7000/0?ssl_ca_certs=ca.pem', [('b', 7001)])
+    """
+    scheme, sep, rest = url.partition("://")
+    split = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:split], rest[split:]
+    userinfo, at, hosts = netloc.rpartition("@")
+    first, *others = hosts.split(",")
+    nodes = []
+    for node in others:
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigError(f"TRUTHSTREAM_REDIS_URL: {node!r} is not HOST:PORT (several cluster nodes: h1:p1,h2:p2)")
+        nodes.append((host, int(port)))
+    return f"{scheme}{sep}{userinfo}{at}{first}{tail}", nodes
+
+
 def _client(url: str, cluster: bool, **options: Any) -> Any:
-    return RedisCluster.from_url(url, **options) if cluster else aioredis.from_url(url, **options)
+    if not cluster:
+        return aioredis.from_url(url, **options)
+    first, others = cluster_nodes(url)
+    return RedisCluster.from_url(first, startup_nodes=[ClusterNode(h, p) for h, p in others] or None, **options)
 
 
 async def connect(url: str, cluster: bool = False) -> Any:
     """A client of the Redis at `url` (redis-py's cluster client if `cluster`: the URL names any
-    node), after a probe answered a PING within CONNECT_TIMEOUT_S; ConfigError with the likely reason
-    otherwise (the URL redacted), also when the Redis is a cluster node and `cluster` is off, or the
-    reverse. The client itself has no socket timeout: a busy Redis is slow, not gone."""
+    node, or several separated by commas), after a probe answered a PING within CONNECT_TIMEOUT_S;
+    ConfigError with the likely reason otherwise (the URL redacted), also when the Redis is a cluster
+    node and `cluster` is off, or the reverse. The client itself has no socket timeout: a busy Redis
+    is slow, not gone."""
     probe = _client(url, cluster, socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=CONNECT_TIMEOUT_S)
     try:
         await probe.ping()

@@ -14,8 +14,17 @@ from typing import TypeVar
 
 from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterUnreachableError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoPermissionError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stream.errors import StateLost
@@ -25,7 +34,9 @@ log = logging.getLogger("truthstream.worker")
 
 T = TypeVar("T")
 
-OUTAGES = (RedisConnectionError, RedisTimeoutError, ProducerSendError, KafkaError, OSError)
+# A Redis Cluster failing over (a master down, its replica not promoted yet) is an outage too.
+CLUSTER_OUTAGES = (ClusterDownError, RedisClusterUnreachableError, SlotNotCoveredError, TryAgainError)
+OUTAGES = (RedisConnectionError, RedisTimeoutError, ProducerSendError, KafkaError, OSError, *CLUSTER_OUTAGES)
 # Redis answers but refuses to write: what to do about each, in the line the worker logs while it waits.
 REFUSALS = {
     "OOM": "Redis is full (maxmemory reached): give it more memory, or bound truthstream's waiting state "
