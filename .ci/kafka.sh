@@ -44,6 +44,9 @@ ssl.keystore.password=keystore-ci
 ssl.key.password=keystore-ci
 log.dirs=$dir/data
 num.partitions=4
+# The tests write records timed in November 2025 (their Kafka timestamps too): keep them, or the
+# retention check, every 5 minutes, deletes them under a running test.
+log.retention.ms=-1
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=4

@@ -156,10 +156,12 @@ def _send_file(
             summary.reject(where, str(exc))
         else:
             # A ground-truth record carries no time of its own: its hour folder is when it came, which
-            # the record keeps as its Kafka timestamp (the label's time, see docs/how-it-works.md).
-            stamp = int(file.hour.timestamp() * 1000) if stamped else None
+            # becomes the label's `label_time` (docs/how-it-works.md#determinism). Not the Kafka
+            # timestamp: the broker's time-based retention would delete last year's labels at once.
             for record in records:  # one per instance of a multi-instance capture or ground truth
-                out.send(topic, key=record["event_id"].encode(), value=json.dumps(record).encode(), timestamp_ms=stamp)
+                if stamped:
+                    record.setdefault("label_time", format_time(file.hour.timestamp()))
+                out.send(topic, key=record["event_id"].encode(), value=json.dumps(record).encode())
             summary.sent += len(records)
         sent_here = number
         if number % FLUSH_EVERY == 0:

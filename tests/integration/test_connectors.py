@@ -184,9 +184,10 @@ def test_multi_instance_and_batch_captures_dry_run_then_join_completely(
     flags = ["--state", str(tmp_path / "gt-state"), *ingest_args(deployment, topics=("labels",))]
     assert main(["ingest", "labels", str(tmp_path / "gt"), *flags]) == 0
     assert "303 records sent from 1 files" in capsys.readouterr().out
-    hour = 1_764_007_200.0  # 2025-11-24T18:00:00Z, the ground truth's hour folder: the labels' Kafka timestamp
-    stamps = {r.timestamp for r in read_records(deployment.kafka, deployment.topic("labels"))}
-    assert stamps == {int(hour * 1000)}
+    # the ground truth's hour folder is the labels' time; their Kafka timestamps stay the producer's clock
+    sent_labels = list(read_records(deployment.kafka, deployment.topic("labels")))
+    assert {json.loads(r.value)["label_time"] for r in sent_labels} == {"2025-11-24T18:00:00Z"}
+    assert min(r.timestamp for r in sent_labels) > (time.time() - 3600) * 1000
     deployment.start_worker()
     deployment.close_all_windows(1_764_020_000.0)
     windows = deployment.wait_for(
