@@ -455,3 +455,74 @@ def test_a_redis_that_lost_writes_is_found_before_anything_is_computed_from_it(r
             await engine.process(later[2:], time.time())
 
     asyncio.run(_engine_run(redis_url, prefix, work))
+
+
+def test_past_windows_leave_no_state_behind_whatever_their_number(redis_url: str) -> None:
+    """Closing 20 or 40 windows of 3 models with segments leaves the same keys: per model version and
+    partition one number says which windows are past (no per-window index, no admitted segment values,
+    no provisional marker); a pair for a window closed long ago is counted late, not published again."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    h = Harness("redis", SETTINGS, Catalog(default_segments=("features.country",)), 2, redis_url, prefix=prefix)
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+
+    def windows(first: int, last: int) -> None:
+        for w in range(first, last):
+            pairs = [(f"w{w}-{m}-{i}", m) for m in ("a", "b", "c") for i in range(4)]
+            t = T0 + 60 * w
+            h.feed(
+                [inf.msg(inference(e, t + 1, 1, model=m, features={"country": f"c{w % 3}"})) for e, m in pairs]
+                + [lab.msg(label(e, 1, label_time=format_time(t + 2))) for e, _ in pairs]
+            )
+
+    def state() -> dict[str, int]:
+        kinds: dict[str, int] = {}
+        for key in _keys(redis_url, prefix):
+            kind = h_keys.kind(key) or key
+            kinds[kind] = kinds.get(kind, 0) + 1
+        return kinds
+
+    from stream.stores.redis.keys import Keys
+
+    h_keys = Keys(prefix)
+    client = redis.Redis.from_url(redis_url) if not CLUSTER else redis.RedisCluster.from_url(redis_url)
+
+    def entries() -> int:
+        return sum(int(client.hget(h_keys.meta(p), "n")) for p in range(2))
+
+    windows(0, 21)  # joined-pair markers are kept the label TTL, 10 windows
+    after_20, entries_20 = state(), entries()
+    windows(21, 41)
+    after_40 = state()
+    open_parts = {"window part", "admitted segment values", "bucket"}  # as the open windows fall in partitions
+    assert {k: n for k, n in after_40.items() if k not in open_parts} == {
+        k: n for k, n in after_20.items() if k not in open_parts
+    }
+    assert abs(entries() - entries_20) <= 0.1 * entries_20
+    parts = [k for k in _keys(redis_url, prefix) if h_keys.kind(k) in open_parts - {"bucket"}]
+    assert {float(k.split("\x1f")[2]) for k in parts} == {T0 + 60 * 39, T0 + 60 * 40}  # the 2 still open
+    assert len(h.metrics()) == 3 * 39
+    assert client.hgetall(h_keys.of(0, "cl")) == {f"{m}\x1f1".encode(): repr(T0 + 60 * 39).encode() for m in "abc"}
+    h.feed([inf.msg(inference("old", T0 + 5, 1, model="a")), lab.msg(label("old", 1, label_time=format_time(T0 + 6)))])
+    h.idle(T0 + 86400)
+    assert len(h.metrics()) == 3 * 41 and h.counted("late") == 1
+
+
+def test_the_closed_windows_of_key_layout_2_are_folded_into_one_number_per_model(redis_url: str) -> None:
+    """A prefix that key layout 2 wrote keeps its windows closed: the first script to see the sorted set
+    of closed windows folds it into the model version's sealed- and published-through ends."""
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url) if not CLUSTER else redis.RedisCluster.from_url(redis_url)
+    from stream.core.windows import WindowKey
+    from stream.stores.redis.keys import Keys
+
+    keys = Keys(prefix)
+    closed = [WindowKey("churn", "1", T0 + 60 * w, 60.0) for w in range(3)]
+    client.zadd(keys.of(0, "closed"), {k.encode(): k.end for k in closed})
+    h = Harness("redis", SETTINGS, None, 1, redis_url, prefix=prefix)
+    inf, lab = Topic("inferences"), Topic("labels")
+    h.feed([inf.msg(inference("x", T0 + 61, 1)), lab.msg(label("x", 1, label_time=format_time(T0 + 62)))])
+    assert not client.exists(keys.of(0, "closed"))
+    assert float(client.hget(keys.of(0, "cl"), "churn\x1f1")) == T0 + 180
+    assert float(client.hget(keys.of(0, "cp"), "churn\x1f1")) == T0 + 180
+    h.idle(T0 + 86400)
+    assert h.metrics() == [] and h.counted("late") == 1

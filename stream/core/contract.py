@@ -25,7 +25,7 @@ from typing import Literal, NamedTuple, Protocol
 from stream.core.aggregate import WindowAggregate
 from stream.core.records import SEP, Joined
 from stream.core.state import Output, StateView, StepResult
-from stream.core.windows import WindowKey, model_key
+from stream.core.windows import WindowKey
 
 # The stage of a window's publication a claim is for.
 Stage = Literal["final", "provisional"]
@@ -118,7 +118,7 @@ class SealedWindow:
     @property
     def model_key(self) -> str:
         """The model version the window belongs to."""
-        return model_key(self.key.model, self.key.version)
+        return self.key.model_key
 
 
 @dataclass(slots=True)

@@ -41,6 +41,11 @@ class WindowKey:
         """Exclusive end of the window."""
         return self.start + self.size
 
+    @property
+    def model_key(self) -> str:
+        """The model version the window belongs to (`model_key`)."""
+        return model_key(self.model, self.version)
+
     def encode(self) -> str:
         """A stable string form (used as a storage key)."""
         return f"{self.model}{SEP}{self.version}{SEP}{self.start!r}{SEP}{self.size!r}"

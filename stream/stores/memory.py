@@ -55,10 +55,12 @@ class MemoryStore:
         # windows listed for a provisional record
         self.unopened: dict[WindowKey, WindowAggregate] = {}
         self.listed: set[WindowKey] = set()
-        self.provisioned: set[WindowKey] = set()  # published provisionally (or closed): never again
+        self.provisioned: set[WindowKey] = set()  # published provisionally: never again, until sealed
         self.sealed: dict[WindowKey, SealedWindow] = {}  # sealed, until `finish`
-        self.closed: set[WindowKey] = set()  # claimed, until `finish`
-        self.final: set[WindowKey] = set()  # sealed once: a pair that comes after is late
+        # per model version, the end of the last window sealed (a pair for a window ending by then
+        # is late) and published: one number each, whatever the number of windows (as in Redis)
+        self.sealed_through: dict[str, float] = {}
+        self.published_through: dict[str, float] = {}
         self.counters: dict[int, dict[str, Counter[str]]] = {}
         self.rolling: dict[str, deque[Joined]] = {}
         self.rolling_count: Counter[str] = Counter()
@@ -99,11 +101,11 @@ class MemoryStore:
             if math.isfinite(entry.expires):
                 index[event_id] = entry.expires
                 heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
-        late = [key for key in result.windows if key in self.final]
+        late = [key for key in result.windows if self._past(key, self.sealed_through)]
         if late:  # their windows closed: the pairs are counted late, never lost (as the Redis store does)
             result.closed_late(late)
         for key, aggregate in result.windows.items():
-            if key in self.final:
+            if self._past(key, self.sealed_through):
                 continue
             part = self.windows.setdefault(key, {}).setdefault(partition, WindowAggregate(aggregate.resolution))
             segments, aggregate.segments = aggregate.segments, {}
@@ -175,9 +177,12 @@ class MemoryStore:
         unattributed ones) into a sealed window."""
         out = []
         for key in keys:
-            if key in self.closed:
+            if self._past(key, self.published_through):
                 continue
             if key not in self.sealed:
+                if self._past(key, self.sealed_through):
+                    continue
+                self.sealed_through[key.model_key] = key.end  # `keys` come oldest first
                 parts = self.windows.pop(key, None)
                 if parts is None:
                     continue
@@ -187,12 +192,10 @@ class MemoryStore:
                 for gone in [k for k in self.admitted if k[0] == key]:
                     del self.admitted[gone]
                 self.listed.discard(key)
-                self.provisioned.add(key)  # closed: no provisional record after the final one
                 counts: dict[str, int] = {}
                 for counters in self.counters.values():  # a later window of the model finds them gone
                     counts = merge_counts(counts, counters.pop(key.model, {}))
                 self.sealed[key] = SealedWindow(key, aggregate, counts)
-                self.final.add(key)
             out.append(self.sealed[key])
         return out
 
@@ -204,7 +207,8 @@ class MemoryStore:
         """The state so far of the listed windows neither published provisionally nor closed."""
         out = []
         for key in sorted(keys, key=lambda k: (k.end, k.start)):
-            if key in self.listed and key not in self.provisioned and key in self.unopened:
+            fresh = key not in self.provisioned and not self._past(key, self.sealed_through)
+            if key in self.listed and fresh and key in self.unopened:
                 parts = [*self.windows.get(key, {}).values(), self.unopened[key]]
                 out.append(SealedWindow(key, merge_parts(self.unopened[key].resolution, parts)))
         return out
@@ -225,11 +229,17 @@ class MemoryStore:
         result = ClaimResult()
         taken = []
         for claim in claims:
+            published = self.published_through.get(claim.model_key, -math.inf)
             for window in claim.windows:
-                done = self.closed if stage == FINAL else self.provisioned
-                if window.key in done:
-                    continue
-                done.add(window.key)
+                if stage == FINAL:
+                    if window.key.end <= published:
+                        continue
+                    end = self.published_through.get(claim.model_key, -math.inf)
+                    self.published_through[claim.model_key] = max(end, window.key.end)
+                else:
+                    if window.key in self.provisioned or self._past(window.key, self.sealed_through):
+                        continue
+                    self.provisioned.add(window.key)
                 taken.append(window)
             self.detectors_by_model.setdefault(claim.model_key, {}).update(claim.detectors)
         for window in sorted(taken, key=lambda w: window_order(w.key)):
@@ -239,10 +249,15 @@ class MemoryStore:
         return result
 
     async def finish(self, keys: list[WindowKey]) -> None:
-        """Drop the sealed windows."""
+        """Drop the sealed windows (and, of the windows past, the marks of their provisional records)."""
         for key in keys:
             self.sealed.pop(key, None)
-            self.closed.discard(key)
+        self.provisioned = {key for key in self.provisioned if not self._past(key, self.sealed_through)}
+
+    @staticmethod
+    def _past(key: WindowKey, through: dict[str, float]) -> bool:
+        """Whether the window ends by its model version's mark in `through`."""
+        return key.end <= through.get(key.model_key, -math.inf)
 
     async def counts(self, models: list[str]) -> list[CountsSnapshot]:
         """Per partition, the counters of the models no window open in it will carry."""

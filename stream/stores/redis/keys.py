@@ -1,4 +1,4 @@
-"""The Redis store's key layout, in one place (key layout 2).
+"""The Redis store's key layout, in one place (key layout 3).
 
 Every key of an input partition starts with the partition's base `B` = `<prefix>:{<prefix>:<p>}`,
 whose hash tag puts all of them in one cluster slot; the Lua scripts build the names below from
@@ -24,7 +24,9 @@ and the store really touch.
 | B:pd:<window>       | string     | the window's provisional record was queued (safety TTL)                |
 | B:s:<window>        | hash       | a sealed part (closing), with its counts (`#<name>`)                    |
 | B:sealed            | sorted set | window -> end, of the sealed parts                                     |
-| B:closed            | sorted set | window -> end, windows closed lately (a late seal finds them)          |
+| B:cl                | hash       | model version -> end of the last window sealed here (later pairs: late) |
+| B:cp                | hash       | model version -> end of the last window published (owner partition)    |
+| B:closed            | sorted set | key layout 2's closed windows: folded into `cl` / `cp`, then deleted    |
 | B:cd:<model ver>    | hash       | change detectors by name; `#end` / `#pend`: the stamps claims check     |
 | B:c:<model>         | hash       | late / expired / duplicate / rejected counts since the last report      |
 | B:cv                | string     | the counters' version (moves when counts are sealed or taken)          |
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import re
 
-LAYOUT = "2"
+LAYOUT = "3"
 OLD_LAYOUT_KEYS = ("open", "outbox", "wm", "floor")  # keys only truthstream's first key layout wrote
 
 # The table above as patterns over the part after `B:` (partition keys) or `<prefix>:` (the rest).
@@ -58,7 +60,9 @@ PARTITION_KEYS = {
     "provisional done": r"pd:.+",
     "sealed part": r"s:.+",
     "sealed windows": r"sealed",
-    "closed windows": r"closed",
+    "sealed through": r"cl",
+    "published through": r"cp",
+    "closed windows (layout 2)": r"closed",
     "change detectors": r"cd:.+",
     "counters": r"c:.*",
     "counters version": r"cv",

@@ -237,7 +237,14 @@ class Transactions:
             "segcap": self.segment_cap,
             "open": [x for w in result.windows for x in (repr(w.end), w.encode())],
             "windows": [
-                [w.encode(), part[w], keys.of(partition, f"c:{w.model}"), aggregate.sample_count]
+                [
+                    w.encode(),
+                    part[w],
+                    keys.of(partition, f"c:{w.model}"),
+                    aggregate.sample_count,
+                    w.model_key,
+                    repr(w.end),
+                ]
                 for w, aggregate in result.windows.items()
             ],
             "pv": [x for w in result.provisional for x in (repr(w.end), w.encode())],

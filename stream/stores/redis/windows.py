@@ -61,6 +61,7 @@ class Windows:
             {
                 "windows": [k.encode() for k in keys],
                 "models": [k.model for k in keys],
+                "keys": [k.model_key for k in keys],
                 "ends": [repr(k.end) for k in keys],
             }
         )
@@ -137,12 +138,11 @@ class Windows:
                 "model": claim.model_key,
                 "expect": claim.expect,
                 "windows": [w.key.encode() for w in claim.windows],
+                "ends": [repr(w.key.end) for w in claim.windows],
                 "rows": [rows(w.outputs) for w in claim.windows],
                 "detectors": [x for item in claim.detectors.items() for x in item],
                 "fed_to": repr(claim.fed_to),
             }
-            if stage == FINAL:
-                group["ends"] = [repr(w.key.end) for w in claim.windows]
             groups.setdefault(self.owner(claim.model_key), []).append(group)
         script = scripts.CLAIM if stage == FINAL else scripts.PROVISIONAL
         calls = [
@@ -159,13 +159,16 @@ class Windows:
         return result
 
     async def finish(self, keys: list[WindowKey]) -> None:
-        """Drop the sealed parts in every partition and remember the windows as closed (forgetting
-        those closed longer ago than any late seal can come)."""
+        """Drop the sealed parts in every partition, with their provisional markers."""
         if not keys:
             return
-        forget = repr(max(k.end for k in keys) - 2 * self.label_ttl - 86400)
         cleanup = json.dumps(
-            {"windows": [k.encode() for k in keys], "ends": [repr(k.end) for k in keys], "forget": forget}
+            {
+                "windows": [k.encode() for k in keys],
+                "keys": [k.model_key for k in keys],
+                "ends": [repr(k.end) for k in keys],
+                "ttl": self.safety_ttl,
+            }
         )
         await self.partitions.run(
             [self.partitions.call(scripts.CLEANUP, p, cleanup) for p in range(self.partitions.count)]

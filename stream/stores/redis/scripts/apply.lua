@@ -9,10 +9,12 @@
 --! include buckets.lua
 --! include rpush.lua
 --! include hincr.lua
+--! include through.lua
 local a = cjson.decode(ARGV[2])
 local wm = base .. ':wm'
 if a.sweep ~= '' and redis.call('EXISTS', base .. ':' .. a.sweep) == 0 then return 2 end
 if (lm[4] or '') ~= a.version or (redis.call('HGET', wm, 'f') or '') ~= a.floor then return 0 end
+migrate_closed(base)
 for i = 1, #a.models, 2 do redis.call('HSET', base .. ':m', a.models[i], a.models[i + 1]) end
 local dels, sides = ARGV[3], ARGV[5]
 for i = 1, #sides, 12 do redis.call('DEL', base .. ':L:' .. string.sub(sides, i, i + 11)) end
@@ -43,11 +45,11 @@ for _, x in ipairs(a.index) do
   touched[key] = true
   redis.call('ZADD', base .. ':xs', x[1], x[1])
 end
--- A pair whose window this partition saw closed cannot join it: it is counted late, never lost
--- (the core judged it by its partitions' event time; another partition may have closed it).
+-- A pair whose window this partition sealed cannot join it: it is counted late, never lost (the
+-- core judged it by its partitions' event time; another partition may have closed it).
 local gone, late = {}, {}
-for i, w in ipairs(a.windows) do  -- {window, its part, its model's counters, pairs}
-  if redis.call('ZSCORE', base .. ':closed', w[1]) then
+for i, w in ipairs(a.windows) do  -- {window, its part, its model's counters, pairs, model version, end}
+  if tonumber(w[6]) <= through(base, 'cl', w[5]) then
     gone[w[2]] = true
     redis.call('HINCRBY', w[3], 'late', w[4])
     late[#late + 1] = i - 1
