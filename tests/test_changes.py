@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from river import drift
 
-from stream.core.changes import Detector
+from stream.core.changes import MAX_HISTORY, Detector
 from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, label, on_partition
 from tests.harness import base_settings
@@ -244,3 +244,22 @@ def test_a_shift_of_the_scores_is_found_before_any_label(make) -> None:
     quiet = make(base_settings(label_ttl=86400.0), partitions=2)
     quiet.feed(scores_stream(6, None), batch=1000)
     assert quiet.records(quiet.settings.violations_topic) == []
+
+
+def test_a_detector_stays_small_however_long_it_runs_and_still_places_a_change() -> None:
+    """1,000 one-minute windows at an error rate of 0.1, then 0.4: the stored state stays under 10 KB
+    (the last MAX_HISTORY windows one by one, the rest summed), and the change is still placed at
+    window 1,000 with before/after counts covering every sample since the detector started."""
+    rng = random.Random(3)
+    detector, found, sizes = Detector(0.002), None, []
+    for w in range(1100):
+        rate = 0.1 if w < 1000 else 0.4
+        change = detector.feed(60.0 * w, 60.0 * (w + 1), 100, sum(rng.random() < rate for _ in range(100)), f"w{w}")
+        sizes.append(len(detector.dump()))
+        if change is not None:
+            found = change
+            break
+    assert found is not None and found.since == 60.0 * 1000
+    assert max(sizes) < 10_000 and len(detector.windows) <= MAX_HISTORY + 1
+    assert found.before[0] == 100_000 and abs(found.before[1] / 100_000 - 0.1) < 0.01
+    assert Detector.load(detector.dump(), 0.002).windows == detector.windows
