@@ -468,6 +468,23 @@ def test_idle_close_uses_the_wall_clock(make) -> None:
     assert [r["sample_count"] for r in h.metrics()] == [1]
 
 
+def test_the_timer_sweep_expires_the_entries_of_partitions_nothing_comes_to(make) -> None:
+    """After an idle close moved event time past the label TTL, a partition that receives nothing keeps
+    its waiting inferences until the worker's timer sweeps every owned partition: then they expire,
+    counted once in an accounting record; a second sweep finds nothing."""
+    h = make(partitions=2)
+    inf = Topic("inferences", 2)
+    waiting = [on_partition(f"quiet{i}-", 1, 2) for i in range(3)]
+    h.feed([inf.msg(inference(e, T0, 1)) for e in waiting] + [inf.msg(inference(on_partition("a", 0, 2), T0, 1))])
+    h.idle(T0 + 10 * h.settings.label_ttl)
+    assert h.counted("expired_inferences") == 0  # idleness alone expires nothing
+    report = h.run(lambda engine: engine.sweep({0, 1}))
+    assert report.outcomes[("inference", "expired")] == len(waiting) + 1
+    assert h.counted("expired_inferences") == len(waiting) + 1
+    again = h.run(lambda engine: engine.sweep({0, 1}))
+    assert not again.outcomes and h.counted("expired_inferences") == len(waiting) + 1
+
+
 def test_rolling_window_is_evaluated_every_m_samples(make) -> None:
     """The rolling window publishes the last N samples every M joined samples."""
     h = make(base_settings(rolling_size=10, rolling_every=5))

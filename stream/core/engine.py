@@ -293,6 +293,19 @@ class Engine:
                 return taken
         raise StateError(f"could not take the counts of {len(models)} models after {MAX_CLAIMS} attempts")
 
+    async def sweep(self, partitions: set[int]) -> BatchReport:
+        """The worker's timer: expire the waiting entries of these partitions that the stream's event
+        time passed, idle partitions' too (a batch sweeps only its own), and publish what is due."""
+        report = BatchReport()
+        clock = await self.store.clock()
+        now = report.stream_time = self.stream_time_of(clock)
+        counted = await self.expire(partitions, now, report.outcomes, clock)
+        report.provisional, report.closed_windows = await self._publish_due(now)
+        if counted:
+            report.accounting_records = await self.account(counted, now)
+        report.queued = report.provisional + report.closed_windows + report.accounting_records
+        return report
+
     async def idle(self, wall_clock: float) -> int:
         """Called when no input came for `idle_close` seconds: event time jumps to the wall clock."""
         await self.store.raise_floor(wall_clock)

@@ -33,7 +33,7 @@ from stream.stores.redis_connect import connect
 from stream.worker.outages import STATE_LOST_ADVICE, STATE_LOST_EXIT_CODE, exit_on_bug, retrying
 from stream.worker.runtime import collect_garbage_rarely, use_fast_event_loop
 
-READY, PROCESS, IDLE = "ready", "process", "idle"
+READY, PROCESS, IDLE, SWEEP = "ready", "process", "idle", "sweep"
 
 
 def redis_store(settings: Settings, redis: Any, partitions: int) -> RedisStore:
@@ -60,6 +60,9 @@ class Batches(Protocol):
 
     async def idle(self, wall_clock: float) -> int:
         """Close what is due after idleness (see `Engine.idle`)."""
+
+    async def sweep(self, partitions: set[int]) -> BatchReport:
+        """Expire what event time passed in these partitions (see `Engine.sweep`)."""
 
     async def close(self) -> None:
         """Release the engine's connections (and process)."""
@@ -91,6 +94,10 @@ class LocalEngine:
     async def idle(self, wall_clock: float) -> int:
         """Close what is due after idleness (see `Engine.idle`), waiting out outages."""
         return await retrying(lambda: self.engine.idle(wall_clock))
+
+    async def sweep(self, partitions: set[int]) -> BatchReport:
+        """Expire what event time passed in these partitions (see `Engine.sweep`), waiting out outages."""
+        return await retrying(lambda: self.engine.sweep(partitions))
 
     async def close(self) -> None:
         """Close the Redis client."""
@@ -145,6 +152,11 @@ class EngineProcess:
         """Ask the engine process to close what is due after idleness."""
         closed: int = await self._request((IDLE, wall_clock))
         return closed
+
+    async def sweep(self, partitions: set[int]) -> BatchReport:
+        """Ask the engine process to expire what event time passed in these partitions."""
+        report: BatchReport = await self._request((SWEEP, sorted(partitions)))
+        return report
 
     def _hang_up(self) -> None:
         self.closing = True
@@ -218,6 +230,8 @@ async def _serve(conn: Connection, settings: Settings, catalog: Catalog, partiti
             if request[0] == PROCESS:
                 _, rows, wall_clock = request
                 report = await engine.process([RawMessage(*row) for row in rows], wall_clock)
+            elif request[0] == SWEEP:
+                report = await engine.sweep(set(request[1]))
             else:
                 conn.send(await engine.idle(request[1]))
                 continue

@@ -149,6 +149,10 @@ class PrometheusMetrics:
     def batch(self, report: BatchReport, seconds: float) -> None:
         """Count a processed batch's outcomes."""
         self.batch_seconds.observe(seconds)
+        self.outcomes(report)
+
+    def outcomes(self, report: BatchReport) -> None:
+        """Count the records a batch or a sweep settled, and its dead letters."""
         for (side, outcome), n in report.outcomes.items():
             self.records.labels(self.topics.get(side, side), outcome).inc(n)
         for field, n in report.dead_letter_fields.items():

@@ -31,6 +31,9 @@ from stream.worker.topics import ensure_topics
 log = logging.getLogger("truthstream.worker")
 
 DEFAULT_PARTITIONS = 4  # partitions for topics the worker has to create itself
+# Every owned partition's waiting entries are swept this often (seconds), idle ones included: a
+# batch sweeps only the partitions it read, so a partition nothing comes to would keep its entries.
+SWEEP_SECONDS = 10.0
 
 
 def preflight(settings: Settings) -> int:
@@ -79,8 +82,8 @@ class WorkerService(mode.Service):
         self.engine: Batches | None = None
         self.publisher: Publisher | None = None
         self.redis: Any = None  # redis-py's client, or its cluster client
-        self.last_input = time.monotonic()
-        self.lock = asyncio.Lock()  # one batch (or idle close) at a time
+        self.last_input = self.last_sweep = time.monotonic()
+        self.lock = asyncio.Lock()  # one batch (or idle close, or sweep) at a time
         self.ready = asyncio.Event()
         self.publish_wanted = asyncio.Event()
         self.prometheus: PrometheusMetrics | None = None
@@ -218,7 +221,8 @@ class WorkerService(mode.Service):
                 self.prometheus.labels_published(waiting)
 
     async def tick(self) -> None:
-        """Periodic: republish a leftover outbox, close windows after idleness."""
+        """Periodic: republish a leftover outbox, close windows after idleness, sweep every owned
+        partition's waiting entries that event time passed."""
         if not self.ready.is_set():
             return
         async with self.lock:
@@ -226,9 +230,22 @@ class WorkerService(mode.Service):
             if self.settings.idle_close and idle_for >= self.settings.idle_close:
                 engine = self._engine()
                 await engine.idle(time.time())
+            if time.monotonic() - self.last_sweep >= SWEEP_SECONDS:
+                self.last_sweep = time.monotonic()
+                await self._sweep()
         self.publish_wanted.set()
         if self.prometheus is not None:
             await self._observe_state(self.prometheus)
+
+    async def _sweep(self) -> None:
+        owned = {tp.partition for tp in self.app.consumer.assignment()}
+        if not owned:
+            return
+        report = await self._engine().sweep(owned)
+        if self.prometheus is not None:
+            self.prometheus.outcomes(report)
+        if report.outcomes or report.queued:
+            log.info("sweep of partitions %s: %s", sorted(owned), report)
 
     async def _observe_state(self, prometheus: PrometheusMetrics) -> None:
         """Readings for Prometheus: a Redis round trip, waiting entries, lag of owned partitions.
