@@ -102,12 +102,10 @@ def wait_until(
 def make(request: pytest.FixtureRequest) -> Callable[..., Any]:
     """A factory of engine harnesses over the parametrised store: every test that takes it runs once
     on the in-memory store and once on a real Redis (see `tests.harness`)."""
-    from tests.harness import CLUSTER, Harness, base_settings
+    from tests.harness import Harness, base_settings
 
     def factory(settings: Any = None, catalog: Any = None, partitions: int = 1) -> Harness:
         url = request.getfixturevalue("redis_url") if request.param == "redis" else None
-        if url and CLUSTER and (settings or base_settings()).rolling_size:
-            pytest.skip("rolling windows need one Redis (refused in cluster mode)")
         return Harness(
             request.param, settings or base_settings(), catalog, partitions, url, prefix=f"t-{uuid.uuid4().hex[:8]}"
         )

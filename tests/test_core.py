@@ -485,6 +485,32 @@ def test_the_timer_sweep_expires_the_entries_of_partitions_nothing_comes_to(make
     assert not again.outcomes and h.counted("expired_inferences") == len(waiting) + 1
 
 
+def test_a_rolling_window_over_partitions_is_the_latest_n_samples_of_all_of_them(make) -> None:
+    """With two partitions (each keeping its own part, as on a Redis Cluster), every rolling record is
+    the 10 latest samples by event time of all joined so far: its accuracy equals scikit-learn's on
+    them, its sequence counts every joined sample, and one comes every 5 samples of a partition."""
+    from sklearn.metrics import accuracy_score
+
+    h = make(base_settings(rolling_size=10, rolling_every=5), partitions=2)
+    inf, lab = Topic("inferences", 2), Topic("labels", 2)
+    rng = random.Random(5)
+    truth = []
+    for i in range(40):
+        e = on_partition(f"r{i}-", i % 2, 2)
+        y, pred = rng.random() < 0.5, rng.random() < 0.5
+        truth.append((int(y), int(pred)))
+        h.feed([inf.msg(inference(e, T0 + i, int(pred))), lab.msg(label(e, int(y)))])
+    rolling = h.metrics("rolling")
+    # partition 0 holds samples 1, 3, 5, ... (its 5th is the 9th in all), partition 1 samples 2, 4, 6, ...
+    assert [r["window"]["sequence"] for r in rolling] == [9, 10, 19, 20, 29, 30, 39, 40]
+    for record in rolling:
+        n = record["window"]["sequence"]
+        latest = truth[max(0, n - 10) : n]
+        want = accuracy_score([y for y, _ in latest], [p for _, p in latest])
+        assert record["window"]["size"] == len(latest)
+        assert record["binary_classification_metrics"]["accuracy"]["value"] == pytest.approx(want)
+
+
 def test_rolling_window_is_evaluated_every_m_samples(make) -> None:
     """The rolling window publishes the last N samples every M joined samples."""
     h = make(base_settings(rolling_size=10, rolling_every=5))

@@ -115,8 +115,8 @@ def workload(h: Harness) -> None:
 def monitored(redis_url: str) -> tuple[list[bytes], redis.Redis]:
     """MONITOR's lines while the workload runs on four partitions under the prefix 'slots', and a
     client that answers COMMAND GETKEYS."""
-    settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=0, label_ttl=600.0,
-                        max_pending=150)  # fmt: skip
+    settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=20, rolling_every=7,
+                        label_ttl=600.0, max_pending=150)  # fmt: skip
     harness = Harness("redis", settings, None, 4, redis_url, prefix="slots")
     client = redis.Redis.from_url(redis_url)
     client.response_callbacks.pop("COMMAND", None)  # GETKEYS answers a plain list of keys

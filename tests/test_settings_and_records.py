@@ -51,7 +51,6 @@ def test_a_bad_flag_is_named_as_the_user_typed_it(capsys: pytest.CaptureFixture[
         ({"TRUTHSTREAM_MIN_SAMPLES": "-1"}, "TRUTHSTREAM_MIN_SAMPLES must not be negative"),
         ({"TRUTHSTREAM_METRICS_TOPIC": "labels"}, "must be distinct"),
         ({"TRUTHSTREAM_REDIS_CLUSTER": "maybe"}, "TRUTHSTREAM_REDIS_CLUSTER='maybe' is not on or off"),
-        ({"TRUTHSTREAM_REDIS_CLUSTER": "on"}, "ROLLING_SIZE must be 0 with --redis-cluster"),
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], match: str) -> None:

@@ -70,7 +70,12 @@ class Clock:
 @dataclass(slots=True)
 class RollingDue:
     """A rolling window due for evaluation: the model version, its sample count so far, and its
-    samples as columns (event times, actual and predicted classes, scores or None)."""
+    samples as columns (event times, actual and predicted classes, scores or None).
+
+    Each partition keeps the last N samples it joined and its own count; a window is due when a
+    partition's count crosses a multiple of M, and is then the N latest samples (by event time)
+    of every partition's, its sequence the partitions' counts summed (`merged`). So rolling windows
+    need no key outside a partition: they work on a Redis Cluster as on one Redis."""
 
     model_key: str
     sequence: int
@@ -90,10 +95,32 @@ class RollingDue:
     @classmethod
     def decode(cls, model_key: str, sequence: int, rows: list[bytes]) -> RollingDue:
         """The columns of samples `encode_sample` wrote (split in one go: it runs per batch)."""
+        if not rows:
+            return cls(model_key, sequence, [], [], [], [])
         fields = SEP.encode().join(rows).decode().split(SEP)
         times, y_true, y_pred, scores = fields[0::4], fields[1::4], fields[2::4], fields[3::4]
         return cls(
             model_key, sequence, list(map(float, times)), y_true, y_pred, [float(x) if x else None for x in scores]
+        )
+
+    @classmethod
+    def merged(cls, model_key: str, parts: list[tuple[int, RollingDue]], size: int) -> RollingDue:
+        """The window over partitions' parts (given as (count, part), in partition order): the `size`
+        latest samples by event time (ties: partition order, then arrival), the counts summed."""
+        rows = [
+            (t, p, i, part.y_true[i], part.y_pred[i], part.scores[i])
+            for p, (_, part) in enumerate(parts)
+            for i, t in enumerate(part.times)
+        ]
+        rows.sort(key=lambda row: row[:3])
+        rows = rows[-size:] if size > 0 else []
+        return cls(
+            model_key,
+            sum(count for count, _ in parts),
+            [r[0] for r in rows],
+            [r[3] for r in rows],
+            [r[4] for r in rows],
+            [r[5] for r in rows],
         )
 
 

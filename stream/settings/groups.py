@@ -92,7 +92,7 @@ class RedisSettings:
         False,
         "on: TRUTHSTREAM_REDIS_URL names a node of a Redis Cluster (ElastiCache cluster mode), or several, "
         "comma separated (redis://h1:6379,h2:6379/0), so that the worker starts while one is down; each input "
-        "partition's state lives in one hash slot (rolling windows need one Redis: set TRUTHSTREAM_ROLLING_SIZE=0)",
+        "partition's state lives in one hash slot",
         group="redis",
     )
     redis_prefix: str = setting("truthstream", "prefix of every Redis key this app writes", group="redis")

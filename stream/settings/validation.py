@@ -56,12 +56,6 @@ def validate(s: Any) -> None:
         allowed = f.metadata.get("choices")
         if allowed and getattr(s, f.name) not in allowed:
             raise ConfigError(f"{setting_name(f.name)} must be one of {', '.join(allowed)}, got {getattr(s, f.name)!r}")
-    if s.redis_cluster and s.rolling_size:
-        raise ConfigError(
-            f"{setting_name('rolling_size')} must be 0 with {setting_name('redis_cluster')}=on: a rolling "
-            "window is one list per model version that every partition appends to, which a Redis Cluster "
-            "cannot update in one transaction with the partition's batch (tumbling windows work on a cluster)"
-        )
     topics = [s.inference_topic, s.label_topic, s.metrics_topic, s.violations_topic, s.dead_letter_topic]
     if len(set(topics)) != len(topics):
         raise ConfigError(f"the five topics must be distinct, got {topics}")

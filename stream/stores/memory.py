@@ -62,8 +62,9 @@ class MemoryStore:
         self.sealed_through: dict[str, float] = {}
         self.published_through: dict[str, float] = {}
         self.counters: dict[int, dict[str, Counter[str]]] = {}
-        self.rolling: dict[str, deque[Joined]] = {}
-        self.rolling_count: Counter[str] = Counter()
+        # per partition and model version, its part of the rolling window and its count (see RollingDue)
+        self.rolling: dict[tuple[int, str], deque[Joined]] = {}
+        self.rolling_count: Counter[tuple[int, str]] = Counter()
         self.outbox: list[Output] = []
 
     async def transact(self, jobs: list[Job]) -> Transacted:
@@ -124,16 +125,30 @@ class MemoryStore:
         self.outbox.extend(result.outputs)
         due = []
         for model_version, samples in result.rolling.items():
-            rolling = self.rolling.setdefault(model_version, deque(maxlen=self.rolling_size))
-            rolling.extend(samples)
-            self.rolling_count[model_version] += len(samples)
-            if rolling_due(self.rolling_count[model_version], len(samples), self.rolling_every):
-                due.append(RollingDue.of(model_version, self.rolling_count[model_version], rolling))
+            mine = (partition, model_version)
+            self.rolling.setdefault(mine, deque(maxlen=self.rolling_size)).extend(samples)
+            self.rolling_count[mine] += len(samples)
+            if rolling_due(self.rolling_count[mine], len(samples), self.rolling_every):
+                due.append(RollingDue.of(model_version, self.rolling_count[mine], []))
         return due
 
     async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
-        """The due windows as `transact` returned them: with their samples."""
-        return due
+        """The due windows, each merged from every partition's part (see `RollingDue`)."""
+        partitions = sorted({p for p, _ in self.rolling})
+        return [
+            RollingDue.merged(
+                d.model_key,
+                [
+                    (
+                        self.rolling_count[p, d.model_key],
+                        RollingDue.of(d.model_key, 0, self.rolling.get((p, d.model_key), ())),
+                    )
+                    for p in range(max(partitions, default=-1) + 1)
+                ],
+                self.rolling_size,
+            )
+            for d in due
+        ]
 
     async def expiry_candidates(
         self, partitions: set[int], horizon: float, clock: Clock | None = None

@@ -63,8 +63,8 @@ class Deployment:
             "TRUTHSTREAM_DATA_DIR": str(self.logs / "data"),
         }
         self.env.update({f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in settings.items()})
-        if CLUSTER:  # the Redis given is a cluster node: run the worker in cluster mode (no rolling windows)
-            self.env.update(TRUTHSTREAM_REDIS_CLUSTER="on", TRUTHSTREAM_ROLLING_SIZE="0")
+        if CLUSTER:  # the Redis given is a cluster node: run the worker in cluster mode (its defaults otherwise)
+            self.env.update(TRUTHSTREAM_REDIS_CLUSTER="on")
         ensure_topics(
             self.kafka,
             [self.topic(k) for k in ("inferences", "labels", "metrics", "violations", "dead-letters")],

@@ -31,8 +31,8 @@ and the store really touch.
 | B:c:<model>         | hash       | late / expired / duplicate / rejected counts since the last report      |
 | B:cv                | string     | the counters' version (moves when counts are sealed or taken)          |
 | B:o                 | list       | records to publish (`outbox`), removed once Kafka acknowledged them     |
-| <prefix>:r:<mv>     | list       | a model version's rolling window (one Redis only: not per partition)   |
-| <prefix>:rn         | hash       | model version -> samples its rolling window was fed                    |
+| B:r:<mv>            | list       | the partition's part of a model version's rolling window (last N)       |
+| B:rn                | hash       | model version -> samples the partition's part was fed                  |
 """
 
 from __future__ import annotations
@@ -67,8 +67,10 @@ PARTITION_KEYS = {
     "counters": r"c:.*",
     "counters version": r"cv",
     "outbox": r"o",
+    "rolling part": r"r:.+",
+    "rolling counts": r"rn",
 }
-GLOBAL_KEYS = {"rolling window": r"r:.+", "rolling counts": r"rn"}
+GLOBAL_KEYS: dict[str, str] = {}  # none since key layout 3 (2 kept rolling windows outside the partitions)
 
 
 class Keys:

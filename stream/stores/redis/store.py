@@ -74,6 +74,7 @@ class RedisStore:
         self.counters = Counts(self.partitions)
         self.outbox = Outbox(self.partitions)
         self.outbox_page = self.outbox.page
+        self.rolling_size = rolling_size
 
     async def check_layout(self) -> None:
         """Refuse a Redis holding truthstream's first key layout under this prefix (its state would be
@@ -92,10 +93,21 @@ class RedisStore:
         return await self.transactions.transact(jobs)
 
     async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
-        """The samples of rolling windows `transact` found due (read once per batch, after it)."""
-        reads = [lambda pipe, d=d: pipe.lrange(self.keys.outside("r", d.model_key), 0, -1) for d in due]
+        """The rolling windows `transact` found due, each merged from every partition's part (read once
+        per batch, after it; see `RollingDue`)."""
+        count, keys = self.partitions.count, self.keys
+        reads = []
+        for d in due:
+            for p in range(count):
+                reads.append(lambda pipe, p=p, d=d: pipe.lrange(keys.of(p, f"r:{d.model_key}"), 0, -1))
+                reads.append(lambda pipe, p=p, d=d: pipe.hget(keys.of(p, "rn"), d.model_key))
         replies = await self.partitions.run([], reads)
-        return [RollingDue.decode(d.model_key, d.sequence, rows) for d, rows in zip(due, replies)]
+        out = []
+        for i, d in enumerate(due):
+            mine = replies[2 * count * i : 2 * count * (i + 1)]
+            parts = [(int(n or 0), RollingDue.decode(d.model_key, 0, rows)) for rows, n in zip(mine[::2], mine[1::2])]
+            out.append(RollingDue.merged(d.model_key, parts, self.rolling_size))
+        return out
 
     async def clock(self) -> Clock:
         """Partition watermarks and the idle floor (the lowest partition's: raising it is not atomic).

@@ -253,11 +253,10 @@ class Transactions:
             "ck": [x for (topic, _), offset in result.checkpoints.items() for x in (topic, str(offset))],
             "outbox": rows(result.outputs),
             "rolling": [
-                [keys.outside("r", model_version), model_version, [encode_sample(s) for s in samples]]
+                [model_version, [encode_sample(s) for s in samples]]
                 for model_version, samples in result.rolling.items()
             ],
             "rolling_size": self.rolling_size,
             "rolling_every": self.rolling_every,
-            "rolling_counts": keys.outside("rn"),
         }
         return control, b"".join(dels), b"".join(sets), b"".join(sides)

@@ -109,12 +109,15 @@ for key in pairs(touched) do redis.call('EXPIRE', key, a.ttl) end  -- the safety
 redis.call('HSET', meta, 'L', L, 's', S, 'n', N, 'v', (tonumber(lm[4]) or 0) + 1, 'layout', a.layout,
   'pi', (tonumber(lm[5]) or 0) + a.pending[1], 'pl', (tonumber(lm[6]) or 0) + a.pending[2])
 local due = {}
-for _, l in ipairs(a.rolling) do  -- {list, field in the counts hash, {sample, ...}}
-  rpush(l[1], l[3])
-  redis.call('LTRIM', l[1], -a.rolling_size, -1)
-  local total = redis.call('HINCRBY', a.rolling_counts, l[2], #l[3])
-  if math.floor(total / a.rolling_every) > math.floor((total - #l[3]) / a.rolling_every) then
-    due[#due + 1] = {l[2], total}
+for _, l in ipairs(a.rolling) do  -- {model version, {sample, ...}}: this partition's part of its rolling window
+  local list, counts = base .. ':r:' .. l[1], base .. ':rn'
+  rpush(list, l[2])
+  redis.call('LTRIM', list, -a.rolling_size, -1)
+  redis.call('EXPIRE', list, a.ttl)
+  local total = redis.call('HINCRBY', counts, l[1], #l[2])
+  redis.call('EXPIRE', counts, a.ttl)
+  if math.floor(total / a.rolling_every) > math.floor((total - #l[2]) / a.rolling_every) then
+    due[#due + 1] = {l[1], total}
   end
 end
 return {1, due, late}
