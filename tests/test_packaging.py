@@ -68,7 +68,7 @@ def test_promtool_accepts_the_rules() -> None:
     rules = ROOT / "connectors" / "monitoring" / "truthstream-rules.yml"
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 15 rules found" in checked.stdout
+    assert "SUCCESS: 16 rules found" in checked.stdout
 
 
 def test_the_package_list_names_every_package_and_ships_the_lua_scripts() -> None:

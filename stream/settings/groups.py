@@ -228,6 +228,12 @@ class LimitSettings:
         "expire first are evicted and counted (evicted_*), so Redis cannot fill up (0: no bound)",
         group="limits",
     )
+    state_limit_mib: int = setting(
+        0,
+        "Redis memory (used_memory, MiB) past which Prometheus's TruthstreamStateTooLarge alert fires: the worker "
+        "exports it as truthstream_state_limit_bytes (0: no alert)",
+        group="limits",
+    )
 
 
 @dataclass(frozen=True)

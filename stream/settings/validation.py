@@ -28,6 +28,7 @@ NOT_NEGATIVE = (
     "idle_close",
     "max_future_seconds",
     "max_pending",
+    "state_limit_mib",
     "segment_min_samples",
     "change_delta",
 )

@@ -119,6 +119,22 @@ class PrometheusMetrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.state_bytes = Gauge(
+            "truthstream_state_bytes",
+            "Redis memory of truthstream's state by family, estimated from a few keys of each (global: take max)",
+            ["family"],
+            registry=r,
+        )
+        self.redis_memory = Gauge(
+            "truthstream_redis_used_memory_bytes",
+            "Redis's used_memory (summed over a cluster's masters; global: take max)",
+            registry=r,
+        )
+        self.state_limit = Gauge(
+            "truthstream_state_limit_bytes",
+            "TRUTHSTREAM_STATE_LIMIT_MIB in bytes: the bound of the TruthstreamStateTooLarge alert (0: none)",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "truthstream_batch_seconds", "Time to process one batch", buckets=SECONDS, registry=r
         )
@@ -208,6 +224,12 @@ class PrometheusMetrics:
         self._lagging = owned
         for (topic, partition), behind in lag.items():
             self.lag.labels(topic, str(partition)).set(math.nan if behind is None else behind)
+
+    def state_size(self, families: Mapping[str, float], used_memory: float) -> None:
+        """Set the readings of the state's size: bytes by family, and Redis's used_memory."""
+        for family, size in families.items():
+            self.state_bytes.labels(family).set(size)
+        self.redis_memory.set(used_memory)
 
     def labels_published(self, label_times: list[float]) -> None:
         """Observe freshness for batches whose metrics records Kafka acknowledged now."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -20,6 +21,7 @@ from stream.errors import ConfigError, StateError
 from stream.logs import install_redaction
 from stream.settings import Settings
 from stream.stores.redis import RedisStore
+from stream.stores.redis.sizes import used_memory
 from stream.stores.redis_connect import connect
 from stream.worker.engine_process import Batches, EngineProcess, LocalEngine, redis_store
 from stream.worker.observe import PrometheusMetrics
@@ -34,6 +36,7 @@ DEFAULT_PARTITIONS = 4  # partitions for topics the worker has to create itself
 # Every owned partition's waiting entries are swept this often (seconds), idle ones included: a
 # batch sweeps only the partitions it read, so a partition nothing comes to would keep its entries.
 SWEEP_SECONDS = 10.0
+SIZE_SECONDS = 60.0  # how often the state's size is estimated for Prometheus (see stores.redis.sizes)
 
 
 def preflight(settings: Settings) -> int:
@@ -83,6 +86,7 @@ class WorkerService(mode.Service):
         self.publisher: Publisher | None = None
         self.redis: Any = None  # redis-py's client, or its cluster client
         self.last_input = self.last_sweep = time.monotonic()
+        self.last_size = -math.inf
         self.lock = asyncio.Lock()  # one batch (or idle close, or sweep) at a time
         self.ready = asyncio.Event()
         self.publish_wanted = asyncio.Event()
@@ -107,6 +111,7 @@ class WorkerService(mode.Service):
         store = self.store = redis_store(s, self.redis, self.partitions)
         if s.metrics_port:
             self.prometheus = PrometheusMetrics({INFERENCE: s.inference_topic, LABEL: s.label_topic}, self.catalog)
+            self.prometheus.state_limit.set(s.state_limit_mib * 2**20)
             self.prometheus.serve(s.metrics_port)
             log.info("Prometheus metrics on port %d at /metrics", s.metrics_port)
         observe = self.prometheus.published if self.prometheus else None
@@ -257,6 +262,9 @@ class WorkerService(mode.Service):
             await self.redis.ping()
             prometheus.redis_seconds.observe(time.perf_counter() - started)
             waiting = await self.store.waiting()
+            if time.monotonic() - self.last_size >= SIZE_SECONDS:
+                self.last_size = time.monotonic()
+                prometheus.state_size(await self.store.sizes(), await used_memory(self.redis))
         except Exception as exc:  # noqa: BLE001 - a reading must never stop the worker; batches say why loudly
             log.debug("prometheus: reading Redis failed (%s)", exc)
             return

@@ -136,7 +136,9 @@ def test_prometheus_evaluates_every_rule_and_panel_and_the_drift_fires_an_alert(
 ) -> None:
     port = free_port()
     pairs = workload(n=1200, per_window=150, window=WINDOW, drift_window=4, seed=5, max_label_delay=20)
-    deployment.configure(**settings(tmp_path, calibration=write_calibration(tmp_path)), metrics_port=port)
+    deployment.configure(
+        **settings(tmp_path, calibration=write_calibration(tmp_path)), metrics_port=port, state_limit_mib=1
+    )
     deployment.start_worker()
     prometheus = prometheus_for(f"127.0.0.1:{port}")
     records = arrival_order(pairs)
@@ -170,6 +172,14 @@ def test_prometheus_evaluates_every_rule_and_panel_and_the_drift_fires_an_alert(
         ],
     )
     assert latest[0]["metric"]["model"] == "churn"
+
+    # the state's size by family, and the bound (1 MiB here, which any Redis passes): the alert's condition holds
+    sized = prometheus.wait(
+        "the state's size", lambda: prometheus.query('truthstream_state_bytes{family="join entries"} > 0')
+    )
+    assert sized and prometheus.query('truthstream_state_bytes{family="change detectors"} > 0')
+    too_large = next(e for e in rule_expressions()[1] if "truthstream_state_limit_bytes" in e)
+    assert prometheus.query(too_large)
 
     recorded, alerts = rule_expressions()
     for expr in recorded + [label_values_query(e) for e in dashboard_expressions()]:

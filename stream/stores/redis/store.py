@@ -26,7 +26,7 @@ from stream.core.contract import (
 from stream.core.state import Output
 from stream.core.windows import WindowKey
 from stream.errors import StateError
-from stream.stores.redis import scripts
+from stream.stores.redis import scripts, sizes
 from stream.stores.redis.codec import EntryCodec, ModelTable, handle
 from stream.stores.redis.counts import Counts
 from stream.stores.redis.keys import OLD_LAYOUT_KEYS, Keys
@@ -149,6 +149,10 @@ class RedisStore:
         calls = [self.partitions.call(scripts.CANDIDATES, p, work, mode, bound, EXPIRY_PAGE) for p in ordered]
         replies = await self.partitions.run(calls)
         return {p: [handle(work, d) for d in found] for p, found in zip(ordered, replies) if found}
+
+    async def sizes(self) -> dict[str, float]:
+        """Bytes of the state by family, estimated in two round trips (see `sizes`)."""
+        return await sizes.estimate(self.partitions)
 
     async def waiting(self) -> dict[str, int]:
         """Inferences and labels waiting for their other side, over all partitions (counted by the
