@@ -9,8 +9,10 @@ event time, `--rate` binary inferences with a calibrated score (label-free estim
 segment of 5 values, change detectors on, and labels that come:
 
     70 %  within 5 minutes (before the grace ends)       3 %  twice (a duplicate)
-    20 %  1 to 6 hours later (late: counted, not joined)  2 %  1 to 3 days later (late)
+    20 %  1 to 6 hours later (late: counted, not joined)  5 %  1 to 3 days later (late)
      5 %  never (the inference expires after the label TTL)
+
+(delays times --delay-scale, for short windows).
 
 Every `--sample-hours` of event time it records Redis's `used_memory`, the bytes of every key
 family (SCAN and MEMORY USAGE over the run's prefix, `soak`, deleted first), the waiting entries,
@@ -54,19 +56,21 @@ PREFIX = "soak"
 COUNTRIES = "ABCDE"
 
 
-def delay(rng: random.Random) -> float | None:
-    """When a label comes after its inference (None: never)."""
+def delay(rng: random.Random, scale: float) -> float | None:
+    """When a label comes after its inference (None: never), its delays times `scale`."""
     u = rng.random()
     if u < 0.70:
-        return rng.uniform(0, 300)
+        return scale * rng.uniform(0, 300)
     if u < 0.90:
-        return rng.uniform(3600, 6 * 3600)
+        return scale * rng.uniform(3600, 6 * 3600)
     if u < 0.95:
-        return rng.uniform(DAY, 3 * DAY)
+        return scale * rng.uniform(DAY, 3 * DAY)
     return None
 
 
-def minutes(models: int, rate: int, seed: int = 11) -> Iterator[list[tuple[float, str, str, dict[str, Any]]]]:
+def minutes(
+    models: int, rate: int, scale: float = 1.0, seed: int = 11
+) -> Iterator[list[tuple[float, str, str, dict[str, Any]]]]:
     """Each minute of event time: its (time, side, key, record) in time order, labels as they come."""
     rng = random.Random(seed)
     labels: list[tuple[float, int, str, dict[str, Any]]] = []
@@ -95,7 +99,7 @@ def minutes(models: int, rate: int, seed: int = 11) -> Iterator[list[tuple[float
                     "features": {"country": rng.choice(COUNTRIES)},
                 }
                 out.append((t, INFERENCE, event_id, doc))
-                after = delay(rng)
+                after = delay(rng, scale)
                 if after is None:
                     continue
                 copies = 2 if rng.random() < 0.03 else 1
@@ -167,7 +171,7 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
         label_ttl=args.ttl_days * DAY,
         min_samples=1,
         rolling_size=args.rolling,
-        rolling_every=max(1, args.rolling // 2),
+        rolling_every=max(1, args.rolling // 10),
         segments="features.country",
     )
     catalog = Catalog(
@@ -206,7 +210,7 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
     total = int(args.days * 1440)
     pending: list[RawMessage] = []
     started, messages = time.monotonic(), 0
-    for minute, records in enumerate(minutes(args.models, args.rate)):
+    for minute, records in enumerate(minutes(args.models, args.rate, args.delay_scale)):
         if minute >= total:
             break
         pending += feed.messages(records)
@@ -284,7 +288,7 @@ def write(rows: list[dict[str, Any]], out: Path, chart: Path | None) -> None:
 def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     """The figures the docs quote."""
     last = rows[-1]
-    ten = min(rows, key=lambda r: abs(r["day"] - 10)) if last["day"] > 10 else rows[len(rows) // 3]
+    ten = min(rows, key=lambda r: abs(r["day"] - args.compare_day))
     print(
         f"{args.models} models, {args.window:g}-second windows, {args.rate} inferences a minute per model, "
         f"{last['day']:g} days of event time in {last['wall_seconds']:.0f} s ({last['messages']} messages)"
@@ -321,7 +325,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=3, help="inferences a minute per model (default 3)")
     parser.add_argument("--grace", type=float, default=600.0, help="label grace in seconds (default 600)")
     parser.add_argument("--ttl-days", type=float, default=7.0, help="label TTL in days (default 7, the default)")
-    parser.add_argument("--rolling", type=int, default=0, help="rolling window size (default 0: off)")
+    parser.add_argument("--rolling", type=int, default=1000, help="rolling window size (default 1000, the default)")
+    parser.add_argument("--delay-scale", type=float, default=1.0, help="label delays times this (default 1)")
+    parser.add_argument("--compare-day", type=float, default=10.0, help="the day compared with the last (default 10)")
     parser.add_argument("--sample-hours", type=float, default=12.0, help="event time between samples (default 12)")
     parser.add_argument("--redis-url", help="a Redis to use (its prefix 'soak' is deleted first)")
     parser.add_argument("--out", default="soak.csv", help="the CSV to write (default soak.csv)")

@@ -18,6 +18,7 @@ import atexit
 import multiprocessing
 import signal
 import threading
+import time
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
@@ -193,7 +194,11 @@ class EngineProcess:
             raise  # not reached: _ended ends the process
 
     def _ended(self) -> None:
-        self.child.join(5.0)  # its exit code says why it ended
+        # Its exit code says why it ended. The watching thread may be reaping it at this moment: a
+        # second waitpid then finds no child and reads no code, so wait for that thread's to show.
+        deadline = time.monotonic() + 5.0
+        while self.child.exitcode is None and time.monotonic() < deadline:
+            self.child.join(0.05)
         if self.child.exitcode == STATE_LOST_EXIT_CODE:
             exit_on_bug(
                 f"the engine process found that Redis lost writes (its log line above says where); {STATE_LOST_ADVICE}",
