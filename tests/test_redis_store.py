@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from stream.core.catalog import Catalog
 from stream.core.contract import Job
@@ -183,11 +182,8 @@ def test_the_lua_rolling_arithmetic_matches_the_contracts(redis_url: str) -> Non
     from stream.core.records import Joined
     from stream.core.state import StepResult
 
-    if CLUSTER:
-        pytest.skip("rolling windows need one Redis (refused in cluster mode)")
-
     async def run() -> None:
-        client = aioredis.from_url(redis_url)
+        client = redis_client(redis_url)
         try:
             for every in (1, 3, 7):
                 store = RedisStore(client, f"t-{uuid.uuid4().hex[:8]}", 600.0, rolling_size=5, rolling_every=every)
