@@ -115,7 +115,8 @@ class MemoryStore:
                 admitted = self.admitted.setdefault((key, partition, name), set())
                 part.segment(name, admit(admitted, value, self.segment_cap)).merge(segment)
         for window, unopened in result.unopened.items():  # kept aside: they do not open the window
-            self.unopened.setdefault(window, WindowAggregate(unopened.resolution)).merge(unopened)
+            if not self._past(window, self.sealed_through):
+                self.unopened.setdefault(window, WindowAggregate(unopened.resolution)).merge(unopened)
         self.listed |= result.provisional
         counters = self.counters.setdefault(partition, {})
         for model, counts in result.counters.items():
@@ -198,6 +199,8 @@ class MemoryStore:
                 if self._past(key, self.sealed_through):
                     continue
                 self.sealed_through[key.model_key] = key.end  # `keys` come oldest first
+                for past in [k for k in self.unopened if k != key and self._past(k, self.sealed_through)]:
+                    del self.unopened[past]  # windows of the model only inferences reached: past too
                 parts = self.windows.pop(key, None)
                 if parts is None:
                     continue

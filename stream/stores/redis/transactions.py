@@ -249,6 +249,7 @@ class Transactions:
             ],
             "pv": [x for w in result.provisional for x in (repr(w.end), w.encode())],
             "unopened": [part[w] for w in result.unopened if w not in result.windows],
+            "uwin": [[w.encode(), part[w], w.model_key, repr(w.end)] for w in result.unopened],
             "wm": [x for k, t in result.watermarks.items() for x in (k[0], repr(t))],
             "ck": [x for (topic, _), offset in result.checkpoints.items() for x in (topic, str(offset))],
             "outbox": rows(result.outputs),

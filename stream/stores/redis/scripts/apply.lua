@@ -55,8 +55,17 @@ for i, w in ipairs(a.windows) do  -- {window, its part, its model's counters, pa
     late[#late + 1] = i - 1
   end
 end
+-- What inferences add to a window without opening it (coverage, estimates) is listed in 'u' until
+-- the window is past, when a seal drops it; a window already past takes nothing.
+for _, u in ipairs(a.uwin) do  -- {window, its part, model version, end}
+  if tonumber(u[4]) <= through(base, 'cl', u[3]) then
+    gone[u[2]] = true
+  else
+    redis.call('ZADD', base .. ':u', u[4], u[1])
+  end
+end
 local writes = a.hincr
-if #late > 0 then
+if next(gone) then
   writes = {}
   for _, h in ipairs(a.hincr) do if not gone[h[1]] then writes[#writes + 1] = h end end
 end
@@ -87,7 +96,10 @@ for _, g in ipairs(a.seg) do  -- {window part, segment key, value, {field, incre
     end
   end
 end
-for _, key in ipairs(a.unopened) do redis.call('EXPIRE', key, a.ttl) end  -- parts no label may ever open
+for _, key in ipairs(a.unopened) do  -- parts no label may ever open
+  if not gone[key] then redis.call('EXPIRE', key, a.ttl) end
+end
+if #a.uwin > 0 then redis.call('EXPIRE', base .. ':u', a.ttl) end
 for i = 1, #a.wm, 2 do redis.call('HSET', wm, a.wm[i], a.wm[i + 1]) end
 for i = 1, #a.ck, 2 do redis.call('HSET', base .. ':ck', a.ck[i], a.ck[i + 1]) end
 rpush(base .. ':o', a.outbox)
