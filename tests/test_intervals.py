@@ -283,3 +283,14 @@ def test_a_remembered_bootstrap_is_the_bootstrap_of_the_windows_counts() -> None
             majority = int(np.argmax(counts.reshape(len(classes), len(classes)).sum(axis=1)))
             expected = bootstrap(counts, multiclass_draws(len(classes), majority), LEVEL)
             assert expected and {name: found[name] for name in expected} == expected
+
+
+def test_delong_near_an_auc_of_0_or_1_stays_a_number_in_0_1() -> None:
+    """Label-free estimates weigh samples by fractional probabilities: an AUC within a hair of 0 (or
+    1) with a wide interval put the logit bounds hundreds of units out, where `exp` overflowed and
+    stopped the worker (found by bench/soak.py). The bounds are now 0 and 1 there."""
+    for weight in (1e-3, 1e-6, 1e-9, 1e-12):
+        low, high = delong_auc(np.array([1000.0, 0.0]), np.array([weight, 2.0]), 0.95)
+        assert 0.0 <= low <= high <= 1.0
+        low, high = delong_auc(np.array([0.0, 1000.0]), np.array([2.0, weight]), 0.95)
+        assert 0.0 <= low <= high <= 1.0

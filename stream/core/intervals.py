@@ -88,7 +88,12 @@ def delong_auc(negatives: np.ndarray, positives: np.ndarray, level: float) -> In
 
 
 def _expit(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
+    """The logistic function, without overflow far from 0 (an AUC near 0 or 1 with a wide interval
+    puts its logit bounds hundreds of units out)."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
 
 
 def _seed(counts: np.ndarray) -> int:
