@@ -458,8 +458,12 @@ def test_past_windows_leave_no_state_behind_whatever_their_number(redis_url: str
     partition one number says which windows are past (no per-window index, no admitted segment values,
     no provisional marker, no part of what unlabelled inferences added); a pair for a window closed
     long ago is counted late, not published again."""
+    from stream.core.calibration import Calibration
+
     prefix = f"t-{uuid.uuid4().hex[:8]}"
-    h = Harness("redis", SETTINGS, Catalog(default_segments=("features.country",)), 2, redis_url, prefix=prefix)
+    calibrated = Calibration((0.0, 0.5, 1.0), (0.05, 0.45, 0.95), 10)  # provisional records, with markers
+    catalog = Catalog(default_calibration=calibrated, default_segments=("features.country",))
+    h = Harness("redis", SETTINGS, catalog, 2, redis_url, prefix=prefix)
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
 
     def windows(first: int, last: int) -> None:
@@ -469,8 +473,8 @@ def test_past_windows_leave_no_state_behind_whatever_their_number(redis_url: str
             alone = [(f"w{w}-c-alone{i}", "c") for i in range(4 * (w % 2))]
             t = T0 + 60 * w
             h.feed(
-                [inf.msg(inference(e, t + 1, 1, model=m, features={"country": f"c{w % 3}"})) for e, m in pairs]
-                + [inf.msg(inference(e, t + 1, 1, model=m)) for e, m in alone]
+                [inf.msg(inference(e, t + 1, 1, 0.9, model=m, features={"country": f"c{w % 3}"})) for e, m in pairs]
+                + [inf.msg(inference(e, t + 1, 1, 0.9, model=m)) for e, m in alone]
                 + [lab.msg(label(e, 1, label_time=format_time(t + 2))) for e, _ in pairs]
             )
 
@@ -499,7 +503,9 @@ def test_past_windows_leave_no_state_behind_whatever_their_number(redis_url: str
         k: n for k, n in after_20.items() if k not in open_parts
     }
     assert abs(entries() - entries_20) <= 0.1 * entries_20
-    parts = [k for k in _keys(redis_url, prefix) if h_keys.kind(k) in {"window part", "admitted segment values"}]
+    kinds = {"window part", "admitted segment values", "provisional done"}
+    parts = [k for k in _keys(redis_url, prefix) if h_keys.kind(k) in kinds]
+    assert any(h_keys.kind(k) == "provisional done" for k in parts)
     assert {float(k.split("\x1f")[2]) for k in parts} == {T0 + 60 * 39, T0 + 60 * 40}  # the 2 still open
     assert len(h.metrics()) == 3 * 39 - 19  # model c's 19 odd windows up to 38 had no pair
     assert client.hgetall(h_keys.of(0, "cl")) == {f"{m}\x1f1".encode(): repr(T0 + 60 * 39).encode() for m in "abc"}

@@ -21,6 +21,7 @@ for _, g in ipairs(a.groups) do
         and redis.call('SET', base .. ':pd:' .. w, '1', 'NX', 'EX', a.ttl) then
         rpush(base .. ':o', g.rows[i])
         queued = queued + #g.rows[i]
+        redis.call('ZADD', base .. ':u', g.ends[i], w)  -- the marker goes when the window is past
       end
     end
     store_detectors(cd, g, '#pend', a.ttl)
