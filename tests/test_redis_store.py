@@ -574,3 +574,25 @@ def test_the_state_size_estimate_is_near_a_full_count_by_family(redis_url: str) 
     for name, size in exact.items():
         assert abs(estimated[name] - size) <= 0.3 * size, (name, estimated[name], size)
     assert estimated[sizes.BOOKKEEPING] > 0 and estimated[sizes.OUTBOX] >= 0
+
+
+def test_a_model_no_label_reaches_keeps_a_bounded_list_of_its_windows(redis_url: str) -> None:
+    """A model whose inferences never get a label never has a window sealed: the list of its windows
+    that only inferences reached keeps those within the safety TTL of event time, not every one."""
+    from stream.stores.redis.keys import Keys
+
+    prefix = f"t-{uuid.uuid4().hex[:8]}"
+    h = Harness("redis", SETTINGS, None, 1, redis_url, prefix=prefix)
+    inf, lab = Topic("inferences"), Topic("labels")
+    safety_ttl = RedisStore(None, prefix, SETTINGS.label_ttl).safety_ttl
+    windows = int(3 * safety_ttl / 60)  # three safety TTLs of one-minute windows
+    for w in range(0, windows, 60):
+        msgs = []
+        for j in range(w, min(w + 60, windows)):
+            t = T0 + 60 * j
+            msgs += [inf.msg(inference(f"a{j}", t + 1, 1)), lab.msg(label(f"a{j}", 1, label_time=format_time(t + 2)))]
+            msgs.append(inf.msg(inference(f"d{j}", t + 1, 1, 0.9, model="d")))
+        h.feed(msgs)
+    client = redis.Redis.from_url(redis_url) if not CLUSTER else redis.RedisCluster.from_url(redis_url)
+    listed = client.zcard(Keys(prefix).of(0, "u:d\x1f1"))
+    assert 0 < listed <= safety_ttl / 60 + 1

@@ -54,6 +54,7 @@ class MemoryStore:
         # what inferences add to windows without opening them (label coverage, estimates), and the
         # windows listed for a provisional record
         self.unopened: dict[WindowKey, WindowAggregate] = {}
+        self.unopened_of: dict[str, set[WindowKey]] = {}  # per model version, the windows in `unopened`
         self.listed: set[WindowKey] = set()
         self.provisioned: set[WindowKey] = set()  # published provisionally: never again, until sealed
         self.sealed: dict[WindowKey, SealedWindow] = {}  # sealed, until `finish`
@@ -117,6 +118,7 @@ class MemoryStore:
         for window, unopened in result.unopened.items():  # kept aside: they do not open the window
             if not self._past(window, self.sealed_through):
                 self.unopened.setdefault(window, WindowAggregate(unopened.resolution)).merge(unopened)
+                self.unopened_of.setdefault(window.model_key, set()).add(window)
         self.listed |= result.provisional
         counters = self.counters.setdefault(partition, {})
         for model, counts in result.counters.items():
@@ -135,7 +137,7 @@ class MemoryStore:
 
     async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
         """The due windows, each merged from every partition's part (see `RollingDue`)."""
-        partitions = sorted({p for p, _ in self.rolling})
+        partitions = sorted({p for p, _ in self.rolling})  # in partition order, as `merged` wants
         return [
             RollingDue.merged(
                 d.model_key,
@@ -144,7 +146,7 @@ class MemoryStore:
                         self.rolling_count[p, d.model_key],
                         RollingDue.of(d.model_key, 0, self.rolling.get((p, d.model_key), ())),
                     )
-                    for p in range(max(partitions, default=-1) + 1)
+                    for p in partitions
                 ],
                 self.rolling_size,
             )
@@ -199,13 +201,16 @@ class MemoryStore:
                 if self._past(key, self.sealed_through):
                     continue
                 self.sealed_through[key.model_key] = key.end  # `keys` come oldest first
-                for past in [k for k in self.unopened if k != key and self._past(k, self.sealed_through)]:
-                    del self.unopened[past]  # windows of the model only inferences reached: past too
+                listed = self.unopened_of.get(key.model_key, set())
+                for past in [k for k in listed if k != key and self._past(k, self.sealed_through)]:
+                    listed.discard(past)  # windows of the model only inferences reached: past too
+                    del self.unopened[past]
                 parts = self.windows.pop(key, None)
                 if parts is None:
                     continue
                 resolution = next(iter(parts.values())).resolution
                 unopened = self.unopened.pop(key, None)
+                self.unopened_of.get(key.model_key, set()).discard(key)
                 aggregate = merge_parts(resolution, [*parts.values(), *([unopened] if unopened is not None else [])])
                 for gone in [k for k in self.admitted if k[0] == key]:
                     del self.admitted[gone]

@@ -20,7 +20,7 @@ and the store really touch.
 | B:w:<window>        | hash       | the partition's part of a tumbling window (a WindowAggregate's fields)  |
 | B:w:<window>:g:<k>  | set        | the values of segment key `k` the part admitted (at most segment_cap)   |
 | B:open              | sorted set | window -> end, of the parts above that joined pairs opened             |
-| B:u                 | sorted set | window -> end: parts only inferences reached, `pd:` markers (go when past) |
+| B:u:<mv>            | sorted set | window -> end: parts only inferences reached, `pd:` markers (go when past) |
 | B:pv                | sorted set | window -> end: waiting for its provisional record                      |
 | B:pd:<window>       | string     | the window's provisional record was queued (safety TTL)                |
 | B:s:<window>        | hash       | a sealed part (closing), with its counts (`#<name>`)                    |
@@ -57,7 +57,7 @@ PARTITION_KEYS = {
     "window part": r"w:.+",
     "admitted segment values": r"w:.+:g:.+",
     "open windows": r"open",
-    "unopened windows": r"u",
+    "unopened windows": r"u:.+",
     "provisional list": r"pv",
     "provisional done": r"pd:.+",
     "sealed part": r"s:.+",

@@ -55,13 +55,17 @@ for i, w in ipairs(a.windows) do  -- {window, its part, its model's counters, pa
     late[#late + 1] = i - 1
   end
 end
--- What inferences add to a window without opening it (coverage, estimates) is listed in 'u' until
--- the window is past, when a seal drops it; a window already past takes nothing.
+-- What inferences add to a window without opening it (coverage, estimates) is listed in the model
+-- version's 'u:' until the window is past, when a seal drops it; a window already past takes
+-- nothing. A model no label reaches is never sealed: its list keeps what the parts' safety TTL keeps.
 for _, u in ipairs(a.uwin) do  -- {window, its part, model version, end}
   if tonumber(u[4]) <= through(base, 'cl', u[3]) then
     gone[u[2]] = true
   else
-    redis.call('ZADD', base .. ':u', u[4], u[1])
+    local listed = base .. ':u:' .. u[3]
+    redis.call('ZADD', listed, u[4], u[1])
+    redis.call('ZREMRANGEBYSCORE', listed, '-inf', '(' .. (tonumber(u[4]) - a.ttl))
+    redis.call('EXPIRE', listed, a.ttl)
   end
 end
 local writes = a.hincr
@@ -99,7 +103,6 @@ end
 for _, key in ipairs(a.unopened) do  -- parts no label may ever open
   if not gone[key] then redis.call('EXPIRE', key, a.ttl) end
 end
-if #a.uwin > 0 then redis.call('EXPIRE', base .. ':u', a.ttl) end
 for i = 1, #a.wm, 2 do redis.call('HSET', wm, a.wm[i], a.wm[i + 1]) end
 for i = 1, #a.ck, 2 do redis.call('HSET', base .. ':ck', a.ck[i], a.ck[i + 1]) end
 rpush(base .. ':o', a.outbox)

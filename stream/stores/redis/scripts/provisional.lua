@@ -21,7 +21,8 @@ for _, g in ipairs(a.groups) do
         and redis.call('SET', base .. ':pd:' .. w, '1', 'NX', 'EX', a.ttl) then
         rpush(base .. ':o', g.rows[i])
         queued = queued + #g.rows[i]
-        redis.call('ZADD', base .. ':u', g.ends[i], w)  -- the marker goes when the window is past
+        redis.call('ZADD', base .. ':u:' .. g.model, g.ends[i], w)  -- the marker goes when the window is past
+        redis.call('EXPIRE', base .. ':u:' .. g.model, a.ttl)
       end
     end
     store_detectors(cd, g, '#pend', a.ttl)

@@ -1,7 +1,7 @@
 -- Seal windows ARGV[2] (JSON {windows, models, keys, ends}) in this partition, oldest first: its
 -- part of each becomes the sealed hash s:<window> (field '#' marks it; the segment values it
 -- admitted are forgotten, and so are the parts of its earlier windows that only inferences
--- reached, listed in 'u'), the model version's
+-- reached, listed in its 'u:'), the model version's
 -- sealed-through end moves to the window's end (a pair for it that comes after is late), and the
 -- counters of the window's model move into the first window of this call to take them ('#' before
 -- each name; counts that name no model are never a model's: they go out in an accounting record
@@ -33,14 +33,12 @@ for i, w in ipairs(a.windows) do
     changed = true
     out[i] = redis.call('HGETALL', sealed)
     -- the model version's windows that only inferences reached, up to this one, are past too
-    local prefix = a.keys[i] .. '\31'
-    for _, v in ipairs(redis.call('ZRANGEBYSCORE', base .. ':u', '-inf', a.ends[i])) do
-      if string.sub(v, 1, #prefix) == prefix then
-        if v ~= w then redis.call('DEL', base .. ':w:' .. v) end
-        redis.call('DEL', base .. ':pd:' .. v)
-        redis.call('ZREM', base .. ':u', v)
-      end
+    local listed = base .. ':u:' .. a.keys[i]
+    for _, v in ipairs(redis.call('ZRANGEBYSCORE', listed, '-inf', a.ends[i])) do
+      if v ~= w then redis.call('DEL', base .. ':w:' .. v) end
+      redis.call('DEL', base .. ':pd:' .. v)
     end
+    redis.call('ZREMRANGEBYSCORE', listed, '-inf', a.ends[i])
     local admitted = {}  -- the segment values the part admitted: no pair will join it now
     for j = 1, #out[i], 2 do
       local k = string.match(out[i][j], '^k\31([^\31]*)\31')
