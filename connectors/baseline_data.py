@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from connectors.progress import progress
 from connectors.tables import read_chunks, table_format, total_rows
 from stream.core.baseline import Baseline
 from stream.core.calibration import Calibration, MulticlassCalibration
@@ -92,7 +92,7 @@ def baseline_file(  # the command's parsed flags
     header = not args.no_header
     baseline = Baseline(problem_type, calibration=calibration)
 
-    with tqdm(total=total_rows(path, fmt), desc="baseline", unit="row", leave=False) as bar:
+    with progress(f"{getattr(args, 'command', None) or 'baseline'} {path.name}", "rows", total_rows(path, fmt)) as bar:
         for chunk in read_chunks(path, fmt, header, args.chunk_rows):
             truth, predicted, scores, probabilities = _columns(chunk, args, path, header, fmt)
             if args.event_id_attribute:

@@ -5,23 +5,38 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.options import positive_int, probability
+
 PROBLEM_TYPES = ["BinaryClassification", "MulticlassClassification", "Regression"]
 
 
-def add_data_arguments(parser: argparse.ArgumentParser, problem_type_help: str) -> None:
-    """DATA and SageMaker's attribute names for its columns."""
-    parser.add_argument("data", nargs="?", help="labelled data set: CSV, JSON Lines or Parquet")
+SCORES_USE = {
+    "baseline": "with it, the baseline also fits calibration.json",
+    "check": "needed with --calibration, whose estimates it checks",
+}
+DATA_USE = {
+    "baseline": "the labelled data set the baseline is computed from: CSV, JSON Lines or Parquet",
+    "check": "the labelled data set to judge (a monitoring period's merged records): CSV, JSON Lines or Parquet",
+}
+
+
+def add_data_arguments(parser: argparse.ArgumentParser, command: str, problem_type_help: str) -> None:
+    """DATA and SageMaker's attribute names for its columns, with help written for `command`
+    (`baseline` or `check`)."""
+    parser.add_argument("data", nargs="?", help=DATA_USE[command])
     parser.add_argument("--problem-type", choices=PROBLEM_TYPES, help=problem_type_help)
     parser.add_argument("--inference-attribute", help="column of the model's prediction (a class, or a number)")
-    parser.add_argument("--probability-attribute", help="column of the positive-class probability (binary)")
+    parser.add_argument(
+        "--probability-attribute", help=f"column of the positive-class probability (binary); {SCORES_USE[command]}"
+    )
     parser.add_argument(
         "--probabilities-attribute",
         help="column of the class probabilities (multiclass): a JSON object class -> probability per row (text in "
-        "a CSV); with it, `baseline` also fits calibration.json",
+        f"a CSV); {SCORES_USE[command]}",
     )
     parser.add_argument(
         "--probability-threshold-attribute",
-        type=float,
+        type=probability,
         default=0.5,
         help="cut-off turning a probability into the positive class when there is no "
         "--inference-attribute: probability >= cut-off means 1 (default 0.5)",
@@ -38,4 +53,4 @@ def add_data_arguments(parser: argparse.ArgumentParser, problem_type_help: str) 
         help="column of the event id, which decides each row's subsamples (the standard deviations) as in the "
         "worker; default: the row number",
     )
-    parser.add_argument("--chunk-rows", type=int, default=100_000, help="rows read at a time (bounds memory)")
+    parser.add_argument("--chunk-rows", type=positive_int, default=100_000, help="rows read at a time (bounds memory)")

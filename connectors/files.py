@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from stream.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_files(*targets: Path) -> Iterator[list[Path]]:
@@ -32,9 +34,32 @@ def atomic_files(*targets: Path) -> Iterator[list[Path]]:
             temp.unlink(missing_ok=True)
 
 
+def output_dir(path: str | Path, flag: str = "--output-dir") -> Path:
+    """The directory a command writes into, created if needed and tried with a file, before any
+    work is done: a path that cannot be written is refused up front, not after an hour of reading."""
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{flag} {path}: cannot write there: {exc.strerror or exc}") from None
+    return out
+
+
+@contextlib.contextmanager
+def writing(what: Path | str) -> Iterator[None]:
+    """Turn an OSError raised while writing `what` into an OutputError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(f"cannot write {what}: {exc.strerror or exc}") from None
+
+
 def write_json_files(docs: dict[str, Any], out_dir: Path) -> None:
     """Write each document as `out_dir/NAME` (indented JSON), all of them or none."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_files(*(out_dir / name for name in docs)) as temps:
-        for temp, doc in zip(temps, docs.values()):
-            temp.write_text(json.dumps(doc, indent=2) + "\n")
+    with writing(out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_files(*(out_dir / name for name in docs)) as temps:
+            for temp, doc in zip(temps, docs.values()):
+                temp.write_text(json.dumps(doc, indent=2) + "\n")

@@ -16,11 +16,11 @@ from typing import Any
 
 import pandas as pd
 from kafka import KafkaProducer
-from tqdm import tqdm
 
 from connectors.options import time_option
+from connectors.progress import progress, progress_over
 from connectors.sources import IngestState, SourceFile, Tree
-from connectors.tables import read_chunks, table_format
+from connectors.tables import read_chunks, table_format, total_rows
 from stream.core.sagemaker import CaptureFormat, capture_to_inferences, ground_truth_to_labels
 from stream.core.timefmt import format_time
 from stream.errors import ConfigError, InputError, RecordError
@@ -117,7 +117,7 @@ def ingest_tree(
     try:
         while True:
             files = [f for f in tree.list(since, until) if f.key not in state.done]
-            for file in tqdm(files, desc=f"ingest {kind}", unit="file", leave=False):
+            for file in progress_over(files, f"ingest {kind}", "files", len(files)):
                 _send_file(tree, file, topic, out, state, convert, summary, stamped=kind == "labels")
             if not follow:
                 return summary
@@ -234,15 +234,17 @@ def ingest_table(args: argparse.Namespace, settings: Settings) -> Summary:
     fmt = table_format(path, args.format)
     out = producer(settings)
     try:
-        for chunk in tqdm(read_chunks(path, fmt, not args.no_header), desc="ingest table", unit="chunk", leave=False):
-            summary.files = 1
-            for row, record_kind, record in _table_records(chunk, args, path):
-                if record_kind == "rejected":
-                    summary.reject(row, record["reason"])
-                    continue
-                topic = settings.inference_topic if record_kind == "inference" else settings.label_topic
-                out.send(topic, key=str(record["event_id"]).encode(), value=json.dumps(record).encode())
-                summary.sent += 1
+        with progress(f"ingest {path.name}", "rows", total_rows(path, fmt)) as bar:
+            for chunk in read_chunks(path, fmt, not args.no_header):
+                summary.files = 1
+                bar.update(len(chunk))
+                for row, record_kind, record in _table_records(chunk, args, path):
+                    if record_kind == "rejected":
+                        summary.reject(row, record["reason"])
+                        continue
+                    topic = settings.inference_topic if record_kind == "inference" else settings.label_topic
+                    out.send(topic, key=str(record["event_id"]).encode(), value=json.dumps(record).encode())
+                    summary.sent += 1
         out.flush()
     finally:
         out.close()

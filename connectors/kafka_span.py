@@ -20,9 +20,9 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
-from tqdm import tqdm
 
 from connectors.kafka import topic_partitions
+from connectors.progress import progress as progress_bar
 from stream.core.records import RawMessage, Side
 from stream.core.timefmt import format_time
 from stream.errors import ConfigError, InputError
@@ -159,12 +159,15 @@ def merged(
     """
     live = list(partitions)
     batch: list[ConsumerRecord] = []
-    with tqdm(desc=desc, unit="rec", unit_scale=True, leave=False, disable=not progress) as bar:
+    starts = {c.tp: c.position for c in live}
+    with progress_bar(desc, "records", enabled=progress) as bar:
         while live:
             for cursor in live:
                 if not cursor.buffer and not cursor.done:
                     _fill(consumer, cursor, batch_size)
                     bar.update(len(cursor.buffer))
+                    # The ends as the fetches report them (offsets: transaction markers count too).
+                    bar.total = sum(max(0, (c.end or c.position) - starts[c.tp]) for c in partitions)
             live = [c for c in live if c.buffer or not c.done]
             # Every partition still being read has a record buffered: emit the oldest until one runs dry.
             while live and all(c.buffer for c in live):

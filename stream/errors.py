@@ -5,6 +5,7 @@
     ├── ConstraintsError  a malformed constraints.json (names the file and the key)
     ├── RecordError       one input record that cannot be used (dead-lettered, never raised out of the worker)
     ├── InputError        a file, table or span of topics given to a command cannot be read as asked
+    ├── OutputError       a file or directory given to a command cannot be written
     ├── StateError        the state store refuses a change or keeps conflicting
     │   └── StateLost     the state store went back in time (lost writes): recompute from the input
     └── DeliveryError     a destination (S3, a webhook) refuses what is sent to it
@@ -42,6 +43,10 @@ class RecordError(TruthstreamError):
 
 class InputError(TruthstreamError):
     """A file, table, directory or span of topics given to a command cannot be read as asked."""
+
+
+class OutputError(TruthstreamError):
+    """A file or directory given to a command cannot be written (names it and the reason)."""
 
 
 class StateError(TruthstreamError):

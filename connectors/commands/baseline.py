@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from connectors.data_options import add_data_arguments
+from connectors.options import non_negative_float
 
 HELP = "statistics.json and a suggested constraints.json from a labelled data set"
 DESCRIPTION = (
@@ -22,17 +23,17 @@ SHOWN_METRICS = ("accuracy", "recall", "precision", "f1", "auc", "weighted_f1", 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The data set and SageMaker's attribute names."""
-    add_data_arguments(parser, "what the model predicts (required with DATA)")
+    add_data_arguments(parser, "baseline", "what the model predicts (required with DATA)")
     parser.add_argument("--output-dir", required=True, help="where statistics.json and constraints.json go")
     parser.add_argument(
         "--margin-stds",
-        type=float,
+        type=non_negative_float,
         default=3.0,
         help="suggested thresholds sit this many standard deviations beyond the baseline (default 3)",
     )
     parser.add_argument(
         "--fallback-margin",
-        type=float,
+        type=non_negative_float,
         default=0.1,
         help="without a standard deviation (< 200 rows), the margin is this fraction of the value (default 0.1)",
     )
@@ -49,11 +50,11 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from connectors.baseline_data import baseline_file
-    from connectors.files import write_json_files
+    from connectors.files import output_dir, write_json_files
     from stream.core.baseline import problem_type_of, suggest_constraints
     from stream.errors import InputError
 
-    out_dir = Path(args.output_dir)
+    out_dir = output_dir(args.output_dir)
     if args.from_statistics:
         source = Path(args.from_statistics)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from connectors.data_options import add_data_arguments
+from connectors.options import non_negative_int, positive_int, probability
 
 HELP = "statistics.json and constraint_violations.json of a labelled data set judged against constraints"
 DESCRIPTION = (
@@ -18,7 +19,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The data set, the constraints and where the reports go."""
-    add_data_arguments(parser, "what the model predicts (default: the constraints file's section)")
+    add_data_arguments(parser, "check", "what the model predicts (default: the constraints file's section)")
     parser.add_argument("--constraints", required=True, metavar="FILE", help="the constraints.json to judge against")
     parser.add_argument("--output-dir", required=True, help="where statistics.json and constraint_violations.json go")
     parser.add_argument(
@@ -29,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "calibration still holds on this data (with --probability-attribute or --probabilities-attribute)",
     )
     parser.add_argument(
-        "--confidence-level", type=float, default=0.95, help="of the intervals of estimates and segments (default 0.95)"
+        "--confidence-level",
+        type=probability,
+        default=0.95,
+        help="of the intervals of estimates and segments (default 0.95)",
     )
     parser.add_argument(
         "--segment-attribute",
@@ -38,18 +42,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also judge the rows of each value of this column on their own (repeatable): segments.json, as a "
         "window's segments in the worker; a segment's violation makes the exit status 1",
     )
-    parser.add_argument("--segment-cap", type=int, default=20, help="values per segment column (default 20)")
+    parser.add_argument("--segment-cap", type=positive_int, default=20, help="values per segment column (default 20)")
     parser.add_argument(
-        "--segment-min-samples", type=int, default=100, help="segments with fewer rows are not judged (default 100)"
+        "--segment-min-samples",
+        type=non_negative_int,
+        default=100,
+        help="segments with fewer rows are not judged (default 100)",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Compute, judge, write both reports atomically, print the outcome."""
-    from pathlib import Path
 
     from connectors.baseline_data import baseline_file
-    from connectors.files import write_json_files
+    from connectors.files import output_dir, write_json_files
     from stream.constraint_files import load_calibration, load_constraints
     from stream.core.metrics import STATISTICS_KEY
     from stream.core.outputs import sagemaker_violations
@@ -69,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             "--calibration needs the scores: give --probability-attribute (binary) or --probabilities-attribute"
         )
+    out_dir = output_dir(args.output_dir)
     baseline = baseline_file(args, calibration)
     statistics = baseline.statistics()
     found = sagemaker_violations(statistics[STATISTICS_KEY[constraints.problem_type]], constraints)
-    out_dir = Path(args.output_dir)
     docs = {"statistics.json": statistics, "constraint_violations.json": {"violations": [v for _, _, v in found]}}
     if calibration is not None:
         docs["estimates.json"] = baseline.estimates(args.confidence_level)

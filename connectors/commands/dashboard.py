@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.options import port_number
 from stream.settings import Settings
 
 HELP = "serve a live page of each model's metrics, thresholds and violations (reads the topics)"
@@ -17,7 +18,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Where to listen, where to start reading, the topics and constraints."""
-    parser.add_argument("--port", type=int, default=8050, help="port to serve the page on (default 8050)")
+    parser.add_argument("--port", type=port_number, default=8050, help="port to serve the page on (default 8050)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from connectors.options import positive_float, probability
 from stream.settings import Settings
 
 HELP = "load SageMaker capture/ground-truth files or a table into the topics"
@@ -32,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--since", help="first hour to read (ISO-8601 or epoch seconds)")
         p.add_argument("--until", help="read hours before this one only")
         p.add_argument("--follow", action="store_true", help="keep polling for new hourly files")
-        p.add_argument("--poll", type=float, default=30.0, help="seconds between polls with --follow (default 30)")
+        p.add_argument(
+            "--poll", type=positive_float, default=30.0, help="seconds between polls with --follow (default 30)"
+        )
         p.add_argument("--state", help="state file (default: under ~/.local/state/truthstream/)")
         p.add_argument("--endpoint-url", help="S3 endpoint URL (for S3-compatible servers; also AWS_ENDPOINT_URL)")
         p.add_argument(
@@ -58,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             )
             p.add_argument(
                 "--probability-threshold-attribute",
-                type=float,
+                type=probability,
                 default=0.5,
                 help="without an inference attribute, probability >= this is class 1 (default 0.5)",
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors.options import non_negative_int
 from stream.settings import Settings
 
 HELP = "copy closed windows to S3 or violations to a webhook"
@@ -31,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "retrying with back-off; an offset is committed only after a 2xx answer.",
     )
     hook.add_argument("url")
-    hook.add_argument("--max-attempts", type=int, default=0, help="give up after this many tries (0: never)")
+    hook.add_argument(
+        "--max-attempts", type=non_negative_int, default=0, help="give up after this many tries (0: never)"
+    )
     for p, topic in ((s3, "metrics_topic"), (hook, "violations_topic")):
         p.add_argument("--group", help="consumer group (default: APP_ID-sink-s3 / APP_ID-sink-webhook)")
         p.add_argument("--once", action="store_true", help="stop when caught up instead of running forever")

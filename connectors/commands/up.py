@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from connectors.options import add_dashboard_flag
+from connectors.options import add_dashboard_flag, port_number, positive_int
 from stream.settings import Settings
 
 HELP = "run the embedded broker, Redis and real workers here, and follow what they publish"
@@ -20,12 +20,20 @@ SETTINGS = ("inputs", "outputs", "app", "models", "windows", "limits", "capture"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """How many workers, which ports, and the workers' settings."""
-    parser.add_argument("--workers", type=int, default=1, help="worker processes in one consumer group (default 1)")
     parser.add_argument(
-        "--broker-port", type=int, default=9092, help="port of the embedded broker (default 9092; another if taken)"
+        "--workers", type=positive_int, default=1, help="worker processes in one consumer group (default 1)"
     )
     parser.add_argument(
-        "--redis-port", type=int, default=6379, help="port of the embedded Redis (default 6379; another if taken)"
+        "--broker-port",
+        type=port_number,
+        default=9092,
+        help="port of the embedded broker (default 9092; another if taken)",
+    )
+    parser.add_argument(
+        "--redis-port",
+        type=port_number,
+        default=6379,
+        help="port of the embedded Redis (default 6379; another if taken)",
     )
     parser.add_argument("--rolling", action="store_true", help="print rolling-window records too")
     add_dashboard_flag(parser, "beside the workers")
