@@ -5,17 +5,8 @@ Each command module holds its flags (`add_arguments`) and its `run(args)`; build
 parser imports only those light modules, so `truthstream --help` answers at once, and a
 command's heavy libraries (Faust, pandas, river, Kafka clients) load only when it runs.
 
-The exit-code contract (docs/commands.md), the same for every command:
-
-    0    done
-    1    only where a command judges data: `check` found violations
-    2    usage, configuration, input or output errors, and services that cannot be reached
-    70   an internal error (a bug: --debug shows the traceback)
-    75   the worker's state store lost data (restart it: it reads the input again)
-    130  interrupted (Ctrl-C)
-    141  the reader of stdout went away (`... | head`): ends quietly, as Unix filters do
-
-Every error is one line on stderr; a traceback only with --debug.
+The exit codes (`connectors.exits`, docs/commands.md) are the same for every command; every error
+is one line on stderr, a traceback only with --debug.
 """
 
 from __future__ import annotations
@@ -30,13 +21,13 @@ import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from connectors import exits
 from stream.errors import TruthstreamError
 from stream.logs import setup_logging
 from stream.redact import redact
 
 COMMANDS = ("worker", "up", "demo", "baseline", "check", "replay", "ingest", "sink", "violations", "dashboard")
 
-EXIT_OK, EXIT_VIOLATIONS, EXIT_USAGE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE = 0, 1, 2, 70, 130, 141
 
 DESCRIPTION = """\
 truthstream: a streaming model-quality monitor.
@@ -152,18 +143,18 @@ def describe(exc: BaseException) -> tuple[int, str]:
     """The exit code and the one line of an error that ended a command."""
     module = type(exc).__module__
     if isinstance(exc, TruthstreamError):
-        return EXIT_USAGE, str(exc)
+        return exits.USAGE, str(exc)
     if module.startswith(("kafka", "aiokafka")):
         # A Kafka client's own error (authentication, a lost broker).
-        return EXIT_USAGE, f"Kafka: {exc or type(exc).__name__}; check TRUTHSTREAM_BROKER and TRUTHSTREAM_KAFKA_*"
+        return exits.USAGE, f"Kafka: {exc or type(exc).__name__}; check TRUTHSTREAM_BROKER and TRUTHSTREAM_KAFKA_*"
     if module.startswith("redis"):
-        return EXIT_USAGE, f"Redis: {exc or type(exc).__name__}; check TRUTHSTREAM_REDIS_URL and TRUTHSTREAM_REDIS_*"
+        return exits.USAGE, f"Redis: {exc or type(exc).__name__}; check TRUTHSTREAM_REDIS_URL and TRUTHSTREAM_REDIS_*"
     if module.startswith(("botocore", "boto3")):
-        return EXIT_USAGE, f"S3: {exc}; check the bucket, the credentials and TRUTHSTREAM_S3_ENDPOINT_URL"
+        return exits.USAGE, f"S3: {exc}; check the bucket, the credentials and TRUTHSTREAM_S3_ENDPOINT_URL"
     if isinstance(exc, OSError):
         where = f": {exc.filename}" if exc.filename else ""
-        return EXIT_USAGE, f"{exc.strerror or exc}{where}"
-    return EXIT_INTERNAL, (
+        return exits.USAGE, f"{exc.strerror or exc}{where}"
+    return exits.INTERNAL, (
         f"internal error: {type(exc).__name__}: {exc} (a bug: run again with --debug for the traceback, and report it)"
     )
 
@@ -185,14 +176,21 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.run(args))
         sys.stdout.flush()
         return code
+    except SystemExit as exc:  # --help: argparse printed it and exits
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _quiet_stdout()
+            return exits.PIPE
+        return exc.code if isinstance(exc.code, int) else exits.OK
     except UsageError as exc:
         print(f"{exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exits.USAGE
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return exits.INTERRUPTED
     except BrokenPipeError:
         _quiet_stdout()
-        return EXIT_PIPE
+        return exits.PIPE
     except Exception as exc:  # noqa: BLE001 - the one place every other error becomes a line and a code
         code, line = describe(exc)
         if debug:

@@ -10,6 +10,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from connectors import exits
 from connectors.kafka import json_producer
 from connectors.local_stack import PARTITIONS, LocalStack, local_stack
 from connectors.synthetic import drifting_workload
@@ -60,14 +61,14 @@ def run_demo(events: int, duration: float, seed: int, dashboard_port: int | None
             url = serve_in_background(stack.settings, "127.0.0.1", dashboard_port, None)
             print(f"  live page: {url}")
             webbrowser.open(url)
-            code = _drive(stack, events, duration, seed)
+            _drive(stack, events, duration, seed)  # its outcome is printed; Ctrl-C ends the page
             print(f"the live page stays up at {url}; Ctrl-C to stop")
             try:
                 while True:
                     time.sleep(1)
                     _check(stack)
             except KeyboardInterrupt:
-                return code
+                return exits.INTERRUPTED
 
 
 def _check(stack: LocalStack) -> None:

@@ -38,6 +38,7 @@ class Summary:
     sent: int = 0
     skipped_files: int = 0
     dry_run: bool = False
+    interrupted: bool = False
     rejected: Counter[str] = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
 
@@ -123,6 +124,7 @@ def ingest_tree(
                 return summary
             time.sleep(poll_s)
     except KeyboardInterrupt:
+        summary.interrupted = True
         return summary
     finally:
         out.flush()

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from stream.core.catalog import Catalog
+from stream.errors import ConfigError
 from stream.redact import redact
 from stream.settings import Settings
 
@@ -70,7 +71,7 @@ def read_topics(settings: Settings, from_s: float | None, feed: Feed, stop: thre
     consumer = None
     try:
         consumer = topic_reader(settings, list(kinds), from_s)
-        for message in records(consumer, follow=True, from_s=from_s, stop=stop):
+        for message in records(consumer, follow=True, from_s=from_s, stop=stop, what="dashboard"):
             try:
                 value = json.loads(message.value)
             except ValueError:
@@ -79,7 +80,8 @@ def read_topics(settings: Settings, from_s: float | None, feed: Feed, stop: thre
             feed.add({"type": kinds[message.topic], "record": value})
     except Exception as exc:
         feed.fail(redact(f"reading Kafka failed: {exc}"))
-        log.exception("reading the topics failed")
+        # One line; the traceback with --log-level debug.
+        log.error("reading the topics failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
     finally:
         if consumer is not None:
             consumer.close()
@@ -144,10 +146,16 @@ async def serve(settings: Settings, host: str, port: int, from_s: float | None, 
     loop = asyncio.get_running_loop()
     feed, stop = Feed(loop), threading.Event()
     reader = threading.Thread(target=read_topics, args=(settings, from_s, feed, stop), daemon=True)
-    reader.start()
     runner = web.AppRunner(application(feed, thresholds(settings.catalog()), settings.metrics_topic), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(
+            f"the dashboard cannot listen on {host}:{port}: {exc.strerror or exc}; give another --port"
+        ) from None
+    reader.start()
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
     if started is not None:
         started(url)

@@ -13,7 +13,7 @@ from stream.core.catalog import Catalog
 from stream.core.changes import CHANGE_CHECK_TYPE
 from stream.core.metrics import STATISTICS_KEY, scalar_values
 from stream.core.outputs import COUNT_NAMES, judge, segment_violation
-from stream.core.timefmt import format_time
+from stream.core.timefmt import format_time, window_span
 from stream.errors import ConfigError
 
 
@@ -184,5 +184,6 @@ def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> 
     worst = worst.sort_values("margin", ascending=False).drop_duplicates(["model", "window_start", "metric_name"])
     lines += ["", "worst windows:"]
     for _, v in worst.head(5).iterrows():
-        lines.append(f"  {v['model']} v{v['model_version']} {v['window_start']:%Y-%m-%d %H:%M}  {v['description']}")
+        when = window_span(v["window_start"].timestamp(), v["window_end"].timestamp())
+        lines.append(f"  {v['model']} v{v['model_version']} {when}  {v['description']}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from connectors.kafka import topic_partitions
 from stream.core.changes import CHANGE_CHECK_TYPE
+from stream.core.timefmt import parse_time, window_span
 from stream.kafka_clients import KafkaConnection
 
 # The metrics worth a column, per problem type (the record has them all).
@@ -27,7 +28,7 @@ def _number(value: Any) -> str:
 def window_line(record: dict[str, Any]) -> str:
     """A metrics record as one line: window, model, samples, the main metrics, status and counts."""
     window = record["window"]
-    where = f"{window['start'][:16]} .. {window['end'][11:16]}"
+    where = window_span(parse_time(window["start"]), parse_time(window["end"]))
     model = record["model"] + (f" v{record['model_version']}" if record["model_version"] else "")
     key = next((k for k in COLUMNS if k in record), "")
     values = "  ".join(

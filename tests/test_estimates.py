@@ -155,7 +155,7 @@ def test_under_covariate_shift_the_estimate_tracks_the_realized_metrics() -> Non
     for name in ("accuracy", "f1"):
         inside = []
         for estimate, final in pairs:
-            assert estimate["labelled_so_far"] == 0  # published before any label of the window
+            assert estimate["sample_count"] == 0  # published before any label of the window
             body = estimate["binary_classification_metrics"]
             lo, hi = body[f"estimated_{name}"]["confidence_interval"]
             realized = final["binary_classification_metrics"][name]["value"]
@@ -206,7 +206,7 @@ def test_estimates_are_published_once_before_the_labels_and_judged(make) -> None
     expected = sum(s if s >= 0.5 else 1 - s for s in scores) / len(scores)  # P(correct) summed
     body = estimate["binary_classification_metrics"]
     assert body["estimated_accuracy"]["value"] == pytest.approx(expected)
-    assert estimate["sample_count"] == 5 and estimate["labelled_so_far"] == 0 and estimate["revision"] == 0
+    assert estimate["inference_count"] == 5 and estimate["sample_count"] == 0 and estimate["revision"] == 0
     assert estimate["estimated_confusion_matrix"]["1"]["1"] == pytest.approx(0.9 + 0.8 + 0.6)
     [violation] = h.records(h.settings.violations_topic)
     assert violation["estimated"] is True and violation["metric_name"] == "estimated_accuracy"

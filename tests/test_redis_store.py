@@ -280,7 +280,7 @@ def test_a_window_closed_by_two_workers_at_once_is_published_once(redis_url: str
     records = [o.value for o in outputs if o.channel == METRICS and o.value["window"]["kind"] == "tumbling"]
     assert [(r["sample_count"], r["counts"]["duplicates"]) for r in records] == [(40, 1)]
     provisional = [o.value for o in outputs if o.channel == METRICS and o.value["window"]["kind"] == "provisional"]
-    assert [(r["sample_count"], r["labelled_so_far"], r["labels"]["coverage"]) for r in provisional] == [(40, 40, 1.0)]
+    assert [(r["inference_count"], r["sample_count"], r["labels"]["coverage"]) for r in provisional] == [(40, 40, 1.0)]
 
 
 def test_state_of_the_first_key_layout_is_refused_with_what_to_do(redis_url: str) -> None:

@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve the page until interrupted."""
+    """Serve the page until interrupted (Ctrl-C: exit code 130, as every command)."""
     import asyncio
     import webbrowser
 
@@ -43,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
 
     settings = Settings.from_args(args)
     from_s = time_option(args.from_time, "--from")
+    # A broker that is not there at the start is a wrong address more often than an outage: say so
+    # and stop. Once reading, an outage is waited for.
+    settings.kafka().require_reachable()
 
     def started(url: str) -> None:
         print(f"truthstream dashboard on {url} (Ctrl-C to stop)", flush=True)
         if args.open:
             webbrowser.open(url)
 
-    try:
-        asyncio.run(serve(settings, args.host, args.port, from_s, started))
-    except KeyboardInterrupt:
-        pass
+    asyncio.run(serve(settings, args.host, args.port, from_s, started))  # until Ctrl-C (exit code 130)
     return 0

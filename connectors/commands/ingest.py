@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from connectors import exits
 from connectors.options import positive_float, probability
 from stream.settings import Settings
 
@@ -17,7 +18,7 @@ DESCRIPTION = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`ingest capture|labels|table` and their flags."""
-    sub = parser.add_subparsers(dest="source_kind", metavar="SOURCE", required=True)
+    sub = parser.add_subparsers(dest="source_kind", metavar="SOURCE", required=True, help="where the records come from")
     for kind, text in (
         ("capture", "SageMaker data-capture files (ENDPOINT/VARIANT/yyyy/mm/dd/hh/*.jsonl)"),
         ("labels", "SageMaker ground-truth files (yyyy/mm/dd/hh/*.jsonl)"),
@@ -100,4 +101,4 @@ def run(args: argparse.Namespace) -> int:
         summary = ingest_files(args, settings)
     # A dry run's standard output is the records themselves: its summary goes to standard error.
     print(summary.report(), file=sys.stderr if getattr(args, "dry_run", False) else sys.stdout)
-    return 0
+    return exits.INTERRUPTED if summary.interrupted else exits.OK

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stream.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.replay import Replay
 
 HELP = "recompute metrics and violations for a time span of the topics (backtest)"
 DESCRIPTION = (
@@ -106,6 +110,8 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
     primary = Path(settings.constraints).name if settings.constraints else "constraints"
     compare = settings.catalog(args.compare) if args.compare else None
     result = replay(settings, catalog, from_s, to_s)
+    if not result.records:
+        raise InputError(_no_window(settings, result))
     if args.model:
         seen = {r["model"] for r in result.records}
         unknown = sorted(set(args.model) - seen)
@@ -149,6 +155,24 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
         write_chart(windows, violations[violations["constraints"] == primary], catalog, plot, segments)
         print(f"wrote {plot}")
     return 0
+
+
+def _no_window(settings: Settings, result: Replay) -> str:
+    """Why records were read but no window of the span closed: usually window settings other than the
+    worker's (a window longer than what the topics hold), or a span that ends too soon."""
+    from stream.core.timefmt import format_time
+    from stream.settings.fields import setting_name
+
+    read = f"read {result.messages} records"
+    if result.inference_times is not None:
+        low, high = result.inference_times
+        read += f" (inferences of {format_time(low)} to {format_time(high)}, {high - low:g} s)"
+    return (
+        f"{read} but no window of the span closed ({result.open_windows} still open): a window closes once "
+        f"event time passes its end plus the label grace, here {settings.window_seconds:g} s + "
+        f"{settings.label_grace:g} s. Give the worker's window settings ({setting_name('window_seconds')}, "
+        f"{setting_name('label_grace')}), or records past the span's end; nothing was written"
+    )
 
 
 def _output_path(path: str | None, flag: str, allowed: tuple[str, ...]) -> Path | None:

@@ -13,7 +13,7 @@ DESCRIPTION = "Consumers of the output topics that deliver reports and alerts."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """`sink s3|webhook` and their flags."""
-    sub = parser.add_subparsers(dest="sink_kind", metavar="SINK", required=True)
+    sub = parser.add_subparsers(dest="sink_kind", metavar="SINK", required=True, help="where the records go")
     s3 = sub.add_parser(
         "s3",
         help="write statistics.json and constraint_violations.json per closed window to S3",
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="POST each violation as JSON with a `text` field Slack understands, "
         "retrying with back-off; an offset is committed only after a 2xx answer.",
     )
-    hook.add_argument("url")
+    hook.add_argument("url", help="the endpoint each violation is POSTed to (http:// or https://)")
     hook.add_argument(
         "--max-attempts", type=non_negative_int, default=0, help="give up after this many tries (0: never)"
     )

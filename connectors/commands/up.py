@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from connectors import exits
 from connectors.options import add_dashboard_flag, port_number, positive_int
 from stream.settings import Settings
 
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     names = _names()
     env = {f"TRUTHSTREAM_{k.upper()}": str(v) for k, v in vars(args).items() if k in names and v is not None}
     signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C
+    interrupted: list[bool] = []
     try:
         with local_stack(env, args.workers, args.broker_port, args.redis_port) as stack:
             s = stack.settings
@@ -82,8 +84,13 @@ def run(args: argparse.Namespace) -> int:
             # From here a stop request sets a flag that the loop reads between polls: raised inside the
             # Kafka client's poll, KeyboardInterrupt could leave it unable to close, and the stack up.
             stopping = threading.Event()
+
+            def stop(signum: int, _: object) -> None:
+                interrupted.append(signum == signal.SIGINT)
+                stopping.set()
+
             for signum in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, lambda *_: stopping.set())
+                signal.signal(signum, stop)
             try:
                 while not stopping.is_set():
                     for line in watcher.poll(timeout_ms=500):
@@ -94,9 +101,10 @@ def run(args: argparse.Namespace) -> int:
             finally:
                 watcher.close()
     except KeyboardInterrupt:
-        pass  # a stop while the stack was starting: it is stopped already
+        interrupted.append(True)  # a stop while the stack was starting: it is stopped already
     print("\nstopped: workers, Redis and the broker are down.", flush=True)
-    return 0
+    # Ctrl-C: 130, as every command; SIGTERM (a service manager's stop): 0.
+    return exits.INTERRUPTED if any(interrupted) else exits.OK
 
 
 def _interrupt(*_: object) -> None:

@@ -14,8 +14,8 @@ DESCRIPTION = (
 )
 COLUMNS = (
     ("window", 9),
-    ("start", 18),
-    ("end", 18),
+    ("start", 21),
+    ("end", 21),
     ("model", 14),
     ("metric", 22),
     ("value", 10),
@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
 
     from connectors.consumers import commit, group_consumer, records, topic_reader
     from connectors.options import time_option
+    from stream.core.timefmt import parse_time, window_times
 
     settings = Settings.from_args(args)
     from_s = time_option(args.from_time, "--from")
@@ -52,15 +53,16 @@ def run(args: argparse.Namespace) -> int:
         print("".join(f"{name:<{width}}" for name, width in COLUMNS))
     shown = 0
     try:
-        for message in records(consumer, follow=args.follow, idle_s=1.0, from_s=from_s):
+        for message in records(consumer, follow=args.follow, idle_s=1.0, from_s=from_s, what="violations"):
             v = json.loads(message.value)
             if args.json:
                 print(json.dumps(v), flush=True)
             else:
+                start, end = window_times(parse_time(v["window"]["start"]), parse_time(v["window"]["end"]))
                 cells = (
                     v["window"]["kind"],
-                    v["window"]["start"][:16],
-                    v["window"]["end"][:16],
+                    start,
+                    end,
                     v["model"] + (f" v{v['model_version']}" if v["model_version"] else ""),
                     v["metric_name"],
                     f"{v['value']:.4g}",

@@ -274,7 +274,8 @@ def provisional_record(
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A window's provisional record, published once when event time passes its end (its inferences
     are complete; its labels may come until end + grace, when the final `tumbling` record supersedes
-    it): `sample_count` its inferences, `labelled_so_far` the pairs joined by then, its label coverage
+    it): `inference_count` its inferences, `sample_count` the pairs joined by then (as in every
+    record: joined pairs), its label coverage
     so far and, for a calibrated model, its label-free estimates (`estimated_*`) judged by the model's
     constraints (an `estimated_<metric>` against `<metric>`'s threshold; violations marked
     `"estimated": true`). `estimated` says whether it holds estimates; without, its status is
@@ -285,8 +286,8 @@ def provisional_record(
         "model": model,
         "model_version": version,
         "window": window,
-        "sample_count": aggregate.arrivals.get("i", 0),
-        "labelled_so_far": aggregate.sample_count,
+        "inference_count": aggregate.arrivals.get("i", 0),
+        "sample_count": aggregate.sample_count,
         "status": STATUS_NOT_ESTIMATED,
         "violation_count": 0,
         "problem_type": problem_type,

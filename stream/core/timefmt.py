@@ -52,3 +52,37 @@ def format_time(seconds: float) -> str:
     if moment.microsecond:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _resolution(seconds: float) -> int:
+    """Characters of `YYYY-MM-DD HH:MM:SS.mmm` a time needs: to the minute, second or millisecond."""
+    if seconds % 60 == 0:
+        return 16
+    return 19 if seconds % 1 == 0 else 23
+
+
+def window_times(start: float, end: float) -> tuple[str, str]:
+    """A window's start and end as `2026-12-07 01:24:10`, both to the window's own resolution (a
+    10-second window's bounds show their seconds, an hour's stop at the minute).
+
+    >>> window_times(60.0, 70.0)
+    ('1970-01-01 00:01:00', '1970-01-01 00:01:10')
+    >>> window_times(0.0, 3600.0)
+    ('1970-01-01 00:00', '1970-01-01 01:00')
+    """
+    width = max(_resolution(start), _resolution(end))
+    return tuple(  # type: ignore[return-value]
+        datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:width] for t in (start, end)
+    )
+
+
+def window_span(start: float, end: float) -> str:
+    """A window as `2026-12-07 01:24:10 .. 01:24:20` (the end's date only when it differs).
+
+    >>> window_span(86400 - 3600, 86400.0)
+    '1970-01-01 23:00 .. 1970-01-02 00:00'
+    >>> window_span(0.5, 1.0)
+    '1970-01-01 00:00:00.500 .. 00:00:01.000'
+    """
+    first, last = window_times(start, end)
+    return f"{first} .. {last[11:] if last[:10] == first[:10] else last}"

@@ -60,6 +60,12 @@ def validate(s: Any) -> None:
     topics = [s.inference_topic, s.label_topic, s.metrics_topic, s.violations_topic, s.dead_letter_topic]
     if len(set(topics)) != len(topics):
         raise ConfigError(f"the five topics must be distinct, got {topics}")
+    scheme = urlsplit(s.redis_url).scheme if "://" in s.redis_url else ""
+    if scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"{setting_name('redis_url')} {redact(s.redis_url)}: the scheme must be redis://, rediss:// (TLS) or "
+            f"unix:// (e.g. redis://localhost:6379/0), not {scheme + '://' if scheme else 'none'}"
+        )
     for item in s.broker.split(","):
         if "@" in urlsplit(item.strip()).netloc:
             raise ConfigError(
