@@ -53,6 +53,7 @@ non_negative_int = _number(int, 0, inclusive=True)
 positive_int = _number(int, 0, inclusive=False)
 probability = _number(float, 0, inclusive=False, high=1)
 port_number = _number(int, 1, inclusive=True, high=65536)
+port_or_any = _number(int, 0, inclusive=True, high=65536)  # 0: any free port
 
 
 def add_dashboard_flag(parser: argparse.ArgumentParser, what: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from connectors import exits
-from connectors.options import add_dashboard_flag, port_number, positive_int
+from connectors.options import add_dashboard_flag, port_or_any, positive_int
 from stream.settings import Settings
 
 HELP = "run the embedded broker, Redis and real workers here, and follow what they publish"
@@ -26,15 +26,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--broker-port",
-        type=port_number,
+        type=port_or_any,
         default=9092,
-        help="port of the embedded broker (default 9092; another if taken)",
+        help="port of the embedded broker (default 9092; another if taken; 0: any free port)",
     )
     parser.add_argument(
         "--redis-port",
-        type=port_number,
+        type=port_or_any,
         default=6379,
-        help="port of the embedded Redis (default 6379; another if taken)",
+        help="port of the embedded Redis (default 6379; another if taken; 0: any free port)",
     )
     parser.add_argument("--rolling", action="store_true", help="print rolling-window records too")
     add_dashboard_flag(parser, "beside the workers")
