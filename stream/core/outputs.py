@@ -303,7 +303,12 @@ def provisional_record(
         record["estimated_confusion_matrix"] = expected_confusion(aggregate, problem_type)
         if config.confidence_level:
             record["confidence_level"] = config.confidence_level
-        judged = {**record, STATISTICS_KEY[problem_type]: _unprefixed(statistics)}
+        # An estimate stands for every inference of the window: judged against min_samples as such.
+        judged = {
+            **record,
+            "sample_count": record["inference_count"],
+            STATISTICS_KEY[problem_type]: _unprefixed(statistics),
+        }
         record["status"], violations = judge(
             judged, catalog.constraints(model), config.min_samples, config.violation_rule
         )
