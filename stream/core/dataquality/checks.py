@@ -1,0 +1,171 @@
+"""A data-quality monitoring run: a window's profile judged against a baseline's statistics.json
+and constraints.json, giving SageMaker's violations (`feature_name`, `constraint_check_type`,
+`description`) in baseline column order.
+
+The wording of data_type_check, completeness_check and baseline_drift_check is the service's
+(seen in its files); no public file shows its wording for missing_column_check,
+extra_column_check, categorical_values_check or categorical drift: theirs here is truthstream's
+(MISSING, EXTRA, DOMAIN). `is_non_negative` is suggested but, as in the service, not checked.
+A feature's `monitoring_config_overrides` replace the file's settings for that feature."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from stream.core.dataquality.profile import DataProfile, FeatureProfile
+from stream.core.dataquality.sketch import QuantileSketch, linf_distance, robust
+from stream.core.dataquality.types import NUMERIC, STRING, UNKNOWN
+from stream.core.javajson import java_double
+
+DATA_TYPE, COMPLETENESS, DRIFT = "data_type_check", "completeness_check", "baseline_drift_check"
+VALUES, MISSING_COLUMN, EXTRA_COLUMN = "categorical_values_check", "missing_column_check", "extra_column_check"
+MISSING = "Missing column requirement is not met. The baseline column {name} is not in the data."
+EXTRA = "Extra column requirement is not met. The column {name} is not in the baseline."
+DOMAIN = (
+    "Data domain requirement is not met. Expected: {expected}% of values in the baseline domain. "
+    "Observed: Only {observed}%."
+)
+DEFAULTS: dict[str, Any] = {
+    "evaluate_constraints": "Enabled",
+    "datatype_check_threshold": 1.0,
+    "domain_content_threshold": 1.0,
+    "perform_comparison": "Enabled",
+    "comparison_threshold": 0.1,
+    "comparison_method": "Robust",
+}
+
+
+def _percent(share: float) -> str:
+    return java_double(share * 100)
+
+
+def settings_of(constraints: Mapping[str, Any], feature: Mapping[str, Any]) -> dict[str, Any]:
+    """A feature's monitoring settings: the defaults, the file's monitoring_config (its
+    distribution_constraints flattened) and the feature's overrides, later ones winning."""
+    config = dict(constraints.get("monitoring_config") or {})
+    config.update(config.pop("distribution_constraints", None) or {})
+    overrides = dict(feature.get("monitoring_config_overrides") or {})
+    overrides.update(overrides.pop("distribution_constraints", None) or {})
+    return {**DEFAULTS, **config, **overrides}
+
+
+def violation(feature: str, check: str, description: str) -> dict[str, str]:
+    """One entry of constraint_violations.json."""
+    return {"feature_name": feature, "constraint_check_type": check, "description": description}
+
+
+def drift_distance(baseline: Mapping[str, Any], window: FeatureProfile, method: str) -> tuple[float, float] | None:
+    """(distance, its uncorrected value) between the baseline feature's distribution and the
+    window's, or None when they cannot be compared (no distribution on one side)."""
+    numeric = (baseline.get("numerical_statistics") or {}).get("distribution", {}).get("kll")
+    if numeric is not None and window.inferred_type in NUMERIC:
+        base = QuantileSketch.from_doc(numeric["sketch"])
+        simple = linf_distance(base, window.sketch)
+        n, m = float(base.weight), float(window.sketch.weight)
+    else:
+        buckets = ((baseline.get("string_statistics") or {}).get("distribution") or {}).get("categorical")
+        if buckets is None or window.high_cardinality or not window.categories:
+            return None
+        counts: dict[str, float] = {str(b["value"]): float(b["count"]) for b in buckets["buckets"]}
+        n, m = math.fsum(counts.values()), float(sum(window.categories.values()))
+        if not n or not m:
+            return None
+        keys = set(counts) | set(window.categories)
+        simple = max(abs(counts.get(k, 0.0) / n - window.categories.get(k, 0) / m) for k in keys)
+    if math.isnan(simple):
+        return None
+    return (robust(simple, n, m) if method == "Robust" else simple), simple
+
+
+def check_feature(
+    constraint: Mapping[str, Any], baseline: Mapping[str, Any] | None, window: FeatureProfile, settings: dict[str, Any]
+) -> list[dict[str, str]]:
+    """The violations of one feature present in the window."""
+    name, expected = constraint["name"], constraint.get("inferred_type", UNKNOWN)
+    out: list[dict[str, str]] = []
+    total = window.types.total
+    if not total:
+        return out
+    if expected != UNKNOWN:
+        share = window.types.of(expected) / total
+        threshold = float(settings["datatype_check_threshold"])
+        if share < threshold:
+            out.append(
+                violation(
+                    name,
+                    DATA_TYPE,
+                    f"Data type match requirement is not met. Expected data type: {expected}, Expected match: "
+                    f"{_percent(threshold)}%. Observed: Only {_percent(share)}% of data is {expected}.",
+                )
+            )
+    if "completeness" in constraint:
+        wanted, seen = float(constraint["completeness"]), window.completeness()
+        if seen < wanted:
+            out.append(
+                violation(
+                    name,
+                    COMPLETENESS,
+                    f"Data completeness requirement is not met. Expected: {_percent(wanted)}%. "
+                    f"Observed: Only {_percent(seen)}%.",
+                )
+            )
+    if settings.get("perform_comparison") == "Enabled" and baseline is not None:
+        categorical = expected == STRING
+        method = settings.get("categorical_drift_method", "LInfinity") if categorical else settings["comparison_method"]
+        threshold = float(
+            settings.get("categorical_comparison_threshold", settings["comparison_threshold"])
+            if categorical
+            else settings["comparison_threshold"]
+        )
+        found = drift_distance(baseline, window, "Robust" if method in ("Robust", "LInfinity") else "Simple")
+        if found is not None and found[0] > threshold:
+            out.append(
+                violation(
+                    name,
+                    DRIFT,
+                    f"Baseline drift distance: {java_double(found[0])} exceeds threshold: {java_double(threshold)}",
+                )
+            )
+    domains = (constraint.get("string_constraints") or {}).get("domains")
+    if domains and window.present and not window.high_cardinality:
+        allowed = {str(d) for d in domains}
+        share = sum(n for v, n in window.categories.items() if v in allowed) / window.present
+        threshold = float(settings["domain_content_threshold"])
+        if share < threshold:
+            out.append(violation(name, VALUES, DOMAIN.format(expected=_percent(threshold), observed=_percent(share))))
+    return out
+
+
+def check(
+    window: DataProfile, constraints: Mapping[str, Any], statistics: Mapping[str, Any] | None = None
+) -> list[dict[str, str]]:
+    """Every violation of the window, in the baseline's column order, then extra columns."""
+    baseline = {f["name"]: f for f in (statistics or {}).get("features", [])}
+    known = set()
+    out: list[dict[str, str]] = []
+    for constraint in constraints.get("features", []):
+        name = constraint["name"]
+        known.add(name)
+        settings = settings_of(constraints, constraint)
+        if settings.get("evaluate_constraints") != "Enabled":
+            continue
+        feature = window.features.get(name)
+        if feature is None or not feature.appeared:
+            if window.rows:
+                out.append(violation(name, MISSING_COLUMN, MISSING.format(name=name)))
+            continue
+        out += check_feature(constraint, baseline.get(name), feature, settings)
+    for name in [*window.names, *window.extra]:
+        feature = window.features.get(name) or window.extra[name]
+        if name not in known and feature.appeared:
+            out.append(violation(name, EXTRA_COLUMN, EXTRA.format(name=name)))
+    return out
+
+
+def outcome(violations: list[dict[str, str]]) -> str:
+    """The run's exit message, as the service words it."""
+    if not violations:
+        return "Completed: Job completed successfully with no violations."
+    return f"CompletedWithViolations: Job completed successfully with {len(violations)} violations."

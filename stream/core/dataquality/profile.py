@@ -1,0 +1,195 @@
+"""A feature's statistics over the values it saw, and a data set's over its features, in the shape
+of SageMaker's data-quality statistics.json. Values come as text (a CSV cell; a JSON value through
+`types.as_text`), in order: the sum is sequential and the sketch keeps the order of its first level,
+as the service's single-partition runs do."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from stream.core.dataquality.moments import Moments
+from stream.core.dataquality.sketch import QuantileSketch
+from stream.core.dataquality.types import NUMERIC, STRING, TypeCounts, value_type
+
+# Distinct values counted one by one; past this a column is high-cardinality: no categorical
+# distribution nor domain (Deequ's profiler histograms stop at 120 distinct values too).
+CATEGORY_CAP = 120
+
+
+def _number(text: str) -> float:
+    # Deequ's patterns allow one space after the sign ("- 5"), which float() refuses.
+    return float(text.replace(" ", "", 1)) if text[:1] in "+-" else float(text)
+
+
+@dataclass
+class FeatureProfile:
+    """What one feature's values were: types, numeric moments and sketch, and category counts."""
+
+    name: str
+    types: TypeCounts = field(default_factory=TypeCounts)
+    total: float = 0.0  # the sequential sum of the numeric values
+    moments: Moments = field(default_factory=Moments)
+    minimum: float = math.inf
+    maximum: float = -math.inf
+    sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    categories: Counter[str] = field(default_factory=Counter)
+    high_cardinality: bool = False
+    appeared: int = 0  # rows that had the column at all (missing values included)
+
+    def add(self, text: str | None) -> None:
+        """One value, as text (None or "" when missing)."""
+        kind = value_type(text)
+        self.types.add(kind)
+        self.appeared += 1
+        if kind is None or text is None:
+            return
+        if kind in NUMERIC:
+            x = _number(text)
+            self.total += x
+            self.moments.add(x)
+            self.minimum = min(self.minimum, x)
+            self.maximum = max(self.maximum, x)
+            self.sketch.add(x)
+        if not self.high_cardinality:
+            self.categories[text] += 1
+            if len(self.categories) > CATEGORY_CAP:
+                self.high_cardinality = True
+                self.categories.clear()
+
+    def merge(self, other: FeatureProfile) -> None:
+        """Another part of the same feature (a partition's, a batch's): counts add, moments and
+        sketches merge as Deequ's states do."""
+        self.types.merge(other.types)
+        self.appeared += other.appeared
+        self.total += other.total
+        self.moments.merge(other.moments)
+        self.minimum = min(self.minimum, other.minimum)
+        self.maximum = max(self.maximum, other.maximum)
+        self.sketch.merge(other.sketch)
+        self.high_cardinality = self.high_cardinality or other.high_cardinality
+        if self.high_cardinality:
+            self.categories.clear()
+        else:
+            self.categories.update(other.categories)
+            if len(self.categories) > CATEGORY_CAP:
+                self.high_cardinality = True
+                self.categories.clear()
+
+    @property
+    def inferred_type(self) -> str:
+        """The column's type (types.TypeCounts.column_type)."""
+        return self.types.column_type()
+
+    @property
+    def present(self) -> int:
+        """Values that were not missing."""
+        return self.types.total - self.types.nulls
+
+    def completeness(self) -> float:
+        """The share of values present (1.0 for a feature no row had)."""
+        return self.present / self.types.total if self.types.total else 1.0
+
+    def doc(self) -> dict[str, Any]:
+        """The feature's entry of statistics.json."""
+        common = {"num_present": self.present, "num_missing": self.types.nulls}
+        kind = self.inferred_type
+        out: dict[str, Any] = {"name": self.name, "inferred_type": kind}
+        if kind in NUMERIC:
+            out["numerical_statistics"] = {
+                "common": common,
+                "mean": self.total / self.present,
+                "sum": self.total,
+                "std_dev": self.moments.std_dev,
+                "min": self.minimum,
+                "max": self.maximum,
+                "distribution": {
+                    "kll": {"buckets": self.sketch.buckets(self.minimum, self.maximum), "sketch": self.sketch.doc()}
+                },
+            }
+            return out
+        strings: dict[str, Any] = {"common": common, "distinct_count": float(self.distinct_count())}
+        if not self.high_cardinality and self.categories:
+            strings["distribution"] = {"categorical": {"buckets": self.category_buckets()}}
+        out["string_statistics"] = strings
+        return out
+
+    def distinct_count(self) -> int:
+        """Distinct values: exact below the category cap; above it, known only to exceed it."""
+        return len(self.categories) if not self.high_cardinality else CATEGORY_CAP + 1
+
+    def category_buckets(self) -> list[dict[str, Any]]:
+        """Each value with its count, the most frequent first (ties by value, for a stable order)."""
+        return [{"value": v, "count": n} for v, n in sorted(self.categories.items(), key=lambda vn: (-vn[1], vn[0]))]
+
+
+@dataclass
+class DataProfile:
+    """A data set's (or a window's) features, in column order, and its row count."""
+
+    names: list[str]
+    features: dict[str, FeatureProfile] = field(default_factory=dict)
+    rows: int = 0
+    extra: dict[str, FeatureProfile] = field(default_factory=dict)  # columns beyond the names
+
+    def __post_init__(self) -> None:
+        for name in self.names:
+            self.features.setdefault(name, FeatureProfile(name))
+
+    def add_row(self, values: list[str | None]) -> None:
+        """A row of values by position: the first len(names) are the named features, any beyond
+        are extra columns (`_c<i>`, as Spark names them)."""
+        self.rows += 1
+        for i, value in enumerate(values):
+            if i < len(self.names):
+                self.features[self.names[i]].add(value)
+            else:
+                name = f"_c{i}"
+                self.extra.setdefault(name, FeatureProfile(name)).add(value)
+        for name in self.names[len(values) :]:
+            self.features[name].types.add(None)  # the row was short: missing, and the column absent
+
+    def add_record(self, values: dict[str, Any]) -> None:
+        """A row of values by name (a JSON record): names not seen before become features."""
+        from stream.core.dataquality.types import as_text
+
+        self.rows += 1
+        for name in values:
+            if name not in self.features:
+                self.names.append(name)
+                profile = self.features[name] = FeatureProfile(name)
+                profile.types.nulls = self.rows - 1  # missing from the rows before
+        for name in self.names:
+            if name in values:
+                self.features[name].add(as_text(values[name]))
+            else:
+                self.features[name].types.add(None)
+
+    def merge(self, other: DataProfile) -> None:
+        """Another part of the same data (features matched by name)."""
+        self.rows += other.rows
+        for name in other.names:
+            if name not in self.features:
+                self.names.append(name)
+                self.features[name] = FeatureProfile(name)
+            self.features[name].merge(other.features[name])
+
+    def statistics(self) -> dict[str, Any]:
+        """statistics.json."""
+        return {
+            "version": 0.0,
+            "dataset": {"item_count": self.rows},
+            "features": [self.features[name].doc() for name in self.names],
+        }
+
+
+def column_names(count: int) -> list[str]:
+    """Spark's names of header-less columns: _c0, _c1, ..."""
+    return [f"_c{i}" for i in range(count)]
+
+
+def is_string(kind: str) -> bool:
+    """Whether statistics of this type are categorical (String, Boolean)."""
+    return kind == STRING or kind not in NUMERIC

@@ -1,0 +1,235 @@
+"""The data-quality core against files SageMaker's analyzer wrote from known inputs
+(tests/data/sagemaker-data-quality, provenance in its SOURCES.md), and its statistical parts
+against known truths: the exact two-sample KS statistic (scipy), population moments (numpy)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy.stats import ks_2samp
+
+from stream.core.dataquality.checks import (
+    COMPLETENESS,
+    DATA_TYPE,
+    DRIFT,
+    EXTRA_COLUMN,
+    MISSING_COLUMN,
+    VALUES,
+    check,
+    outcome,
+)
+from stream.core.dataquality.moments import Moments
+from stream.core.dataquality.profile import DataProfile, column_names
+from stream.core.dataquality.sketch import QuantileSketch, capacity, linf_distance, robust
+from stream.core.dataquality.suggest import suggest_constraints
+from stream.core.javajson import dumps
+
+DATA = Path(__file__).parent / "data" / "sagemaker-data-quality"
+SDK, BOSTON, CHURN = DATA / "sdk-pipeline-dq-100rows", DATA / "packt-boston-housing", DATA / "sm-examples-churn-intro"
+
+
+def profile_of(path: Path, header: bool, names: list[str] | None = None) -> DataProfile:
+    """A CSV file read as the analyzer reads it: every cell as text, in file order."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if header:
+        names, rows = rows[0], rows[1:]
+    profile = DataProfile(list(names or column_names(len(rows[0]))))
+    for row in rows:
+        profile.add_row(row)
+    return profile
+
+
+def load(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("folder", "data", "header", "statistics", "constraints"),
+    [
+        (SDK, "baseline_dataset.csv", False, "statistics.json", "constraints.good_cases.json"),
+        (BOSTON, "housing.csv", True, "statistics.json", "constraints.json"),
+    ],
+)
+def test_baseline_files_equal_the_services_byte_for_byte(
+    folder: Path, data: str, header: bool, statistics: str, constraints: str
+) -> None:
+    """Every field, every sketch item in order, in the service's formatting."""
+    profile = profile_of(folder / data, header)
+    assert dumps(profile.statistics()) == (folder / statistics).read_text()
+    assert dumps(suggest_constraints(profile)) == (folder / constraints).read_text()
+
+
+def test_churn_baseline_equals_the_services_29_features_and_its_constraints() -> None:
+    """2,333 rows: two-level sketches (283 rows as they came, then the even-index half of the first
+    2,050 sorted), field for field; the constraints (identical in 6 runs, 2020-2022) byte for byte."""
+    profile = profile_of(CHURN / "training-dataset-with-header.csv", header=True)
+    real = load(CHURN / "statistics.first29features.derived.json")
+    ours = profile.statistics()
+    assert ours["dataset"] == real["dataset"]
+    assert ours["features"][:29] == real["features"]
+    sketch = ours["features"][0]["numerical_statistics"]["distribution"]["kll"]["sketch"]["data"]
+    assert [len(level) for level in sketch] == [283, 1025]
+    assert dumps(suggest_constraints(profile)) == (CHURN / "constraints.json").read_text()
+
+
+def test_the_boston_monitoring_run_gives_the_services_violations() -> None:
+    """The two requests read under the baseline's names with the output column first: four
+    data_type_check violations; no drift (2 rows: the robust distance is 0) and no check of
+    is_non_negative (medv -4.98). The service's order is not stable: compared as a set."""
+    constraints, statistics = load(BOSTON / "constraints.json"), load(BOSTON / "statistics.json")
+    window = profile_of(
+        BOSTON / "monitored-window.csv", header=False, names=[f["name"] for f in constraints["features"]]
+    )
+    found = check(window, constraints, statistics)
+    real = load(BOSTON / "constraint_violations.json")["violations"]
+    assert sorted(map(json.dumps, found)) == sorted(map(json.dumps, real))
+    assert outcome(found) == "CompletedWithViolations: Job completed successfully with 4 violations."
+
+
+def window_of(values: dict[str, list[str | None]]) -> DataProfile:
+    """A window with these columns' values, row by row."""
+    names = list(values)
+    profile = DataProfile(names)
+    for row in zip(*values.values()):
+        profile.add_row(list(row))
+    return profile
+
+
+def baseline_of(values: dict[str, list[str | None]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    profile = window_of(values)
+    return profile.statistics(), suggest_constraints(profile)
+
+
+def test_completeness_and_type_changes_use_the_services_wording() -> None:
+    """9 of 1,009 values present, and 1,912 of 1,919 Integral: the exact descriptions of the
+    service's files (dsoa and churn runs)."""
+    _, constraints = baseline_of({"Flow Duration": [str(i) for i in range(200)], "Calls": ["1"] * 200})
+    rows = 1009
+    flow = [str(i) for i in range(9)] + [None] * (rows - 9)
+    window = window_of({"Flow Duration": flow, "Calls": ["2"] * rows})
+    found = {(v["feature_name"], v["constraint_check_type"]): v["description"] for v in check(window, constraints)}
+    dsoa = {
+        v["constraint_check_type"]: v["description"]
+        for v in load(DATA / "dsoa-aim362-network-traffic" / "constraint_violations.json")["violations"]
+    }
+    assert found["Flow Duration", COMPLETENESS] == dsoa[COMPLETENESS]
+    assert found["Flow Duration", DATA_TYPE] == dsoa[DATA_TYPE].replace("Tot Fwd Pkts", "Flow Duration")
+    calls = window_of({"Flow Duration": ["1"] * 1919, "Calls": ["1"] * 1912 + ["1.5"] * 7})
+    described = [v["description"] for v in check(calls, constraints) if v["constraint_check_type"] == DATA_TYPE]
+    assert described == [
+        "Data type match requirement is not met. Expected data type: Integral, Expected match: 100.0%. "
+        "Observed: Only 99.6352266805628% of data is Integral."
+    ]
+
+
+def test_drift_is_raised_from_the_window_it_starts_and_not_before() -> None:
+    """A feature whose distribution shifts from window 5 on: baseline_drift_check in windows 5-9
+    and none before, with the service's wording; the distance is the sketches' KS statistic."""
+    rng = random.Random(7)
+    base = [rng.gauss(0, 1) for _ in range(5000)]
+    statistics, constraints = baseline_of({"x": [repr(v) for v in base]})
+    flagged = []
+    for w in range(10):
+        shift = 0.8 if w >= 5 else 0.0
+        window = window_of({"x": [repr(rng.gauss(shift, 1)) for _ in range(1000)]})
+        found = [v for v in check(window, constraints, statistics) if v["constraint_check_type"] == DRIFT]
+        if found:
+            flagged.append(w)
+            assert found[0]["description"].startswith("Baseline drift distance: ")
+            assert found[0]["description"].endswith(" exceeds threshold: 0.1")
+    assert flagged == [5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_sketch_distance_agrees_with_the_exact_ks_statistic(seed: int) -> None:
+    """Sketches of 20,000 and 3,000 values (several compactions) against scipy's exact two-sample
+    KS statistic: within 0.01, the error documented for this sketch size."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(0, 1, 20_000), rng.normal(0.1 * seed, 1 + 0.1 * seed, 3_000)
+    sa, sb = QuantileSketch(), QuantileSketch()
+    sa.extend(a.tolist())
+    sb.extend(b.tolist())
+    assert len(sa.levels) > 2
+    assert abs(linf_distance(sa, sb) - ks_2samp(a, b).statistic) < 0.01
+
+
+def test_the_sketch_keeps_every_value_up_to_2050_and_the_weight_always() -> None:
+    """Level 0 is the data in order until it is full; afterwards the total weight is exact, and
+    the levels' sizes stay within their capacities (bounded state)."""
+    sketch = QuantileSketch()
+    values = [float(i % 997) for i in range(2050)]
+    sketch.extend(values)
+    assert sketch.levels == [values]
+    sketch.extend([1.0] * 100_000)
+    assert sketch.weight == 102_050
+    # Condensing keeps the items within the levels' room (each level alone may run over its own).
+    assert sum(len(level) for level in sketch.levels) <= sum(capacity(h) for h in range(len(sketch.levels)))
+    assert sum(len(level) for level in sketch.levels) < 6000
+
+
+def test_merged_parts_give_the_same_statistics_whatever_the_batching() -> None:
+    """Parts merged in a fixed order give the same state however the rows were batched into them
+    (each batch a part of its own, then merged in order), and the counts and moments of the data."""
+    rng = random.Random(3)
+    values = [repr(round(rng.uniform(-5, 5), 3)) for _ in range(6000)]
+
+    def merged(batch: int) -> dict[str, Any]:
+        total = DataProfile(["x"])
+        for start in range(0, len(values), batch):
+            part = window_of({"x": values[start : start + batch]})
+            total.merge(part)
+        return total.statistics()
+
+    one, other = merged(250), merged(250)
+    assert one == other
+    numbers = np.array([float(v) for v in values])
+    stats = one["features"][0]["numerical_statistics"]
+    assert stats["common"]["num_present"] == 6000
+    assert stats["mean"] == pytest.approx(numbers.mean(), rel=1e-12)
+    assert stats["std_dev"] == pytest.approx(numbers.std(), rel=1e-12)
+    assert sum(b["count"] for b in stats["distribution"]["kll"]["buckets"]) == 6000
+
+
+def test_moments_merge_as_one_pass() -> None:
+    """Chan's merge of two parts equals one pass over both, to rounding."""
+    rng = random.Random(1)
+    xs = [rng.uniform(0, 100) for _ in range(1000)]
+    whole, left, right = Moments(), Moments(), Moments()
+    for x in xs:
+        whole.add(x)
+    for x in xs[:400]:
+        left.add(x)
+    for x in xs[400:]:
+        right.add(x)
+    left.merge(right)
+    assert left.n == whole.n and left.std_dev == pytest.approx(whole.std_dev, rel=1e-12)
+    assert whole.std_dev == pytest.approx(float(np.std(xs)), rel=1e-12)
+
+
+def test_robust_distance_needs_enough_rows() -> None:
+    """With 2 rows against 506 the correction (1.275) exceeds any distance: 0, as in Boston's run."""
+    assert robust(1.0, 506, 2) == 0.0
+    assert robust(0.2, 2333, 1919) == pytest.approx(0.2 - 1.8 * ((2333 + 1919) / (2333 * 1919)) ** 0.5)
+
+
+def test_missing_extra_columns_domains_and_overrides() -> None:
+    """truthstream's own checks (wording documented as its own): a missing and an extra column,
+    values outside a string domain; a feature's override turns its checks off."""
+    statistics, constraints = baseline_of({"a": ["1"] * 50, "colour": ["red", "blue"] * 25, "b": ["2"] * 50})
+    assert constraints["features"][1]["string_constraints"]["domains"] == ["blue", "red"]
+    window = DataProfile(["a", "colour"])
+    for _ in range(10):
+        window.add_row(["1", "green", "9"])
+    kinds = {(v["feature_name"], v["constraint_check_type"]) for v in check(window, constraints, statistics)}
+    assert ("b", MISSING_COLUMN) in kinds and ("_c2", EXTRA_COLUMN) in kinds and ("colour", VALUES) in kinds
+    assert ("colour", DRIFT) in kinds  # every value is new: the categorical distance is 1
+    constraints["features"][1]["monitoring_config_overrides"] = {"evaluate_constraints": "Disabled"}
+    kinds = {(v["feature_name"], v["constraint_check_type"]) for v in check(window, constraints, statistics)}
+    assert not any(name == "colour" for name, _ in kinds)
