@@ -30,6 +30,7 @@ import heapq
 import json
 import os
 import random
+import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -192,13 +193,16 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
         settings.segment_cap,
     )
     engine = Engine(settings.core(), catalog, store, PARTITIONS)
-    closing = {"seconds": 0.0, "windows": 0}
+    closing = {"seconds": 0.0, "cpu": 0.0, "windows": 0}
     close_due = engine.close_due
 
     async def timed_close(now: float | None = None) -> int:
-        started = time.perf_counter()
+        # Wall time includes waiting for Redis and whatever else the machine runs; this process's CPU
+        # time does not, so a trend in it is the engine's own.
+        started, cpu = time.perf_counter(), time.process_time()
         closed = await close_due(now)
         closing["seconds"] += time.perf_counter() - started
+        closing["cpu"] += time.process_time() - cpu
         closing["windows"] += closed
         return closed
 
@@ -210,6 +214,7 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
     total = int(args.days * 1440)
     pending: list[RawMessage] = []
     started, messages = time.monotonic(), 0
+    redis_cpu, period_messages = await _redis_cpu(client), 0
     for minute, records in enumerate(minutes(args.models, args.rate, args.delay_scale)):
         if minute >= total:
             break
@@ -217,11 +222,13 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
         if (minute + 1) % per_batch == 0:
             await engine.process(pending, T0 + 60 * (minute + 1))
             messages += len(pending)
+            period_messages += len(pending)
             pending = []
             while out := await store.pending_outbox():
                 await store.confirm_outbox(len(out))
         if (minute + 1) % sample_every == 0:
             info = await client.info("memory")
+            cpu_now = await _redis_cpu(client)
             families = await family_bytes(client, store.keys)
             waiting = await store.waiting()
             metas = [await client.hget(store.keys.meta(p), "n") for p in range(PARTITIONS)]
@@ -235,21 +242,31 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
                 "waiting_labels": waiting["label"],
                 "entries": sum(int(n or 0) for n in metas),  # waiting and joined-pair markers
                 "close_ms_per_window": round(1000 * closing["seconds"] / max(1, closing["windows"]), 3),
+                "close_cpu_ms_per_window": round(1000 * closing["cpu"] / max(1, closing["windows"]), 3),
+                "redis_cpu_us_per_message": round(1e6 * (cpu_now - redis_cpu) / max(1, period_messages), 2),
                 "windows_closed": closing["windows"],
                 **{f"bytes:{k}": v for k, v in sorted(families.items())},
             }
-            closing = {"seconds": 0.0, "windows": 0}
+            closing = {"seconds": 0.0, "cpu": 0.0, "windows": 0}
+            redis_cpu, period_messages = cpu_now, 0
             rows.append(row)
             print(
                 f"day {row['day']:6.2f}  {row['wall_seconds']:7.1f} s"
                 f"  used_memory {row['used_memory'] / 2**20:7.1f} MiB"
                 f"  rss {row['rss'] / 2**20:6.1f} MiB  waiting {row['waiting_inferences']:8}"
-                f"  close {row['close_ms_per_window']:.2f} ms/window",
+                f"  close {row['close_ms_per_window']:.2f} ms/window ({row['close_cpu_ms_per_window']:.2f} CPU)"
+                f"  Redis CPU {row['redis_cpu_us_per_message']:.1f} us/message",
                 file=sys.stderr,
                 flush=True,
             )
     await client.aclose()
     return rows
+
+
+async def _redis_cpu(client: Any) -> float:
+    """Seconds of CPU the Redis server used so far."""
+    info = await client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def write(rows: list[dict[str, Any]], out: Path, chart: Path | None) -> None:
@@ -277,8 +294,10 @@ def write(rows: list[dict[str, Any]], out: Path, chart: Path | None) -> None:
     memory.set_ylabel("MiB")
     memory.legend(fontsize=8)
     memory.grid(alpha=0.3)
-    closing.plot(days, [r["close_ms_per_window"] for r in rows], color="tab:red")
+    closing.plot(days, [r["close_ms_per_window"] for r in rows], color="tab:red", label="wall")
+    closing.plot(days, [r["close_cpu_ms_per_window"] for r in rows], color="tab:purple", label="engine CPU")
     closing.set_ylabel("ms to close a window")
+    closing.legend(fontsize=8)
     closing.set_xlabel("day of event time")
     closing.grid(alpha=0.3)
     fig.tight_layout()
@@ -293,10 +312,19 @@ def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
         f"{args.models} models, {args.window:g}-second windows, {args.rate} inferences a minute per model, "
         f"{last['day']:g} days of event time in {last['wall_seconds']:.0f} s ({last['messages']} messages)"
     )
-    for name in ("used_memory", "rss", "close_ms_per_window"):
+    for name in ("used_memory", "rss"):
         a, b = ten[name], last[name]
         print(
-            f"  {name:22} day {ten['day']:5.1f}: {a:>14,.2f}   day {last['day']:5.1f}: {b:>14,.2f}   ratio {b / a:.3f}"
+            f"  {name:24} day {ten['day']:5.1f}: {a:>14,.2f}   day {last['day']:5.1f}: {b:>14,.2f}   ratio {b / a:.3f}"
+        )
+    # Times are noisy sample by sample: the medians of the week after the compared day and of the last week.
+    early = [r for r in rows if args.compare_day - 2 <= r["day"] <= args.compare_day + 4] or rows[:1]
+    late = [r for r in rows if r["day"] > last["day"] - 7] or rows[-1:]
+    for name in ("close_ms_per_window", "close_cpu_ms_per_window", "redis_cpu_us_per_message"):
+        a, b = statistics.median(r[name] for r in early), statistics.median(r[name] for r in late)
+        print(
+            f"  {name:24} days {early[0]['day']:g}-{early[-1]['day']:g}: {a:8.3f}   "
+            f"days {late[0]['day']:g}-{late[-1]['day']:g}: {b:8.3f}   ratio {b / a:.3f}"
         )
     waiting = last["entries"]
     entries = last.get("bytes:bucket", 0) + last.get("bytes:expiry slot", 0)
