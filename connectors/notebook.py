@@ -182,3 +182,67 @@ def replay(
         violations_frame({"constraints": result.violations}),
         segments_frame(result.records),
     )
+
+
+@dataclass(frozen=True)
+class DataQualityResult:
+    """SageMaker's data-quality statistics.json and constraints.json of a data set (dicts, as the
+    service writes them: `stream.core.javajson.dumps` gives its exact text), with a table view."""
+
+    statistics: dict[str, Any]
+    constraints: dict[str, Any]
+
+    @property
+    def features(self) -> pd.DataFrame:
+        """One row per feature: its type, counts, completeness and numeric summary."""
+        rows = []
+        for feature in self.statistics["features"]:
+            body = feature.get("numerical_statistics") or feature.get("string_statistics") or {}
+            common = body.get("common", {})
+            present, missing = common.get("num_present", 0), common.get("num_missing", 0)
+            rows.append(
+                {
+                    "name": feature["name"],
+                    "inferred_type": feature["inferred_type"],
+                    "num_present": present,
+                    "num_missing": missing,
+                    "completeness": present / (present + missing) if present + missing else 1.0,
+                    **{k: body.get(k) for k in ("mean", "std_dev", "min", "max", "distinct_count")},
+                }
+            )
+        return pd.DataFrame(rows).set_index("name")
+
+
+def _profile(frame: pd.DataFrame, names: list[str] | None = None) -> Any:
+    from stream.core.dataquality.profile import DataProfile
+    from stream.core.dataquality.types import as_text
+
+    if frame.empty:
+        raise InputError("the DataFrame has no rows")
+    columns = [str(c) for c in frame.columns]
+    profile = DataProfile(list(names) if names else columns)
+    for row in frame.itertuples(index=False, name=None):
+        profile.add_row([None if v is None or v is pd.NA or v is pd.NaT else as_text(v) for v in row])
+    return profile
+
+
+def data_quality_baseline(frame: pd.DataFrame, analyzer: str = "2022") -> DataQualityResult:
+    """`truthstream baseline --data-quality` on a DataFrame: every column a feature. Read a CSV with
+    `dtype=str, keep_default_na=False` to keep each cell's text (296.0 is Fractional, 296 Integral)."""
+    from stream.core.dataquality.suggest import suggest_constraints
+
+    profile = _profile(frame)
+    return DataQualityResult(profile.statistics(), suggest_constraints(profile, analyzer))
+
+
+def data_quality_check(
+    frame: pd.DataFrame, constraints: Mapping[str, Any], statistics: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
+    """`truthstream check --data-quality` on a DataFrame whose columns are in the baseline's order (named
+    by position from `constraints`, as the service names captured columns): the violations, one row each
+    (feature_name, constraint_check_type, description)."""
+    from stream.core.dataquality.checks import check as judge
+
+    names = [str(f["name"]) for f in constraints.get("features", [])]
+    found = judge(_profile(frame, names[: len(frame.columns)] or None), constraints, statistics)
+    return pd.DataFrame(found, columns=["feature_name", "constraint_check_type", "description"])

@@ -233,3 +233,83 @@ def test_missing_extra_columns_domains_and_overrides() -> None:
     constraints["features"][1]["monitoring_config_overrides"] = {"evaluate_constraints": "Disabled"}
     kinds = {(v["feature_name"], v["constraint_check_type"]) for v in check(window, constraints, statistics)}
     assert not any(name == "colour" for name, _ in kinds)
+
+
+def test_the_commands_write_the_services_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`baseline --data-quality` writes Boston's two files byte for byte; `check --data-quality` on
+    the monitored window, given as the CSV the endpoint saw and as SageMaker capture records, writes
+    the real violations and exits 1 (0 on the baseline's own rows)."""
+    from connectors.cli import main
+
+    out = tmp_path / "baseline"
+    assert main(["baseline", str(BOSTON / "housing.csv"), "--data-quality", "--output-dir", str(out)]) == 0
+    for name in ("statistics.json", "constraints.json"):
+        assert (out / name).read_bytes() == (BOSTON / name).read_bytes()
+    captures = tmp_path / "capture.jsonl"
+    with (BOSTON / "monitored-window.csv").open() as f, captures.open("w") as sink:
+        for i, line in enumerate(f):
+            prediction, inputs = line.strip().split(",", 1)
+            doc = {
+                "captureData": {
+                    "endpointInput": {
+                        "observedContentType": "text/csv",
+                        "mode": "INPUT",
+                        "data": inputs,
+                        "encoding": "CSV",
+                    },
+                    "endpointOutput": {
+                        "observedContentType": "text/csv",
+                        "mode": "OUTPUT",
+                        "data": prediction,
+                        "encoding": "CSV",
+                    },
+                },
+                "eventMetadata": {"eventId": f"e{i}", "inferenceTime": "2021-07-07T20:00:00Z"},
+                "eventVersion": "0",
+            }
+            sink.write(json.dumps(doc) + "\n")
+    real = sorted(map(json.dumps, load(BOSTON / "constraint_violations.json")["violations"]))
+    judged = [
+        "--data-quality",
+        "--constraints",
+        str(out / "constraints.json"),
+        "--statistics",
+        str(out / "statistics.json"),
+    ]
+    for data, extra in ((BOSTON / "monitored-window.csv", ["--no-header"]), (captures, [])):
+        report = tmp_path / data.stem
+        assert main(["check", str(data), *extra, *judged, "--output-dir", str(report)]) == 1
+        assert sorted(map(json.dumps, load(report / "constraint_violations.json")["violations"])) == real
+    assert "CompletedWithViolations: Job completed successfully with 4 violations." in capsys.readouterr().out
+    same = tmp_path / "same"
+    assert main(["check", str(BOSTON / "housing.csv"), *judged, "--output-dir", str(same)]) == 0
+    assert load(same / "constraint_violations.json") == {"violations": []}
+
+
+def test_the_python_functions_give_the_same_files() -> None:
+    """From pandas: the same documents as the command, and the same violations."""
+    import pandas as pd
+
+    from connectors.notebook import data_quality_baseline, data_quality_check
+
+    result = data_quality_baseline(pd.read_csv(BOSTON / "housing.csv", dtype=str, keep_default_na=False))
+    assert dumps(result.statistics) == (BOSTON / "statistics.json").read_text()
+    assert dumps(result.constraints) == (BOSTON / "constraints.json").read_text()
+    assert result.features.loc["chas", "inferred_type"] == "Integral"
+    window = pd.read_csv(BOSTON / "monitored-window.csv", header=None, dtype=str, keep_default_na=False)
+    found = data_quality_check(window, result.constraints, result.statistics)
+    assert sorted(found["feature_name"]) == ["chas", "nox", "rad", "tax"]
+
+
+def test_distinct_values_are_exact_up_to_the_cap_then_estimated_within_10_percent() -> None:
+    """A String column's distinct_count: exact with a categorical distribution up to 120 values;
+    past that a HyperLogLog estimate, also across merged parts (the values 2,000-2,999 in both)."""
+    small = window_of({"s": [f"v{i % 50}" for i in range(500)]}).statistics()["features"][0]["string_statistics"]
+    assert small["distinct_count"] == 50.0 and len(small["distribution"]["categorical"]["buckets"]) == 50
+    left, right = (
+        window_of({"s": [f"v{i}" for i in range(3000)]}),
+        window_of({"s": [f"v{i}" for i in range(2000, 6000)]}),
+    )
+    left.merge(right)
+    large = left.statistics()["features"][0]["string_statistics"]
+    assert "distribution" not in large and abs(large["distinct_count"] - 6000) < 600

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
+from pathlib import Path
 
 from connectors.data_options import add_data_arguments
 from connectors.options import non_negative_float
@@ -38,6 +40,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="without a standard deviation (< 200 rows), the margin is this fraction of the value (default 0.1)",
     )
     parser.add_argument(
+        "--data-quality",
+        action="store_true",
+        help="the inputs' data-quality baseline instead (SageMaker's data-quality monitor): per-feature "
+        "statistics.json and suggested constraints.json of every column of DATA, in the service's own format "
+        "(no --problem-type, no attributes); captures are read output columns first",
+    )
+    parser.add_argument(
+        "--analyzer",
+        choices=["2022", "2023"],
+        default="2022",
+        help="with --data-quality, the analyzer whose default monitoring_config is written: 2022 (every "
+        "service-written file of 2020-2022) or 2023 (adds the categorical drift keys) (default 2022)",
+    )
+    parser.add_argument(
         "--from-statistics",
         metavar="STATISTICS_JSON",
         help="instead of DATA: suggest constraints from an existing statistics.json (SageMaker's or ours)",
@@ -47,7 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compute and write the files (atomically, both or none), then print a one-line summary."""
     import json
-    from pathlib import Path
 
     from connectors.baseline_data import baseline_file
     from connectors.files import output_dir, write_json_files
@@ -55,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from stream.errors import InputError
 
     out_dir = output_dir(args.output_dir)
+    if args.data_quality:
+        return _data_quality(args, out_dir)
     if args.from_statistics:
         source = Path(args.from_statistics)
         try:
@@ -90,4 +107,22 @@ def run(args: argparse.Namespace) -> int:
             f"{docs['statistics.json']['dataset']['item_count']} rows: "
             + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in values)
         )
+    return 0
+
+
+def _data_quality(args: argparse.Namespace, out_dir: Path) -> int:
+    """statistics.json and constraints.json of the inputs, as SageMaker's data-quality baseline job."""
+    from connectors.data_quality import read_profile, write_service_files
+    from stream.core.dataquality.suggest import suggest_constraints
+    from stream.errors import InputError
+
+    if not args.data:
+        raise InputError("give DATA, the data set whose inputs are the baseline")
+    profile = read_profile(Path(args.data), args.format, header=not args.no_header)
+    docs = {"statistics.json": profile.statistics(), "constraints.json": suggest_constraints(profile, args.analyzer)}
+    write_service_files(docs, out_dir)
+    for name in docs:
+        print(f"wrote {out_dir / name}")
+    kinds = Counter(profile.features[name].inferred_type for name in profile.names)
+    print(f"{profile.rows} rows, {len(profile.names)} features: " + ", ".join(f"{n} {k}" for k, n in kinds.items()))
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
 from connectors.data_options import add_data_arguments
 from connectors.options import non_negative_int, positive_int, probability
@@ -28,6 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a calibration.json (from `baseline`): also write estimates.json, the label-free estimate of the "
         "metrics from the scores (as the worker computes it) and its error against the labels, to check that the "
         "calibration still holds on this data (with --probability-attribute or --probabilities-attribute)",
+    )
+    parser.add_argument(
+        "--data-quality",
+        action="store_true",
+        help="a data-quality monitoring run instead (SageMaker's data-quality monitor): judge every column of "
+        "DATA against a data-quality --constraints file (and, for drift, the baseline's --statistics); writes "
+        "the data set's statistics.json and constraints.json and constraint_violations.json as the service does",
+    )
+    parser.add_argument(
+        "--statistics",
+        metavar="FILE",
+        help="with --data-quality: the baseline's statistics.json, whose distributions the drift check compares with",
     )
     parser.add_argument(
         "--confidence-level",
@@ -61,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from stream.core.outputs import sagemaker_violations
     from stream.errors import ConfigError, InputError
 
+    if args.data_quality:
+        return _data_quality(args)
     constraints = load_constraints(args.constraints)
     if args.problem_type is None:
         args.problem_type = constraints.problem_type
@@ -106,3 +122,50 @@ def run(args: argparse.Namespace) -> int:
     for _, _, violation in found:
         print(f"  {violation['description']}")
     return 1
+
+
+def _read_json(path: str, flag: str) -> dict[str, Any]:
+    import json
+
+    from stream.errors import InputError
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{flag} {path}: cannot read it as JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{flag} {path}: expected a JSON object")
+    return doc
+
+
+def _data_quality(args: argparse.Namespace) -> int:
+    """A data-quality monitoring run on a file: the window's files and its violations."""
+    from connectors.data_quality import read_profile, write_service_files
+    from connectors.files import output_dir
+    from stream.core.dataquality.checks import check, outcome
+    from stream.core.dataquality.suggest import suggest_constraints
+    from stream.errors import InputError
+
+    constraints = _read_json(args.constraints, "--constraints")
+    if not isinstance(constraints.get("features"), list):
+        raise InputError(f"--constraints {args.constraints}: not a data-quality constraints.json (no 'features')")
+    statistics = _read_json(args.statistics, "--statistics") if args.statistics else None
+    if not args.data:
+        raise InputError("give DATA, the data set (a monitoring period's captures or rows) to judge")
+    out_dir = output_dir(args.output_dir)
+    names = [str(f.get("name")) for f in constraints["features"]]
+    profile = read_profile(Path(args.data), args.format, header=not args.no_header, names=names)
+    found = check(profile, constraints, statistics)
+    docs = {
+        "statistics.json": profile.statistics(),
+        "constraints.json": suggest_constraints(profile),
+        "constraint_violations.json": {"violations": found},
+    }
+    write_service_files(docs, out_dir)
+    print("wrote " + " and ".join(str(out_dir / name) for name in docs))
+    print(f"{outcome(found)} ({profile.rows} rows, {len(names)} baseline features)")
+    for v in found:
+        print(f"  {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
+    if statistics is None:
+        print("  (no --statistics: drift was not compared)")
+    return 1 if found else 0

@@ -10,6 +10,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from river.sketch import NUnique
+
 from stream.core.dataquality.moments import Moments
 from stream.core.dataquality.sketch import QuantileSketch
 from stream.core.dataquality.types import NUMERIC, STRING, TypeCounts, value_type
@@ -17,6 +19,7 @@ from stream.core.dataquality.types import NUMERIC, STRING, TypeCounts, value_typ
 # Distinct values counted one by one; past this a column is high-cardinality: no categorical
 # distribution nor domain (Deequ's profiler histograms stop at 120 distinct values too).
 CATEGORY_CAP = 120
+DISTINCT_ERROR, DISTINCT_SEED = 0.05, 0  # one seed: sketches of parts merge register by register
 
 
 def _number(text: str) -> float:
@@ -37,6 +40,7 @@ class FeatureProfile:
     sketch: QuantileSketch = field(default_factory=QuantileSketch)
     categories: Counter[str] = field(default_factory=Counter)
     high_cardinality: bool = False
+    distinct: NUnique = field(default_factory=lambda: NUnique(error_rate=DISTINCT_ERROR, seed=DISTINCT_SEED))
     appeared: int = 0  # rows that had the column at all (missing values included)
 
     def add(self, text: str | None) -> None:
@@ -53,6 +57,7 @@ class FeatureProfile:
             self.minimum = min(self.minimum, x)
             self.maximum = max(self.maximum, x)
             self.sketch.add(x)
+        self.distinct.update(text)
         if not self.high_cardinality:
             self.categories[text] += 1
             if len(self.categories) > CATEGORY_CAP:
@@ -69,6 +74,7 @@ class FeatureProfile:
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
         self.sketch.merge(other.sketch)
+        self.distinct.buckets = [max(a, b) for a, b in zip(self.distinct.buckets, other.distinct.buckets)]
         self.high_cardinality = self.high_cardinality or other.high_cardinality
         if self.high_cardinality:
             self.categories.clear()
@@ -117,8 +123,9 @@ class FeatureProfile:
         return out
 
     def distinct_count(self) -> int:
-        """Distinct values: exact below the category cap; above it, known only to exceed it."""
-        return len(self.categories) if not self.high_cardinality else CATEGORY_CAP + 1
+        """Distinct values: exact up to the category cap, else a HyperLogLog estimate (5 % error,
+        as the service's)."""
+        return len(self.categories) if not self.high_cardinality else max(CATEGORY_CAP + 1, int(self.distinct.get()))
 
     def category_buckets(self) -> list[dict[str, Any]]:
         """Each value with its count, the most frequent first (ties by value, for a stable order)."""

@@ -39,7 +39,9 @@ def as_text(value: object) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value) if value == value and abs(value) != float("inf") else str(value)
+        if value != value:
+            return None  # NaN: how pandas and Parquet say missing
+        return repr(value) if abs(value) != float("inf") else str(value)
     return str(value)
 
 
