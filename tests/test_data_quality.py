@@ -313,3 +313,27 @@ def test_distinct_values_are_exact_up_to_the_cap_then_estimated_within_10_percen
     left.merge(right)
     large = left.statistics()["features"][0]["string_statistics"]
     assert "distribution" not in large and abs(large["distinct_count"] - 6000) < 600
+
+
+def test_columns_shifted_by_the_output_column_are_noticed() -> None:
+    """Boston's monitored window is the baseline's columns one place off (the output first): the
+    shift is 1; the baseline's own rows are not shifted."""
+    from stream.core.dataquality.checks import shifted_by
+
+    constraints = load(BOSTON / "constraints.json")
+    names = [f["name"] for f in constraints["features"]]
+    assert shifted_by(profile_of(BOSTON / "monitored-window.csv", header=False, names=names), constraints) == 1
+    assert shifted_by(profile_of(BOSTON / "housing.csv", header=True), constraints) == 0
+
+
+def test_a_window_under_min_rows_is_not_judged_for_drift() -> None:
+    """8 rows of a moved distribution: drift by default (the Simple method would flag it), none
+    with min_rows 30; the other checks still run."""
+    rng = random.Random(2)
+    statistics, constraints = baseline_of({"x": [repr(rng.gauss(0, 1)) for _ in range(2000)]})
+    constraints["monitoring_config"]["distribution_constraints"]["comparison_method"] = "Simple"
+    window = window_of({"x": [repr(rng.gauss(3, 1)) for _ in range(8)] + [None] * 2})
+    kinds = [v["constraint_check_type"] for v in check(window, constraints, statistics)]
+    assert kinds == [DATA_TYPE, COMPLETENESS, DRIFT]  # missing values count against the type too, as in the service
+    judged = check(window, constraints, statistics, min_rows=30)
+    assert [v["constraint_check_type"] for v in judged] == [DATA_TYPE, COMPLETENESS]

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
 from connectors.data_options import add_data_arguments
 from connectors.options import non_negative_int, positive_int, probability
+
+log = logging.getLogger(__name__)
 
 HELP = "statistics.json and constraint_violations.json of a labelled data set judged against constraints"
 DESCRIPTION = (
@@ -42,6 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--statistics",
         metavar="FILE",
         help="with --data-quality: the baseline's statistics.json, whose distributions the drift check compares with",
+    )
+    parser.add_argument(
+        "--min-rows",
+        type=non_negative_int,
+        default=0,
+        help="with --data-quality: a data set of fewer rows is too small for its distributions to be judged; "
+        "no baseline_drift_check then, and it says so (default 0: judge any size, as SageMaker)",
     )
     parser.add_argument(
         "--confidence-level",
@@ -142,7 +152,7 @@ def _data_quality(args: argparse.Namespace) -> int:
     """A data-quality monitoring run on a file: the window's files and its violations."""
     from connectors.data_quality import read_profile, write_service_files
     from connectors.files import output_dir
-    from stream.core.dataquality.checks import check, outcome
+    from stream.core.dataquality.checks import check, outcome, shifted_by
     from stream.core.dataquality.suggest import suggest_constraints
     from stream.errors import InputError
 
@@ -155,7 +165,15 @@ def _data_quality(args: argparse.Namespace) -> int:
     out_dir = output_dir(args.output_dir)
     names = [str(f.get("name")) for f in constraints["features"]]
     profile = read_profile(Path(args.data), args.format, header=not args.no_header, names=names)
-    found = check(profile, constraints, statistics)
+    found = check(profile, constraints, statistics, args.min_rows)
+    shift = shifted_by(profile, constraints)
+    if shift:
+        log.warning(
+            "the columns look shifted by %d against the baseline's: SageMaker's captures put the model's output "
+            "first, so a baseline without the output column in front reads every feature %d place(s) off",
+            shift,
+            shift,
+        )
     docs = {
         "statistics.json": profile.statistics(),
         "constraints.json": suggest_constraints(profile),
@@ -168,4 +186,6 @@ def _data_quality(args: argparse.Namespace) -> int:
         print(f"  {v['feature_name']}: {v['constraint_check_type']}: {v['description']}")
     if statistics is None:
         print("  (no --statistics: drift was not compared)")
+    elif profile.rows < args.min_rows:
+        print(f"  (drift not judged: {profile.rows} rows, fewer than --min-rows {args.min_rows})")
     return 1 if found else 0

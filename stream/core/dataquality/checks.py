@@ -80,9 +80,13 @@ def drift_distance(baseline: Mapping[str, Any], window: FeatureProfile, method: 
 
 
 def check_feature(
-    constraint: Mapping[str, Any], baseline: Mapping[str, Any] | None, window: FeatureProfile, settings: dict[str, Any]
+    constraint: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    window: FeatureProfile,
+    settings: dict[str, Any],
+    drift: bool = True,
 ) -> list[dict[str, str]]:
-    """The violations of one feature present in the window."""
+    """The violations of one feature present in the window (its drift only when `drift`)."""
     name, expected = constraint["name"], constraint.get("inferred_type", UNKNOWN)
     out: list[dict[str, str]] = []
     total = window.types.total
@@ -111,7 +115,7 @@ def check_feature(
                     f"Observed: Only {_percent(seen)}%.",
                 )
             )
-    if settings.get("perform_comparison") == "Enabled" and baseline is not None:
+    if drift and settings.get("perform_comparison") == "Enabled" and baseline is not None:
         categorical = expected == STRING
         method = settings.get("categorical_drift_method", "LInfinity") if categorical else settings["comparison_method"]
         threshold = float(
@@ -139,9 +143,14 @@ def check_feature(
 
 
 def check(
-    window: DataProfile, constraints: Mapping[str, Any], statistics: Mapping[str, Any] | None = None
+    window: DataProfile,
+    constraints: Mapping[str, Any],
+    statistics: Mapping[str, Any] | None = None,
+    min_rows: int = 0,
 ) -> list[dict[str, str]]:
-    """Every violation of the window, in the baseline's column order, then extra columns."""
+    """Every violation of the window, in the baseline's column order, then extra columns. A window
+    of fewer than `min_rows` rows is too small for its distribution to be judged: no drift check
+    (SageMaker has no such floor: its Robust correction only shrinks the distance)."""
     baseline = {f["name"]: f for f in (statistics or {}).get("features", [])}
     known = set()
     out: list[dict[str, str]] = []
@@ -156,7 +165,7 @@ def check(
             if window.rows:
                 out.append(violation(name, MISSING_COLUMN, MISSING.format(name=name)))
             continue
-        out += check_feature(constraint, baseline.get(name), feature, settings)
+        out += check_feature(constraint, baseline.get(name), feature, settings, drift=window.rows >= min_rows)
     for name in [*window.names, *window.extra]:
         feature = window.features.get(name) or window.extra[name]
         if name not in known and feature.appeared:
@@ -169,3 +178,22 @@ def outcome(violations: list[dict[str, str]]) -> str:
     if not violations:
         return "Completed: Job completed successfully with no violations."
     return f"CompletedWithViolations: Job completed successfully with {len(violations)} violations."
+
+
+def shifted_by(window: DataProfile, constraints: Mapping[str, Any], most: int = 3) -> int:
+    """How many places the window's columns look shifted against the baseline's (0: not): the
+    shift, up to `most`, under which far more columns have their baseline type than unshifted.
+    The usual cause is SageMaker's: captures put the model's output columns first, and a baseline
+    without them in front reads every feature one place off."""
+    expected = [f.get("inferred_type", UNKNOWN) for f in constraints.get("features", [])]
+    columns = [window.features[name] for name in window.names] + list(window.extra.values())
+
+    def mismatches(shift: int) -> int:
+        pairs = [(kind, column) for kind, column in zip(expected, columns[shift:]) if column.types.total]
+        return sum(1 for kind, column in pairs if kind != UNKNOWN and column.inferred_type != kind)
+
+    unshifted = mismatches(0)
+    if unshifted < 2:
+        return 0
+    best = min(range(1, most + 1), key=mismatches)
+    return best if mismatches(best) * 4 < unshifted else 0
