@@ -92,13 +92,31 @@ def _raw(message: Message, side_of: dict[str, Side]) -> RawMessage:
     )
 
 
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT (connectors.exits.INTERRUPTED)
+
+
 def run_worker(settings: Settings, log_level: str = "info") -> int:
     """Load the catalog (constraints), then run a Faust worker until it is stopped."""
     catalog = settings.catalog()
     partitions = preflight(settings)
     use_fast_event_loop()
     app, service = create_app(settings, catalog, partitions, log_level)
-    worker = faust.Worker(app, service, loglevel=log_level, quiet=True)
+    worker = _Worker(app, service, loglevel=log_level, quiet=True)
     collect_garbage_rarely()
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if worker.interrupted:
+            return INTERRUPTED_EXIT_CODE  # Ctrl-C, as every command; SIGTERM stays 0
+        raise
     return 0
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, remembering whether Ctrl-C (SIGINT) stopped it."""
+
+    interrupted = False
+
+    def _on_sigint(self) -> None:
+        self.interrupted = True
+        super()._on_sigint()

@@ -135,3 +135,19 @@ def test_violations_into_a_closed_pipe_ends_quietly(broker: str, unique: str) ->
     )
     assert json.loads(done.stdout)["violation_id"] == "v0"
     assert done.stderr.strip() == f"codes {exits.PIPE} 0", done.stderr
+
+
+def test_the_worker_exits_130_on_ctrl_c_and_0_on_sigterm(deployment: Any) -> None:
+    """The exit-code contract holds for the Faust worker too: Ctrl-C is 130, a process manager's
+    SIGTERM a clean 0, neither with a traceback."""
+    import signal
+
+    deployment.configure()
+    for signum, code in ((signal.SIGINT, exits.INTERRUPTED), (signal.SIGTERM, exits.OK)):
+        proc = deployment.start_worker()
+        log = deployment.logs / f"worker-{len(deployment.workers) - 1}.log"
+        wait("the worker's partitions", lambda log=log: "assigned" in log.read_text().lower(), 120)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == code, log.read_text()[-3000:]
+        deployment.retire(proc)
+        assert "Traceback" not in log.read_text()
