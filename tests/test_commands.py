@@ -209,3 +209,15 @@ def test_every_command_has_help_of_its_own() -> None:
             assert action.help, (name, action.option_strings or action.dest)
             if isinstance(action, argparse._SubParsersAction):
                 parsers += [(f"{name} {kind}", sub) for kind, sub in action.choices.items()]
+
+
+def test_windows_print_at_their_own_resolution() -> None:
+    """`up` prints a 10-second window with its seconds, an hour's to the minute."""
+    from connectors.watch import window_line
+
+    def line(start: str, end: str) -> str:
+        window = {"kind": "tumbling", "start": start, "end": end}
+        return window_line({"window": window, "model": "m", "model_version": "", "sample_count": 3, "status": "ok"})
+
+    assert line("2026-12-07T01:24:10Z", "2026-12-07T01:24:20Z").startswith("2026-12-07 01:24:10 .. 01:24:20 ")
+    assert line("2026-12-07T01:00:00Z", "2026-12-07T02:00:00Z").startswith("2026-12-07 01:00 .. 02:00 ")

@@ -442,7 +442,7 @@ def test_webhook_down_then_up_loses_nothing(deployment: Deployment, tmp_path: Pa
         assert time.monotonic() - started < 10
         tables.append(capsys.readouterr().out)
     assert tables[0] == tables[1] and f"{len(violations)} violations" in tables[0]
-    assert "tumbling" in tables[0] and "2025-11-24T16:02" in tables[0]  # the end of the 16:01 window
+    assert "tumbling" in tables[0] and "2025-11-24 16:02" in tables[0]  # the end of the 16:01 window
 
 
 def test_a_missing_broker_is_one_line_within_seconds(capsys) -> None:
