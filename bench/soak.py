@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import heapq
 import json
 import os
@@ -54,6 +55,7 @@ T0 = 1_764_000_000.0
 DAY = 86400.0
 PARTITIONS = 4
 PREFIX = "soak"
+REFERENCE_EVERY = 30  # minutes of event time between two runs of the reference task
 COUNTRIES = "ABCDE"
 
 
@@ -215,10 +217,14 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
     pending: list[RawMessage] = []
     started, messages = time.monotonic(), 0
     redis_cpu, period_messages = await _redis_cpu(client), 0
+    reference = {"seconds": 0.0, "runs": 0}
     for minute, records in enumerate(minutes(args.models, args.rate, args.delay_scale)):
         if minute >= total:
             break
         pending += feed.messages(records)
+        if minute % REFERENCE_EVERY == 0:
+            reference["seconds"] += reference_task()
+            reference["runs"] += 1
         if (minute + 1) % per_batch == 0:
             await engine.process(pending, T0 + 60 * (minute + 1))
             messages += len(pending)
@@ -244,23 +250,39 @@ async def soak(args: argparse.Namespace, url: str) -> list[dict[str, Any]]:
                 "close_ms_per_window": round(1000 * closing["seconds"] / max(1, closing["windows"]), 3),
                 "close_cpu_ms_per_window": round(1000 * closing["cpu"] / max(1, closing["windows"]), 3),
                 "redis_cpu_us_per_message": round(1e6 * (cpu_now - redis_cpu) / max(1, period_messages), 2),
+                "reference_ms": round(1000 * reference["seconds"] / max(1, reference["runs"]), 3),
                 "windows_closed": closing["windows"],
                 **{f"bytes:{k}": v for k, v in sorted(families.items())},
             }
             closing = {"seconds": 0.0, "cpu": 0.0, "windows": 0}
             redis_cpu, period_messages = cpu_now, 0
+            reference = {"seconds": 0.0, "runs": 0}
+            row["close_per_reference"] = round(row["close_cpu_ms_per_window"] / max(1e-9, row["reference_ms"]), 4)
             rows.append(row)
             print(
                 f"day {row['day']:6.2f}  {row['wall_seconds']:7.1f} s"
                 f"  used_memory {row['used_memory'] / 2**20:7.1f} MiB"
                 f"  rss {row['rss'] / 2**20:6.1f} MiB  waiting {row['waiting_inferences']:8}"
                 f"  close {row['close_ms_per_window']:.2f} ms/window ({row['close_cpu_ms_per_window']:.2f} CPU)"
-                f"  Redis CPU {row['redis_cpu_us_per_message']:.1f} us/message",
+                f"  Redis CPU {row['redis_cpu_us_per_message']:.1f} us/message"
+                f"  reference {row['reference_ms']:.2f} ms",
                 file=sys.stderr,
                 flush=True,
             )
     await client.aclose()
     return rows
+
+
+def reference_task() -> float:
+    """CPU seconds of a fixed piece of work like the engine's (hashing, dicts, JSON), run now and then
+    through the soak: it gauges how fast this machine runs at that moment (a shared or throttled
+    machine varies by tens of percent), so that the engine's close time can be read against it."""
+    started = time.process_time()
+    table: dict[str, int] = {}
+    for i in range(2000):
+        key = hashlib.blake2b(str(i).encode(), digest_size=8).hexdigest()
+        table[key] = table.get(key, 0) + len(json.dumps({"i": i, "k": key}))
+    return time.process_time() - started
 
 
 async def _redis_cpu(client: Any) -> float:
@@ -320,7 +342,13 @@ def summary(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     # Times are noisy sample by sample: the medians of the week after the compared day and of the last week.
     early = [r for r in rows if args.compare_day - 2 <= r["day"] <= args.compare_day + 4] or rows[:1]
     late = [r for r in rows if r["day"] > last["day"] - 7] or rows[-1:]
-    for name in ("close_ms_per_window", "close_cpu_ms_per_window", "redis_cpu_us_per_message"):
+    for name in (
+        "close_ms_per_window",
+        "close_cpu_ms_per_window",
+        "redis_cpu_us_per_message",
+        "reference_ms",
+        "close_per_reference",
+    ):
         a, b = statistics.median(r[name] for r in early), statistics.median(r[name] for r in late)
         print(
             f"  {name:24} days {early[0]['day']:g}-{early[-1]['day']:g}: {a:8.3f}   "
