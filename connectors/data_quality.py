@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from connectors.files import atomic_files, writing
+from connectors.files import write_json_files
 from connectors.progress import progress
 from connectors.tables import table_format, total_rows
 from stream.core.dataquality.capture import capture_rows
@@ -80,6 +80,4 @@ def _rows(path: Path, kind: str) -> Iterator[list[str | None] | dict[str, Any]]:
 def write_service_files(docs: dict[str, Any], out_dir: Path) -> None:
     """Write each document as the service does (Jackson's layout, Java's numbers, no final
     newline), all of them or none."""
-    with writing(out_dir), atomic_files(*(out_dir / name for name in docs)) as temps:
-        for temp, doc in zip(temps, docs.values()):
-            temp.write_text(dumps(doc), encoding="utf-8")
+    write_json_files(docs, out_dir, render=dumps)

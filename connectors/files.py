@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +56,15 @@ def writing(what: Path | str) -> Iterator[None]:
         raise OutputError(f"cannot write {what}: {exc.strerror or exc}") from None
 
 
-def write_json_files(docs: dict[str, Any], out_dir: Path) -> None:
-    """Write each document as `out_dir/NAME` (indented JSON), all of them or none."""
+def _indented(doc: Any) -> str:
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def write_json_files(docs: dict[str, Any], out_dir: Path, render: Callable[[Any], str] = _indented) -> None:
+    """Write each document as `out_dir/NAME` (indented JSON, or as `render` writes it), all of
+    them or none."""
     with writing(out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         with atomic_files(*(out_dir / name for name in docs)) as temps:
             for temp, doc in zip(temps, docs.values()):
-                temp.write_text(json.dumps(doc, indent=2) + "\n")
+                temp.write_text(render(doc), encoding="utf-8")

@@ -14,7 +14,7 @@ from river.sketch import NUnique
 
 from stream.core.dataquality.moments import Moments
 from stream.core.dataquality.sketch import QuantileSketch
-from stream.core.dataquality.types import NUMERIC, STRING, TypeCounts, value_type
+from stream.core.dataquality.types import NUMERIC, TypeCounts, as_text, value_type
 
 # Distinct values counted one by one; past this a column is high-cardinality: no categorical
 # distribution nor domain (Deequ's profiler histograms stop at 120 distinct values too).
@@ -160,8 +160,6 @@ class DataProfile:
 
     def add_record(self, values: dict[str, Any]) -> None:
         """A row of values by name (a JSON record): names not seen before become features."""
-        from stream.core.dataquality.types import as_text
-
         self.rows += 1
         for name in values:
             if name not in self.features:
@@ -195,8 +193,3 @@ class DataProfile:
 def column_names(count: int) -> list[str]:
     """Spark's names of header-less columns: _c0, _c1, ..."""
     return [f"_c{i}" for i in range(count)]
-
-
-def is_string(kind: str) -> bool:
-    """Whether statistics of this type are categorical (String, Boolean)."""
-    return kind == STRING or kind not in NUMERIC

@@ -98,27 +98,17 @@ class QuantileSketch:
         pairs = sorted(itertools.chain.from_iterable(((x, 1 << h) for x in lv) for h, lv in enumerate(self.levels)))
         return [x for x, _ in pairs], list(itertools.accumulate(w for _, w in pairs))
 
-    def rank(self, x: float, exclusive: bool = False) -> int:
-        """The weight of the items <= x (< x when `exclusive`)."""
-        items, cumulative = self.weighted()
-        i = (bisect.bisect_left if exclusive else bisect.bisect_right)(items, x)
-        return cumulative[i - 1] if i else 0
-
     def buckets(self, low: float, high: float) -> list[dict[str, float]]:
         """SageMaker's 10 equal-width buckets between the data's min and max, with the weight in
         each: [lower, upper) but the last one closed."""
         items, cumulative = self.weighted()
-
-        def below(x: float, inclusive: bool = False) -> int:
-            i = (bisect.bisect_right if inclusive else bisect.bisect_left)(items, x)
-            return cumulative[i - 1] if i else 0
-
         out = []
         for i in range(BUCKETS):
             # Deequ's expression order, which decides the last digits (60.37999999999999).
             lower = low + (high - low) * i / float(BUCKETS)
             upper = low + (high - low) * (i + 1) / float(BUCKETS)
-            count = below(upper, inclusive=i == BUCKETS - 1) - below(lower)
+            last = i == BUCKETS - 1
+            count = weight_below(items, cumulative, upper, inclusive=last) - weight_below(items, cumulative, lower)
             out.append({"lower_bound": lower, "upper_bound": upper, "count": float(count)})
         return out
 
@@ -141,6 +131,13 @@ class QuantileSketch:
         )
 
 
+def weight_below(items: list[float], cumulative: list[int], x: float, inclusive: bool = False) -> int:
+    """The weight of the sorted `items` below x (up to and including x when `inclusive`), given
+    their cumulative weights (`QuantileSketch.weighted`)."""
+    i = (bisect.bisect_right if inclusive else bisect.bisect_left)(items, x)
+    return cumulative[i - 1] if i else 0
+
+
 def linf_distance(a: QuantileSketch, b: QuantileSketch) -> float:
     """The largest gap between the two sketches' CDFs over every item of either (Deequ's
     `linf_simple`: the two-sample Kolmogorov-Smirnov statistic, on sketches)."""
@@ -151,8 +148,8 @@ def linf_distance(a: QuantileSketch, b: QuantileSketch) -> float:
         return math.nan
     gap = 0.0
     for key in sorted(set(items_a) | set(items_b)):
-        i, j = bisect.bisect_right(items_a, key), bisect.bisect_right(items_b, key)
-        rank_a, rank_b = (cum_a[i - 1] if i else 0), (cum_b[j - 1] if j else 0)
+        rank_a = weight_below(items_a, cum_a, key, inclusive=True)
+        rank_b = weight_below(items_b, cum_b, key, inclusive=True)
         gap = max(gap, abs(rank_a / n - rank_b / m))
     return gap
 
