@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from stream.core.calibration import Calibration, MulticlassCalibration, parse_calibration
 from stream.core.catalog import Catalog
 from stream.core.constraints import ConstraintSet, parse_constraints
+from stream.core.dataquality.window import QualityBaseline
 from stream.core.per_model import parse_per_model
 from stream.core.records import ProblemType
 from stream.core.segments import parse_segment_keys
@@ -79,6 +80,49 @@ def _load_map(spec: str, load: Callable[[Path], T], error: Callable[[str], Excep
     return load(where), {}
 
 
+def _json_file(path: Path, setting: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{setting} {path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{setting} {path}: not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
+        raise ConfigError(f"{setting} {path}: not a SageMaker data-quality file (no 'features' list)")
+    return doc
+
+
+def load_quality_map(
+    constraints_spec: str, statistics_spec: str = "", min_rows: int = 0
+) -> tuple[QualityBaseline | None, dict[str, QualityBaseline]]:
+    """Load `TRUTHSTREAM_DATA_QUALITY` (data-quality constraints.json) and
+    `TRUTHSTREAM_DATA_QUALITY_STATISTICS` (the baseline's statistics.json, for the drift check), each
+    one file for every model, a directory of MODEL.json files or a mapping, as the constraints."""
+    setting, stats = "TRUTHSTREAM_DATA_QUALITY", "TRUTHSTREAM_DATA_QUALITY_STATISTICS"
+    default, per_model = _load_map(
+        constraints_spec,
+        lambda p: _json_file(p, setting),
+        lambda why: ConfigError(f"{setting} {constraints_spec!r}: {why}"),
+    )
+    default_stats, model_stats = _load_map(
+        statistics_spec, lambda p: _json_file(p, stats), lambda why: ConfigError(f"{stats} {statistics_spec!r}: {why}")
+    )
+    for model in model_stats:
+        if model not in per_model and default is None:
+            raise ConfigError(f"{stats}: {model!r} has statistics but no constraints in {setting}")
+    if default_stats is not None and default is None and not per_model:
+        raise ConfigError(f"{stats} is set but {setting} (the constraints.json to judge by) is not")
+    base = QualityBaseline.of(default, default_stats, min_rows) if default is not None else None
+    models = {
+        model: QualityBaseline.of(doc, model_stats.get(model, default_stats), min_rows)
+        for model, doc in per_model.items()
+    }
+    for model, doc in model_stats.items():
+        if model not in models and default is not None:
+            models[model] = QualityBaseline.of(default, doc, min_rows)
+    return base, models
+
+
 def load_catalog(
     constraints_spec: str,
     default_problem_type: ProblemType,
@@ -86,12 +130,14 @@ def load_catalog(
     classes: dict[str, frozenset[str]] | None = None,
     calibration_spec: str = "",
     segments_spec: str = "",
+    quality: tuple[str, str, int] = ("", "", 0),
 ) -> Catalog:
     """A catalog from a `TRUTHSTREAM_CONSTRAINTS` value (see `load_constraint_map`), a
     `TRUTHSTREAM_CALIBRATION` value and per-model settings."""
     default, per_model = load_constraint_map(constraints_spec)
     calibration, calibrations = load_calibration_map(calibration_spec)
     default_segments, segments = parse_segment_keys(segments_spec)
+    default_quality, qualities = load_quality_map(*quality)
     return Catalog(
         default_problem_type,
         default,
@@ -102,4 +148,6 @@ def load_catalog(
         calibrations,
         default_segments,
         segments,
+        default_quality,
+        qualities,
     )

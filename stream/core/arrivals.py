@@ -13,13 +13,24 @@ from stream.core.state import StepResult
 from stream.core.windows import WindowKey
 
 
-def count_arrival(result: StepResult, config: CoreConfig, catalog: Catalog, inference: Inference, now: float) -> None:
+def count_arrival(
+    result: StepResult,
+    config: CoreConfig,
+    catalog: Catalog,
+    inference: Inference,
+    now: float,
+    rows: list[str] | None = None,
+) -> None:
     """Count a new inference in its window (the denominator of the label coverage), unless the
     window is final already (`now`: its partition's event time). The count rides with the window's
     state but does not open the window: a window opens with its first joined pair, so that its
     closing still waits for the labels' event time (a backlog of inferences read before any label
-    must not close windows that its labels will fill)."""
+    must not close windows that its labels will fill). The inference's feature `rows` (data quality)
+    join the window while its partition's event time has not passed its end: after that, the
+    window's data-quality record may be out, and they are counted `late_features`."""
     window = WindowKey.at(inference.model, inference.model_version, inference.time, config.window_seconds)
+    if rows and window.end <= now:
+        result.count(inference.model, "late_features", len(rows))
     if window.end + config.label_grace <= now:
         return
     part = result.unopened.get(window)
@@ -27,6 +38,8 @@ def count_arrival(result: StepResult, config: CoreConfig, catalog: Catalog, infe
         part = result.unopened[window] = WindowAggregate(config.score_resolution)
     if window.end > now:
         result.provisional.add(window)
+        if rows:
+            result.quality.setdefault(window, []).extend(rows)
     part.add_inference()
     if config.change_delta:  # the score distribution, for the label-free change detector
         if inference.score is not None:

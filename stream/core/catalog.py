@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.core.constraints import ConstraintSet
+from stream.core.dataquality.window import QualityBaseline
 from stream.core.records import ProblemType
 from stream.errors import RecordError
 
@@ -28,6 +29,8 @@ class Catalog:
     calibrations: dict[str, Calibration | MulticlassCalibration] = field(default_factory=dict)
     default_segments: tuple[str, ...] = ()
     segments: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    default_quality: QualityBaseline | None = None
+    qualities: dict[str, QualityBaseline] = field(default_factory=dict)
 
     def check_class(self, model: str, value: str, field_name: str) -> None:
         """Raise RecordError if the model has a class list and `value` (canonical) is not in it."""
@@ -44,6 +47,10 @@ class Catalog:
     def calibration(self, model: str) -> Calibration | MulticlassCalibration | None:
         """The calibration of the model's scores (for label-free estimates), if any."""
         return self.calibrations.get(model, self.default_calibration)
+
+    def quality(self, model: str) -> QualityBaseline | None:
+        """The model's data-quality baseline (its inputs are profiled per window when it has one)."""
+        return self.qualities.get(model, self.default_quality)
 
     def segment_keys(self, model: str) -> tuple[str, ...]:
         """The inference fields (JMESPath) whose values split the model's metrics."""

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
 from stream.core.aggregate import WindowAggregate
+from stream.core.dataquality.window import QualityPart
 from stream.core.records import SEP, Joined
 from stream.core.state import Output, StateView, StepResult
 from stream.core.windows import WindowKey
@@ -141,6 +142,7 @@ class SealedWindow:
     key: WindowKey
     aggregate: WindowAggregate
     counts: dict[str, int] = field(default_factory=dict)
+    quality: list[QualityPart] = field(default_factory=list)  # data quality: parts in partition order
 
     @property
     def model_key(self) -> str:

@@ -33,6 +33,7 @@ COUNT_NAMES = (
     "duplicates",
     "conflicts",
     "rejected",
+    "late_features",  # inferences whose features came after their window's data-quality record
 )
 # A dead letter carries at most this much of the refused message (text and base64 of the same
 # bytes, about 10 KiB of JSON): far under any broker's message limit, enough to see what it was.

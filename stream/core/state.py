@@ -278,6 +278,8 @@ class StepResult:
     # windows to list for a provisional record: those of the new inferences whose end the inference's
     # partition had not passed yet (an out-of-order inference does not list a window again)
     provisional: set[WindowKey] = field(default_factory=set)
+    # per window, the feature rows (JSON texts) of its new inferences, in offset order (data quality)
+    quality: dict[WindowKey, list[str]] = field(default_factory=dict)
     counters: dict[str, Counter[str]] = field(default_factory=dict)
     watermarks: dict[str, float] = field(default_factory=dict)
     checkpoints: dict[tuple[str, int], int] = field(default_factory=dict)

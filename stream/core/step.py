@@ -17,6 +17,7 @@ from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.arrivals import count_arrival
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
+from stream.core.dataquality.window import capture_feature_rows, feature_row
 from stream.core.duplicates import fingerprint_of, inference_conflict, label_conflict
 from stream.core.keying import key_problem
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
@@ -147,7 +148,8 @@ class Step:
         # A SageMaker record forwarded unchanged may hold several instances: all of them are
         # read before any is applied, so a bad one refuses the whole record.
         if msg.side == INFERENCE:
-            if is_capture(doc):
+            capture = is_capture(doc)
+            if capture:
                 docs = capture_to_inferences(doc, self.config.capture_format, self.config.capture_model, "", reference)
                 inferences = [_instance(parse_inference, d, i, len(docs), self.catalog.problem_type, reference, future)
                               for i, d in enumerate(docs)]  # fmt: skip
@@ -156,9 +158,11 @@ class Step:
             for inference in inferences:
                 self.catalog.check_class(inference.model, inference.prediction, "prediction")
             self._check_key(msg, inferences[0].event_id, len(inferences))
-            for inference, d in zip(inferences, docs):
+            rows = self._feature_rows(doc, inferences[0].model, capture, len(inferences))
+            for i, (inference, d) in enumerate(zip(inferences, docs)):
                 keys = self.catalog.segment_keys(inference.model)
-                self._inference(msg, inference, encode_segments(segment_values(d, keys)) if keys else "")
+                segments = encode_segments(segment_values(d, keys)) if keys else ""
+                self._inference(msg, inference, segments, rows[i] if rows else None)
         else:
             if is_ground_truth(doc):
                 docs = ground_truth_to_labels(doc)
@@ -168,6 +172,19 @@ class Step:
             self._check_key(msg, labels[0].event_id, len(labels))
             for label in labels:
                 self._label(msg, label)
+
+    def _feature_rows(self, doc: dict[str, Any], model: str, capture: bool, count: int) -> list[list[str]] | None:
+        """The feature rows of each of the record's instances, when its model has a data-quality
+        baseline (a capture whose input does not hold one row per instance gives them to the first)."""
+        baseline = self.catalog.quality(model)
+        if baseline is None:
+            return None
+        if not capture:
+            return [[feature_row(doc, baseline)]]
+        rows = capture_feature_rows(doc, baseline)
+        if len(rows) == count:
+            return [[row] for row in rows]
+        return [rows] + [[] for _ in range(count - 1)]
 
     def _check_key(self, msg: RawMessage, event_id: str, count: int) -> None:
         """Refuse a record that cannot meet its pair (see `keying.key_problem`)."""
@@ -233,16 +250,18 @@ class Step:
             segments=segments,
         )
 
-    def _inference(self, msg: RawMessage, inference: Inference, segments: str = "") -> None:
+    def _inference(
+        self, msg: RawMessage, inference: Inference, segments: str = "", rows: list[str] | None = None
+    ) -> None:
         now = self._now(msg.partition)
         entry = self._entry(inference.event_id, max(inference.time, self.view.floor))
         self._advance(msg.partition, "i", inference.time)
         self.result.saw_inference(inference.time)
         if entry is None:
-            self._count_inference(inference, now)
+            self._count_inference(inference, now, rows)
             self._set(inference.event_id, self._pending_inference(inference, msg.partition, segments), None)
         elif entry.state == PENDING_LABEL:
-            self._count_inference(inference, now)
+            self._count_inference(inference, now, rows)
             stored_label = RawMessage(
                 LABEL, entry.topic, entry.partition, entry.offset, inference.event_id.encode(), entry.raw.encode()
             )
@@ -272,9 +291,9 @@ class Step:
         letter = dead_letter(msg, reason, "event_id")
         self.result.outputs.append(Output(DEAD_LETTER, letter["key"] or "", letter))
 
-    def _count_inference(self, inference: Inference, now: float) -> None:
+    def _count_inference(self, inference: Inference, now: float, rows: list[str] | None = None) -> None:
         """Count a new inference in its window, unless the window is final (see `arrivals`)."""
-        count_arrival(self.result, self.config, self.catalog, inference, now)
+        count_arrival(self.result, self.config, self.catalog, inference, now, rows)
 
     def _label(self, msg: RawMessage, label: Label) -> None:
         # A label is judged by its time: its own `label_time`, else the time Kafka stored with the

@@ -127,6 +127,24 @@ class ModelSettings:
         "model, or churn=features.country|features.device;fraud=features.region",
         group="models",
     )
+    data_quality: str = setting(
+        "",
+        "data-quality constraints.json (written by `truthstream baseline --data-quality`) for every model, a "
+        "directory of MODEL.json files, or model=path,model=path: turns on the data-quality monitor (each "
+        "window's feature statistics and checks, without labels)",
+        group="models",
+    )
+    data_quality_statistics: str = setting(
+        "",
+        "the baseline's data-quality statistics.json, in the same forms: the reference of the drift check",
+        group="models",
+    )
+    data_quality_min_rows: int = setting(
+        0,
+        "windows with fewer rows are reported too small for their drift to be judged (types and "
+        "completeness still are); SageMaker has no such floor",
+        group="models",
+    )
     segment_cap: int = setting(
         CORE.segment_cap, "segment values per key and window at most; the rest count as __other__", group="models"
     )

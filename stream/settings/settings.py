@@ -95,6 +95,7 @@ class Settings(
             self.class_map(),
             self.calibration,
             self.segments,
+            (self.data_quality, self.data_quality_statistics, self.data_quality_min_rows),
         )
 
     def output_topics(self) -> dict[str, str]:

@@ -31,6 +31,7 @@ NOT_NEGATIVE = (
     "state_limit_mib",
     "segment_min_samples",
     "change_delta",
+    "data_quality_min_rows",
 )
 
 

@@ -27,6 +27,7 @@ from stream.core.contract import (
     rolling_due,
     window_order,
 )
+from stream.core.dataquality.window import QualityPart
 from stream.core.records import Joined
 from stream.core.segments import admit
 from stream.core.state import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
@@ -56,6 +57,7 @@ class MemoryStore:
         self.unopened: dict[WindowKey, WindowAggregate] = {}
         self.unopened_of: dict[str, set[WindowKey]] = {}  # per model version, the windows in `unopened`
         self.listed: set[WindowKey] = set()
+        self.quality: dict[WindowKey, dict[int, QualityPart]] = {}  # data quality: parts per partition
         self.provisioned: set[WindowKey] = set()  # published provisionally: never again, until sealed
         self.sealed: dict[WindowKey, SealedWindow] = {}  # sealed, until `finish`
         # per model version, the end of the last window sealed (a pair for a window ending by then
@@ -120,6 +122,12 @@ class MemoryStore:
                 self.unopened.setdefault(window, WindowAggregate(unopened.resolution)).merge(unopened)
                 self.unopened_of.setdefault(window.model_key, set()).add(window)
         self.listed |= result.provisional
+        for window, rows in result.quality.items():
+            if window not in self.provisioned and not self._past(window, self.sealed_through):
+                held = self.quality.setdefault(window, {})
+                quality = held.get(partition) or QualityPart()
+                quality.rows.extend(rows)
+                held[partition] = quality.folded()
         counters = self.counters.setdefault(partition, {})
         for model, counts in result.counters.items():
             counters.setdefault(model, Counter()).update(counts)
@@ -233,12 +241,15 @@ class MemoryStore:
             fresh = key not in self.provisioned and not self._past(key, self.sealed_through)
             if key in self.listed and fresh and key in self.unopened:
                 parts = [*self.windows.get(key, {}).values(), self.unopened[key]]
-                out.append(SealedWindow(key, merge_parts(self.unopened[key].resolution, parts)))
+                quality = [part for _, part in sorted(self.quality.get(key, {}).items())]
+                out.append(SealedWindow(key, merge_parts(self.unopened[key].resolution, parts), quality=quality))
         return out
 
     async def unlist_provisional(self, keys: list[WindowKey]) -> None:
-        """Take the windows off the list."""
+        """Take the windows off the list (with their data-quality parts)."""
         self.listed.difference_update(keys)
+        for key in keys:
+            self.quality.pop(key, None)
 
     async def detectors(self, models: list[str], stage: Stage) -> dict[str, DetectorStates]:
         """Each model version's change detectors (no other writer: no stamp)."""

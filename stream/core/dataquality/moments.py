@@ -28,6 +28,9 @@ class Moments:
         n = self.n + other.n
         if n == 0:
             return
+        if self.n == 0:  # Chan's formula would move the mean's last digit
+            self.avg, self.m2, self.n = other.avg, other.m2, other.n
+            return
         delta = other.avg - self.avg
         delta_n = delta / n
         self.avg += delta_n * other.n

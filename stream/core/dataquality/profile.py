@@ -64,6 +64,41 @@ class FeatureProfile:
                 self.high_cardinality = True
                 self.categories.clear()
 
+    def state(self) -> list[Any]:
+        """Everything the profile holds, as JSON-able values (floats round-trip exactly); `load` reads it."""
+        sketch = self.sketch
+        return [
+            self.name,
+            [self.types.nulls, self.types.fractional, self.types.integral, self.types.boolean, self.types.string],
+            self.total,
+            [self.moments.n, self.moments.avg, self.moments.m2],
+            self.minimum,
+            self.maximum,
+            [sketch.k, sketch.c, sketch.levels, sketch.compactions, sketch.offsets],
+            None if self.high_cardinality else list(self.categories.items()),
+            bytes(self.distinct.buckets).hex(),
+            self.appeared,
+        ]
+
+    @classmethod
+    def load(cls, state: list[Any]) -> FeatureProfile:
+        """A profile from its `state`."""
+        name, types, total, moments, low, high, sketch, categories, registers, appeared = state
+        profile = cls(
+            name,
+            TypeCounts(*types),
+            total,
+            Moments(*moments),
+            low,
+            high,
+            QuantileSketch(*sketch),
+            Counter(dict(categories or ())),
+            categories is None,
+            appeared=appeared,
+        )
+        profile.distinct.buckets = list(bytes.fromhex(registers))
+        return profile
+
     def merge(self, other: FeatureProfile) -> None:
         """Another part of the same feature (a partition's, a batch's): counts add, moments and
         sketches merge as Deequ's states do."""
@@ -140,6 +175,7 @@ class DataProfile:
     features: dict[str, FeatureProfile] = field(default_factory=dict)
     rows: int = 0
     extra: dict[str, FeatureProfile] = field(default_factory=dict)  # columns beyond the names
+    unreadable: int = 0  # rows whose input could not be read (a capture's undecodable payload)
 
     def __post_init__(self) -> None:
         for name in self.names:
@@ -172,14 +208,58 @@ class DataProfile:
             else:
                 self.features[name].types.add(None)
 
+    def add_unreadable(self) -> None:
+        """A row whose input could not be read at all (counted apart: its features are not missing)."""
+        self.unreadable += 1
+
+    def state(self) -> dict[str, Any]:
+        """Everything the profile holds, as JSON-able values; `load` reads it back."""
+        return {
+            "rows": self.rows,
+            "unreadable": self.unreadable,
+            "features": [self.features[name].state() for name in self.names],
+            "extra": [profile.state() for profile in self.extra.values()],
+        }
+
+    @classmethod
+    def load(cls, state: dict[str, Any]) -> DataProfile:
+        """A profile from its `state`."""
+        features = [FeatureProfile.load(f) for f in state["features"]]
+        extra = [FeatureProfile.load(f) for f in state["extra"]]
+        return cls(
+            [f.name for f in features],
+            {f.name: f for f in features},
+            state["rows"],
+            {f.name: f for f in extra},
+            state["unreadable"],
+        )
+
+    def reordered(self, names: list[str]) -> DataProfile:
+        """The same profile with these features first, in this order (the rest after, as seen)."""
+        order = [n for n in names if n in self.features] + [n for n in self.names if n not in names]
+        return DataProfile(order, {n: self.features[n] for n in order}, self.rows, self.extra, self.unreadable)
+
     def merge(self, other: DataProfile) -> None:
-        """Another part of the same data (features matched by name)."""
-        self.rows += other.rows
+        """Another part of the same data, after this one (features matched by name; a feature one
+        part never saw was missing from each of its rows, as `add_record` counts it)."""
+        before = self.rows
         for name in other.names:
-            if name not in self.features:
+            if name not in self.features:  # taken over as it is (merging into nothing may move a last digit)
                 self.names.append(name)
-                self.features[name] = FeatureProfile(name)
-            self.features[name].merge(other.features[name])
+                self.features[name] = other.features[name]
+                self.features[name].types.nulls += before
+            else:
+                self.features[name].merge(other.features[name])
+        for name in self.names:
+            if name not in other.features:
+                self.features[name].types.nulls += other.rows
+        for name, extra in other.extra.items():
+            if name in self.extra:
+                self.extra[name].merge(extra)
+            else:
+                self.extra[name] = extra
+        self.rows += other.rows
+        self.unreadable += other.unreadable
 
     def statistics(self) -> dict[str, Any]:
         """statistics.json."""

@@ -31,6 +31,8 @@ and the store really touch.
 | B:cd:<model ver>    | hash       | change detectors by name; `#end` / `#pend`: the stamps claims check     |
 | B:c:<model>         | hash       | late / expired / duplicate / rejected counts since the last report      |
 | B:cv                | string     | the counters' version (moves when counts are sealed or taken)          |
+| B:q:<window>        | list       | the partition's data-quality rows of a window not folded yet (JSON)     |
+| B:qs:<window>       | hash       | `p` the profile of its folded rows, `n` how many folds (compare-and-set) |
 | B:o                 | list       | records to publish (`outbox`), removed once Kafka acknowledged them     |
 | B:r:<mv>            | list       | the partition's part of a model version's rolling window (last N)       |
 | B:rn                | hash       | model version -> samples the partition's part was fed                  |
@@ -68,6 +70,8 @@ PARTITION_KEYS = {
     "change detectors": r"cd:.+",
     "counters": r"c:.*",
     "counters version": r"cv",
+    "quality rows": r"q:.+",
+    "quality summary": r"qs:.+",
     "outbox": r"o",
     "rolling part": r"r:.+",
     "rolling counts": r"rn",

@@ -65,6 +65,8 @@ COUNTS = Script.load("counts")
 TAKE = Script.load("take")
 CONFIRM = Script.load("confirm")
 RAISE_FLOOR = Script.load("raise_floor")
+FOLD = Script.load("fold")
+QUALITY = Script.load("quality")
 ALL = (
     READ,
     APPLY,
@@ -79,6 +81,8 @@ ALL = (
     TAKE,
     CONFIRM,
     RAISE_FLOOR,
+    FOLD,
+    QUALITY,
 )
 
 

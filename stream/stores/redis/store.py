@@ -32,6 +32,7 @@ from stream.stores.redis.counts import Counts
 from stream.stores.redis.keys import OLD_LAYOUT_KEYS, Keys
 from stream.stores.redis.outbox import Outbox
 from stream.stores.redis.partitions import Partitions
+from stream.stores.redis.quality import QualityParts
 from stream.stores.redis.transactions import Transactions
 from stream.stores.redis.windows import Windows
 
@@ -72,6 +73,7 @@ class RedisStore:
         )
         self.windows = Windows(self.partitions, resolution, label_ttl, self.safety_ttl)
         self.counters = Counts(self.partitions)
+        self.quality = QualityParts(self.partitions, self.safety_ttl)
         self.outbox = Outbox(self.partitions)
         self.outbox_page = self.outbox.page
         self.rolling_size = rolling_size
@@ -89,8 +91,13 @@ class RedisStore:
                 )
 
     async def transact(self, jobs: list[Job]) -> Transacted:
-        """Run the jobs as optimistic transactions (see `transactions`)."""
-        return await self.transactions.transact(jobs)
+        """Run the jobs as optimistic transactions (see `transactions`), then fold the data-quality
+        rows that reached a whole fold (see `quality`)."""
+        done = await self.transactions.transact(jobs)
+        if self.transactions.fold_due:
+            due, self.transactions.fold_due = self.transactions.fold_due, []
+            await self.quality.fold(due)
+        return done
 
     async def rolling_samples(self, due: list[RollingDue]) -> list[RollingDue]:
         """The rolling windows `transact` found due, each merged from every partition's part (read once
@@ -177,8 +184,12 @@ class RedisStore:
         return await self.windows.provisional_due(until)
 
     async def provisional_state(self, keys: list[WindowKey]) -> list[SealedWindow]:
-        """The windows' state so far (see `windows`)."""
-        return await self.windows.provisional_state(keys)
+        """The windows' state so far, with their data-quality parts (see `windows`, `quality`)."""
+        found = await self.windows.provisional_state(keys)
+        if found:
+            for window, parts in zip(found, await self.quality.read([w.key for w in found])):
+                window.quality = parts
+        return found
 
     async def unlist_provisional(self, keys: list[WindowKey]) -> None:
         """Take the windows off the provisional lists (see `windows`)."""

@@ -20,8 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.core.contract import Job, RollingDue, Transacted
+from stream.core.dataquality.window import FOLD_ROWS
 from stream.core.records import SEP
 from stream.core.state import PENDING_INFERENCE, PENDING_LABEL, StateView, StepResult, encode_sample, expiry_slot_end
+from stream.core.windows import WindowKey
 from stream.errors import StateError, StateLost
 from stream.stores.redis import scripts
 from stream.stores.redis.codec import EntryCodec, ModelTable, counter_pairs, digest, text
@@ -67,6 +69,7 @@ class Transactions:
         self.label_ttl, self.safety_ttl, self.segment_cap = label_ttl, safety_ttl, segment_cap
         self.rolling_size, self.rolling_every = rolling
         self.seen: dict[tuple[str, int], int] = {}  # the highest applied offset seen, per input partition
+        self.fold_due: list[tuple[int, WindowKey]] = []  # data-quality lists holding a whole fold
 
     async def transact(self, jobs: list[Job]) -> Transacted:
         """Run the jobs (one per partition), all in one pipeline: read each partition's view, run its
@@ -104,6 +107,7 @@ class Transactions:
                     self.saw(txn.result.checkpoints)
                     windows = list(txn.result.windows)
                     txn.result.closed_late([windows[int(i)] for i in reply[2]])
+                    self.fold_due += [(txn.job.partition, WindowKey.decode(text(w) or "")) for w in reply[3]]
                     self.models.learn(txn.job.partition, txn.known, txn.known, txn.new_models)
                     txn.done = (
                         txn.result,
@@ -211,7 +215,7 @@ class Transactions:
                 if old is None or old.expires == math.inf or expiry_slot_end(old.expires, self.label_ttl) != end:
                     index.setdefault(repr(end), []).append(len(sets))
         keys = self.partitions.keys
-        part = {w: keys.of(partition, f"w:{w.encode()}") for w in (*result.windows, *result.unopened)}
+        part = {w: keys.of(partition, f"w:{w.encode()}") for w in (*result.windows, *result.unopened, *result.quality)}
         hashes: list[tuple[str, Mapping[str, float]]] = [
             (part[w], aggregate.fields(segments=False)) for w, aggregate in result.windows.items()
         ]
@@ -257,6 +261,8 @@ class Transactions:
                 [model_version, [encode_sample(s) for s in samples]]
                 for model_version, samples in result.rolling.items()
             ],
+            "q": [[w.encode(), part[w], rows] for w, rows in result.quality.items()],
+            "fold": FOLD_ROWS,
             "rolling_size": self.rolling_size,
             "rolling_every": self.rolling_every,
         }

@@ -4,8 +4,8 @@
 -- writer came between, and the script writes nothing and returns 0 (a sweep whose work list is
 -- gone was done by another worker: 2). Otherwise it applies everything and returns
 -- {1, rolling windows that came due: {{field, total}, ...}, the (0-based) windows of `a.windows`
--- whose pairs were counted late because the window had closed} (rolling windows' samples are read
--- once per batch).
+-- whose pairs were counted late because the window had closed, the windows whose data-quality rows
+-- hold a whole fold} (rolling windows' samples are read once per batch).
 --! include buckets.lua
 --! include rpush.lua
 --! include hincr.lua
@@ -123,6 +123,17 @@ end
 for key in pairs(touched) do redis.call('EXPIRE', key, a.ttl) end  -- the safety TTL, from the last write
 redis.call('HSET', meta, 'L', L, 's', S, 'n', N, 'v', (tonumber(lm[4]) or 0) + 1, 'layout', a.layout,
   'pi', (tonumber(lm[5]) or 0) + a.pending[1], 'pl', (tonumber(lm[6]) or 0) + a.pending[2])
+-- Data quality: each window's feature rows, appended in offset order (see core.dataquality.window);
+-- a list that holds a whole fold of rows is named in the reply, for the store to fold.
+local folds = {}
+for _, q in ipairs(a.q) do  -- {window, its part, {row, ...}}
+  if not gone[q[2]] then
+    local key = base .. ':q:' .. q[1]
+    rpush(key, q[3])
+    redis.call('EXPIRE', key, a.ttl)
+    if redis.call('LLEN', key) >= a.fold then folds[#folds + 1] = q[1] end
+  end
+end
 local due = {}
 for _, l in ipairs(a.rolling) do  -- {model version, {sample, ...}}: this partition's part of its rolling window
   local list, counts = base .. ':r:' .. l[1], base .. ':rn'
@@ -135,4 +146,4 @@ for _, l in ipairs(a.rolling) do  -- {model version, {sample, ...}}: this partit
     due[#due + 1] = {l[1], total}
   end
 end
-return {1, due, late}
+return {1, due, late, folds}

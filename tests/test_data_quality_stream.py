@@ -1,0 +1,196 @@
+"""The data-quality monitor in the stream: each window's feature statistics from its inferences
+(no label needed), judged against a baseline when the window's inferences are complete; the same
+records give the same statistics whatever the batching and partitioning; on both stores."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from stream.core.catalog import Catalog
+from stream.core.dataquality.profile import DataProfile
+from stream.core.dataquality.suggest import suggest_constraints
+from stream.core.dataquality.window import FOLD_ROWS, QualityBaseline
+from stream.core.records import RawMessage
+from tests.factories import T0, Topic, inference, on_partition
+from tests.harness import base_settings
+
+pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
+
+WINDOW = 60.0
+
+
+def baseline_of(rows: list[dict[str, Any]], min_rows: int = 0) -> QualityBaseline:
+    """A data-quality baseline (statistics and suggested constraints) built the way `baseline` does."""
+    profile = DataProfile([])
+    for row in rows:
+        profile.add_record(row)
+    return QualityBaseline.of(suggest_constraints(profile), profile.statistics(), min_rows)
+
+
+def reference_rows(n: int, seed: int = 1) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [{"income": rng.gauss(50.0, 10.0), "plan": rng.choice(["a", "b", "c"])} for _ in range(n)]
+
+
+def stream(
+    windows: int, per_window: int, partitions: int = 1, shift_from: int | None = None, seed: int = 2
+) -> tuple[list[RawMessage], list[list[tuple[int, dict[str, Any]]]]]:
+    """Inferences over `windows` one-minute windows (income shifted by +15 from window `shift_from` on),
+    then one inference past the last window to complete it; also each window's rows with their
+    partition, in the order the messages were made."""
+    rng = random.Random(seed)
+    topic = Topic("inferences", partitions)
+    msgs, rows = [], []
+    for w in range(windows):
+        mine = []
+        for i in range(per_window):
+            shift = 15.0 if shift_from is not None and w >= shift_from else 0.0
+            features = {"income": rng.gauss(50.0 + shift, 10.0), "plan": rng.choice(["a", "b", "c"])}
+            event_id = on_partition(f"w{w}-{i}-", i % partitions, partitions)
+            t = T0 + w * WINDOW + (i + 0.5) * WINDOW / per_window
+            msg = topic.msg(inference(event_id, t, "1", 0.7, features=features))
+            msgs.append(msg)
+            mine.append((msg.partition, features))
+        rows.append(mine)
+    for p in range(partitions):  # every partition's event time passes the last window's end
+        end = T0 + windows * WINDOW + 1
+        msgs.append(topic.msg(inference(on_partition(f"end{p}-", p, partitions), end, "1", 0.7), partition=p))
+    return msgs, rows
+
+
+def quality_records(h: Any) -> list[dict[str, Any]]:
+    return sorted(h.metrics("data_quality"), key=lambda r: r["window"]["start"])
+
+
+def test_a_shift_in_a_feature_raises_baseline_drift_from_that_window_on_and_nowhere_before(make) -> None:
+    """Income shifts by 1.5 standard deviations from the fourth window on: baseline_drift_check for
+    income in windows 4-6 only, with SageMaker's wording; the Simple distance equals the exact
+    two-sample KS statistic of the baseline's and the window's values (both under 2,051 values: the
+    sketches hold the data itself), and the estimate's violations name the drifted features."""
+    reference = reference_rows(1500)
+    base = baseline_of(reference)
+    h = make(base_settings(), Catalog(default_quality=base))
+    msgs, rows = stream(6, 300, shift_from=3)
+    h.feed(msgs, batch=97)
+    records = quality_records(h)
+    assert len(records) == 6
+    for w, record in enumerate(records):
+        drifted = [v for v in record["violations"] if v["constraint_check_type"] == "baseline_drift_check"]
+        assert [v["feature_name"] for v in drifted] == (["income"] if w >= 3 else []), (w, record["drift"])
+        window_income = [f["income"] for _, f in rows[w]]
+        ks = stats.ks_2samp([r["income"] for r in reference], window_income).statistic
+        robust = max(0.0, ks - 1.8 * np.sqrt((1500 + 300) / (1500 * 300)))
+        assert record["drift"]["income"] == pytest.approx(robust, abs=1e-12)
+        assert record["row_count"] == 300
+        if w >= 3:
+            assert drifted[0]["description"].startswith("Baseline drift distance: ")
+            assert drifted[0]["description"].endswith(" exceeds threshold: 0.1")
+            assert record["drifted_features"] == ["income"]
+    violations = [v for v in h.records(h.settings.violations_topic) if v.get("data_quality")]
+    assert sorted({v["window"]["start"] for v in violations}) == [r["window"]["start"] for r in records[3:]]
+    assert {v["metric_name"] for v in violations} == {"feature_baseline_drift_income"}
+
+
+def test_window_statistics_equal_the_baseline_of_the_same_rows_whatever_the_batching(make) -> None:
+    """Two partitions, windows of 400 rows: the published statistics.json of each window equals
+    `baseline` on its rows in (partition, offset) order, for batches of 1, 37 and 1000 messages."""
+    msgs, rows = stream(3, 400, partitions=2)
+    base = baseline_of(reference_rows(500))
+    published = []
+    for batch in (1, 37, 1000):
+        h = make(base_settings(), Catalog(default_quality=base), partitions=2)
+        h.feed(msgs, batch=batch)
+        published.append([r["statistics"] for r in quality_records(h)])
+    assert published[0] == published[1] == published[2]
+    for w, statistics in enumerate(published[0]):
+        ordered = [f for _, f in sorted(rows[w], key=lambda pf: pf[0])]  # stable: offsets stay in order
+        expected = baseline_of(ordered)
+        assert statistics == json.loads(json.dumps(expected.statistics)), w
+
+
+def test_windows_larger_than_a_fold_give_the_same_statistics_for_any_batching(make) -> None:
+    """A window of 2.5 folds per partition (folded into a summary as it grows): the same statistics for
+    batches of 500 and 4096, and counts, sum and extremes equal to the rows' own."""
+    per_window = int(FOLD_ROWS * 2.5) * 2
+    msgs, rows = stream(1, per_window, partitions=2, seed=5)
+    base = baseline_of(reference_rows(500))
+    found = []
+    for batch in (500, 4096):
+        h = make(base_settings(), Catalog(default_quality=base), partitions=2)
+        h.feed(msgs, batch=batch)
+        (record,) = quality_records(h)
+        found.append(record["statistics"])
+    assert found[0] == found[1]
+    income = next(f for f in found[0]["features"] if f["name"] == "income")["numerical_statistics"]
+    values = [f["income"] for _, f in rows[0]]
+    assert income["common"]["num_present"] == len(values)
+    assert income["min"] == min(values) and income["max"] == max(values)
+    assert income["sum"] == pytest.approx(sum(values), rel=1e-12)
+    assert income["std_dev"] == pytest.approx(np.std(values), rel=1e-9)
+
+
+def test_a_completeness_drop_and_a_type_change_raise_their_checks_in_sagemakers_words(make) -> None:
+    """In the second window a third of the rows lack income and plan turns numeric in half of them:
+    completeness_check on income and data_type_check on plan, with the service's wording."""
+    base = baseline_of(reference_rows(500))
+    h = make(base_settings(), Catalog(default_quality=base))
+    topic = Topic("inferences")
+    msgs = []
+    for w in range(2):
+        for i in range(90):
+            features: dict[str, Any] = {"income": 50.0 + i % 7, "plan": "a"}
+            if w == 1 and i % 3 == 0:
+                del features["income"]
+            if w == 1 and i % 2 == 0:
+                features["plan"] = i
+            msgs.append(topic.msg(inference(f"e{w}-{i}", T0 + w * WINDOW + i / 2, "1", 0.6, features=features)))
+    msgs.append(topic.msg(inference("end", T0 + 2 * WINDOW + 1, "1", 0.6)))
+    h.feed(msgs, batch=50)
+    first, second = quality_records(h)
+    assert {v["constraint_check_type"] for v in first["violations"]} == {"baseline_drift_check"}
+    found = {(v["feature_name"], v["constraint_check_type"]): v["description"] for v in second["violations"]}
+    assert {check for _, check in found} == {
+        "baseline_drift_check",
+        "completeness_check",
+        "data_type_check",
+        "categorical_values_check",
+    }
+    assert found[("income", "completeness_check")] == (
+        "Data completeness requirement is not met. Expected: 100.0%. Observed: Only 66.66666666666666%."
+    )
+    assert found[("plan", "data_type_check")] == (
+        "Data type match requirement is not met. Expected data type: String, Expected match: 100.0%. "
+        "Observed: Only 50.0% of data is String."
+    )
+
+
+def test_a_window_under_the_minimum_rows_is_reported_too_small_for_its_drift_to_be_judged(make) -> None:
+    base = baseline_of(reference_rows(500), min_rows=1000)
+    h = make(base_settings(), Catalog(default_quality=base))
+    msgs, _ = stream(1, 50, shift_from=0)
+    h.feed(msgs)
+    (record,) = quality_records(h)
+    assert record["drift_skipped"] == "too_few_rows"
+    assert record["drift"]["income"] > 0.1 and record["drifted_features"] == []
+    assert not [v for v in record["violations"] if v["constraint_check_type"] == "baseline_drift_check"]
+
+
+def test_features_of_an_inference_after_its_window_closed_are_counted_late(make) -> None:
+    base = baseline_of(reference_rows(200))
+    h = make(base_settings(), Catalog(default_quality=base))
+    topic = Topic("inferences")
+    early = [topic.msg(inference(f"a{i}", T0 + i, "1", 0.6, features={"income": 50.0, "plan": "a"})) for i in range(5)]
+    later = topic.msg(inference("b", T0 + WINDOW + 5, "1", 0.6, features={"income": 50.0, "plan": "a"}))
+    straggler = topic.msg(inference("c", T0 + 30, "1", 0.6, features={"income": 1.0, "plan": "a"}))
+    h.feed([*early, later])
+    h.feed([straggler])
+    (record,) = quality_records(h)
+    assert record["row_count"] == 5
+    h.idle(T0 + 10_000)
+    assert h.counted("late_features") == 1
