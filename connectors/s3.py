@@ -1,4 +1,5 @@
-"""S3: `s3://bucket/prefix` locations, and SageMaker's report files for every closed window."""
+"""S3: `s3://bucket/prefix` locations, and SageMaker's report files for every closed window (model
+quality) and every window's inputs (data quality, under `data-quality/`)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,16 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from stream.core.dataquality.window import QUALITY_KIND
 from stream.core.estimates import ESTIMATED_PREFIX
 from stream.core.metrics import STATISTICS_KEY
 from stream.core.timefmt import parse_time
 from stream.errors import ConfigError, DeliveryError
 from stream.retry import DELIVERY, Retry
 from stream.settings import Settings
+
+
+QUALITY_PREFIX = "data-quality/"  # data-quality reports go under it, model quality's beside it
 
 
 def split_s3_url(url: str) -> tuple[str, str]:
@@ -79,6 +84,17 @@ def sagemaker_reports(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {"statistics.json": statistics, "constraint_violations.json": {"violations": record.get("violations", [])}}
 
 
+def quality_reports(record: dict[str, Any]) -> dict[str, str]:
+    """A data-quality record's statistics.json and constraint_violations.json, as the service
+    writes them (Jackson's layout, Java's doubles)."""
+    from stream.core.javajson import dumps
+
+    return {
+        "statistics.json": dumps(record["statistics"]),
+        "constraint_violations.json": dumps({"violations": record.get("violations", [])}),
+    }
+
+
 def deliver_reports(settings: Settings, dest: str, endpoint_url: str | None, group: str | None, once: bool) -> int:
     """Write each closed window's reports under `dest`, committing after the writes; returns how many."""
     from connectors.consumers import commit, group_consumer, records
@@ -89,10 +105,16 @@ def deliver_reports(settings: Settings, dest: str, endpoint_url: str | None, gro
     try:
         for message in records(consumer, follow=not once):
             record = json.loads(message.value)
-            if record.get("window", {}).get("kind") == "tumbling":
+            kind = record.get("window", {}).get("kind")
+            if kind == "tumbling":
                 base = prefix + report_prefix(record)
                 for name, doc in sagemaker_reports(record).items():
                     _put(client, bucket, base + name, json.dumps(doc, indent=2).encode())
+                written += 1
+            elif kind == QUALITY_KIND:
+                base = prefix + QUALITY_PREFIX + report_prefix(record)
+                for name, text in quality_reports(record).items():
+                    _put(client, bucket, base + name, text.encode())
                 written += 1
             commit(consumer, message)
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,9 @@ from stream.core.dataquality.profile import DataProfile
 from stream.core.dataquality.suggest import suggest_constraints
 from stream.core.dataquality.window import FOLD_ROWS, QualityBaseline
 from stream.core.records import RawMessage
+from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, on_partition
+from tests.sagemaker_factories import capture
 from tests.harness import base_settings
 
 pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
@@ -194,3 +197,59 @@ def test_features_of_an_inference_after_its_window_closed_are_counted_late(make)
     assert record["row_count"] == 5
     h.idle(T0 + 10_000)
     assert h.counted("late_features") == 1
+
+
+BOSTON = Path(__file__).parent / "data" / "sagemaker-data-quality" / "packt-boston-housing"
+
+
+def boston_captures() -> list[dict[str, Any]]:
+    """Boston's monitored window as the endpoint captured it: the 12 inputs in, the price out."""
+    out = []
+    for i, line in enumerate((BOSTON / "monitored-window.csv").read_text().splitlines()):
+        price, *inputs = line.split(",")
+        doc = capture(f"boston-{i}", format_time(T0 + i), price)
+        doc["captureData"]["endpointInput"]["data"] = ",".join(inputs)
+        out.append(doc)
+    return out
+
+
+def test_boston_captures_in_the_stream_give_the_services_violations(make) -> None:
+    """The two captured requests of Boston's monitoring run, read from the inference topic: the
+    window's constraint_violations are the service's file's (as a set: its order is not stable)."""
+    constraints = json.loads((BOSTON / "constraints.json").read_text())
+    statistics = json.loads((BOSTON / "statistics.json").read_text())
+    catalog = Catalog(problem_types={"boston": "Regression"}, default_quality=QualityBaseline.of(constraints, statistics))
+    h = make(base_settings(capture_model="boston", capture_inference_attribute="0"), catalog)
+    topic = Topic("inferences")
+    msgs = [topic.msg(doc) for doc in boston_captures()]
+    msgs.append(topic.msg(inference("end", T0 + WINDOW + 1, 1.0, model="boston", version="")))
+    h.feed(msgs)
+    (record,) = quality_records(h)
+    real = json.loads((BOSTON / "constraint_violations.json").read_text())["violations"]
+    assert sorted(map(json.dumps, record["violations"])) == sorted(map(json.dumps, real))
+    assert record["row_count"] == 2 and record["shifted_by"] == 1 and "shifted by 1" in record["warning"]
+
+
+def test_the_worker_gauges_follow_sagemakers_cloudwatch_names() -> None:
+    """feature_baseline_drift_<f>, feature_non_null_<f> and feature_data_<f> as labelled gauges of the
+    latest data-quality window; its drift violations counted under metric feature_baseline_drift_<f>."""
+    from stream.worker.observe import PrometheusMetrics
+    from tests.harness import Harness
+
+    base = baseline_of(reference_rows(1500))
+    catalog = Catalog(default_quality=base)
+    h = Harness("memory", base_settings(), catalog)
+    msgs, rows = stream(2, 300, shift_from=1)
+    h.feed(msgs)
+    gauges = PrometheusMetrics({"inference": "inferences", "label": "labels"}, catalog)
+    gauges.published(h.published)
+    registry = gauges.registry
+    labels = {"model": "churn", "model_version": "1", "feature": "income"}
+    latest = quality_records(h)[-1]
+    assert registry.get_sample_value("truthstream_feature_baseline_drift", labels) == latest["drift"]["income"]
+    assert registry.get_sample_value("truthstream_feature_non_null", labels) == 1.0
+    values = [f["income"] for _, f in rows[1]]
+    assert registry.get_sample_value("truthstream_feature_data", {**labels, "statistic": "max"}) == max(values)
+    assert registry.get_sample_value("truthstream_feature_data", {**labels, "statistic": "sample_count"}) == 300
+    drift = {"model": "churn", "model_version": "1", "metric": "feature_baseline_drift_income"}
+    assert registry.get_sample_value("truthstream_violations_total", drift) == 1

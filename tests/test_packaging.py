@@ -68,7 +68,49 @@ def test_promtool_accepts_the_rules() -> None:
     rules = ROOT / "connectors" / "monitoring" / "truthstream-rules.yml"
     checked = subprocess.run([promtool, "check", "rules", str(rules)], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 16 rules found" in checked.stdout
+    assert "SUCCESS: 18 rules found" in checked.stdout
+
+
+def test_a_data_quality_violation_fires_its_own_alert_and_not_the_model_quality_one(tmp_path: Path) -> None:
+    """`promtool test rules`: violations of feature_baseline_drift_income fire
+    TruthstreamDataQualityViolated, and recall's fire TruthstreamConstraintViolated, each alone."""
+    promtool = debian_program("promtool", "prometheus")
+    rules = ROOT / "connectors" / "monitoring" / "truthstream-rules.yml"
+    series = 'truthstream_violations_total{{model="churn",model_version="1",metric="{}"}}'
+    fired = (
+        "exp_alerts:\n"
+        "          - exp_labels: {{severity: warning, model: churn, model_version: '1', metric: {}}}\n"
+        "            exp_annotations:\n"
+        "              summary: {}\n"
+        "              description: {}\n"
+    )
+    drift = "feature_baseline_drift_income"
+    test = f"""rule_files: [{rules}]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: '{series.format(drift)}'
+        values: '0 1 2 3 4 5'
+      - series: '{series.format("recall")}'
+        values: '0 0 0 0 0 0'
+    alert_rule_test:
+      - eval_time: 5m
+        alertname: TruthstreamConstraintViolated
+        exp_alerts: []
+      - eval_time: 5m
+        alertname: TruthstreamDataQualityViolated
+        {fired.format(
+            drift,
+            f"'churn 1: the inputs broke {drift}'",
+            f"'5 data-quality violations ({drift}) in the last 15 minutes: the model''s inputs moved away "
+            "from its baseline (the violations topic has SageMaker''s wording).'",
+        )}"""
+    path = tmp_path / "test.yml"
+    path.write_text(test)
+    checked = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS" in checked.stdout
 
 
 def test_the_package_list_names_every_package_and_ships_the_lua_scripts() -> None:

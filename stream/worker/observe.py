@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from stream.core.catalog import Catalog
 from stream.core.changes import CHANGE_CHECK_TYPE
+from stream.core.dataquality.window import QUALITY_KIND
 from stream.core.engine import BatchReport
 from stream.core.metrics import STATISTICS_KEY, scalar_values
 from stream.core.outputs import PROVISIONAL_KIND
@@ -74,6 +75,27 @@ class PrometheusMetrics:
             "truthstream_window_label_coverage",
             "Share of the newest closed tumbling window's inferences that were joined with their label in time",
             ["model", "model_version"],
+            registry=r,
+        )
+        # data quality, by SageMaker's CloudWatch names (feature_baseline_drift_<f> is
+        # truthstream_feature_baseline_drift{feature="<f>"}), of the baseline's features only
+        self.feature_drift = Gauge(
+            "truthstream_feature_baseline_drift",
+            "Drift distance of each feature in the latest data-quality window (feature_baseline_drift_<f>)",
+            ["model", "model_version", "feature"],
+            registry=r,
+        )
+        self.feature_non_null = Gauge(
+            "truthstream_feature_non_null",
+            "Share of the latest data-quality window's rows with the feature present (feature_non_null_<f>)",
+            ["model", "model_version", "feature"],
+            registry=r,
+        )
+        self.feature_data = Gauge(
+            "truthstream_feature_data",
+            "A numeric feature's min, max, sum, average and sample_count in the latest data-quality window "
+            "(feature_data_<f>)",
+            ["model", "model_version", "feature", "statistic"],
             registry=r,
         )
         self.threshold = Gauge(
@@ -191,6 +213,8 @@ class PrometheusMetrics:
                     PROVISIONAL_KIND,
                 ):
                     self._window(record)
+                elif output.channel == METRICS and record["window"]["kind"] == QUALITY_KIND:
+                    self._quality(record)
             except (KeyError, TypeError, ValueError) as exc:  # a record of another shape: never stop publishing
                 log.warning("metrics: skipped a %s record the metrics cannot read (%r)", output.channel, exc)
 
@@ -213,6 +237,36 @@ class PrometheusMetrics:
             self.violations.labels(model, version, c.reported_name)
         if kind == "tumbling":
             self.changes.labels(model, version, "")  # from 0 too
+
+    def _quality(self, record: Mapping[str, Any]) -> None:
+        """A data-quality window's drift, completeness and numeric summaries, per baseline feature."""
+        model, version = record["model"], record["model_version"]
+        end = parse_time(record["window"]["end"])
+        if end < self._ends.get((model, version, QUALITY_KIND), -math.inf):
+            return
+        self._ends[model, version, QUALITY_KIND] = end
+        baseline = self.catalog.quality(model)
+        known = set(baseline.names) if baseline is not None else set()
+        for name, distance in record.get("drift", {}).items():
+            self.feature_drift.labels(model, version, name).set(distance)
+        for feature in record["statistics"]["features"]:
+            name = feature["name"]
+            if name not in known:
+                continue  # extra columns: named in violations, not given series of their own
+            body = feature.get("numerical_statistics") or feature.get("string_statistics") or {}
+            common = body.get("common", {})
+            total = common.get("num_present", 0) + common.get("num_missing", 0)
+            self.feature_non_null.labels(model, version, name).set(common.get("num_present", 0) / total if total else 1)
+            if "numerical_statistics" in feature:
+                numbers = feature["numerical_statistics"]
+                for statistic, value in (
+                    ("min", numbers["min"]),
+                    ("max", numbers["max"]),
+                    ("sum", numbers["sum"]),
+                    ("average", numbers["mean"]),
+                    ("sample_count", common.get("num_present", 0)),
+                ):
+                    self.feature_data.labels(model, version, name, statistic).set(value)
 
     def state(self, pending: Mapping[str, int], lag: Mapping[tuple[str, int], int | None]) -> None:
         """Set the readings of the state: waiting entries by side, lag by owned partition."""
