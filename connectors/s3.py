@@ -16,7 +16,6 @@ from stream.errors import ConfigError, DeliveryError
 from stream.retry import DELIVERY, Retry
 from stream.settings import Settings
 
-
 QUALITY_PREFIX = "data-quality/"  # data-quality reports go under it, model quality's beside it
 
 

@@ -20,8 +20,8 @@ from stream.core.dataquality.window import FOLD_ROWS, QualityBaseline
 from stream.core.records import RawMessage
 from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, on_partition
-from tests.sagemaker_factories import capture
 from tests.harness import base_settings
+from tests.sagemaker_factories import capture
 
 pytestmark = pytest.mark.redis_cluster  # its Redis tests run again on a Redis Cluster in CI
 
@@ -218,7 +218,8 @@ def test_boston_captures_in_the_stream_give_the_services_violations(make) -> Non
     window's constraint_violations are the service's file's (as a set: its order is not stable)."""
     constraints = json.loads((BOSTON / "constraints.json").read_text())
     statistics = json.loads((BOSTON / "statistics.json").read_text())
-    catalog = Catalog(problem_types={"boston": "Regression"}, default_quality=QualityBaseline.of(constraints, statistics))
+    baseline = QualityBaseline.of(constraints, statistics)
+    catalog = Catalog(problem_types={"boston": "Regression"}, default_quality=baseline)
     h = make(base_settings(capture_model="boston", capture_inference_attribute="0"), catalog)
     topic = Topic("inferences")
     msgs = [topic.msg(doc) for doc in boston_captures()]

@@ -100,12 +100,14 @@ tests:
         exp_alerts: []
       - eval_time: 5m
         alertname: TruthstreamDataQualityViolated
-        {fired.format(
+        {
+        fired.format(
             drift,
             f"'churn 1: the inputs broke {drift}'",
             f"'5 data-quality violations ({drift}) in the last 15 minutes: the model''s inputs moved away "
             "from its baseline (the violations topic has SageMaker''s wording).'",
-        )}"""
+        )
+    }"""
     path = tmp_path / "test.yml"
     path.write_text(test)
     checked = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True)
