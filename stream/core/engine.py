@@ -36,7 +36,7 @@ from stream.core.contract import (
     WindowRecords,
     merge_counts,
 )
-from stream.core.dataquality.window import QUALITY_KIND, QualityPart, profile_of, quality_record
+from stream.core.dataquality.window import window_quality
 from stream.core.outputs import PROVISIONAL_KIND, accounting_record, evaluate, provisional_record, window_doc
 from stream.core.records import REGRESSION, SEP, RawMessage
 from stream.core.state import METRICS, VIOLATION, Output, StateView, StepResult, sweep_horizon, widen
@@ -263,7 +263,7 @@ class Engine:
             if stage == FINAL:
                 outputs, new = self._evaluate(window.key, window.aggregate, window.counts, states)
             else:
-                outputs, new = self._provisional(window.key, window.aggregate, states, window.quality)
+                outputs, new = self._provisional(window, states)
             states.update(new)
             changed.update(new)
             records.append(WindowRecords(window.key, outputs))
@@ -348,26 +348,18 @@ class Engine:
                 events.append(change_event(record, change, segment, self.config.change_delta))
         return changed
 
-    def _provisional(
-        self,
-        key: WindowKey,
-        aggregate: WindowAggregate,
-        detectors: Mapping[str, str],
-        quality: list[QualityPart] | None = None,
-    ) -> tuple[list[Output], dict[str, str]]:
+    def _provisional(self, sealed: SealedWindow, detectors: Mapping[str, str]) -> tuple[list[Output], dict[str, str]]:
         """The window's provisional record and, for a model with a data-quality baseline, its
         data-quality record (the drifted features are named in the estimates' violations too)."""
+        key, aggregate = sealed.key, sealed.aggregate
         window = window_doc(PROVISIONAL_KIND, key.start, key.end)
         record, violations = provisional_record(key.model, key.version, window, aggregate, self.config, self.catalog)
         first: list[Output] = []
-        baseline = self.catalog.quality(key.model)
-        if baseline is not None:
-            profile = profile_of(quality or [])
-            doc = window_doc(QUALITY_KIND, key.start, key.end)
-            quality_doc, found = quality_record(key.model, key.version, doc, profile, baseline)
-            first = self._outputs(key.model, quality_doc, found)
+        if (baseline := self.catalog.quality(key.model)) is not None:
+            quality, found = window_quality(key.model, key.version, key.start, key.end, sealed.quality, baseline)
+            first = self._outputs(key.model, quality, found)
             for v in violations:
-                v["drifted_features"] = quality_doc["drifted_features"]
+                v["drifted_features"] = quality["drifted_features"]
         changed: dict[str, str] = {}
         counts = aggregate.score_counts() if self.config.change_delta else {}
         if counts:  # label-free: the score distribution's detector, fed as the window's inferences complete

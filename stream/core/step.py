@@ -17,7 +17,7 @@ from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.arrivals import count_arrival
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.dataquality.window import capture_feature_rows, feature_row
+from stream.core.dataquality.window import instance_rows
 from stream.core.duplicates import fingerprint_of, inference_conflict, label_conflict
 from stream.core.keying import key_problem
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
@@ -158,7 +158,8 @@ class Step:
             for inference in inferences:
                 self.catalog.check_class(inference.model, inference.prediction, "prediction")
             self._check_key(msg, inferences[0].event_id, len(inferences))
-            rows = self._feature_rows(doc, inferences[0].model, capture, len(inferences))
+            baseline = self.catalog.quality(inferences[0].model)
+            rows = instance_rows(doc, baseline, capture, len(inferences)) if baseline else None
             for i, (inference, d) in enumerate(zip(inferences, docs)):
                 keys = self.catalog.segment_keys(inference.model)
                 segments = encode_segments(segment_values(d, keys)) if keys else ""
@@ -172,19 +173,6 @@ class Step:
             self._check_key(msg, labels[0].event_id, len(labels))
             for label in labels:
                 self._label(msg, label)
-
-    def _feature_rows(self, doc: dict[str, Any], model: str, capture: bool, count: int) -> list[list[str]] | None:
-        """The feature rows of each of the record's instances, when its model has a data-quality
-        baseline (a capture whose input does not hold one row per instance gives them to the first)."""
-        baseline = self.catalog.quality(model)
-        if baseline is None:
-            return None
-        if not capture:
-            return [[feature_row(doc, baseline)]]
-        rows = capture_feature_rows(doc, baseline)
-        if len(rows) == count:
-            return [[row] for row in rows]
-        return [rows] + [[] for _ in range(count - 1)]
 
     def _check_key(self, msg: RawMessage, event_id: str, count: int) -> None:
         """Refuse a record that cannot meet its pair (see `keying.key_problem`)."""

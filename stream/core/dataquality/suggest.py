@@ -4,6 +4,7 @@ categorical string column, and the monitoring configuration's defaults."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from stream.core.dataquality.profile import DataProfile, FeatureProfile
@@ -42,11 +43,9 @@ def feature_constraint(profile: FeatureProfile) -> dict[str, Any]:
 
 def suggest_constraints(profile: DataProfile, analyzer: str = "2022") -> dict[str, Any]:
     """constraints.json for the data set; `analyzer` "2023" adds the categorical drift keys."""
-    config = dict(MONITORING_CONFIG)
+    config = copy.deepcopy(MONITORING_CONFIG)  # a caller may edit its copy: never the defaults
     if analyzer == "2023":
-        distribution = dict(config["distribution_constraints"])
-        distribution.update(CATEGORICAL_KEYS)
-        config["distribution_constraints"] = distribution
+        config["distribution_constraints"].update(CATEGORICAL_KEYS)
     return {
         "version": 0.0,
         "features": [feature_constraint(profile.features[name]) for name in profile.names],

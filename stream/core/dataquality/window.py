@@ -34,6 +34,7 @@ from stream.core.dataquality.checks import (
 )
 from stream.core.dataquality.profile import DataProfile
 from stream.core.dataquality.types import STRING, UNKNOWN
+from stream.core.timefmt import format_time
 from stream.errors import RecordError
 
 FOLD_ROWS = 2051  # rows folded at once: more than a sketch's first level, so small windows stay exact
@@ -221,6 +222,25 @@ def quality_record(
             out["value"], out["threshold"] = value
         violations.append(out)
     return record, violations
+
+
+def window_quality(
+    model: str, version: str, start: float, end: float, parts: list[QualityPart], baseline: QualityBaseline
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """`quality_record` of a window from its parts (in partition order)."""
+    window = {"kind": QUALITY_KIND, "start": format_time(start), "end": format_time(end)}
+    return quality_record(model, version, window, profile_of(parts), baseline)
+
+
+def instance_rows(doc: dict[str, Any], baseline: QualityBaseline, capture: bool, count: int) -> list[list[str]]:
+    """The feature rows of each of a record's `count` instances (a capture whose input does not hold
+    one row per instance gives them all to the first)."""
+    if not capture:
+        return [[feature_row(doc, baseline)]]
+    rows = capture_feature_rows(doc, baseline)
+    if len(rows) == count:
+        return [[row] for row in rows]
+    return [rows] + [[] for _ in range(count - 1)]
 
 
 def _thresholds(constraints: Mapping[str, Any]) -> dict[str, float]:
