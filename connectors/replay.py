@@ -28,6 +28,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from connectors.kafka_span import Cursor, cursors, merged, raw, record_at, span_consumer
 from stream.core.catalog import Catalog
 from stream.core.contract import StateStore
+from stream.core.dataquality.window import QUALITY_KIND
 from stream.core.engine import Engine
 from stream.core.state import METRICS, VIOLATION, widen
 from stream.core.timefmt import format_time, parse_time
@@ -42,6 +43,7 @@ class Replay:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
+    quality: list[dict[str, Any]] = field(default_factory=list)  # data-quality records of the span
     dead_letters: int = 0
     messages: int = 0
     open_windows: int = 0
@@ -136,7 +138,9 @@ async def _collect(store: StateStore, result: Replay, span: Span) -> None:
         for out in pending:
             if out.channel == METRICS and out.value["window"]["kind"] == "tumbling" and span.holds(out.value):
                 result.records.append(out.value)
-            elif out.channel == VIOLATION and span.holds(out.value):
+            elif out.channel == METRICS and out.value["window"]["kind"] == QUALITY_KIND and span.holds(out.value):
+                result.quality.append(out.value)  # its violations are in it
+            elif out.channel == VIOLATION and not out.value.get("data_quality") and span.holds(out.value):
                 result.violations.append(out.value)
         await store.confirm_outbox(len(pending))
 

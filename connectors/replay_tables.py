@@ -155,6 +155,25 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
                 raise ConfigError("Parquet output needs pyarrow: pip install 'truthstream[replay]'") from None
 
 
+def quality_summary(records: list[dict[str, Any]]) -> list[str]:
+    """Data quality beside the metrics: per model version, the windows profiled, those with
+    violations, and the features that drifted (in how many windows, at most how far)."""
+    lines: list[str] = []
+    by_model: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        by_model.setdefault((r["model"], r["model_version"]), []).append(r)
+    for (model, version), found in sorted(by_model.items()):
+        bad = sum(1 for r in found if r["violation_count"])
+        lines.append(f"data quality {model} v{version}: {len(found)} windows, {bad} with violations")
+        drifted: dict[str, list[float]] = {}
+        for r in found:
+            for name in r.get("drifted_features", []):
+                drifted.setdefault(name, []).append(r["drift"][name])
+        for name, distances in sorted(drifted.items(), key=lambda kv: -max(kv[1])):
+            lines.append(f"  {name} drifted in {len(distances)} windows (distance up to {max(distances):.3f})")
+    return ["", *lines] if lines else []
+
+
 def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> str:
     """A short text report: windows, violations per metric (per constraints file), worst windows."""
     lines = [
@@ -166,6 +185,7 @@ def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> 
         start = "the beginning" if result.read_from is None else f"record time {format_time(result.read_from)}"
         low, high = (format_time(t) for t in result.inference_times)
         lines.append(f"read from {start}: inferences of {low} to {high}")
+    lines += quality_summary(result.quality)
     changes = violations[violations["constraint_check_type"] == CHANGE_CHECK_TYPE]
     violations = violations[violations["constraint_check_type"] != CHANGE_CHECK_TYPE]
     if not changes.empty:

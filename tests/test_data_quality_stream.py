@@ -254,3 +254,18 @@ def test_the_worker_gauges_follow_sagemakers_cloudwatch_names() -> None:
     assert registry.get_sample_value("truthstream_feature_data", {**labels, "statistic": "sample_count"}) == 300
     drift = {"model": "churn", "model_version": "1", "metric": "feature_baseline_drift_income"}
     assert registry.get_sample_value("truthstream_violations_total", drift) == 1
+
+
+def test_replays_summary_shows_the_drift_beside_quality() -> None:
+    """The replay's report names the drifted features of the span, in how many windows and how far."""
+    from connectors.replay_tables import quality_summary
+    from tests.harness import Harness
+
+    h = Harness("memory", base_settings(), Catalog(default_quality=baseline_of(reference_rows(1500))))
+    msgs, _ = stream(5, 300, shift_from=2)
+    h.feed(msgs)
+    records = quality_records(h)
+    lines = quality_summary(records)
+    worst = max(r["drift"]["income"] for r in records)
+    assert lines[1] == "data quality churn v1: 5 windows, 3 with violations"
+    assert lines[2] == f"  income drifted in 3 windows (distance up to {worst:.3f})"
