@@ -22,6 +22,7 @@ from stream.core.dataquality.checks import (
     MISSING_COLUMN,
     VALUES,
     check,
+    chi_squared,
     outcome,
 )
 from stream.core.dataquality.moments import Moments
@@ -337,3 +338,57 @@ def test_a_window_under_min_rows_is_not_judged_for_drift() -> None:
     assert kinds == [DATA_TYPE, COMPLETENESS, DRIFT]  # missing values count against the type too, as in the service
     judged = check(window, constraints, statistics, min_rows=30)
     assert [v["constraint_check_type"] for v in judged] == [DATA_TYPE, COMPLETENESS]
+
+
+def chi_squared_setup(threshold: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A baseline of 10,000 rows of plan a/b/c in shares 0.5/0.3/0.2, judged by ChiSquared."""
+    rng = random.Random(11)
+    reference = window_of({"plan": [rng.choices("abc", (0.5, 0.3, 0.2))[0] for _ in range(10_000)]})
+    constraints = suggest_constraints(reference, analyzer="2023")
+    distribution = constraints["monitoring_config"]["distribution_constraints"]
+    distribution.update(categorical_drift_method="ChiSquared", categorical_comparison_threshold=threshold)
+    return constraints, reference.statistics()
+
+
+def test_chi_squared_flags_about_its_threshold_of_windows_of_the_baseline_and_every_moved_one() -> None:
+    """ChiSquared (truthstream's rule: a p-value below the threshold is drift): 400 windows of 300 rows
+    drawn from the baseline's own shares are flagged at the test's size (0.05, within binomial
+    bounds), and windows drawn from 0.3/0.3/0.4 always; the statistic is Pearson's, computed here
+    from its definition."""
+    constraints, statistics = chi_squared_setup(0.05)
+    rng = random.Random(12)
+    flagged = 0
+    for _ in range(400):
+        window = window_of({"plan": [rng.choices("abc", (0.5, 0.3, 0.2))[0] for _ in range(300)]})
+        found = [
+            v for v in check(window, constraints, statistics) if v["constraint_check_type"] == "baseline_drift_check"
+        ]
+        flagged += bool(found)
+    assert 0.05 * 400 - 3 * np.sqrt(400 * 0.05 * 0.95) <= flagged <= 0.05 * 400 + 3 * np.sqrt(400 * 0.05 * 0.95)
+    moved = window_of({"plan": [rng.choices("abc", (0.3, 0.3, 0.4))[0] for _ in range(300)]})
+    (drift,) = [
+        v for v in check(moved, constraints, statistics) if v["constraint_check_type"] == "baseline_drift_check"
+    ]
+    assert drift["description"].startswith("Baseline drift p-value: ")
+    assert drift["description"].endswith(" is below threshold: 0.05 (ChiSquared)")
+    shares = {
+        b["value"]: b["count"] / 10_000
+        for b in statistics["features"][0]["string_statistics"]["distribution"]["categorical"]["buckets"]
+    }
+    counts = moved.features["plan"].categories
+    pearson = sum((counts[k] - 300 * shares[k]) ** 2 / (300 * shares[k]) for k in "abc")
+    assert chi_squared(statistics["features"][0], moved.features["plan"])[0] == pytest.approx(pearson, rel=1e-12)
+
+
+def test_chi_squared_merges_sparse_categories_until_the_table_is_valid() -> None:
+    """Baseline shares 0.95/0.03/0.02. 200 rows expect 190/6/4: one cell in three under 5 is over
+    20 %, so b and c merge (10 expected) and the test runs on 2 cells; 150 rows expect 142.5/4.5/3:
+    b and c merge into 7.5, under Cochran's 10 for two cells, and nothing is left to test."""
+    reference = window_of({"plan": ["a"] * 950 + ["b"] * 30 + ["c"] * 20})
+    statistics = reference.statistics()["features"][0]
+    window = window_of({"plan": ["a"] * 180 + ["b"] * 12 + ["c"] * 8})
+    statistic, _ = chi_squared(statistics, window.features["plan"])
+    assert statistic == pytest.approx((20 - 10) ** 2 / 10 + (180 - 190) ** 2 / 190, rel=1e-12)
+    small = window_of({"plan": ["a"] * 140 + ["b"] * 6 + ["c"] * 4})
+    assert chi_squared(statistics, small.features["plan"]) is None
+    assert chi_squared(statistics, window_of({"plan": ["z"] * 10}).features["plan"]) is None

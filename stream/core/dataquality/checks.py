@@ -23,6 +23,7 @@ DATA_TYPE, COMPLETENESS, DRIFT = "data_type_check", "completeness_check", "basel
 VALUES, MISSING_COLUMN, EXTRA_COLUMN = "categorical_values_check", "missing_column_check", "extra_column_check"
 MISSING = "Missing column requirement is not met. The baseline column {name} is not in the data."
 EXTRA = "Extra column requirement is not met. The column {name} is not in the baseline."
+CHI_SQUARED = "Baseline drift p-value: {p} is below threshold: {threshold} (ChiSquared)"
 DOMAIN = (
     "Data domain requirement is not met. Expected: {expected}% of values in the baseline domain. "
     "Observed: Only {observed}%."
@@ -79,6 +80,43 @@ def drift_distance(baseline: Mapping[str, Any], window: FeatureProfile, method: 
     return (robust(simple, n, m) if method == "Robust" else simple), simple
 
 
+def _categories(baseline: Mapping[str, Any]) -> dict[str, float] | None:
+    buckets = ((baseline.get("string_statistics") or {}).get("distribution") or {}).get("categorical")
+    return None if buckets is None else {str(b["value"]): float(b["count"]) for b in buckets["buckets"]}
+
+
+def chi_squared(baseline: Mapping[str, Any], window: FeatureProfile) -> tuple[float, float] | None:
+    """(statistic, p-value) of the window's categories against the baseline's shares (Pearson's
+    goodness of fit, as Deequ's ChiSquared): expected counts are the baseline's shares of the window's
+    values in known categories; while the table is not valid for the test (two categories: an
+    expected count under 10, Cochran; more: over 20 % of them under 5, Yates) the two of smallest
+    expectation merge. None with fewer than 2 categories left or no value in a known category."""
+    from scipy.stats import chisquare
+
+    counts = _categories(baseline)
+    if not counts or window.high_cardinality or not window.categories:
+        return None
+    known = sorted(counts)
+    observed = [float(window.categories.get(k, 0)) for k in known]
+    total, reference = sum(observed), math.fsum(counts.values())
+    if not total or not reference:
+        return None
+    cells = sorted(([counts[k] / reference * total, o] for k, o in zip(known, observed)), key=lambda c: c[0])
+
+    def valid() -> bool:
+        if len(cells) == 2:
+            return all(e >= 10 for e, _ in cells)
+        return sum(1 for e, _ in cells if e < 5) <= 0.2 * len(cells)
+
+    while len(cells) >= 2 and not valid():
+        (e1, o1), (e2, o2) = cells[0], cells[1]
+        cells = sorted([[e1 + e2, o1 + o2], *cells[2:]], key=lambda c: c[0])
+    if len(cells) < 2:
+        return None
+    found = chisquare([o for _, o in cells], [e for e, _ in cells])
+    return float(found.statistic), float(found.pvalue)
+
+
 def check_feature(
     constraint: Mapping[str, Any],
     baseline: Mapping[str, Any] | None,
@@ -123,7 +161,14 @@ def check_feature(
             if categorical
             else settings["comparison_threshold"]
         )
-        found = drift_distance(baseline, window, "Robust" if method in ("Robust", "LInfinity") else "Simple")
+        if categorical and method == "ChiSquared":
+            tested = chi_squared(baseline, window)
+            if tested is not None and tested[1] < threshold:
+                p, limit = java_double(tested[1]), java_double(threshold)
+                out.append(violation(name, DRIFT, CHI_SQUARED.format(p=p, threshold=limit)))
+            found = None
+        else:
+            found = drift_distance(baseline, window, "Robust" if method in ("Robust", "LInfinity") else "Simple")
         if found is not None and found[0] > threshold:
             out.append(
                 violation(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ from stream.core.dataquality.checks import (
     MISSING_COLUMN,
     VALUES,
     check,
+    chi_squared,
     drift_distance,
     settings_of,
     shifted_by,
@@ -164,6 +164,8 @@ def drifts(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
             continue
         categorical = constraint.get("inferred_type", UNKNOWN) == STRING
         method = settings.get("categorical_drift_method", "LInfinity") if categorical else settings["comparison_method"]
+        if categorical and method == "ChiSquared":  # a p-value, not a distance: see `p_values`
+            continue
         distance = drift_distance(base, feature, "Robust" if method in ("Robust", "LInfinity") else "Simple")
         if distance is not None:
             found[name] = distance[0]
@@ -180,7 +182,10 @@ def quality_record(
     distances = drifts(ordered, baseline) if baseline.statistics is not None else {}
     thresholds = _thresholds(baseline.constraints)
     small = ordered.rows < baseline.min_rows
-    drifted = [] if small else [name for name, d in distances.items() if d > thresholds.get(name, math.inf)]
+    tested = p_values(ordered, baseline) if baseline.statistics is not None else {}
+    over = {e["feature_name"] for e in entries if e["constraint_check_type"] == DRIFT}
+    # by distance, largest first, then the ChiSquared ones by p-value, smallest first
+    drifted = [n for n in distances if n in over] + sorted((n for n in tested if n in over), key=tested.__getitem__)
     record: dict[str, Any] = {
         "model": model,
         "model_version": version,
@@ -191,6 +196,7 @@ def quality_record(
         "violation_count": len(entries),
         "violations": entries,
         "drift": distances,
+        **({"drift_p_values": tested} if tested else {}),
         "drifted_features": drifted,
         "statistics": ordered.statistics(),
     }
@@ -243,6 +249,11 @@ def instance_rows(doc: dict[str, Any], baseline: QualityBaseline, capture: bool,
     return [rows] + [[] for _ in range(count - 1)]
 
 
+def statistics_of(baseline: QualityBaseline, name: str) -> dict[str, Any]:
+    """The baseline statistics of one feature (empty when it has none)."""
+    return next((dict(f) for f in (baseline.statistics or {}).get("features", []) if f.get("name") == name), {})
+
+
 def _thresholds(constraints: Mapping[str, Any]) -> dict[str, float]:
     """Each feature's drift threshold (categorical features their own when set)."""
     out = {}
@@ -253,6 +264,21 @@ def _thresholds(constraints: Mapping[str, Any]) -> dict[str, float]:
         key = "categorical_comparison_threshold" if own else "comparison_threshold"
         out[str(constraint.get("name"))] = float(settings[key])
     return out
+
+
+def p_values(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
+    """The ChiSquared p-value of each categorical feature whose settings name that method."""
+    found = {}
+    statistics = {f["name"]: f for f in (baseline.statistics or {}).get("features", [])}
+    for constraint in baseline.constraints.get("features", []):
+        name = constraint.get("name")
+        feature, base = profile.features.get(name), statistics.get(name)
+        settings = settings_of(baseline.constraints, constraint)
+        if feature is None or base is None or settings.get("categorical_drift_method") != "ChiSquared":
+            continue
+        if constraint.get("inferred_type") == STRING and (tested := chi_squared(base, feature)) is not None:
+            found[name] = tested[1]
+    return found
 
 
 def _value(
@@ -271,6 +297,8 @@ def _value(
     settings = settings_of(baseline.constraints, constraint)
     if kind == DRIFT and name in distances:
         return distances[name], thresholds[name]
+    if kind == DRIFT and (tested := chi_squared(statistics_of(baseline, name), feature)) is not None:
+        return tested[1], thresholds[name]
     if kind == COMPLETENESS:
         return feature.completeness(), float(constraint["completeness"])
     if kind == DATA_TYPE:
