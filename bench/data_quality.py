@@ -38,9 +38,9 @@ from benchmark import (  # noqa: E402 - the repository root first
     truthstream_run,
 )
 
+from stream.core.dataquality.parts import FOLD_ROWS, WindowProfile, fold  # noqa: E402
 from stream.core.dataquality.profile import DataProfile  # noqa: E402
 from stream.core.dataquality.suggest import suggest_constraints  # noqa: E402
-from stream.core.dataquality.window import FOLD_ROWS, add_rows, fold  # noqa: E402
 from stream.core.timefmt import format_time  # noqa: E402
 
 NUMERIC, CATEGORICAL = 20, 5
@@ -93,16 +93,15 @@ def state_bytes(redis_url: str, rows: list[dict[str, Any]]) -> dict[str, float]:
     try:
         client.rpush(key + ":q", *texts[: FOLD_ROWS - 1])
         raw = client.memory_usage(key + ":q", samples=0)
-        numeric = DataProfile([])
-        add_rows(numeric, [json.dumps({"x": r["x0"]}) for r in rows[:6000]])
-        categorical = DataProfile([])
-        add_rows(categorical, [json.dumps({"c": r["c0"]}) for r in rows[:6000]])
+        numeric, categorical = WindowProfile(), WindowProfile()
+        numeric.add_rows([json.dumps({"x": r["x0"]}) for r in rows[:6000]], 0)
+        categorical.add_rows([json.dumps({"c": r["c0"]}) for r in rows[:6000]], 0)
         sizes = {}
         for name, profile in (("numeric", numeric), ("categorical", categorical)):
-            client.hset(key + ":qs", mapping={"p": json.dumps(profile.state(), separators=(",", ":")), "n": 1})
+            client.hset(key + ":qs", mapping={"p": profile.dump(), "n": 1})
             sizes[name] = client.memory_usage(key + ":qs", samples=0)
             client.delete(key + ":qs")
-        whole = fold(None, texts[:6000])
+        whole = fold(None, texts[:6000], 0)
         client.hset(key + ":qs", mapping={"p": whole, "n": 1})
         sizes["all"] = client.memory_usage(key + ":qs", samples=0)
     finally:

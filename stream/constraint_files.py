@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from stream.core.calibration import Calibration, MulticlassCalibration, parse_calibration
 from stream.core.catalog import Catalog
 from stream.core.constraints import ConstraintSet, parse_constraints
-from stream.core.dataquality.window import QualityBaseline
+from stream.core.dataquality.reference import QualityBaseline
 from stream.core.per_model import parse_per_model
 from stream.core.records import ProblemType
 from stream.core.segments import parse_segment_keys

@@ -14,9 +14,10 @@ import pytest
 from scipy import stats
 
 from stream.core.catalog import Catalog
+from stream.core.dataquality.parts import FOLD_ROWS
 from stream.core.dataquality.profile import DataProfile
+from stream.core.dataquality.reference import QualityBaseline
 from stream.core.dataquality.suggest import suggest_constraints
-from stream.core.dataquality.window import FOLD_ROWS, QualityBaseline
 from stream.core.records import RawMessage
 from stream.core.timefmt import format_time
 from tests.factories import T0, Topic, inference, on_partition
@@ -269,3 +270,63 @@ def test_replays_summary_shows_the_drift_beside_quality() -> None:
     worst = max(r["drift"]["income"] for r in records)
     assert lines[1] == "data quality churn v1: 5 windows, 3 with violations"
     assert lines[2] == f"  income drifted in 3 windows (distance up to {worst:.3f})"
+
+
+def test_drift_is_reported_per_segment_and_only_the_segment_that_moved_violates(make) -> None:
+    """Segments by features.region: income moves by 2 standard deviations in the north only (a
+    third of the rows): the north's segment has baseline_drift_check on income, naming the segment;
+    the south's has none; each segment's distance equals the exact KS statistic of its rows."""
+    reference = reference_rows(1500)
+    base = baseline_of(reference)
+    catalog = Catalog(default_quality=base, default_segments=("features.region",))
+    h = make(base_settings(), catalog)
+    rng, topic = random.Random(6), Topic("inferences")
+    msgs, values = [], {"north": [], "south": []}
+    for i in range(600):
+        region = "north" if i % 3 == 0 else "south"
+        income = rng.gauss(70.0 if region == "north" else 50.0, 10.0)
+        values[region].append(income)
+        features = {"income": income, "plan": rng.choice("abc"), "region": region}
+        msgs.append(topic.msg(inference(f"s{i}", T0 + i / 10, "1", 0.7, features=features)))
+    msgs.append(topic.msg(inference("end", T0 + WINDOW + 1, "1", 0.7)))
+    h.feed(msgs, batch=64)
+    (record,) = quality_records(h)
+    north, south = record["segments"]["features.region"]["north"], record["segments"]["features.region"]["south"]
+    assert north["row_count"] == 200 and south["row_count"] == 400
+    assert north["drifted_features"] == ["income"] and south["drifted_features"] == []
+    for name, block in (("north", north), ("south", south)):
+        ks = stats.ks_2samp([r["income"] for r in reference], values[name]).statistic
+        n, m = 1500, len(values[name])
+        assert block["drift"]["income"] == pytest.approx(max(0.0, ks - 1.8 * np.sqrt((n + m) / (n * m))), abs=1e-12)
+    segment_violations = [v for v in h.records(h.settings.violations_topic) if v.get("segment")]
+    assert [(v["segment"], v["feature_name"]) for v in segment_violations] == [
+        ({"key": "features.region", "value": "north"}, "income")
+    ]
+    assert segment_violations[0]["description"].startswith("Segment features.region=north: Baseline drift distance: ")
+
+
+def test_segments_of_folded_parts_are_capped_the_same_whatever_the_batching(make) -> None:
+    """30 regions, at most 5 a window (the rest __other__), parts folded twice: the same segments,
+    counts and distances for batches of 300 and 5000; every row is in exactly one region's block."""
+    base = baseline_of(reference_rows(500))
+    catalog = Catalog(default_quality=base, default_segments=("features.region",))
+    rng, topic = random.Random(9), Topic("inferences", 2)
+    msgs = []
+    n = int(FOLD_ROWS * 2.5) * 2
+    for i in range(n):
+        region = f"r{min(int(rng.expovariate(0.3)), 29):02d}"
+        features = {"income": rng.gauss(50.0, 10.0), "plan": rng.choice("abc"), "region": region}
+        event_id = on_partition(f"g{i}-", i % 2, 2)
+        msgs.append(topic.msg(inference(event_id, T0 + i * WINDOW / n, "1", 0.7, features=features)))
+    for p in range(2):
+        msgs.append(topic.msg(inference(on_partition(f"end{p}-", p, 2), T0 + WINDOW + 1, "1", 0.7), partition=p))
+    found = []
+    for batch in (300, 5000):
+        h = make(base_settings(segment_cap=5), catalog, partitions=2)
+        h.feed(msgs, batch=batch)
+        (record,) = quality_records(h)
+        found.append(record["segments"])
+    assert found[0] == found[1]
+    blocks = found[0]["features.region"]
+    assert len(blocks) == 6 and "__other__" in blocks
+    assert sum(b["row_count"] for b in blocks.values()) == n

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from stream.core.calibration import Calibration, MulticlassCalibration
 from stream.core.constraints import ConstraintSet
-from stream.core.dataquality.window import QualityBaseline
+from stream.core.dataquality.reference import QualityBaseline
 from stream.core.records import ProblemType
 from stream.errors import RecordError
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol
 
 from stream.core.aggregate import WindowAggregate
-from stream.core.dataquality.window import QualityPart
+from stream.core.dataquality.parts import QualityPart
 from stream.core.records import SEP, Joined
 from stream.core.state import Output, StateView, StepResult
 from stream.core.windows import WindowKey

@@ -356,7 +356,8 @@ class Engine:
         record, violations = provisional_record(key.model, key.version, window, aggregate, self.config, self.catalog)
         first: list[Output] = []
         if (baseline := self.catalog.quality(key.model)) is not None:
-            quality, found = window_quality(key.model, key.version, key.start, key.end, sealed.quality, baseline)
+            cap, parts = self.config.segment_cap, sealed.quality
+            quality, found = window_quality(key.model, key.version, key.start, key.end, parts, baseline, cap)
             first = self._outputs(key.model, quality, found)
             for v in violations:
                 v["drifted_features"] = quality["drifted_features"]

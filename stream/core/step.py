@@ -17,7 +17,7 @@ from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.arrivals import count_arrival
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.dataquality.window import instance_rows
+from stream.core.dataquality.parts import instance_rows, with_segments
 from stream.core.duplicates import fingerprint_of, inference_conflict, label_conflict
 from stream.core.keying import key_problem
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
@@ -163,7 +163,7 @@ class Step:
             for i, (inference, d) in enumerate(zip(inferences, docs)):
                 keys = self.catalog.segment_keys(inference.model)
                 segments = encode_segments(segment_values(d, keys)) if keys else ""
-                self._inference(msg, inference, segments, rows[i] if rows else None)
+                self._inference(msg, inference, segments, with_segments(rows[i], segments) if rows else None)
         else:
             if is_ground_truth(doc):
                 docs = ground_truth_to_labels(doc)

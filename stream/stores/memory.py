@@ -27,7 +27,7 @@ from stream.core.contract import (
     rolling_due,
     window_order,
 )
-from stream.core.dataquality.window import QualityPart
+from stream.core.dataquality.parts import QualityPart
 from stream.core.records import Joined
 from stream.core.segments import admit
 from stream.core.state import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
@@ -127,7 +127,7 @@ class MemoryStore:
                 held = self.quality.setdefault(window, {})
                 quality = held.get(partition) or QualityPart()
                 quality.rows.extend(rows)
-                held[partition] = quality.folded()
+                held[partition] = quality.folded(self.segment_cap)
         counters = self.counters.setdefault(partition, {})
         for model, counts in result.counters.items():
             counters.setdefault(model, Counter()).update(counts)

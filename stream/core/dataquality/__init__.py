@@ -9,4 +9,7 @@ worker drive the same code.
     profile     a feature's and a data set's statistics, in SageMaker's statistics.json shape
     suggest     the constraints.json a baseline suggests
     checks      a monitoring run's violations, in SageMaker's wording
+    reference   a model's baseline files, as the worker judges its windows by them
+    parts       a window's rows and folded profiles per partition, whole and per segment (the stores' form)
+    window      a window's data-quality record and violation records
 """

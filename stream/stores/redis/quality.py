@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from stream.core.dataquality.window import FOLD_ROWS, QualityPart, fold
+from stream.core.dataquality.parts import FOLD_ROWS, QualityPart, fold
 from stream.core.windows import WindowKey
 from stream.stores.redis import scripts
 from stream.stores.redis.codec import text
@@ -23,8 +23,8 @@ MAX_FOLD_TRIES = 10  # compare-and-set attempts of one fold (another worker fold
 class QualityParts:
     """The data-quality parts of windows over the partitions."""
 
-    def __init__(self, partitions: Partitions, safety_ttl: int) -> None:
-        self.partitions, self.safety_ttl = partitions, safety_ttl
+    def __init__(self, partitions: Partitions, safety_ttl: int, segment_cap: int) -> None:
+        self.partitions, self.safety_ttl, self.segment_cap = partitions, safety_ttl, segment_cap
 
     async def read(self, keys: list[WindowKey]) -> list[list[QualityPart]]:
         """Per window, its parts in ascending partition order (a partition without rows gives none)."""
@@ -50,7 +50,7 @@ class QualityParts:
                 whole = len(part.rows) - len(part.rows) % FOLD_ROWS
                 if not whole:
                     break
-                new = fold(part.summary, part.rows[:whole])
+                new = fold(part.summary, part.rows[:whole], self.segment_cap)
                 args = (window.encode(), text(folds) or "0", new, whole, self.safety_ttl)
                 (done,) = await self.partitions.run([self.partitions.call(scripts.FOLD, partition, *args)])
                 if done:

@@ -73,7 +73,7 @@ class RedisStore:
         )
         self.windows = Windows(self.partitions, resolution, label_ttl, self.safety_ttl)
         self.counters = Counts(self.partitions)
-        self.quality = QualityParts(self.partitions, self.safety_ttl)
+        self.quality = QualityParts(self.partitions, self.safety_ttl, segment_cap)
         self.outbox = Outbox(self.partitions)
         self.outbox_page = self.outbox.page
         self.rolling_size = rolling_size

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from stream.core.contract import Job, RollingDue, Transacted
-from stream.core.dataquality.window import FOLD_ROWS
+from stream.core.dataquality.parts import FOLD_ROWS
 from stream.core.records import SEP
 from stream.core.state import PENDING_INFERENCE, PENDING_LABEL, StateView, StepResult, encode_sample, expiry_slot_end
 from stream.core.windows import WindowKey
