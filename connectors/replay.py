@@ -43,12 +43,12 @@ class Replay:
 
     records: list[dict[str, Any]] = field(default_factory=list)
     violations: list[dict[str, Any]] = field(default_factory=list)
-    quality: list[dict[str, Any]] = field(default_factory=list)  # data-quality records of the span
     dead_letters: int = 0
     messages: int = 0
     open_windows: int = 0
     inference_times: tuple[float, float] | None = None  # earliest and latest inference time read
     read_from: float | None = None  # the record time reading started at (None: the topics' beginning)
+    quality: list[dict[str, Any]] = field(default_factory=list)  # data-quality records of the span
 
 
 @dataclass(frozen=True)
