@@ -19,7 +19,7 @@ from stream.core.dataquality.profile import DataProfile
 from stream.core.dataquality.reference import QualityBaseline
 from stream.core.dataquality.suggest import suggest_constraints
 from stream.core.records import RawMessage
-from stream.core.timefmt import format_time
+from stream.core.timefmt import format_time, parse_time
 from tests.factories import T0, Topic, inference, on_partition
 from tests.harness import base_settings
 from tests.sagemaker_factories import capture
@@ -330,3 +330,32 @@ def test_segments_of_folded_parts_are_capped_the_same_whatever_the_batching(make
     blocks = found[0]["features.region"]
     assert len(blocks) == 6 and "__other__" in blocks
     assert sum(b["row_count"] for b in blocks.values()) == n
+
+
+def test_a_quality_violation_names_the_features_that_drifted_in_its_window(make) -> None:
+    """Accuracy falls under its constraint in the window where income drifted: the final record's
+    accuracy violation lists income, from the data-quality record published before it."""
+    from stream.core.constraints import parse_constraints
+    from tests.factories import label
+
+    constraints = parse_constraints(
+        {
+            "binary_classification_constraints": {
+                "accuracy": {"threshold": 0.8, "comparison_operator": "LessThanThreshold"}
+            }
+        },
+        "c.json",
+    )
+    catalog = Catalog(default=constraints, default_quality=baseline_of(reference_rows(1500)))
+    h = make(base_settings(), catalog)
+    msgs, _ = stream(2, 300, shift_from=1)
+    labels, topic = [], Topic("labels")
+    for m in msgs:
+        doc = json.loads(m.value)
+        window = int((parse_time(doc["inference_time"]) - T0) // WINDOW)
+        wrong = window == 1 and int(doc["event_id"].split("-")[1]) % 2 == 0  # half wrong in the drifted window
+        labels.append(topic.msg(label(doc["event_id"], "0" if wrong else "1")))
+    h.feed(msgs + labels)
+    h.idle(T0 + 10_000)
+    accuracy = [v for v in h.records(h.settings.violations_topic) if v.get("metric_name") == "accuracy"]
+    assert [(v["window"]["start"], v["drifted_features"]) for v in accuracy] == [(format_time(T0 + WINDOW), ["income"])]

@@ -544,7 +544,11 @@ def test_the_state_size_estimate_is_near_a_full_count_by_family(redis_url: str) 
 
     prefix = f"t-{uuid.uuid4().hex[:8]}"
     settings = Settings(window_seconds=60.0, label_grace=30.0, min_samples=1, rolling_size=50, label_ttl=86400.0)
-    h = Harness("redis", settings, Catalog(default_segments=("features.country",)), 2, redis_url, prefix=prefix)
+    from stream.core.dataquality.reference import QualityBaseline
+
+    quality = QualityBaseline.of({"features": [{"name": "country", "inferred_type": "String"}]})
+    catalog = Catalog(default_segments=("features.country",), default_quality=quality)
+    h = Harness("redis", settings, catalog, 2, redis_url, prefix=prefix)
     inf, lab = Topic("inferences", 2), Topic("labels", 2)
     rng = random.Random(9)
     msgs = []
@@ -561,6 +565,7 @@ def test_the_state_size_estimate_is_near_a_full_count_by_family(redis_url: str) 
         "window part": sizes.WINDOWS,
         "change detectors": sizes.DETECTORS,
         "rolling part": sizes.ROLLING,
+        "quality rows": sizes.QUALITY,
     }
     client = redis.Redis.from_url(redis_url) if not CLUSTER else redis.RedisCluster.from_url(redis_url)
     exact: dict[str, float] = {}

@@ -143,6 +143,7 @@ class SealedWindow:
     aggregate: WindowAggregate
     counts: dict[str, int] = field(default_factory=dict)
     quality: list[QualityPart] = field(default_factory=list)  # data quality: parts in partition order
+    drifted: list[str] | None = None  # data quality: the features its provisional claim found drifted
 
     @property
     def model_key(self) -> str:
@@ -165,6 +166,7 @@ class WindowRecords:
 
     key: WindowKey
     outputs: list[Output]
+    note: str = ""  # a provisional claim's: the drifted features (JSON), kept until the window closes
 
 
 @dataclass(slots=True)

@@ -36,7 +36,7 @@ from stream.core.contract import (
     WindowRecords,
     merge_counts,
 )
-from stream.core.dataquality.window import window_quality
+from stream.core.dataquality.window import drifted_note, name_drifted, window_quality
 from stream.core.outputs import PROVISIONAL_KIND, accounting_record, evaluate, provisional_record, window_doc
 from stream.core.records import REGRESSION, SEP, RawMessage
 from stream.core.state import METRICS, VIOLATION, Output, StateView, StepResult, sweep_horizon, widen
@@ -262,11 +262,12 @@ class Engine:
         for window in windows:
             if stage == FINAL:
                 outputs, new = self._evaluate(window.key, window.aggregate, window.counts, states)
+                name_drifted(outputs, window.drifted)
             else:
                 outputs, new = self._provisional(window, states)
             states.update(new)
             changed.update(new)
-            records.append(WindowRecords(window.key, outputs))
+            records.append(WindowRecords(window.key, outputs, drifted_note(outputs)))
         return Claim(model_version, detectors.stamp, records, changed)
 
     async def account(self, models: set[str], now: float) -> int:
@@ -349,8 +350,7 @@ class Engine:
         return changed
 
     def _provisional(self, sealed: SealedWindow, detectors: Mapping[str, str]) -> tuple[list[Output], dict[str, str]]:
-        """The window's provisional record and, for a model with a data-quality baseline, its
-        data-quality record (the drifted features are named in the estimates' violations too)."""
+        """The provisional record and, with a data-quality baseline, the data-quality record."""
         key, aggregate = sealed.key, sealed.aggregate
         window = window_doc(PROVISIONAL_KIND, key.start, key.end)
         record, violations = provisional_record(key.model, key.version, window, aggregate, self.config, self.catalog)
@@ -359,8 +359,7 @@ class Engine:
             cap, parts = self.config.segment_cap, sealed.quality
             quality, found = window_quality(key.model, key.version, key.start, key.end, parts, baseline, cap)
             first = self._outputs(key.model, quality, found)
-            for v in violations:
-                v["drifted_features"] = quality["drifted_features"]
+            name_drifted([Output(VIOLATION, key.model, v) for v in violations], quality["drifted_features"])
         changed: dict[str, str] = {}
         counts = aggregate.score_counts() if self.config.change_delta else {}
         if counts:  # label-free: the score distribution's detector, fed as the window's inferences complete

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import json
 import math
 import sys
 from collections import Counter, deque
@@ -59,6 +60,7 @@ class MemoryStore:
         self.listed: set[WindowKey] = set()
         self.quality: dict[WindowKey, dict[int, QualityPart]] = {}  # data quality: parts per partition
         self.provisioned: set[WindowKey] = set()  # published provisionally: never again, until sealed
+        self.notes: dict[WindowKey, str] = {}  # their claims' notes (drifted features), until closed
         self.sealed: dict[WindowKey, SealedWindow] = {}  # sealed, until `finish`
         # per model version, the end of the last window sealed (a pair for a window ending by then
         # is late) and published: one number each, whatever the number of windows (as in Redis)
@@ -226,7 +228,8 @@ class MemoryStore:
                 counts: dict[str, int] = {}
                 for counters in self.counters.values():  # a later window of the model finds them gone
                     counts = merge_counts(counts, counters.pop(key.model, {}))
-                self.sealed[key] = SealedWindow(key, aggregate, counts)
+                note = self.notes.pop(key, "")
+                self.sealed[key] = SealedWindow(key, aggregate, counts, drifted=json.loads(note) if note else None)
             out.append(self.sealed[key])
         return out
 
@@ -274,6 +277,8 @@ class MemoryStore:
                     if window.key in self.provisioned or self._past(window.key, self.sealed_through):
                         continue
                     self.provisioned.add(window.key)
+                    if window.note:
+                        self.notes[window.key] = window.note
                 taken.append(window)
             self.detectors_by_model.setdefault(claim.model_key, {}).update(claim.detectors)
         for window in sorted(taken, key=lambda w: window_order(w.key)):
@@ -287,6 +292,7 @@ class MemoryStore:
         for key in keys:
             self.sealed.pop(key, None)
         self.provisioned = {key for key in self.provisioned if not self._past(key, self.sealed_through)}
+        self.notes = {key: note for key, note in self.notes.items() if not self._past(key, self.sealed_through)}
 
     @staticmethod
     def _past(key: WindowKey, through: dict[str, float]) -> bool:

@@ -82,6 +82,24 @@ def window_record(i: int, accuracy: float, kind: str = "tumbling") -> tuple[dict
     return record, violations
 
 
+DRIFT = [0.02, 0.03, 0.05, 0.25, 0.31, 0.4]  # income's drift distance per window; over 0.1 from the fourth on
+
+
+def quality_record(i: int) -> dict[str, Any]:
+    """The data-quality record of window i: income's and plan's drift, income drifted from window 3 on."""
+    drifted = ["income"] if DRIFT[i] > 0.1 else []
+    return {
+        "model": "churn",
+        "model_version": "1",
+        "window": window_doc("data_quality", T0 + i * 3600, T0 + (i + 1) * 3600),
+        "row_count": 150 + i,
+        "status": "violations" if drifted else "ok",
+        "violation_count": len(drifted),
+        "drift": {"income": DRIFT[i], "plan": 0.01},
+        "drifted_features": drifted,
+    }
+
+
 ESTIMATE_OFFSET = 0.02  # the provisional records' estimates sit this far from the realized values
 
 
@@ -111,6 +129,7 @@ def page_server(broker: str, unique: str, tmp_path: Path) -> Any:
 
     def publish(i: int, accuracy: float) -> None:
         record, violations = window_record(i, accuracy)
+        producer.send(topics["metrics"], key="churn", value=quality_record(i))
         producer.send(topics["metrics"], key="churn", value=provisional_record(i, accuracy + ESTIMATE_OFFSET))
         producer.send(topics["metrics"], key="churn", value=record)
         for v in violations:
@@ -184,6 +203,13 @@ def test_the_page_draws_the_stream_and_updates_live(page_server: Any) -> None:
             assert page.locator('svg[data-metric="accuracy"] path.line.estimate').count() == 1
             assert page.text_content('[data-count="windows"] b') == str(len(ACCURACY))
             assert page.text_content('[data-count="late"] b') == str(sum(range(len(ACCURACY))))
+            drift = 'svg[data-drift] circle.point.drift[data-feature="income"]'
+            shown = page.eval_on_selector_all(drift, "els => els.map(e => Number(e.dataset.drift))")
+            assert shown == DRIFT[: len(ACCURACY)]
+            drifted = page.eval_on_selector_all(f"{drift}.drifted", "els => els.map(e => e.dataset.end)")
+            assert drifted == ends[3:]
+            assert page.locator('svg[data-drift] path.line.drift[data-feature="plan"]').count() == 0  # never drifted
+            assert page.text_content('[data-count="drifted inputs (last window)"] b') == "income (0.310)"
             page.screenshot(path=str(tmp / "dashboard.png"), full_page=True)
 
             publish(len(ACCURACY), 0.6)  # a new violating window: the open page shows it, no reload

@@ -4,6 +4,7 @@ with SageMaker's violations, the drift distances, the drifted features, and the 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from stream.core.dataquality.parts import QualityPart, WindowProfile, profile_of
 from stream.core.dataquality.profile import DataProfile
 from stream.core.dataquality.reference import QualityBaseline
 from stream.core.dataquality.types import STRING, UNKNOWN
+from stream.core.state import METRICS, VIOLATION, Output
 from stream.core.timefmt import format_time
 
 QUALITY_KIND = "data_quality"  # window.kind of a window's data-quality record
@@ -247,3 +249,21 @@ def _value(
         expected = constraint.get("inferred_type", UNKNOWN)
         return feature.types.of(expected) / feature.types.total, float(settings["datatype_check_threshold"])
     return None
+
+
+def drifted_note(outputs: list[Output]) -> str:
+    """The drifted features of the data-quality record among these outputs (JSON; "" for none)."""
+    for out in outputs:
+        if out.channel == METRICS and out.value.get("window", {}).get("kind") == QUALITY_KIND:
+            return json.dumps(out.value["drifted_features"])
+    return ""
+
+
+def name_drifted(outputs: list[Output], drifted: list[str] | None) -> None:
+    """Name, in each model-quality violation among the outputs, the features that drifted in its
+    window (by distance: see `quality_record`); nothing when the window had no data-quality record."""
+    if drifted is None:
+        return
+    for out in outputs:
+        if out.channel == VIOLATION and not out.value.get("data_quality"):
+            out.value["drifted_features"] = drifted

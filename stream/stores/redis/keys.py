@@ -22,8 +22,8 @@ and the store really touch.
 | B:open              | sorted set | window -> end, of the parts above that joined pairs opened             |
 | B:u:<mv>            | sorted set | window -> end: parts only inferences reached, `pd:` markers (go when past) |
 | B:pv                | sorted set | window -> end: waiting for its provisional record                      |
-| B:pd:<window>       | string     | the window's provisional record was queued (safety TTL)                |
-| B:s:<window>        | hash       | a sealed part (closing), with its counts (`#<name>`)                    |
+| B:pd:<window>       | string     | its provisional record was queued (safety TTL): drifted features or 1 |
+| B:s:<window>        | hash       | a sealed part (closing), its counts (`#<name>`), `~drifted` features   |
 | B:sealed            | sorted set | window -> end, of the sealed parts                                     |
 | B:cl                | hash       | model version -> end of the last window sealed here (later pairs: late) |
 | B:cp                | hash       | model version -> end of the last window published (owner partition)    |

@@ -5,9 +5,10 @@ a Redis holding a week of join state (millions of bucket hashes) must not pay ev
 estimate reads each partition's fixed keys exactly and extrapolates the families of many keys from
 a few of them: join entries (bucket hashes: their number is the linear hashing's `2^L + s`), the
 expiry index (lists, one per slot in `xs`), window parts (one per window in `open` and `sealed`),
-change detectors (one hash per model version its owner partition published, `cp`) and rolling
-parts (`rn`). What it leaves out (admitted segment values, waiting labels too long for a bucket,
-counters, provisional markers) is small; Redis's `used_memory` holds everything.
+data-quality rows and profiles (one list and one hash per window in `pv`), change detectors (one
+hash per model version its owner partition published, `cp`) and rolling parts (`rn`). What it
+leaves out (admitted segment values, waiting labels too long for a bucket, counters, provisional
+markers) is small; Redis's `used_memory` holds everything.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from stream.stores.redis.partitions import Partitions
 from stream.stores.redis.scripts import Read
 
 # families, in the order Prometheus shows them
-ENTRIES, EXPIRY, WINDOWS, DETECTORS, ROLLING, OUTBOX, BOOKKEEPING = (
+ENTRIES, EXPIRY, WINDOWS, DETECTORS, ROLLING, QUALITY, OUTBOX, BOOKKEEPING = (
     "join entries",
     "expiry index",
     "windows",
     "change detectors",
     "rolling windows",
+    "data quality",
     "outbox",
     "bookkeeping",
 )
@@ -52,16 +54,21 @@ async def estimate(partitions: Partitions, rng: random.Random | None = None) -> 
             _command("hrandfield", keys.of(p, "cp"), SAMPLES),
             _command("hlen", keys.of(p, "rn")),
             _command("hrandfield", keys.of(p, "rn"), SAMPLES),
+            _command("zcard", keys.of(p, "pv")),
+            _command("zrandmember", keys.of(p, "pv"), SAMPLES),
         ]
     replies = await partitions.run([], first)
-    width = len(FIXED) + 9
-    sizes = dict.fromkeys((ENTRIES, EXPIRY, WINDOWS, DETECTORS, ROLLING, OUTBOX, BOOKKEEPING), 0.0)
-    sampled: list[tuple[str, int, int, str]] = []  # (family, count it stands for, partition, key)
+    width = len(FIXED) + 11
+    sizes = dict.fromkeys((ENTRIES, EXPIRY, WINDOWS, DETECTORS, ROLLING, QUALITY, OUTBOX, BOOKKEEPING), 0.0)
+    # (family, group, count it stands for, partition, key)
+    sampled: list[tuple[str, int, int, int, str]] = []
     for p in range(partitions.count):
         row = replies[p * width : (p + 1) * width]
         for name, used in zip(FIXED, row):
             sizes[FIXED[name]] += float(used or 0)
-        (level, split), slots, slot_names, opened, windows, owned, models, rolled, rolling = row[len(FIXED) :]
+        (level, split), slots, slot_names, opened, windows, owned, models, rolled, rolling, listed, pending = row[
+            len(FIXED) :
+        ]
         buckets = 2 ** int(level or 0) + int(split or 0) if level is not None else 0
         groups = [
             (ENTRIES, buckets, [f"e:{rng.randrange(buckets)}" for _ in range(min(SAMPLES, buckets))]),
@@ -69,15 +76,17 @@ async def estimate(partitions: Partitions, rng: random.Random | None = None) -> 
             (WINDOWS, int(opened), [f"w:{text(w)}" for w in windows or []]),
             (DETECTORS, int(owned), [f"cd:{text(m)}" for m in models or []]),
             (ROLLING, int(rolled), [f"r:{text(m)}" for m in rolling or []]),
+            (QUALITY, int(listed), [f"q:{text(w)}" for w in pending or []]),  # rows, then folded profiles
+            (QUALITY, int(listed), [f"qs:{text(w)}" for w in pending or []]),
         ]
-        for family, count, names in groups:
-            sampled += [(family, count, p, keys.of(p, name)) for name in names]
+        for group, (family, count, names) in enumerate(groups):
+            sampled += [(family, group, count, p, keys.of(p, name)) for name in names]
     if sampled:
         used = await partitions.run([], [_command("memory_usage", key) for *_, key in sampled])
-        per: dict[tuple[str, int, int], list[float]] = {}
-        for (family, count, p, _), size in zip(sampled, used):
-            per.setdefault((family, count, p), []).append(float(size or 0))
-        for (family, count, _), found in per.items():
+        per: dict[tuple[str, int, int, int], list[float]] = {}
+        for (family, group, count, p, _), size in zip(sampled, used):
+            per.setdefault((family, group, count, p), []).append(float(size or 0))
+        for (family, _, count, _), found in per.items():
             sizes[family] += count * sum(found) / len(found)
     return sizes
 

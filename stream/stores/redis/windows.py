@@ -32,6 +32,7 @@ from stream.stores.redis.outbox import rows
 from stream.stores.redis.partitions import Partitions
 
 STAMP = {FINAL: "#end", PROVISIONAL: "#pend"}  # the detectors' field a claim of each stage checks
+NOTE = "~drifted"  # a sealed part's field: the provisional claim's note (the owner partition's part)
 
 
 class Windows:
@@ -74,13 +75,16 @@ class Windows:
                 continue
             aggregates: list[WindowAggregate] = []
             counts: dict[str, int] = {}
+            drifted = None
             for part in parts:
+                note = _take(part, NOTE)
+                drifted = json.loads(note) if note is not None else drifted
                 fields = counters(part)
                 counts = merge_counts(counts, {f[1:]: n for f, n in fields.items() if f.startswith("#") and f != "#"})
                 aggregates.append(
                     WindowAggregate(self.resolution, {f: n for f, n in fields.items() if not f.startswith("#")})
                 )
-            out.append(SealedWindow(key, merge_parts(self.resolution, aggregates), counts))
+            out.append(SealedWindow(key, merge_parts(self.resolution, aggregates), counts, drifted=drifted))
         return out
 
     async def provisional_due(self, until: float) -> list[WindowKey]:
@@ -140,6 +144,7 @@ class Windows:
                 "windows": [w.key.encode() for w in claim.windows],
                 "ends": [repr(w.key.end) for w in claim.windows],
                 "rows": [rows(w.outputs) for w in claim.windows],
+                "notes": [w.note for w in claim.windows],
                 "detectors": [x for item in claim.detectors.items() for x in item],
                 "fed_to": repr(claim.fed_to),
             }
@@ -173,3 +178,13 @@ class Windows:
         await self.partitions.run(
             [self.partitions.call(scripts.CLEANUP, p, cleanup) for p in range(self.partitions.count)]
         )
+
+
+def _take(flat: list[bytes], name: str) -> str | None:
+    """Remove the field `name` from a flat HGETALL reply; its value, if it was there."""
+    for i in range(0, len(flat), 2):
+        if text(flat[i]) == name:
+            value = text(flat[i + 1])
+            del flat[i : i + 2]
+            return value
+    return None

@@ -1,8 +1,8 @@
 -- Claim windows for their provisional record in their owner partition (their model version's):
--- ARGV[2] is JSON {groups: [{model, expect, windows, ends, rows, detectors, fed_to}], ttl}. A group whose
+-- ARGV[2] is JSON {groups: [{model, expect, windows, ends, rows, notes, detectors, fed_to}], ttl}. A group whose
 -- change detectors moved since they were read (field '#pend' other than `expect`) is a conflict;
 -- otherwise the outputs of each window neither sealed here nor published provisionally yet are queued (a
--- `pd:` marker says it was, for the safety TTL) and the detectors stored. Returns {records queued,
+-- `pd:` marker, holding the window's note (its drifted features) or '1', says it was, for the safety TTL) and the detectors stored. Returns {records queued,
 -- conflicting models}.
 --! include rpush.lua
 --! include store_detectors.lua
@@ -18,7 +18,7 @@ for _, g in ipairs(a.groups) do
     local sealed = through(base, 'cl', g.model)
     for i, w in ipairs(g.windows) do
       if tonumber(g.ends[i]) > sealed
-        and redis.call('SET', base .. ':pd:' .. w, '1', 'NX', 'EX', a.ttl) then
+        and redis.call('SET', base .. ':pd:' .. w, g.notes[i] ~= '' and g.notes[i] or '1', 'NX', 'EX', a.ttl) then
         rpush(base .. ':o', g.rows[i])
         queued = queued + #g.rows[i]
         redis.call('ZADD', base .. ':u:' .. g.model, g.ends[i], w)  -- the marker goes when the window is past

@@ -23,6 +23,8 @@ for i, w in ipairs(a.windows) do
     local part = base .. ':w:' .. w
     if redis.call('EXISTS', part) == 1 then redis.call('RENAME', part, sealed) end
     redis.call('HSET', sealed, '#', '1')
+    local note = redis.call('GET', base .. ':pd:' .. w)  -- the provisional claim's, in the owner partition
+    if note and note ~= '1' then redis.call('HSET', sealed, '~drifted', note) end
     local counters = base .. ':c:' .. a.models[i]  -- a later window of the model finds them gone
     local c = redis.call('HGETALL', counters)
     for j = 1, #c, 2 do redis.call('HINCRBY', sealed, '#' .. c[j], c[j + 1]) end
