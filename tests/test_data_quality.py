@@ -392,3 +392,25 @@ def test_chi_squared_merges_sparse_categories_until_the_table_is_valid() -> None
     small = window_of({"plan": ["a"] * 140 + ["b"] * 6 + ["c"] * 4})
     assert chi_squared(statistics, small.features["plan"]) is None
     assert chi_squared(statistics, window_of({"plan": ["z"] * 10}).features["plan"]) is None
+
+
+def test_the_distinct_counter_keeps_rivers_registers_with_its_faster_hash() -> None:
+    """`Distinct` is river's NUnique with another hash and its bit counting done otherwise: given the
+    same hash, the same registers; filled lazily past the category cap, the same registers as a
+    counter fed every value."""
+    from river.sketch import NUnique
+
+    from stream.core.dataquality.profile import Distinct, FeatureProfile
+
+    ours, rivers = Distinct(error_rate=0.05, seed=0), NUnique(error_rate=0.05, seed=0)
+    rivers._hash = ours._hash  # type: ignore[method-assign]
+    rng = random.Random(3)
+    values = [f"v{rng.randrange(5000)}" for _ in range(20_000)]
+    for v in values:
+        ours.update(v)
+        rivers.update(v)
+    assert ours.buckets == rivers.buckets
+    lazy = FeatureProfile("f")
+    for v in values:
+        lazy.add(v)
+    assert lazy.high_cardinality and lazy.distinct.buckets == ours.buckets

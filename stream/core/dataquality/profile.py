@@ -5,6 +5,7 @@ as the service's single-partition runs do."""
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from river.sketch import NUnique
 
 from stream.core.dataquality.moments import Moments
 from stream.core.dataquality.sketch import QuantileSketch
-from stream.core.dataquality.types import NUMERIC, TypeCounts, as_text, value_type
+from stream.core.dataquality.types import FRACTIONAL, INTEGRAL, NUMERIC, TypeCounts, as_text, value_type
 
 # Distinct values counted one by one; past this a column is high-cardinality: no categorical
 # distribution nor domain (Deequ's profiler histograms stop at 120 distinct values too).
@@ -25,6 +26,16 @@ DISTINCT_ERROR, DISTINCT_SEED = 0.05, 0  # one seed: sketches of parts merge reg
 def _number(text: str) -> float:
     # Deequ's patterns allow one space after the sign ("- 5"), which float() refuses.
     return float(text.replace(" ", "", 1)) if text[:1] in "+-" else float(text)
+
+
+class Distinct(NUnique):
+    """river's HyperLogLog with a faster hash of the same quality (64 bits of BLAKE2b): the same
+    registers in every process, so parts merge register by register."""
+
+    def _hash(self, x: str) -> int:
+        return int.from_bytes(
+            hashlib.blake2b(x.encode("utf-8", "surrogatepass"), digest_size=8, salt=self._salt).digest()
+        )
 
 
 @dataclass
@@ -40,29 +51,61 @@ class FeatureProfile:
     sketch: QuantileSketch = field(default_factory=QuantileSketch)
     categories: Counter[str] = field(default_factory=Counter)
     high_cardinality: bool = False
-    distinct: NUnique = field(default_factory=lambda: NUnique(error_rate=DISTINCT_ERROR, seed=DISTINCT_SEED))
+    # registers of the distinct values past the category cap (below it the categories are exact, and
+    # a HyperLogLog's registers depend only on the set of values: they are filled when the cap is passed)
+    distinct: NUnique = field(default_factory=lambda: Distinct(error_rate=DISTINCT_ERROR, seed=DISTINCT_SEED))
     appeared: int = 0  # rows that had the column at all (missing values included)
 
     def add(self, text: str | None) -> None:
         """One value, as text (None or "" when missing)."""
         kind = value_type(text)
+        if kind is None or text is None:
+            self.types.add(None)
+            self.appeared += 1
+            return
+        self._add(text, kind, _number(text) if kind in NUMERIC else 0.0)
+
+    def add_value(self, value: Any) -> None:
+        """One JSON value: a number's type is known without reading its text (the same result as
+        `add(as_text(value))`, faster)."""
+        kind = type(value)
+        if kind is float and math.isfinite(value):
+            self._add(repr(value), FRACTIONAL, value)
+        elif kind is int:
+            self._add(str(value), INTEGRAL, float(value))
+        else:
+            self.add(as_text(value))
+
+    def _add(self, text: str, kind: str, x: float) -> None:
         self.types.add(kind)
         self.appeared += 1
-        if kind is None or text is None:
-            return
         if kind in NUMERIC:
-            x = _number(text)
             self.total += x
             self.moments.add(x)
-            self.minimum = min(self.minimum, x)
-            self.maximum = max(self.maximum, x)
+            if x < self.minimum:
+                self.minimum = x
+            if x > self.maximum:
+                self.maximum = x
             self.sketch.add(x)
-        self.distinct.update(text)
-        if not self.high_cardinality:
-            self.categories[text] += 1
-            if len(self.categories) > CATEGORY_CAP:
-                self.high_cardinality = True
-                self.categories.clear()
+        if self.high_cardinality:
+            self.distinct.update(text)
+            return
+        self.categories[text] += 1
+        if len(self.categories) > CATEGORY_CAP:
+            self.high_cardinality = True
+            for seen in self.categories:
+                self.distinct.update(seen)
+            self.categories.clear()
+
+    def registers(self) -> list[int]:
+        """The distinct-count registers of every value seen (the categories' too, below the cap)."""
+        if self.high_cardinality or not self.categories:
+            return list(self.distinct.buckets)
+        counter = Distinct(error_rate=DISTINCT_ERROR, seed=DISTINCT_SEED)
+        counter.buckets = list(self.distinct.buckets)
+        for seen in self.categories:
+            counter.update(seen)
+        return counter.buckets
 
     def state(self) -> list[Any]:
         """Everything the profile holds, as JSON-able values (floats round-trip exactly); `load` reads it."""
@@ -109,7 +152,7 @@ class FeatureProfile:
         self.minimum = min(self.minimum, other.minimum)
         self.maximum = max(self.maximum, other.maximum)
         self.sketch.merge(other.sketch)
-        self.distinct.buckets = [max(a, b) for a, b in zip(self.distinct.buckets, other.distinct.buckets)]
+        self.distinct.buckets = [max(a, b) for a, b in zip(self.registers(), other.registers())]
         self.high_cardinality = self.high_cardinality or other.high_cardinality
         if self.high_cardinality:
             self.categories.clear()
@@ -204,7 +247,7 @@ class DataProfile:
                 profile.types.nulls = self.rows - 1  # missing from the rows before
         for name in self.names:
             if name in values:
-                self.features[name].add(as_text(values[name]))
+                self.features[name].add_value(values[name])
             else:
                 self.features[name].types.add(None)
 
