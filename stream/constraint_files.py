@@ -40,15 +40,19 @@ def load_constraint_map(spec: str) -> tuple[ConstraintSet | None, dict[str, Cons
     return _load_map(spec, load_constraints, lambda why: ConstraintsError(spec, "", why))
 
 
+def _read_json(path: str | Path, named: str = "") -> Any:
+    """A JSON file's document; ConfigError naming the file (after `named`) when it cannot be read."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{named}{path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{named}{path}: not valid JSON: {exc}") from None
+
+
 def load_calibration(path: str | Path) -> Calibration | MulticlassCalibration:
     """Read and validate one calibration.json file (see `stream.core.calibration`)."""
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-    return parse_calibration(doc, str(path))
+    return parse_calibration(_read_json(path), str(path))
 
 
 def load_calibration_map(
@@ -81,15 +85,10 @@ def _load_map(spec: str, load: Callable[[Path], T], error: Callable[[str], Excep
 
 
 def _json_file(path: Path, setting: str) -> dict[str, Any]:
-    try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{setting} {path}: cannot read: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{setting} {path}: not valid JSON: {exc}") from None
+    doc = _read_json(path, f"{setting} ")
     if not isinstance(doc, dict) or not isinstance(doc.get("features"), list):
         raise ConfigError(f"{setting} {path}: not a SageMaker data-quality file (no 'features' list)")
-    return doc
+    return dict(doc)
 
 
 def load_quality_map(

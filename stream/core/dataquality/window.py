@@ -3,9 +3,8 @@ with SageMaker's violations, the drift distances, the drifted features, and the 
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +22,10 @@ from stream.core.dataquality.checks import (
     shifted_by,
 )
 from stream.core.dataquality.parts import QualityPart, WindowProfile, profile_of
-from stream.core.dataquality.profile import DataProfile
+from stream.core.dataquality.profile import DataProfile, FeatureProfile
 from stream.core.dataquality.reference import QualityBaseline
 from stream.core.dataquality.types import STRING, UNKNOWN
+from stream.core.outputs import violation_id
 from stream.core.state import METRICS, VIOLATION, Output
 from stream.core.timefmt import format_time
 
@@ -41,14 +41,11 @@ METRIC_OF_CHECK = {
 }
 
 
-def _id(model: str, version: str, window: Mapping[str, Any], what: str) -> str:
-    parts = [model, version, window["kind"], window["start"], window["end"], what]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-def drifts(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
-    """Each comparable feature's drift distance (by the method its settings name), largest first."""
-    found = {}
+def _compared(
+    profile: DataProfile, baseline: QualityBaseline
+) -> Iterator[tuple[str, Mapping[str, Any], dict[str, Any], FeatureProfile, Mapping[str, Any]]]:
+    """(name, constraint, settings, window's feature, baseline's feature) of each feature whose drift
+    is judged: in both, with values in the window, evaluated and compared."""
     statistics = {f["name"]: f for f in (baseline.statistics or {}).get("features", [])}
     for constraint in baseline.constraints.get("features", []):
         name = constraint.get("name")
@@ -56,8 +53,14 @@ def drifts(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
         if feature is None or base is None or not feature.present:
             continue
         settings = settings_of(baseline.constraints, constraint)
-        if settings.get("evaluate_constraints") != "Enabled" or settings.get("perform_comparison") != "Enabled":
-            continue
+        if settings.get("evaluate_constraints") == "Enabled" and settings.get("perform_comparison") == "Enabled":
+            yield name, constraint, settings, feature, base
+
+
+def drifts(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
+    """Each comparable feature's drift distance (by the method its settings name), largest first."""
+    found = {}
+    for name, constraint, settings, feature, base in _compared(profile, baseline):
         categorical = constraint.get("inferred_type", UNKNOWN) == STRING
         method = settings.get("categorical_drift_method", "LInfinity") if categorical else settings["comparison_method"]
         if categorical and method == "ChiSquared":  # a p-value, not a distance: see `p_values`
@@ -165,7 +168,7 @@ def _violation(
     name, kind = entry["feature_name"], entry["constraint_check_type"]
     what = f"{kind}\x1f{name}" + (f"\x1f{segment[0]}\x1f{segment[1]}" if segment else "")
     out = {
-        "violation_id": _id(model, version, window, what),
+        "violation_id": violation_id(model, version, window, what),
         "model": model,
         "model_version": version,
         "window": window,
@@ -213,14 +216,9 @@ def _thresholds(constraints: Mapping[str, Any]) -> dict[str, float]:
 def p_values(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
     """The ChiSquared p-value of each categorical feature whose settings name that method."""
     found = {}
-    statistics = {f["name"]: f for f in (baseline.statistics or {}).get("features", [])}
-    for constraint in baseline.constraints.get("features", []):
-        name = constraint.get("name")
-        feature, base = profile.features.get(name), statistics.get(name)
-        settings = settings_of(baseline.constraints, constraint)
-        if feature is None or base is None or settings.get("categorical_drift_method") != "ChiSquared":
-            continue
-        if constraint.get("inferred_type") == STRING and (tested := chi_squared(base, feature)) is not None:
+    for name, constraint, settings, feature, base in _compared(profile, baseline):
+        chi = constraint.get("inferred_type") == STRING and settings.get("categorical_drift_method") == "ChiSquared"
+        if chi and (tested := chi_squared(base, feature)) is not None:
             found[name] = tested[1]
     return found
 
