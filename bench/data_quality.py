@@ -1,7 +1,7 @@
 """The data-quality monitor's cost, in one run: the worker's messages/s with data quality on against
 off, and the bytes a window's state holds per feature.
 
-    python bench/data_quality.py [--events 60000] [--rounds 2] [--json out.json]
+    python bench/data_quality.py [--events 60000] [--rounds 2] [--json out.json] [--docs docs/performance.md]
                                  [--broker kafka://HOST:PORT --redis-url redis://HOST:PORT/0]
 
 Inferences carry 20 numeric and 5 categorical features (12,000 a one-minute window, 3,000 per
@@ -27,7 +27,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from benchmark import (  # noqa: E402 - the repository root first
+import docs_table  # noqa: E402 - the repository root first
+from benchmark import (  # noqa: E402
     CHUNK,
     T0,
     connection,
@@ -116,6 +117,21 @@ def state_bytes(redis_url: str, rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
+def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """The figures as the docs' table shows them."""
+    b, rates = figures["bytes"], figures["msgs_per_s"]
+    return [
+        ("messages/s, data quality off (median)", f"{statistics.median(rates['off']):,.0f}"),
+        ("messages/s, data quality on (median)", f"{statistics.median(rates['on']):,.0f}"),
+        ("on / off (median of rounds; target 0.7)", f"{figures['on_over_off']:.2f}"),
+        ("raw rows: bytes per feature per row", f"{b['raw_bytes_per_feature_per_row']:.1f}"),
+        ("raw part of 2,050 rows, 25 features", f"{b['raw_part_bytes'] / 1e6:.2f} MB"),
+        ("folded profile, one numeric feature", f"{b['folded_bytes_numeric_feature'] / 1e3:.1f} KB"),
+        ("folded profile, one categorical feature", f"{b['folded_bytes_categorical_feature'] / 1e3:.1f} KB"),
+        ("folded profile, 25 features", f"{b['folded_part_bytes'] / 1e3:.0f} KB"),
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=60_000, help="inference/label pairs (default 60000)")
@@ -123,6 +139,9 @@ def main() -> int:
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
     parser.add_argument("--redis-url", help="Redis URL (default: an embedded redis-server)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument(
+        "--docs", type=Path, metavar="PAGE", help="rewrite the data-quality table of PAGE (docs/performance.md)"
+    )
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args()
     pairs, rows = workload(args.events, args.seed)
@@ -147,18 +166,15 @@ def main() -> int:
         figures["msgs_per_s"] = rates
         figures["on_over_off"] = statistics.median(on / off for on, off in zip(rates["on"], rates["off"]))
         figures["bytes"] = state_bytes(redis_url, rows)
-    b = figures["bytes"]
-    print("| figure | value |\n| --- | --- |")
-    print(f"| messages/s, data quality off (median) | {statistics.median(rates['off']):,.0f} |")
-    print(f"| messages/s, data quality on (median) | {statistics.median(rates['on']):,.0f} |")
-    print(f"| on / off (median of rounds) | {figures['on_over_off']:.2f} |")
-    print(f"| raw rows: bytes per feature per row | {b['raw_bytes_per_feature_per_row']:.1f} |")
-    print(f"| raw part of 2,050 rows, 25 features | {b['raw_part_bytes'] / 1e6:.2f} MB |")
-    print(f"| folded profile, one numeric feature | {b['folded_bytes_numeric_feature'] / 1e3:.1f} KB |")
-    print(f"| folded profile, one categorical feature | {b['folded_bytes_categorical_feature'] / 1e3:.1f} KB |")
-    print(f"| folded profile, 25 features | {b['folded_part_bytes'] / 1e3:.0f} KB |")
+    rows = table_rows(figures)
+    title = f"### Data quality ({args.events:,} pairs, {args.rounds} rounds)"
+    print(docs_table.table(title, rows))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+    if args.docs:
+        docs_table.update(
+            args.docs, "data-quality", f"### Data quality ({args.events:,} pairs, {args.rounds} rounds)", rows
+        )
     return 0
 
 
