@@ -22,13 +22,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.redis_cluster]
 WINDOW = 60.0
 
 
-def test_two_workers_profile_each_window_as_baseline_does_and_the_sink_writes_its_violations(
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_profile_each_window_as_baseline_does_and_the_sink_writes_its_violations(
     deployment: Deployment,
     s3_url: str,  # noqa: F811 - the fixture
     tmp_path: Path,
+    workers: int,
 ) -> None:
-    """Three windows of 600 inferences over 4 partitions, income shifted from the third on, read by two
-    workers: each window's statistics equal `baseline` on its rows in (partition, offset) order;
+    """Three windows of 600 inferences over 4 partitions, income shifted from the third on, read by one
+    worker and by two: each window's statistics equal `baseline` on its rows in (partition, offset) order
+    (so one and two workers give the same);
     baseline_drift_check on income in the third window only, on the violations topic with
     feature_name; the S3 sink writes statistics.json and constraint_violations.json in Jackson's layout."""
     base = baseline_of(reference_rows(1500))
@@ -42,8 +45,8 @@ def test_two_workers_profile_each_window_as_baseline_does_and_the_sink_writes_it
         data_quality_statistics=str(statistics),
         rolling_size=0,
     )
-    deployment.start_worker()
-    deployment.start_worker()
+    for _ in range(workers):
+        deployment.start_worker()
     rng = random.Random(8)
     rows: list[list[tuple[int, int, dict[str, Any]]]] = []
     for w in range(3):
