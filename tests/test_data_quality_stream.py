@@ -359,3 +359,43 @@ def test_a_quality_violation_names_the_features_that_drifted_in_its_window(make)
     h.idle(T0 + 10_000)
     accuracy = [v for v in h.records(h.settings.violations_topic) if v.get("metric_name") == "accuracy"]
     assert [(v["window"]["start"], v["drifted_features"]) for v in accuracy] == [(format_time(T0 + WINDOW), ["income"])]
+
+
+def test_inputs_without_features_or_unreadable_are_counted_not_lost(make) -> None:
+    """A plain inference without `features` is a row with every feature missing (completeness falls);
+    a capture whose input cannot be decoded is counted in `unreadable_rows`, apart from the missing;
+    a JSON capture input is flattened and named by the baseline's columns, output first."""
+    constraints = {
+        "version": 0.0,
+        "features": [
+            {"name": "price", "inferred_type": "Fractional", "completeness": 1.0},
+            {"name": "income", "inferred_type": "Fractional", "completeness": 1.0},
+            {"name": "plan", "inferred_type": "String", "completeness": 1.0},
+        ],
+    }
+    catalog = Catalog(default_quality=QualityBaseline.of(constraints))
+    h = make(base_settings(capture_model="churn"), catalog)
+    topic = Topic("inferences")
+    plain = [topic.msg(inference(f"p{i}", T0 + i, "1", 0.6, version="", features={"price": 0.5, "income": 50.5, "plan": "a"}))
+             for i in range(3)]  # fmt: skip
+    bare = topic.msg(inference("bare", T0 + 4, "1", 0.6, version=""))
+    json_capture = capture("cj", format_time(T0 + 5), "0.7")
+    json_capture["captureData"]["endpointInput"].update(
+        data=json.dumps({"income": 61.5, "plan": "b"}), observedContentType="application/json", encoding="JSON"
+    )
+    broken = capture("cb", format_time(T0 + 6), "0.4")
+    broken["captureData"]["endpointInput"].update(data="%%%", encoding="BASE64")
+    msgs = [*plain, bare, topic.msg(json_capture), topic.msg(broken)]
+    msgs.append(topic.msg(inference("end", T0 + WINDOW + 1, "1", 0.6, version="")))
+    h.feed(msgs)
+    (record,) = quality_records(h)
+    assert record["row_count"] == 5 and record["unreadable_rows"] == 1
+    features = {f["name"]: f for f in record["statistics"]["features"]}
+    income = features["income"]["numerical_statistics"]
+    assert income["common"] == {"num_present": 4, "num_missing": 1}
+    assert income["sum"] == 50.5 * 3 + 61.5
+    assert features["price"]["numerical_statistics"]["sum"] == 0.5 * 3 + 0.7  # the capture's output, first
+    completeness = {
+        v["feature_name"] for v in record["violations"] if v["constraint_check_type"] == "completeness_check"
+    }
+    assert completeness == {"price", "income", "plan"}
