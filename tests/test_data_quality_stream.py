@@ -376,8 +376,8 @@ def test_inputs_without_features_or_unreadable_are_counted_not_lost(make) -> Non
     catalog = Catalog(default_quality=QualityBaseline.of(constraints))
     h = make(base_settings(capture_model="churn"), catalog)
     topic = Topic("inferences")
-    plain = [topic.msg(inference(f"p{i}", T0 + i, "1", 0.6, version="", features={"price": 0.5, "income": 50.5, "plan": "a"}))
-             for i in range(3)]  # fmt: skip
+    row = {"price": 0.5, "income": 50.5, "plan": "a"}
+    plain = [topic.msg(inference(f"p{i}", T0 + i, "1", 0.6, version="", features=row)) for i in range(3)]
     bare = topic.msg(inference("bare", T0 + 4, "1", 0.6, version=""))
     json_capture = capture("cj", format_time(T0 + 5), "0.7")
     json_capture["captureData"]["endpointInput"].update(
