@@ -399,3 +399,32 @@ def test_inputs_without_features_or_unreadable_are_counted_not_lost(make) -> Non
         v["feature_name"] for v in record["violations"] if v["constraint_check_type"] == "completeness_check"
     }
     assert completeness == {"price", "income", "plan"}
+
+
+def test_rows_a_store_gets_for_a_window_already_out_are_counted_late(make) -> None:
+    """A store that finds a window's data-quality record out already (it cannot happen through the
+    step: its partition's event time would have passed the end) counts the rows `late_features`
+    instead of dropping them."""
+    from stream.core.contract import Job
+    from stream.core.state import StepResult
+    from stream.core.windows import WindowKey
+    from tests.factories import label
+
+    h = make(base_settings(), Catalog(default_quality=baseline_of(reference_rows(200))))
+    inf, lab = Topic("inferences"), Topic("labels")
+    features = {"income": 50.0, "plan": "a"}
+    h.feed([inf.msg(inference("a", T0 + 1, "1", 0.6, features=features)), lab.msg(label("a", "1"))])
+    h.feed([inf.msg(inference("b", T0 + WINDOW + 5, "1", 0.6, features=features))])
+    h.idle(T0 + 10_000)  # the first window's records are out, and it is closed
+
+    def step(view: Any) -> StepResult:
+        result = StepResult()
+        result.quality[WindowKey.at("churn", "1", T0 + 2, WINDOW)] = ['{"income":1.0}', '{"income":2.0}']
+        return result
+
+    async def work(engine: Any) -> None:
+        await engine.store.transact([Job(0, set(), set(), step)])
+        await engine.account({"churn"}, T0 + 20_000)  # what the engine does after a batch that counted
+
+    h.run(work)
+    assert h.counted("late_features") == 2

@@ -125,7 +125,9 @@ class MemoryStore:
                 self.unopened_of.setdefault(window.model_key, set()).add(window)
         self.listed |= result.provisional
         for window, rows in result.quality.items():
-            if window not in self.provisioned and not self._past(window, self.sealed_through):
+            if window in self.provisioned or self._past(window, self.sealed_through):
+                result.count(window.model, "late_features", len(rows))  # its record is out: counted, not lost
+            else:
                 held = self.quality.setdefault(window, {})
                 quality = held.get(partition) or QualityPart()
                 quality.rows.extend(rows)

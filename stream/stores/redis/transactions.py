@@ -261,7 +261,10 @@ class Transactions:
                 [model_version, [encode_sample(s) for s in samples]]
                 for model_version, samples in result.rolling.items()
             ],
-            "q": [[w.encode(), part[w], rows] for w, rows in result.quality.items()],
+            "q": [
+                [w.encode(), part[w], rows, keys.of(partition, f"c:{w.model}"), w.model_key, repr(w.end)]
+                for w, rows in result.quality.items()
+            ],
             "fold": FOLD_ROWS,
             "rolling_size": self.rolling_size,
             "rolling_every": self.rolling_every,

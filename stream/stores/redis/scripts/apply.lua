@@ -126,8 +126,10 @@ redis.call('HSET', meta, 'L', L, 's', S, 'n', N, 'v', (tonumber(lm[4]) or 0) + 1
 -- Data quality: each window's feature rows, appended in offset order (see core.dataquality.window);
 -- a list that holds a whole fold of rows is named in the reply, for the store to fold.
 local folds = {}
-for _, q in ipairs(a.q) do  -- {window, its part, {row, ...}}
-  if not gone[q[2]] then
+for _, q in ipairs(a.q) do  -- {window, its part, {row, ...}, its model's counters, model version, end}
+  if gone[q[2]] or tonumber(q[6]) <= through(base, 'cl', q[5]) then
+    redis.call('HINCRBY', q[4], 'late_features', #q[3])  -- the window is sealed: counted, not lost
+  else
     local key = base .. ':q:' .. q[1]
     rpush(key, q[3])
     redis.call('EXPIRE', key, a.ttl)
