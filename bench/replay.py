@@ -1,0 +1,133 @@
+"""Replay against the client's limit, in one run: `truthstream replay` records/s and a raw aiokafka
+read of the same topics (issue 32's target: replay at 0.3 of the raw read or better).
+
+    python bench/replay.py [--events 100000] [--rounds 2] [--json out.json] [--docs docs/performance.md]
+                           [--broker kafka://HOST:PORT]
+
+Produces N inference/label pairs (the main benchmark's workload: labels with `label_time`, 100
+inferences a second of event time) to fresh topics, then, for --rounds rounds (the order reversed
+every other round), times a bare aiokafka consumer reading every record and `truthstream replay
+--out FILE.csv` over the topics (its whole wall time: the process starting, reading, computing,
+writing the table). The ratio is the median over rounds of the ratio within a round. The replay's
+windows are checked against the data: every window's sample count and accuracy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import docs_table  # noqa: E402 - the repository root first
+from benchmark import GRACE_S, WINDOW_S, connection, fresh_topics, produce, raw_aiokafka, services, workload  # noqa: E402
+
+
+def replay_run(broker: str, topics: tuple[str, str], out: Path) -> float:
+    """Wall seconds of one `truthstream replay --out` process over the topics."""
+    env = {
+        **os.environ,
+        "TRUTHSTREAM_BROKER": broker,
+        "TRUTHSTREAM_INFERENCE_TOPIC": topics[0],
+        "TRUTHSTREAM_LABEL_TOPIC": topics[1],
+        "TRUTHSTREAM_WINDOW_SECONDS": str(WINDOW_S),
+        "TRUTHSTREAM_LABEL_GRACE": str(GRACE_S),
+    }
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "connectors.cli", "replay", "--out", str(out)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"replay exited {done.returncode}: {done.stderr[-2000:]}")
+    return seconds
+
+
+def check_windows(out: Path, table: pd.DataFrame) -> int:
+    """The replay's windows (those the topics' event time closed) against the data: the same sample
+    count and accuracy per window; every window closed by the last record's time is there."""
+    found = pd.read_csv(out)
+    table = table.assign(start=(table["time"] // WINDOW_S) * WINDOW_S)
+    expected = table.groupby("start").apply(lambda w: (len(w), float((w["label"] == w["prediction"]).mean())))
+    starts = [t.timestamp() for t in pd.to_datetime(found["window_start"], utc=True)]
+    for start, samples, accuracy in zip(starts, found["sample_count"], found["accuracy"]):
+        n, right = expected[float(start)]
+        if samples != n or abs(accuracy - right) > 1e-12:
+            raise RuntimeError(f"window {start}: {samples} samples, accuracy {accuracy}; the data has {n}, {right}")
+    closed = sum(1 for start in expected.index if start + WINDOW_S + GRACE_S <= table["time"].max())
+    if len(found) != closed:
+        raise RuntimeError(f"{len(found)} windows replayed, the data closes {closed}")
+    return len(found)
+
+
+def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
+    """The figures as the docs' table shows them."""
+    return [
+        ("records replayed", f"{figures['records']:,}"),
+        ("raw aiokafka read, records/s (median)", f"{statistics.median(figures['raw']):,.0f}"),
+        ("truthstream replay --out, records/s (median)", f"{statistics.median(figures['replay']):,.0f}"),
+        ("replay / raw read (median of rounds; target 0.3)", f"{figures['replay_over_raw']:.3f}"),
+        ("windows checked against the data", f"{figures['windows']}"),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000, help="inference/label pairs (default 100000)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of both reads (default 2)")
+    parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--docs", type=Path, metavar="PAGE", help="rewrite the replay table of PAGE")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    args.redis_url = "unused"  # `services` starts no Redis when given a URL: replay needs none
+    pairs, table = workload(args.events, 1, 2, args.seed)
+    records = 2 * len(pairs)
+    work = Path(tempfile.mkdtemp(prefix="truthstream-bench-replay-"))
+    figures: dict[str, Any] = {"events": args.events, "records": records, "raw": [], "replay": [], "ratios": []}
+    with services(args) as (broker, _):
+        kafka = connection(broker)
+        topics = fresh_topics(kafka, uuid.uuid4().hex[:8])
+        produce(kafka, topics, pairs, args.seed)
+        for r in range(args.rounds):
+            order = ("raw", "replay") if r % 2 == 0 else ("replay", "raw")
+            rates = {}
+            for what in order:
+                if what == "raw":
+                    rates[what] = raw_aiokafka(kafka, topics, records)
+                else:
+                    out = work / f"round{r}.csv"
+                    rates[what] = records / replay_run(broker, topics, out)
+                    figures["windows"] = check_windows(out, table)
+                figures[what].append(rates[what])
+                print(f"round {r + 1}: {what}: {rates[what]:,.0f} records/s", file=sys.stderr)
+            figures["ratios"].append(rates["replay"] / rates["raw"])
+    figures["replay_over_raw"] = statistics.median(figures["ratios"])
+    rows = table_rows(figures)
+    title = f"### Replay ({records:,} records, {args.rounds} rounds)"
+    print(docs_table.table(title, rows))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    if args.docs:
+        docs_table.update(args.docs, "replay", title, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
