@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from stream.core.dataquality.profile import DataProfile, FeatureProfile
@@ -117,14 +118,29 @@ def chi_squared(baseline: Mapping[str, Any], window: FeatureProfile) -> tuple[fl
     return float(found.statistic), float(found.pvalue)
 
 
+@dataclass
+class Measured:
+    """What a check measured besides its violations (the worker's record shows it): each compared
+    feature's drift distance or, for ChiSquared, p-value (judged or not), and each violation's
+    observed value and threshold, by (feature, check)."""
+
+    distances: dict[str, float] = field(default_factory=dict)
+    p_values: dict[str, float] = field(default_factory=dict)
+    values: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+
 def check_feature(
     constraint: Mapping[str, Any],
     baseline: Mapping[str, Any] | None,
     window: FeatureProfile,
     settings: dict[str, Any],
     drift: bool = True,
+    measured: Measured | None = None,
 ) -> list[dict[str, str]]:
-    """The violations of one feature present in the window (its drift only when `drift`)."""
+    """The violations of one feature present in the window (its drift judged only when `drift`,
+    measured into `measured` either way)."""
+    wanted_drift = drift or measured is not None  # measured for the caller even where not judged
+    measured = measured if measured is not None else Measured()
     name, expected = constraint["name"], constraint.get("inferred_type", UNKNOWN)
     out: list[dict[str, str]] = []
     total = window.types.total
@@ -134,6 +150,7 @@ def check_feature(
         share = window.types.of(expected) / total
         threshold = float(settings["datatype_check_threshold"])
         if share < threshold:
+            measured.values[name, DATA_TYPE] = share, threshold
             out.append(
                 violation(
                     name,
@@ -145,6 +162,7 @@ def check_feature(
     if "completeness" in constraint:
         wanted, seen = float(constraint["completeness"]), window.completeness()
         if seen < wanted:
+            measured.values[name, COMPLETENESS] = seen, wanted
             out.append(
                 violation(
                     name,
@@ -153,7 +171,7 @@ def check_feature(
                     f"Observed: Only {_percent(seen)}%.",
                 )
             )
-    if drift and settings.get("perform_comparison") == "Enabled" and baseline is not None:
+    if wanted_drift and settings.get("perform_comparison") == "Enabled" and baseline is not None:
         categorical = expected == STRING
         method = settings.get("categorical_drift_method", "LInfinity") if categorical else settings["comparison_method"]
         threshold = float(
@@ -163,13 +181,19 @@ def check_feature(
         )
         if categorical and method == "ChiSquared":
             tested = chi_squared(baseline, window)
-            if tested is not None and tested[1] < threshold:
+            if tested is not None:
+                measured.p_values[name] = tested[1]
+            if drift and tested is not None and tested[1] < threshold:
+                measured.values[name, DRIFT] = tested[1], threshold
                 p, limit = java_double(tested[1]), java_double(threshold)
                 out.append(violation(name, DRIFT, CHI_SQUARED.format(p=p, threshold=limit)))
             found = None
         else:
             found = drift_distance(baseline, window, "Robust" if method in ("Robust", "LInfinity") else "Simple")
-        if found is not None and found[0] > threshold:
+            if found is not None:
+                measured.distances[name] = found[0]
+        if drift and found is not None and found[0] > threshold:
+            measured.values[name, DRIFT] = found[0], threshold
             out.append(
                 violation(
                     name,
@@ -192,10 +216,12 @@ def check(
     constraints: Mapping[str, Any],
     statistics: Mapping[str, Any] | None = None,
     min_rows: int = 0,
+    measured: Measured | None = None,
 ) -> list[dict[str, str]]:
     """Every violation of the window, in the baseline's column order, then extra columns. A window
     of fewer than `min_rows` rows is too small for its distribution to be judged: no drift check
-    (SageMaker has no such floor: its Robust correction only shrinks the distance)."""
+    (SageMaker has no such floor: its Robust correction only shrinks the distance). What was
+    measured on the way goes into `measured`, if given."""
     baseline = {f["name"]: f for f in (statistics or {}).get("features", [])}
     known = set()
     out: list[dict[str, str]] = []
@@ -210,7 +236,8 @@ def check(
             if window.rows:
                 out.append(violation(name, MISSING_COLUMN, MISSING.format(name=name)))
             continue
-        out += check_feature(constraint, baseline.get(name), feature, settings, drift=window.rows >= min_rows)
+        drift = window.rows >= min_rows
+        out += check_feature(constraint, baseline.get(name), feature, settings, drift, measured)
     for name in [*window.names, *window.extra]:
         feature = window.features.get(name) or window.extra[name]
         if name not in known and feature.appeared:

@@ -4,7 +4,6 @@ with SageMaker's violations, the drift distances, the drifted features, and the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,19 +14,15 @@ from stream.core.dataquality.checks import (
     EXTRA_COLUMN,
     MISSING_COLUMN,
     VALUES,
+    Measured,
     check,
-    chi_squared,
-    drift_distance,
-    settings_of,
     shifted_by,
 )
 from stream.core.dataquality.parts import QualityPart, WindowProfile, profile_of
-from stream.core.dataquality.profile import DataProfile, FeatureProfile
+from stream.core.dataquality.profile import DataProfile
 from stream.core.dataquality.reference import QualityBaseline
-from stream.core.dataquality.types import STRING, UNKNOWN
-from stream.core.outputs import violation_id
+from stream.core.outputs import violation_id, window_doc
 from stream.core.state import METRICS, VIOLATION, Output
-from stream.core.timefmt import format_time
 
 QUALITY_KIND = "data_quality"  # window.kind of a window's data-quality record
 # SageMaker's CloudWatch names (feature_baseline_drift_<f>, feature_non_null_<f>); the others are truthstream's
@@ -41,36 +36,6 @@ METRIC_OF_CHECK = {
 }
 
 
-def _compared(
-    profile: DataProfile, baseline: QualityBaseline
-) -> Iterator[tuple[str, Mapping[str, Any], dict[str, Any], FeatureProfile, Mapping[str, Any]]]:
-    """(name, constraint, settings, window's feature, baseline's feature) of each feature whose drift
-    is judged: in both, with values in the window, evaluated and compared."""
-    statistics = {f["name"]: f for f in (baseline.statistics or {}).get("features", [])}
-    for constraint in baseline.constraints.get("features", []):
-        name = constraint.get("name")
-        feature, base = profile.features.get(name), statistics.get(name)
-        if feature is None or base is None or not feature.present:
-            continue
-        settings = settings_of(baseline.constraints, constraint)
-        if settings.get("evaluate_constraints") == "Enabled" and settings.get("perform_comparison") == "Enabled":
-            yield name, constraint, settings, feature, base
-
-
-def drifts(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
-    """Each comparable feature's drift distance (by the method its settings name), largest first."""
-    found = {}
-    for name, constraint, settings, feature, base in _compared(profile, baseline):
-        categorical = constraint.get("inferred_type", UNKNOWN) == STRING
-        method = settings.get("categorical_drift_method", "LInfinity") if categorical else settings["comparison_method"]
-        if categorical and method == "ChiSquared":  # a p-value, not a distance: see `p_values`
-            continue
-        distance = drift_distance(base, feature, "Robust" if method in ("Robust", "LInfinity") else "Simple")
-        if distance is not None:
-            found[name] = distance[0]
-    return dict(sorted(found.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
 @dataclass
 class Judged:
     """A profile judged against a baseline: its entries of constraint_violations.json, the drift
@@ -78,27 +43,28 @@ class Judged:
 
     profile: DataProfile
     entries: list[dict[str, str]]
+    measured: Measured
     distances: dict[str, float]
-    p_values: dict[str, float]
     drifted: list[str]
 
     @classmethod
     def of(cls, profile: DataProfile, baseline: QualityBaseline) -> Judged:
         """Judge the profile (its features put in the baseline's order first)."""
         ordered = profile.reordered(list(baseline.names))
-        entries = check(ordered, baseline.constraints, baseline.statistics, baseline.min_rows)
-        distances = drifts(ordered, baseline) if baseline.statistics is not None else {}
-        tested = p_values(ordered, baseline) if baseline.statistics is not None else {}
+        measured = Measured()
+        entries = check(ordered, baseline.constraints, baseline.statistics, baseline.min_rows, measured)
+        distances = dict(sorted(measured.distances.items(), key=lambda kv: (-kv[1], kv[0])))
+        tested = measured.p_values
         over = {e["feature_name"] for e in entries if e["constraint_check_type"] == DRIFT}
         # by distance, largest first, then the ChiSquared ones by p-value, smallest first
         drifted = [n for n in distances if n in over] + sorted((n for n in tested if n in over), key=tested.__getitem__)
-        return cls(ordered, entries, distances, tested, drifted)
+        return cls(ordered, entries, measured, distances, drifted)
 
     def summary(self) -> dict[str, Any]:
         """The drift part of a record."""
         return {
             "drift": self.distances,
-            **({"drift_p_values": self.p_values} if self.p_values else {}),
+            **({"drift_p_values": self.measured.p_values} if self.measured.p_values else {}),
             "drifted_features": self.drifted,
         }
 
@@ -138,8 +104,7 @@ def quality_record(
             "columns first; build the baseline from data with them in front (see docs/data-quality.md)"
         )
         record["shifted_by"] = shift
-    thresholds = _thresholds(baseline.constraints)
-    violations = [_violation(model, version, window, entry, judged, baseline, thresholds) for entry in entries]
+    violations = [_violation(model, version, window, entry, judged) for entry in entries]
     for (key, value), part in sorted(profile.capped(segment_cap).items()):
         seen = Judged.of(part, baseline)
         drifts_here = [e for e in seen.entries if e["constraint_check_type"] == DRIFT]
@@ -149,8 +114,7 @@ def quality_record(
             **seen.summary(),
         }
         for entry in drifts_here:
-            found = _violation(model, version, window, entry, seen, baseline, thresholds, (key, value))
-            violations.append(found)
+            violations.append(_violation(model, version, window, entry, seen, (key, value)))
     return record, violations
 
 
@@ -160,8 +124,6 @@ def _violation(
     window: dict[str, Any],
     entry: dict[str, str],
     judged: Judged,
-    baseline: QualityBaseline,
-    thresholds: Mapping[str, float],
     segment: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """A violation record of the violations topic (naming the segment, when it is a segment's)."""
@@ -181,7 +143,7 @@ def _violation(
     if segment is not None:
         out["segment"] = {"key": segment[0], "value": segment[1]}
         out["description"] = f"Segment {segment[0]}={segment[1]}: {entry['description']}"
-    value = _value(judged.profile, baseline, entry, judged.distances, thresholds)
+    value = judged.measured.values.get((name, kind))  # the numbers of the checks that have them
     if value is not None:
         out["value"], out["threshold"] = value
     return out
@@ -197,56 +159,8 @@ def window_quality(
     segment_cap: int = 20,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`quality_record` of a window from its parts (in partition order)."""
-    window = {"kind": QUALITY_KIND, "start": format_time(start), "end": format_time(end)}
+    window = window_doc(QUALITY_KIND, start, end)
     return quality_record(model, version, window, profile_of(parts, segment_cap), baseline, segment_cap)
-
-
-def _thresholds(constraints: Mapping[str, Any]) -> dict[str, float]:
-    """Each feature's drift threshold (categorical features their own when set)."""
-    out = {}
-    for constraint in constraints.get("features", []):
-        settings = settings_of(constraints, constraint)
-        categorical = constraint.get("inferred_type", UNKNOWN) == STRING
-        own = categorical and "categorical_comparison_threshold" in settings
-        key = "categorical_comparison_threshold" if own else "comparison_threshold"
-        out[str(constraint.get("name"))] = float(settings[key])
-    return out
-
-
-def p_values(profile: DataProfile, baseline: QualityBaseline) -> dict[str, float]:
-    """The ChiSquared p-value of each categorical feature whose settings name that method."""
-    found = {}
-    for name, constraint, settings, feature, base in _compared(profile, baseline):
-        chi = constraint.get("inferred_type") == STRING and settings.get("categorical_drift_method") == "ChiSquared"
-        if chi and (tested := chi_squared(base, feature)) is not None:
-            found[name] = tested[1]
-    return found
-
-
-def _value(
-    profile: DataProfile,
-    baseline: QualityBaseline,
-    entry: Mapping[str, Any],
-    distances: Mapping[str, float],
-    thresholds: Mapping[str, float],
-) -> tuple[float, float] | None:
-    """(observed, threshold) of a violation, where it has numbers."""
-    name, kind = entry["feature_name"], entry["constraint_check_type"]
-    constraint = next((c for c in baseline.constraints.get("features", []) if c.get("name") == name), None)
-    feature = profile.features.get(name)
-    if constraint is None or feature is None or not feature.types.total:
-        return None
-    settings = settings_of(baseline.constraints, constraint)
-    if kind == DRIFT and name in distances:
-        return distances[name], thresholds[name]
-    if kind == DRIFT and (tested := chi_squared(baseline.feature(name), feature)) is not None:
-        return tested[1], thresholds[name]
-    if kind == COMPLETENESS:
-        return feature.completeness(), float(constraint["completeness"])
-    if kind == DATA_TYPE:
-        expected = constraint.get("inferred_type", UNKNOWN)
-        return feature.types.of(expected) / feature.types.total, float(settings["datatype_check_threshold"])
-    return None
 
 
 def drifted_note(outputs: list[Output]) -> str:
