@@ -37,6 +37,14 @@ def baseline_of(rows: list[dict[str, Any]], min_rows: int = 0) -> QualityBaselin
     return QualityBaseline.of(suggest_constraints(profile), profile.statistics(), min_rows)
 
 
+def quality_settings(baseline: QualityBaseline, where: Path) -> dict[str, str]:
+    """The worker's settings of this baseline: its two files written under `where`."""
+    constraints, statistics = where / "dq-constraints.json", where / "dq-statistics.json"
+    constraints.write_text(json.dumps(baseline.constraints))
+    statistics.write_text(json.dumps(baseline.statistics))
+    return {"data_quality": str(constraints), "data_quality_statistics": str(statistics)}
+
+
 def reference_rows(n: int, seed: int = 1) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     return [{"income": rng.gauss(50.0, 10.0), "plan": rng.choice(["a", "b", "c"])} for _ in range(n)]

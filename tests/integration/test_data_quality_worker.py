@@ -3,7 +3,6 @@ inputs per window, the drift is raised where it starts, and the S3 sink writes t
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from stream.core.javajson import dumps
 from tests.factories import T0, inference, on_partition
 from tests.integration.conftest import PARTITIONS, Deployment
 from tests.integration.test_connectors import bucket, s3_url  # noqa: F401 - the fixture
-from tests.test_data_quality_stream import baseline_of, reference_rows
+from tests.test_data_quality_stream import baseline_of, quality_settings, reference_rows
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis_cluster]
 
@@ -35,16 +34,7 @@ def test_workers_profile_each_window_as_baseline_does_and_the_sink_writes_its_vi
     baseline_drift_check on income in the third window only, on the violations topic with
     feature_name; the S3 sink writes statistics.json and constraint_violations.json in Jackson's layout."""
     base = baseline_of(reference_rows(1500))
-    constraints, statistics = tmp_path / "constraints.json", tmp_path / "statistics.json"
-    constraints.write_text(json.dumps(base.constraints))
-    statistics.write_text(json.dumps(base.statistics))
-    deployment.configure(
-        window_seconds=WINDOW,
-        label_grace=30.0,
-        data_quality=str(constraints),
-        data_quality_statistics=str(statistics),
-        rolling_size=0,
-    )
+    deployment.configure(window_seconds=WINDOW, label_grace=30.0, rolling_size=0, **quality_settings(base, tmp_path))
     for _ in range(workers):
         deployment.start_worker()
     rng = random.Random(8)

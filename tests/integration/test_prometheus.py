@@ -21,7 +21,7 @@ from tests.conftest import debian_program, wait_until
 from tests.integration.conftest import Deployment, tumbling
 from tests.integration.test_worker import produce, settings, write_calibration
 from tests.integration.workload import arrival_order, workload
-from tests.test_data_quality_stream import baseline_of
+from tests.test_data_quality_stream import baseline_of, quality_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
 
@@ -138,15 +138,11 @@ def test_prometheus_evaluates_every_rule_and_panel_and_the_drift_fires_an_alert(
     port = free_port()
     pairs = workload(n=1200, per_window=150, window=WINDOW, drift_window=4, seed=5, max_label_delay=20)
     quality = baseline_of([{"x": 1}] * 50)  # the workload's one feature: its gauges and recording rule get series
-    constraints, statistics = tmp_path / "dq-constraints.json", tmp_path / "dq-statistics.json"
-    constraints.write_text(json.dumps(quality.constraints))
-    statistics.write_text(json.dumps(quality.statistics))
     deployment.configure(
         **settings(tmp_path, calibration=write_calibration(tmp_path)),
         metrics_port=port,
         state_limit_mib=1,
-        data_quality=str(constraints),
-        data_quality_statistics=str(statistics),
+        **quality_settings(quality, tmp_path),
     )
     deployment.start_worker()
     prometheus = prometheus_for(f"127.0.0.1:{port}")
