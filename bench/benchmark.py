@@ -175,18 +175,33 @@ def workload(n: int, models: int, classes: int, seed: int) -> tuple[list[tuple[s
     return out, pd.DataFrame(rows, columns=["event_id", "model", "time", "label", "prediction", "score"])
 
 
-def produce(kafka: KafkaConnection, topics: tuple[str, str], pairs: list[tuple[str, bytes, bytes]], seed: int) -> float:
+def produce(
+    kafka: KafkaConnection,
+    topics: tuple[str, str],
+    pairs: list[tuple[str, bytes, bytes]],
+    seed: int,
+    chunk: int = CHUNK,
+    times: list[float] | None = None,
+) -> float:
+    """Produce the pairs, the labels of every `chunk` pairs shuffled; returns the seconds it took.
+    With `times` (each pair's event time) the records carry it as their Kafka timestamp, the label's
+    LABEL_DELAY_S later, as a live producer would stamp them (a label without `label_time` is
+    timed by its record)."""
     rng = random.Random(seed)
+    stamp = dict(zip((key for key, _, _ in pairs), times)) if times else {}
     producer = KafkaProducer(**kafka.kafka_python(), acks=1, linger_ms=20, batch_size=256 * 1024)
     started = time.perf_counter()
-    for start in range(0, len(pairs), CHUNK):
-        chunk = pairs[start : start + CHUNK]
-        for key, inference, _ in chunk:
-            producer.send(topics[0], key=key.encode(), value=inference)
-        shuffled = list(chunk)
+    for start in range(0, len(pairs), chunk):
+        part = pairs[start : start + chunk]
+        for key, inference, _ in part:
+            at = stamp.get(key)
+            producer.send(topics[0], key=key.encode(), value=inference, timestamp_ms=at and int(at * 1000))
+        shuffled = list(part)
         rng.shuffle(shuffled)
         for key, _, label in shuffled:
-            producer.send(topics[1], key=key.encode(), value=label)
+            at = stamp.get(key)
+            label_ms = at and int((at + LABEL_DELAY_S) * 1000)
+            producer.send(topics[1], key=key.encode(), value=label, timestamp_ms=label_ms)
     producer.flush()
     producer.close()
     return time.perf_counter() - started

@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
+from stream.core.reading import Reader, event_ids
 from stream.core.records import INFERENCE, LABEL, RawMessage, decode_json, parse_inference, parse_label
 from stream.core.sagemaker import CaptureFormat, capture_to_inferences, ground_truth_to_labels
 from stream.core.state import DEAD_LETTER, PENDING_INFERENCE, PENDING_LABEL
-from stream.core.step import Step, event_ids
+from stream.core.step import Step
 from stream.errors import RecordError
 from stream.stores.memory import MemoryStore
 from tests.factories import T0
@@ -138,8 +139,12 @@ def test_the_step_never_raises_and_accounts_for_every_message(batch: list[RawMes
     results = []
     for partition in sorted({m.partition for m in batch}):
         group = [m for m in batch if m.partition == partition]
+        reads = [Reader(config, catalog, NOW).read(m) for m in group]
         result, _ = store.run(
-            partition, event_ids(group, config), set(), lambda view, g=group: Step(config, catalog, view, NOW).run(g)
+            partition,
+            event_ids(reads),
+            set(),
+            lambda view, g=group, r=reads: Step(config, catalog, view, NOW).run(g, r),
         )
         results.append(result)
     counters = [c for result in results for c in result.counters.values()]

@@ -7,9 +7,15 @@ import json
 
 import pytest
 
+from stream.core.catalog import Catalog
+from stream.core.reading import Reader, event_ids
+from stream.core.records import parse_inference
 from stream.core.sagemaker import CaptureFormat, capture_to_inferences, ground_truth_to_labels
+from stream.core.state import StateView, StepResult
+from stream.core.step import Step
 from stream.errors import RecordError
 from stream.settings import Settings
+from stream.stores.memory import MemoryStore
 from tests.factories import T0, Topic
 from tests.harness import Harness
 from tests.sagemaker_factories import capture, ground_truth
@@ -263,3 +269,44 @@ def test_a_300_instance_capture_joins_its_ground_truth_completely() -> None:
     assert sum(n for row in matrix.values() for n in row.values()) == 300
     assert matrix["0"]["1"] == sum(1 for s, y in zip(scores, truth) if s >= 0.5 and not y)
     assert h.records("dead-letters") == [] and h.counted("duplicates") == 0
+
+
+def test_a_capture_is_read_once_and_its_view_holds_every_instance() -> None:
+    """The batch is read before the state is loaded: the view holds each instance's entry, so the
+    step runs once (no id found missing), and each instance reads as `parse_inference` reads it."""
+    config = Settings(capture_model="churn").core()
+    catalog = Catalog()
+    doc = capture("e", WHEN, "0.9\n0.2\n0.51")
+    inf = Topic("inferences")
+    message = inf.msg(doc)
+    [read] = [Reader(config, catalog, T0).read(message)]
+    assert read.error is None
+    assert event_ids([read]) == {"e:0", "e:1", "e:2"}
+    expected = [
+        parse_inference(d, catalog.problem_type, T0)
+        for d in capture_to_inferences(doc, CaptureFormat(), "churn", "", T0)
+    ]
+    assert [i.inference for i in read.inferences] == expected
+    runs = []
+
+    def step(view: StateView) -> StepResult:
+        runs.append(set(view.entries))
+        return Step(config, catalog, view, T0).run([message], [read])
+
+    result, _ = MemoryStore().run(message.partition, event_ids([read]), set(), step)
+    assert runs == [{"e:0", "e:1", "e:2"}] and not result.missing
+    assert sum(1 for entry in result.entries.values() if entry is not None) == 3
+
+
+@pytest.mark.parametrize(
+    "output,reason,field",
+    [
+        ("0.9\n1.5\n0.2", "instance 1 of 3: probability 1.5 is outside [0, 1]", "probability"),
+        ("0.9\n0.2\nx", "expected a number, got 'x'", "captureData.endpointOutput (instance 2 of 3)"),
+    ],
+)
+def test_a_bad_instance_refuses_the_whole_capture_naming_it(output: str, reason: str, field: str) -> None:
+    config = Settings(capture_model="churn").core()
+    read = Reader(config, Catalog(), T0).read(Topic("inferences").msg(capture("e", WHEN, output)))
+    assert read.inferences == [] and read.error is not None
+    assert (read.error.reason, read.error.field) == (reason, field)

@@ -38,9 +38,10 @@ from stream.core.contract import (
 )
 from stream.core.dataquality.window import drifted_note, name_drifted, window_quality
 from stream.core.outputs import PROVISIONAL_KIND, accounting_record, evaluate, provisional_record, window_doc
+from stream.core.reading import Reader, event_ids
 from stream.core.records import REGRESSION, SEP, RawMessage
 from stream.core.state import METRICS, VIOLATION, Output, StateView, StepResult, sweep_horizon, widen
-from stream.core.step import Step, event_ids
+from stream.core.step import Step
 from stream.core.windows import WindowKey, is_due, split_model_key, stream_time
 from stream.errors import StateError
 
@@ -123,13 +124,13 @@ class Engine:
 
     def _job(self, partition: int, messages: list[RawMessage], wall_clock: float) -> Job:
         """The core step over one partition's messages, as one store transaction."""
-        ids = event_ids(messages, self.config)
-        inputs = {(m.topic, m.partition) for m in messages}
+        reader = Reader(self.config, self.catalog, wall_clock, self.partitions)
+        reads = [reader.read(m) for m in messages]  # once, whatever times the store runs the step
         return Job(
             partition,
-            ids,
-            inputs,
-            lambda view: Step(self.config, self.catalog, view, wall_clock, self.partitions).run(messages),
+            event_ids(reads),
+            {(m.topic, m.partition) for m in messages},
+            lambda view: Step(self.config, self.catalog, view, wall_clock, self.partitions).run(messages, reads),
         )
 
     async def read_stream_time(self) -> float:

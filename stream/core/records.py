@@ -254,6 +254,21 @@ def parse_inference(
     return Inference(event_id, model, version_text, when, prediction, score, probabilities)
 
 
+def parse_sibling(doc: dict[str, Any], first: Inference, problem_type: ProblemType) -> Inference:
+    """Another instance of the batched capture `first` was read from: the same model, version and
+    time (checked once, with `first`), so only its event id, prediction and scores are read, as
+    `parse_inference` reads them."""
+    event_id = _required_text(doc, "event_id")
+    if doc.get("prediction") is None:
+        raise RecordError("is required", "prediction", first.model)
+    try:
+        prediction = canonical_class(doc["prediction"], "prediction", problem_type)
+        score, probabilities = _scores(doc, problem_type)
+    except RecordError as exc:
+        raise RecordError(exc.reason, exc.field, first.model) from None
+    return Inference(event_id, first.model, first.model_version, first.time, prediction, score, probabilities)
+
+
 def _scores(doc: dict[str, Any], problem_type: ProblemType) -> tuple[float | None, Probabilities | None]:
     """The positive-class score of a binary model, or the class probabilities of a multiclass one."""
     score = None

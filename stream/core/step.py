@@ -1,44 +1,36 @@
 """The core step: one pure function of a batch of raw messages and the state it touches.
 
-The step reads a `StateView` (the join entries of the batch's event ids, the
-offsets already applied, the partition watermarks) and returns a `StepResult`
-(every state change and every output). It performs no I/O: the Redis store
-(worker) and the memory store (replay, tests) load views and apply results,
-so the worker and the replay compute exactly the same thing.
+The step applies a batch's records (read beforehand: see `reading`) to a `StateView` (the join
+entries of the batch's event ids, the offsets already applied, the partition watermarks) and
+returns a `StepResult` (every state change and every output). It performs no I/O: the Redis store
+(worker) and the memory store (replay, tests) load views and apply results, so the worker and the
+replay compute exactly the same thing.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any
 
 from stream.core.aggregate import WindowAggregate, subsample_mask
 from stream.core.arrivals import count_arrival
 from stream.core.catalog import Catalog
 from stream.core.config import CoreConfig
-from stream.core.dataquality.parts import instance_rows, with_segments
 from stream.core.duplicates import fingerprint_of, inference_conflict, label_conflict
-from stream.core.keying import key_problem
 from stream.core.outputs import DEAD_LETTER_VALUE_BYTES, dead_letter
+from stream.core.reading import Read, Reader
 from stream.core.records import (
     INFERENCE,
     LABEL,
-    MAX_TEXT_CHARS,
     REGRESSION,
     Inference,
     Joined,
     Label,
     RawMessage,
     canonical_class,
-    decode_json,
-    parse_inference,
-    parse_label,
-    plain_text,
     shown,
 )
-from stream.core.sagemaker import capture_to_inferences, ground_truth_to_labels, is_capture, is_ground_truth
-from stream.core.segments import decode_segments, encode_segments, segment_values
+from stream.core.segments import decode_segments
 from stream.core.state import (
     DEAD_LETTER,
     JOINED,
@@ -55,40 +47,6 @@ from stream.core.windows import WindowKey, model_key
 from stream.errors import RecordError
 
 
-def event_ids(messages: list[RawMessage], config: CoreConfig) -> set[str]:
-    """The event ids a batch touches, read cheaply so a store can prefetch their entries (ids that
-    cannot be valid are left out: their records are refused anyway)."""
-    ids = set()
-    for msg in messages:
-        if msg.key and len(msg.key) <= MAX_TEXT_CHARS:  # bytes: at least as many as characters
-            try:
-                ids.add(msg.key.decode("utf-8"))
-                continue
-            except UnicodeDecodeError:
-                pass
-        try:
-            doc = decode_json(msg.value, config.max_record_bytes)
-        except RecordError:
-            continue
-        event_id = doc.get("event_id")
-        if isinstance(event_id, (str, int)) and not isinstance(event_id, bool):
-            try:
-                ids.add(plain_text(event_id.strip() if isinstance(event_id, str) else str(event_id), "event_id"))
-            except (RecordError, ValueError):  # ValueError: an integer of more digits than str() takes
-                continue
-    return ids
-
-
-def _instance(parse: Any, doc: dict[str, Any], index: int, count: int, *args: Any) -> Any:
-    """`parse(doc, *args)`, its errors naming the instance when the record holds several."""
-    try:
-        return parse(doc, *args)
-    except RecordError as exc:
-        if count == 1:
-            raise
-        raise RecordError(f"instance {index} of {count}: {exc.reason}", exc.field, exc.model) from None
-
-
 class Step:
     """Applies one batch to a state view; create one per batch."""
 
@@ -101,18 +59,28 @@ class Step:
         self.result = StepResult()
         self.watermarks = dict(view.watermarks)
 
-    def run(self, messages: list[RawMessage]) -> StepResult:
+    def run(self, messages: list[RawMessage], reads: list[Read] | None = None) -> StepResult:
         """Process the batch in order; messages already applied (by offset) are skipped. Every message
-        is joined, counted or dead-lettered: none can stop the batch."""
-        for msg in messages:
+        is joined, counted or dead-lettered: none can stop the batch. `reads` are the messages as
+        read beforehand (see `reading`); without them they are read here."""
+        if reads is None:
+            reader = Reader(self.config, self.catalog, self.wall_clock, self.partitions)
+            reads = [reader.read(msg) for msg in messages]
+        for msg, read in zip(messages, reads, strict=True):
             done = self.result.checkpoints.get(
                 (msg.topic, msg.partition), self.view.checkpoints.get((msg.topic, msg.partition), -1)
             )
             if msg.offset <= done:
                 continue
             self.result.checkpoints[(msg.topic, msg.partition)] = msg.offset
+            if read.error is not None:
+                self._reject(msg, read.error)
+                continue
             try:
-                self._message(msg)
+                for instance in read.inferences:
+                    self._inference(msg, instance.inference, instance.segments, instance.row)
+                for label in read.labels:
+                    self._label(msg, label)
             except RecordError as exc:
                 self._reject(msg, exc)
             except Exception as exc:  # noqa: BLE001 - a record that trips a bug is dead-lettered, not fatal
@@ -139,46 +107,6 @@ class Step:
                 if entry is not None:
                     self._expire(event_id, entry, "evicted")
         return self.result
-
-    def _message(self, msg: RawMessage) -> None:
-        """Decode, validate and apply one message; raises RecordError for one that cannot be used."""
-        doc = decode_json(msg.value, self.config.max_record_bytes)
-        reference = msg.timestamp if msg.timestamp is not None else self.wall_clock
-        future = self.config.max_future_seconds
-        # A SageMaker record forwarded unchanged may hold several instances: all of them are
-        # read before any is applied, so a bad one refuses the whole record.
-        if msg.side == INFERENCE:
-            capture = is_capture(doc)
-            if capture:
-                docs = capture_to_inferences(doc, self.config.capture_format, self.config.capture_model, "", reference)
-                inferences = [_instance(parse_inference, d, i, len(docs), self.catalog.problem_type, reference, future)
-                              for i, d in enumerate(docs)]  # fmt: skip
-            else:  # one inference, the common case: its errors need no instance number
-                docs, inferences = [doc], [parse_inference(doc, self.catalog.problem_type, reference, future)]
-            for inference in inferences:
-                self.catalog.check_class(inference.model, inference.prediction, "prediction")
-            self._check_key(msg, inferences[0].event_id, len(inferences))
-            baseline = self.catalog.quality(inferences[0].model)
-            rows = instance_rows(doc, baseline, capture, len(inferences)) if baseline else None
-            for i, (inference, d) in enumerate(zip(inferences, docs)):
-                keys = self.catalog.segment_keys(inference.model)
-                segments = encode_segments(segment_values(d, keys)) if keys else ""
-                self._inference(msg, inference, segments, with_segments(rows[i], segments) if rows else None)
-        else:
-            if is_ground_truth(doc):
-                docs = ground_truth_to_labels(doc)
-                labels = [_instance(parse_label, d, i, len(docs), reference, future) for i, d in enumerate(docs)]
-            else:
-                labels = [parse_label(doc, reference, future)]
-            self._check_key(msg, labels[0].event_id, len(labels))
-            for label in labels:
-                self._label(msg, label)
-
-    def _check_key(self, msg: RawMessage, event_id: str, count: int) -> None:
-        """Refuse a record that cannot meet its pair (see `keying.key_problem`)."""
-        problem = key_problem(msg, event_id, count, self.partitions, self.config.key_check)
-        if problem:
-            raise RecordError(problem, "key")
 
     # -- helpers ---------------------------------------------------------------------------
     def _now(self, partition: int, side: str = "i") -> float:
