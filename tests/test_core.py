@@ -938,3 +938,19 @@ def test_a_pair_the_store_finds_for_a_closed_window_is_counted_late_not_lost(mak
     result = h.run(apply)
     assert result.counters["churn"]["late"] == 1 and result.outcomes["inference", "late"] == 1
     assert h.metrics() == [closed] and h.counted("late") == 1
+
+
+def test_the_default_partition_is_kafkas_for_keys_of_every_length() -> None:
+    """The key check's murmur2 against the Java client's partitioner as aiokafka reimplements it."""
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner
+
+    rng = random.Random(7)
+    oracle = DefaultPartitioner()
+    for length in range(64):
+        key = bytes(rng.randrange(256) for _ in range(length))
+        for partitions in (1, 3, 8, 12):
+            expected = oracle(key, list(range(partitions)), list(range(partitions)))
+            assert default_partition(key, partitions) == expected
+            assert default_partition(key, partitions) == expected  # remembered: the same answer
