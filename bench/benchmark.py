@@ -24,8 +24,14 @@ measures on the same messages, one after the other:
                    tombstone (MEMORY USAGE of the run's keys, 36-character UUID event ids); RSS
   scale-out        with --cluster-url (a Redis Cluster node): 1, 2, 4 workers on 8 partitions,
                    each run's windows checked against the data
+  many instances   the worker's inferences/s at --per instances a message (1: plain records; more:
+                   SageMaker captures and ground truths), --rounds rounds, windows checked
+                   (bench/batched.py)
+  replay           `truthstream replay --out` over the main topics against a raw aiokafka read of
+                   them, --replay-rounds rounds, windows checked (bench/replay.py)
 
-and prints a table with the ratios; --json writes the figures, versions and settings.
+and prints a table with the ratios, the machine and the versions; --json writes the figures and
+settings; --docs PAGE rewrites the stack's table in PAGE (the performance page comes from here).
 """
 
 from __future__ import annotations
@@ -123,6 +129,23 @@ def parse_args() -> argparse.Namespace:
         type=lambda text: [int(n) for n in text.split(",")],
         default=[1, 2, 4],
         help="worker counts of the scale-out run (default 1,2,4)",
+    )
+    parser.add_argument(
+        "--per",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[1, 10, 100],
+        help="instances a message of the many-instances runs: plain records for 1, SageMaker captures and ground "
+        "truths for more, --per-instances inferences each (empty: skip; default 1,10,100)",
+    )
+    parser.add_argument(
+        "--per-instances", type=int, default=200_000, help="inferences of each many-instances run (default 200000)"
+    )
+    parser.add_argument(
+        "--replay-rounds",
+        type=int,
+        default=2,
+        help="rounds of the replay run: `truthstream replay --out` over the main topics against a raw aiokafka "
+        "read of them (0: skip; default 2)",
     )
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
     parser.add_argument("--redis-url", help="Redis URL (default: an embedded redis-server)")
@@ -769,6 +792,20 @@ def main() -> int:
             figures[f"redis_bytes_per_{name}"] = redis_bytes_per_entry(broker, redis_url, args.pending, logs, sides)
         if args.cluster_url and args.scale_out:
             figures["scale_out"] = scale_out(args, broker, logs)
+        if args.per:
+            import batched  # here: it imports this module
+
+            print(f"many instances a message: {', '.join(map(str, args.per))} ...")
+            figures["batched"] = batched.runs(
+                broker, redis_url, args.per_instances, args.per, args.rounds, args.seed, logs
+            )
+        if args.replay_rounds and args.events * EVENT_STEP_S < 2 * (WINDOW_S + GRACE_S):
+            print(f"replay skipped: {args.events} pairs span too little event time to close a window")
+        elif args.replay_rounds:
+            import replay  # here: it imports this module
+
+            print("replay against a raw read of the same topics ...")
+            figures["replay"] = replay.runs(broker, topics, table, total, args.replay_rounds)
     rows = report(figures, args)
     if args.docs:
         key, title = ("kafka", f"### Kafka at {args.broker}") if args.broker else ("embedded", "### Embedded stack")
@@ -869,6 +906,19 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]
         f"{name} {', '.join(f'{r:,.0f}' for r in rates)}" for name, rates in f["rounds_msgs_per_s"].items() if rates
     )
     rows.append(("each round (msg/s)", runs))
+    if "batched" in f:
+        import batched  # here: it imports this module
+
+        rows += batched.rows(f["batched"])
+    if "replay" in f:
+        import replay  # here: it imports this module
+
+        rows += replay.table_rows(f["replay"])
+    versions_text = ", ".join(f"{name} {version}" for name, version in f["versions"].items())
+    rows += [
+        ("machine", f"{f['machine']['cpus']} CPUs, {f['machine']['platform']}"),
+        ("versions", f"truthstream {stream.__version__}, {versions_text}"),
+    ]
     width = max(len(name) for name in [*(r[0] for r in rows), *ratios])
     print()
     for name, value in rows:
@@ -890,6 +940,13 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]
         print(f"{name:<{width}}  {shown}{mark}")
     verdict = "met" if fresh["p99_s"] < 1 else "NOT met"
     print(f"{'p99 freshness (median run)':<{width}}  {fresh['p99_s']:.3f} s   target < 1 s: {verdict}")
+    judged_more = []
+    if 100 in f.get("batched", {}).get("ratios", {}):
+        judged_more.append(("100 a message / 1 a message", f["batched"]["ratios"][100], 10.0))
+    if "replay" in f:
+        judged_more.append(("replay / raw aiokafka read", f["replay"]["replay_over_raw"], 0.3))
+    for name, value, target in judged_more:
+        print(f"{name:<{width}}  {value:.3f}   target >= {target:g}: {'met' if value >= target else 'NOT met'}")
     judged = [(f"**{name}**", f"{value:.2f}") for name, value in ratios.items()]
     return [*rows, *judged, ("**p99 freshness** (target < 1 s)", f"{fresh['p99_s']:.3f} s")]
 

@@ -28,6 +28,6 @@ def test_a_run_replaces_its_stacks_table_and_nothing_else(tmp_path: Path) -> Non
 def test_the_performance_page_holds_a_table_for_each_stack() -> None:
     """docs/performance.md carries the markers the benchmark writes between."""
     text = (ROOT / "docs" / "performance.md").read_text()
-    for key in ("embedded", "kafka", "data-quality", "replay"):
+    for key in ("embedded", "kafka", "data-quality"):
         begin, end = docs_table.markers(key)
         assert text.index(begin) < text.index(end)
