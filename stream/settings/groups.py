@@ -298,6 +298,13 @@ class WorkerSettings:
         "the two use two cores; off: in faust's process (a machine with one core)",
         group="worker",
     )
+    engine_processes: int = setting(
+        1,
+        "engine processes beside faust's (with --engine-process on), input partition p handled by process "
+        "p mod N: more than one pays off when messages carry many instances (batched SageMaker captures) "
+        "and the machine has a core for each",
+        group="worker",
+    )
     fetch_wait: float = setting(
         0.1,
         "longest a fetch waits at the broker for new data, in seconds; brokers that hold a fetch "

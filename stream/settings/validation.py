@@ -20,6 +20,7 @@ POSITIVE = (
     "batch_timeout",
     "fetch_wait",
     "segment_cap",
+    "engine_processes",
 )
 NOT_NEGATIVE = (
     "label_grace",
@@ -51,6 +52,11 @@ def validate(s: Any) -> None:
         raise ConfigError(
             f"{setting_name('violation_rule')}=interval needs confidence intervals: set "
             f"{setting_name('confidence_level')} above 0 (e.g. 0.95)"
+        )
+    if s.engine_processes > 1 and not s.engine_process:
+        raise ConfigError(
+            f"{setting_name('engine_processes')}={s.engine_processes} needs the engine in processes of its own: "
+            f"set {setting_name('engine_process')} on, or the engine processes to 1"
         )
     if s.curve_points < 2:
         raise ConfigError(f"{setting_name('curve_points')} must be at least 2, got {s.curve_points}")

@@ -23,6 +23,7 @@ from stream.settings import Settings
 from stream.stores.redis import RedisStore
 from stream.stores.redis.sizes import used_memory
 from stream.stores.redis_connect import connect
+from stream.worker.engine_pool import EnginePool
 from stream.worker.engine_process import Batches, EngineProcess, LocalEngine, redis_store
 from stream.worker.observe import PrometheusMetrics
 from stream.worker.outages import CONFIG_EXIT_CODE, exit_on_bug, retrying
@@ -102,9 +103,12 @@ class WorkerService(mode.Service):
         install_redaction()  # faust's worker set up logging of its own by now
         s = self.settings
         if s.engine_process:
-            engine = EngineProcess(s, self.catalog, self.partitions, self.log_level)
-            await engine.start()
-            self.engine = engine
+            engines = [
+                EngineProcess(s, self.catalog, self.partitions, self.log_level) for _ in range(s.engine_processes)
+            ]
+            for engine in engines:
+                await engine.start()
+            self.engine = engines[0] if len(engines) == 1 else EnginePool(engines)
         else:
             self.engine = await LocalEngine.open(s, self.catalog, self.partitions)
         self.redis = await connect(s.redis_url, s.redis_cluster)

@@ -291,6 +291,22 @@ def test_two_workers_split_the_partitions_and_agree(deployment: Deployment, tmp_
     assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
 
 
+def test_engine_processes_split_the_partitions_and_agree(deployment: Deployment, tmp_path: Path) -> None:
+    """One worker with two engine processes (partitions 0 and 2 to one, 1 and 3 to the other):
+    results equal scikit-learn's, whatever process closed each window."""
+    pairs = workload(n=4800, per_window=600, window=WINDOW, drift_window=6, seed=5, max_label_delay=20)
+    deployment.configure(**settings(tmp_path), engine_processes=2)
+    worker = deployment.start_worker()
+    produce(deployment, arrival_order(pairs))
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    published = deployment.wait_for(
+        "8 closed windows", lambda: (w := tumbling(deployment.read("metrics"))) and len(w) == 8 and w, timeout=180
+    )
+    assert_matches_sklearn(published, expected_windows(pairs, WINDOW))
+    children = subprocess.run(["pgrep", "-P", str(worker.pid), "-f", "spawn_main"], capture_output=True, text=True)
+    assert len(children.stdout.split()) == 2  # the two engine processes
+
+
 def _partitions(text: str) -> set[int]:
     """Parse Faust's partition set notation, e.g. `{0-1}` or `{0, 3}`."""
     out: set[int] = set()
