@@ -85,10 +85,19 @@ def capture_workload(
 
 
 def runs(
-    broker: str, redis_url: str, instances: int, sizes: list[int], rounds: int, seed: int, logs: Path
+    broker: str,
+    redis_url: str,
+    instances: int,
+    sizes: list[int],
+    rounds: int,
+    seed: int,
+    logs: Path,
+    engines: tuple[int, ...] = (1,),
 ) -> dict[str, Any]:
     """Produce each size's messages, then run the worker over each --rounds times (the order reversed
-    every other round); returns inferences/s by size, the ratios to one a message, wrong windows."""
+    every other round), with one engine process and, for several instances a message, with each of
+    `engines` engine processes; returns inferences/s by run, the ratios to one a message, and the
+    windows that differ from the data."""
     kafka = connection(broker)
     figures: dict[str, Any] = {"instances": instances, "rates": {}, "ratios": {}, "wrong_windows": 0}
     made = {}
@@ -102,32 +111,39 @@ def runs(
         # labels are shuffled within CHUNK instances: never later than the grace
         produce(kafka, topics, pairs, seed, chunk=max(1, CHUNK // per), times=times)
         made[per] = (topics, table, 2 * len(pairs))
-        figures["rates"][per] = []
+    variants = [(per, 1) for per in sizes] + [(per, n) for per in sizes if per > 1 for n in engines if n > 1]
     for r in range(rounds):
-        for per in sizes if r % 2 == 0 else reversed(sizes):
+        for per, n in variants if r % 2 == 0 else reversed(variants):
             topics, table, messages = made[per]
-            tag = f"b{per}x{uuid.uuid4().hex[:6]}"
-            rate, _, _ = truthstream_run(broker, redis_url, topics, tag, messages, logs, capture_model=MODEL)
+            tag = f"b{per}x{n}x{uuid.uuid4().hex[:6]}"
+            extra = {"capture_model": MODEL, "engine_processes": n}
+            rate, _, _ = truthstream_run(broker, redis_url, topics, tag, messages, logs, **extra)
             time.sleep(2)  # the last outbox flush
             figures["wrong_windows"] += check_results(tag, table, broker)
-            figures["rates"][per].append(rate / 2 * per)
-            print(f"round {r + 1}/{rounds}: {per} a message: {rate / 2 * per:,.0f} inferences/s", file=sys.stderr)
-    one = figures["rates"].get(1)
-    for per, rates in figures["rates"].items():
-        if one and per > 1:
-            figures["ratios"][per] = statistics.median([x / y for x, y in zip(rates, one)])
+            name = run_name(per, n)
+            figures["rates"].setdefault(name, []).append(rate / 2 * per)
+            print(f"round {r + 1}/{rounds}: {name}: {rate / 2 * per:,.0f} inferences/s", file=sys.stderr)
+    one = figures["rates"].get(run_name(1, 1))
+    for name, rates in figures["rates"].items():
+        if one and name != run_name(1, 1):
+            figures["ratios"][name] = statistics.median([x / y for x, y in zip(rates, one)])
     return figures
+
+
+def run_name(per: int, engines: int) -> str:
+    """How a run is named in the figures and the table."""
+    return f"{per} instance(s) a message" + (f", {engines} engine processes" if engines > 1 else "")
 
 
 def rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
     """The figures as the docs' table shows them."""
     out = [
-        (f"worker, {per} instance(s) a message", f"{statistics.median(rates):,.0f} inferences/s (median of rounds)")
-        for per, rates in figures["rates"].items()
+        (f"worker, {name}", f"{statistics.median(rates):,.0f} inferences/s (median of rounds)")
+        for name, rates in figures["rates"].items()
     ]
-    for per, ratio in figures["ratios"].items():
-        target = " (target >= 10)" if per == 100 else ""
-        out.append((f"**{per} a message / 1 a message, inferences/s**{target}", f"{ratio:.2f}"))
+    for name, ratio in figures["ratios"].items():
+        target = " (target >= 10)" if name.startswith("100 ") else ""
+        out.append((f"**{name} / 1 a message, inferences/s**{target}", f"{ratio:.2f}"))
     out.append(("many instances a message: windows that differ from the data", str(figures["wrong_windows"])))
     return out
 
@@ -142,6 +158,12 @@ def main() -> int:
         help="instances per message of each run (default 1,10,100)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="rounds of every run (default 2)")
+    parser.add_argument(
+        "--engines",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=(1, 2),
+        help="engine processes of the runs of several instances a message (default 1,2)",
+    )
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
     parser.add_argument("--redis-url", help="Redis URL (default: an embedded redis-server)")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -149,7 +171,7 @@ def main() -> int:
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="truthstream-bench-batched-"))
     with services(args) as (broker, redis_url):
-        figures = runs(broker, redis_url, args.instances, args.per, args.rounds, args.seed, logs)
+        figures = runs(broker, redis_url, args.instances, args.per, args.rounds, args.seed, logs, args.engines)
     print(docs_table.table(f"### Many instances a message ({args.instances:,} inferences a run)", rows(figures)))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
