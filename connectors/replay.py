@@ -26,6 +26,7 @@ from typing import Any
 from kafka.consumer.fetcher import ConsumerRecord
 
 from connectors.kafka_span import Cursor, cursors, merged, raw, record_at, span_consumer
+from connectors.replay_split import Split, progress
 from stream.core.catalog import Catalog
 from stream.core.contract import StateStore
 from stream.core.dataquality.window import QUALITY_KIND
@@ -92,9 +93,11 @@ def replay(
     from_s: float | None,
     to_s: float | None,
     copy: Callable[[list[ConsumerRecord]], None] | None = None,
+    processes: int = 1,
 ) -> Replay:
     """Recompute every tumbling window overlapping `[from_s, to_s)` of inference time; `copy`, if
-    given, also receives every record read, in order (republishing uses it)."""
+    given, also receives every record read, in order (republishing uses it). With `processes` above
+    one (and no `copy`), the partitions are shared among that many processes (see `replay_split`)."""
     settings = dataclasses.replace(settings, rolling_size=0)  # rolling windows are a live view only
     span = Span.of(from_s, to_s, settings.window_seconds)
     lead = settings.max_future_seconds
@@ -106,30 +109,84 @@ def replay(
         inputs = cursors(consumer, settings.inference_topic, from_ms, needed_ms)
         partitions = len(inputs)
         inputs += cursors(consumer, settings.label_topic, from_ms, needed_ms)
-        store = MemoryStore(segment_cap=settings.segment_cap)
-        engine = Engine(settings.core(), catalog, store, partitions)
         result = Replay(read_from=read_from)
         final = None if span.end is None else span.end + settings.label_grace
-
-        async def run() -> None:
-            for batch in merged(consumer, inputs, desc="replaying"):
-                if copy is not None:
-                    copy(batch)
-                result.messages += len(batch)
-                report = await engine.process([raw(r, settings.side_of(r.topic)) for r in batch], time.time())
-                result.dead_letters += report.dead_letters
-                result.inference_times = widen(result.inference_times, report.inference_times)
-                await _collect(store, result, span)
-                if final is not None and report.stream_time >= final:
-                    return  # every window of the span is closed: later records cannot change them
-
-        asyncio.run(run())
+        if processes > 1 and partitions > 1 and copy is None:
+            store = _split(settings, catalog, inputs, partitions, processes, result, span, final)
+        else:
+            store = _single(settings, catalog, consumer, inputs, partitions, result, span, final, copy)
         result.open_windows = sum(1 for key in store.windows if span.contains(key.start))
         if not result.records and not result.open_windows and not span.overlaps(result.inference_times):
             raise InputError(_uncovered(settings, span, result, consumer, inputs))
         return result
     finally:
         consumer.close()
+
+
+def _single(
+    settings: Settings,
+    catalog: Catalog,
+    consumer: Any,
+    inputs: list[Cursor],
+    partitions: int,
+    result: Replay,
+    span: Span,
+    final: float | None,
+    copy: Callable[[list[ConsumerRecord]], None] | None,
+) -> MemoryStore:
+    """The replay in this process: the records of every partition, merged by time, through one engine."""
+    store = MemoryStore(segment_cap=settings.segment_cap)
+    engine = Engine(settings.core(), catalog, store, partitions)
+
+    async def run() -> None:
+        for batch in merged(consumer, inputs, desc="replaying"):
+            if copy is not None:
+                copy(batch)
+            result.messages += len(batch)
+            report = await engine.process([raw(r, settings.side_of(r.topic)) for r in batch], time.time())
+            result.dead_letters += report.dead_letters
+            result.inference_times = widen(result.inference_times, report.inference_times)
+            await _collect(store, result, span)
+            if final is not None and report.stream_time >= final:
+                return  # every window of the span is closed: later records cannot change them
+
+    asyncio.run(run())
+    return store
+
+
+def _split(
+    settings: Settings,
+    catalog: Catalog,
+    inputs: list[Cursor],
+    partitions: int,
+    processes: int,
+    result: Replay,
+    span: Span,
+    final: float | None,
+) -> MemoryStore:
+    """The replay over `processes` processes, each reading and joining a share of the partitions
+    (see `replay_split`)."""
+    split = Split(settings, catalog, inputs, partitions, processes)
+
+    async def run() -> None:
+        with progress("replaying") as bar:
+            for n, results, total in split.results():
+                bar.total = total or None
+                bar.update(n)
+                result.messages += n
+                for _, step in results:
+                    result.dead_letters += len(step.dead_letters)
+                    result.inference_times = widen(result.inference_times, step.inference_times)
+                report = await split.apply(results)
+                await _collect(split.store, result, span)
+                if final is not None and report.stream_time >= final:
+                    return  # every window of the span is closed: later records cannot change them
+
+    try:
+        asyncio.run(run())
+    finally:
+        split.close()
+    return split.store
 
 
 async def _collect(store: StateStore, result: Replay, span: Span) -> None:

@@ -60,7 +60,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "PREFIX<inference topic> and PREFIX<label topic> (same partitions, keys and timestamps) for a fresh "
         "worker group",
     )
+    parser.add_argument(
+        "--processes",
+        type=_processes,
+        default=1,
+        metavar="N",
+        help="share the input partitions among N processes (p mod N), each reading and joining its own, the "
+        "windows closed in this one: the same windows, violations, segments and change events on N cores "
+        "(each window's counts may go to another window of its model); default 1",
+    )
     Settings.add_arguments(parser, SETTINGS)
+
+
+def _processes(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,7 +128,7 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
     catalog = settings.catalog()
     primary = Path(settings.constraints).name if settings.constraints else "constraints"
     compare = settings.catalog(args.compare) if args.compare else None
-    result = replay(settings, catalog, from_s, to_s)
+    result = replay(settings, catalog, from_s, to_s, processes=args.processes)
     if not result.records:
         raise InputError(_no_window(settings, result))
     if args.model:

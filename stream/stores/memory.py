@@ -55,7 +55,7 @@ class MemoryStore:
         self.detectors_by_model: dict[str, dict[str, str]] = {}  # per model version, its detectors' states
         # what inferences add to windows without opening them (label coverage, estimates), and the
         # windows listed for a provisional record
-        self.unopened: dict[WindowKey, WindowAggregate] = {}
+        self.unopened: dict[WindowKey, dict[int, WindowAggregate]] = {}  # per partition, as window parts
         self.unopened_of: dict[str, set[WindowKey]] = {}  # per model version, the windows in `unopened`
         self.listed: set[WindowKey] = set()
         self.quality: dict[WindowKey, dict[int, QualityPart]] = {}  # data quality: parts per partition
@@ -95,6 +95,12 @@ class MemoryStore:
 
     def apply(self, partition: int, result: StepResult) -> list[RollingDue]:
         """Apply a step's changes to one partition's state."""
+        self.apply_joins(partition, result)
+        return self.apply_windows(partition, result)
+
+    def apply_joins(self, partition: int, result: StepResult) -> None:
+        """Apply a step's changes to one partition's join state: its entries, their expiry index, the
+        partition's watermarks and applied offsets (what the next step's view reads)."""
         entries = self.entries.setdefault(partition, {})
         index = self.index.setdefault(partition, {})
         for event_id in result.unindex.get(partition, ()):
@@ -107,6 +113,12 @@ class MemoryStore:
             if math.isfinite(entry.expires):
                 index[event_id] = entry.expires
                 heapq.heappush(self.due.setdefault(partition, []), (entry.expires, event_id))
+        self.watermarks.update(result.watermarks)
+        self.checkpoints.update(result.checkpoints)
+
+    def apply_windows(self, partition: int, result: StepResult) -> list[RollingDue]:
+        """Apply the rest of a step's changes: window parts, counters, watermarks, the outbox (a split
+        replay's processes apply the joins of their partitions, its parent the rest)."""
         late = [key for key in result.windows if self._past(key, self.sealed_through)]
         if late:  # their windows closed: the pairs are counted late, never lost (as the Redis store does)
             result.closed_late(late)
@@ -121,7 +133,8 @@ class MemoryStore:
                 part.segment(name, admit(admitted, value, self.segment_cap)).merge(segment)
         for window, unopened in result.unopened.items():  # kept aside: they do not open the window
             if not self._past(window, self.sealed_through):
-                self.unopened.setdefault(window, WindowAggregate(unopened.resolution)).merge(unopened)
+                parts = self.unopened.setdefault(window, {})
+                parts.setdefault(partition, WindowAggregate(unopened.resolution)).merge(unopened)
                 self.unopened_of.setdefault(window.model_key, set()).add(window)
         self.listed |= result.provisional
         for window, rows in result.quality.items():
@@ -135,8 +148,7 @@ class MemoryStore:
         counters = self.counters.setdefault(partition, {})
         for model, counts in result.counters.items():
             counters.setdefault(model, Counter()).update(counts)
-        self.watermarks.update(result.watermarks)
-        self.checkpoints.update(result.checkpoints)
+        self.watermarks.update(result.watermarks)  # again: `apply_windows` alone serves a replay's parent
         self.outbox.extend(result.outputs)
         due = []
         for model_version, samples in result.rolling.items():
@@ -221,9 +233,10 @@ class MemoryStore:
                 if parts is None:
                     continue
                 resolution = next(iter(parts.values())).resolution
-                unopened = self.unopened.pop(key, None)
+                unopened = self.unopened.pop(key, {})
                 self.unopened_of.get(key.model_key, set()).discard(key)
-                aggregate = merge_parts(resolution, [*parts.values(), *([unopened] if unopened is not None else [])])
+                # in partition order, whatever order the partitions came in: float sums add up alike
+                aggregate = merge_parts(resolution, [*_in_order(parts), *_in_order(unopened)])
                 for gone in [k for k in self.admitted if k[0] == key]:
                     del self.admitted[gone]
                 self.listed.discard(key)
@@ -245,9 +258,10 @@ class MemoryStore:
         for key in sorted(keys, key=lambda k: (k.end, k.start)):
             fresh = key not in self.provisioned and not self._past(key, self.sealed_through)
             if key in self.listed and fresh and key in self.unopened:
-                parts = [*self.windows.get(key, {}).values(), self.unopened[key]]
+                unopened = _in_order(self.unopened[key])
+                parts = [*_in_order(self.windows.get(key, {})), *unopened]
                 quality = [part for _, part in sorted(self.quality.get(key, {}).items())]
-                out.append(SealedWindow(key, merge_parts(self.unopened[key].resolution, parts), quality=quality))
+                out.append(SealedWindow(key, merge_parts(unopened[0].resolution, parts), quality=quality))
         return out
 
     async def unlist_provisional(self, keys: list[WindowKey]) -> None:
@@ -336,3 +350,8 @@ class MemoryStore:
     async def confirm_outbox(self, count: int) -> None:
         """Drop published outputs."""
         del self.outbox[:count]
+
+
+def _in_order(parts: dict[int, WindowAggregate]) -> list[WindowAggregate]:
+    """A window's parts in partition order."""
+    return [part for _, part in sorted(parts.items())]

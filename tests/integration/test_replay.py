@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -96,6 +97,17 @@ def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: De
     assert sorted(replayed) == sorted(live)
     for start, record in live.items():
         assert json.dumps(replayed[start], sort_keys=True) == json.dumps(record, sort_keys=True)
+    # the partitions shared among two processes: the same windows and violations, byte for byte
+    catalog = load_catalog(current, "BinaryClassification")
+    split = replay(replay_settings(deployment, current), catalog, None, None, processes=2)
+    assert split.messages == result.messages and split.dead_letters == result.dead_letters == 0
+    assert {r["window"]["start"]: json.dumps(r, sort_keys=True) for r in split.records} == {
+        start: json.dumps(record, sort_keys=True) for start, record in live.items()
+    }
+    assert sorted(json.dumps(v, sort_keys=True) for v in split.violations) == sorted(
+        json.dumps(v, sort_keys=True) for v in result.violations
+    )
+    assert {v["violation_id"] for v in split.violations} == live_violations
 
     out = tmp_path / "windows.csv"
     plot = tmp_path / "chart.png"
@@ -316,3 +328,71 @@ def test_replay_reads_a_long_span_whole(deployment: Deployment) -> None:
         assert published[start]["sample_count"] == want["sample_count"]
         assert got["accuracy"]["value"] == pytest.approx(want["accuracy"], abs=1e-12)
         assert got["recall"]["value"] == pytest.approx(want["recall"], abs=1e-12)
+
+
+def test_a_replay_split_among_processes_equals_one_process(deployment: Deployment, tmp_path: Path) -> None:
+    """Segments, label-free estimates, change events and data quality over 4 partitions: shared among 2
+    and 3 processes, the replay gives the windows, violations and data-quality records of one process,
+    byte for byte (each window's counts aside: they are summed, not compared window by window)."""
+    from stream.core.calibration import Calibration
+    from tests.test_data_quality_stream import baseline_of, quality_settings, reference_rows
+
+    rng = random.Random(21)
+    pairs = workload(n=2400, per_window=300, window=WINDOW, drift_window=5, seed=21, max_label_delay=20)
+    records = []
+    for kind, key, value in arrival_order(pairs):
+        if kind == "inferences":
+            shifted = value["inference_time"] >= format_time(pairs[0].time + 6 * WINDOW)
+            value["features"] = {"income": rng.gauss(65.0 if shifted else 50.0, 10.0), "plan": rng.choice("abc")}
+        records.append((kind, key, value))
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps(Calibration((0.0, 1.0), (0.0, 1.0)).to_doc()))
+    current = constraints_file(tmp_path / "current.json", 0.8)
+    deployment.configure(window_seconds=WINDOW, label_grace=GRACE, rolling_size=0)
+    produce(deployment, records)
+    deployment.close_all_windows(pairs[-1].time + 1000)
+    env = {
+        **{k: v for k, v in deployment.env.items() if not k.endswith(("REDIS_URL", "APP_ID", "DATA_DIR"))},
+        "TRUTHSTREAM_CONSTRAINTS": current,
+        "TRUTHSTREAM_MIN_SAMPLES": "50",
+        "TRUTHSTREAM_SEGMENTS": "features.plan",
+        "TRUTHSTREAM_CALIBRATION": str(calibration),
+        **{
+            f"TRUTHSTREAM_{k.upper()}": v
+            for k, v in quality_settings(baseline_of(reference_rows(1500)), tmp_path).items()
+        },
+    }
+    settings = Settings.from_env(env)
+    one = replay(settings, settings.catalog(), None, None)
+    assert len(one.records) == 8 and len(one.quality) == 8
+    assert any(v["constraint_check_type"] == "ChangeDetected" for v in one.violations)
+    assert any(q["drifted_features"] == ["income"] for q in one.quality)
+    assert all(r["segments"] for r in one.records)
+    assert all("estimated_accuracy" in r["binary_classification_metrics"] for r in one.records)
+
+    def shown(records: list[dict[str, Any]]) -> dict[str, str]:
+        return {
+            r["window"]["start"]: json.dumps({k: v for k, v in r.items() if k != "counts"}, sort_keys=True)
+            for r in records
+        }
+
+    def counted(records: list[dict[str, Any]]) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for r in records:
+            for name, n in r["counts"].items():
+                total[name] = total.get(name, 0) + n
+        return total
+
+    for processes in (2, 3):
+        split = replay(settings, settings.catalog(), None, None, processes=processes)
+        assert shown(split.records) == shown(one.records), processes
+        assert shown(split.quality) == shown(one.quality), processes
+        assert sorted(json.dumps(v, sort_keys=True) for v in split.violations) == sorted(
+            json.dumps(v, sort_keys=True) for v in one.violations
+        )
+        assert counted(split.records) == counted(one.records)
+        assert (split.messages, split.dead_letters, split.inference_times) == (
+            one.messages,
+            one.dead_letters,
+            one.inference_times,
+        )

@@ -1,0 +1,178 @@
+"""Replay over several processes: each reads and joins a share of the partitions, the parent closes windows.
+
+Everything a window holds is decided per input partition: a pair is late by its own partition's
+event time, and an inference counts in a window's arrivals and data quality by its own
+partition's. So a partition's records give the same window parts whatever the other partitions
+do and whenever they are read. Each process reads its partitions (p mod N), merged by record
+time, runs the core's reading and step over their join state, and sends each step's result,
+without the join entries, to the parent. The parent applies the results to its memory store
+(window parts, counts, watermarks) and closes the windows the slowest partition's time passed,
+as a single-process replay does: windows, violations, segments, change events and estimates come
+out the same (each window's `counts` may be attributed to another window of its model: they are
+reported when the parent seals, whose timing differs; their sum does not). The parent sends the
+stream's time back, so that the processes expire waiting entries as the engine would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import multiprocessing
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from kafka import TopicPartition
+
+from connectors.kafka_span import Cursor, merged, raw, span_consumer
+from connectors.progress import progress as progress_bar
+from stream.core.catalog import Catalog
+from stream.core.contract import RollingDue
+from stream.core.engine import BatchReport, Engine
+from stream.core.reading import Reader, event_ids
+from stream.core.state import StepResult
+from stream.core.step import Step
+from stream.errors import InputError, TruthstreamError
+from stream.settings import Settings
+from stream.stores.memory import MemoryStore
+
+Share = list[tuple[str, int, int, int | None]]  # (topic, partition, position, from_ms) of each cursor
+
+
+class JoinStore(MemoryStore):
+    """A replay process's store: it keeps its partitions' join state and hands every result on."""
+
+    def __init__(self, segment_cap: int) -> None:
+        super().__init__(segment_cap=segment_cap)
+        self.results: list[tuple[int, StepResult]] = []
+
+    def apply(self, partition: int, result: StepResult) -> list[RollingDue]:
+        """Apply the joins here; keep the rest of the result (window parts, counts) for the parent."""
+        self.apply_joins(partition, result)
+        self.results.append((partition, replace(result, entries={}, unindex={})))
+        return []
+
+
+def serve(conn: Connection, settings: Settings, catalog: Catalog, share: Share, partitions: int) -> None:
+    """A replay process's main: read the share's partitions to their ends, sending each batch's results."""
+    try:
+        asyncio.run(_serve(conn, settings, catalog, share, partitions))
+    except TruthstreamError as exc:
+        conn.send(("error", str(exc), [], 0))
+    except Exception as exc:  # noqa: BLE001 - whatever stopped it, the parent must say so
+        conn.send(("error", f"a replay process failed ({type(exc).__name__}: {exc})", [], 0))
+    finally:
+        conn.close()
+
+
+async def _serve(conn: Connection, settings: Settings, catalog: Catalog, share: Share, partitions: int) -> None:
+    consumer = span_consumer(settings.kafka())
+    try:
+        cursors = [Cursor(TopicPartition(t, p), position, from_ms=from_ms) for t, p, position, from_ms in share]
+        starts = {c.tp: c.position for c in cursors}
+        store = JoinStore(settings.segment_cap)
+        config = settings.core()
+        engine = Engine(config, catalog, store, partitions)
+        mine, swept = {p for _, p, _, _ in share}, -math.inf
+        for batch in merged(consumer, cursors, progress=False):
+            wall_clock = time.time()
+            reader = Reader(config, catalog, wall_clock, partitions)
+            by_partition: dict[int, list[Any]] = {}
+            for record in batch:
+                by_partition.setdefault(record.partition, []).append(raw(record, settings.side_of(record.topic)))
+            for p, group in by_partition.items():
+                reads = [reader.read(m) for m in group]
+                store.run(
+                    p,
+                    event_ids(reads),
+                    {(m.topic, m.partition) for m in group},
+                    _step(config, catalog, group, reads, wall_clock, partitions),
+                )
+            now = swept
+            while conn.poll():
+                now = max(now, conn.recv())
+            if now > swept:  # the stream's time moved: expire what it passed, as the engine does
+                await engine.expire(mine, now, Counter())
+                swept = now
+            total = sum(max(0, (c.end or c.position) - starts[c.tp]) for c in cursors)
+            conn.send(("batch", len(batch), store.results, total))
+            store.results = []
+        conn.send(("done", 0, store.results, 0))
+    finally:
+        consumer.close()
+
+
+def _step(
+    config: Any, catalog: Catalog, group: list[Any], reads: list[Any], wall_clock: float, partitions: int
+) -> Callable[[Any], StepResult]:
+    return lambda view: Step(config, catalog, view, wall_clock, partitions).run(group, reads)
+
+
+class Split:
+    """The parent of a split replay: its processes, and the store where their results meet."""
+
+    def __init__(
+        self, settings: Settings, catalog: Catalog, inputs: list[Cursor], partitions: int, processes: int
+    ) -> None:
+        self.store = MemoryStore(segment_cap=settings.segment_cap)
+        self.engine = Engine(settings.core(), catalog, self.store, partitions)
+        shares: dict[int, Share] = {}
+        for c in inputs:
+            shares.setdefault(c.tp.partition % processes, []).append(
+                (c.tp.topic, c.tp.partition, c.position, c.from_ms)
+            )
+        context = multiprocessing.get_context("spawn")  # a fork would copy the parent's consumer threads
+        self.children: dict[Connection, Any] = {}
+        for share in shares.values():
+            mine, theirs = context.Pipe()
+            child = context.Process(target=serve, args=(theirs, settings, catalog, share, partitions), daemon=True)
+            child.start()
+            theirs.close()
+            self.children[mine] = child
+
+    def results(self) -> Any:
+        """(records read, [(partition, result)], each process's latest total) as the processes send them,
+        until every process reached its partitions' ends."""
+        live, totals = dict(self.children), {}
+        while live:
+            for conn in wait(list(live)):
+                try:
+                    kind, n, results, total = conn.recv()  # type: ignore[union-attr]
+                except EOFError:
+                    child = live[conn]  # type: ignore[index]
+                    child.join(5)
+                    raise InputError(f"a replay process ended unexpectedly (exit code {child.exitcode})") from None
+                if kind == "error":
+                    raise InputError(n)
+                totals[conn] = total or totals.get(conn, 0)
+                if kind == "done":
+                    del live[conn]  # type: ignore[arg-type]
+                yield n, results, sum(totals.values())
+
+    async def apply(self, results: list[tuple[int, StepResult]]) -> BatchReport:
+        """Apply processes' results and publish what the stream's time made due; tell the processes the time."""
+        for partition, result in results:
+            self.store.apply(partition, result)
+        report = await self.engine.sweep(set())
+        for conn in self.children:
+            try:
+                conn.send(report.stream_time)
+            except OSError:
+                pass  # that process is done
+        return report
+
+    def close(self) -> None:
+        """End the processes (those still reading, when the span closed first)."""
+        for conn, child in self.children.items():
+            conn.close()
+            if child.is_alive():
+                child.terminate()
+            child.join(5)
+
+
+def progress(desc: str) -> Any:
+    """The split replay's progress bar (records/s, and an ETA once the partitions' ends are known)."""
+    return progress_bar(desc, "records")
