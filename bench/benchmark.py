@@ -27,8 +27,9 @@ measures on the same messages, one after the other:
   many instances   the worker's inferences/s at --per instances a message (1: plain records; more:
                    SageMaker captures and ground truths, also with --per-engines engine processes),
                    --rounds rounds, windows checked (bench/batched.py)
-  replay           `truthstream replay --out` over the main topics against a raw aiokafka read of
-                   them, --replay-rounds rounds, windows checked (bench/replay.py)
+  replay           `truthstream replay --out` (one process, and --processes as many as cores) over
+                   the main topics against a raw aiokafka read of them, --replay-rounds rounds,
+                   windows checked (bench/replay.py)
 
 and prints a table with the ratios, the machine and the versions; --json writes the figures and
 settings; --docs PAGE rewrites the stack's table in PAGE (the performance page comes from here).
@@ -811,7 +812,8 @@ def main() -> int:
             import replay  # here: it imports this module
 
             print("replay against a raw read of the same topics ...")
-            figures["replay"] = replay.runs(broker, topics, table, total, args.replay_rounds)
+            processes = tuple(sorted({1, os.cpu_count() or 1}))
+            figures["replay"] = replay.runs(broker, topics, table, total, args.replay_rounds, processes)
     rows = report(figures, args)
     if args.docs:
         key, title = ("kafka", f"### Kafka at {args.broker}") if args.broker else ("embedded", "### Embedded stack")
@@ -951,8 +953,8 @@ def report(f: dict[str, Any], args: argparse.Namespace) -> list[tuple[str, str]]
         for name, ratio in f.get("batched", {}).get("ratios", {}).items()
         if name.startswith("100 ")
     ]
-    if "replay" in f:
-        judged_more.append(("replay / raw aiokafka read", f["replay"]["replay_over_raw"], 0.3))
+    for n, ratio in f.get("replay", {}).get("replay_over_raw", {}).items():
+        judged_more.append((f"replay, {n} process(es) / raw aiokafka read", ratio, 0.3))
     for name, value, target in judged_more:
         print(f"{name:<{width}}  {value:.3f}   target >= {target:g}: {'met' if value >= target else 'NOT met'}")
     judged = [(f"**{name}**", f"{value:.2f}") for name, value in ratios.items()]

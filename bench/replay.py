@@ -35,8 +35,8 @@ import docs_table  # noqa: E402 - the repository root first
 from benchmark import GRACE_S, WINDOW_S, connection, fresh_topics, produce, raw_aiokafka, services, workload  # noqa: E402
 
 
-def replay_run(broker: str, topics: tuple[str, str], out: Path) -> float:
-    """Wall seconds of one `truthstream replay --out` process over the topics."""
+def replay_run(broker: str, topics: tuple[str, str], out: Path, processes: int = 1) -> float:
+    """Wall seconds of one `truthstream replay --out [--processes N]` over the topics."""
     env = {
         **os.environ,
         "TRUTHSTREAM_BROKER": broker,
@@ -47,7 +47,7 @@ def replay_run(broker: str, topics: tuple[str, str], out: Path) -> float:
     }
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "connectors.cli", "replay", "--out", str(out)],
+        [sys.executable, "-m", "connectors.cli", "replay", "--out", str(out), "--processes", str(processes)],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -76,46 +76,63 @@ def check_windows(out: Path, table: pd.DataFrame) -> int:
     return len(found)
 
 
-def runs(broker: str, topics: tuple[str, str], table: pd.DataFrame, records: int, rounds: int) -> dict[str, Any]:
-    """A raw aiokafka read and a whole replay of the topics, --rounds times (the order reversed every
-    other round); the replay's windows checked against the data (the `workload` on the topics)."""
+def runs(
+    broker: str, topics: tuple[str, str], table: pd.DataFrame, records: int, rounds: int, processes: tuple[int, ...]
+) -> dict[str, Any]:
+    """A raw aiokafka read and a whole replay of the topics with each number of `processes`, --rounds
+    times (the order reversed every other round); every replay's windows checked against the data
+    (the `workload` on the topics) and against the first's table."""
     kafka = connection(broker)
     work = Path(tempfile.mkdtemp(prefix="truthstream-bench-replay-"))
-    figures: dict[str, Any] = {"records": records, "raw": [], "replay": [], "ratios": []}
+    figures: dict[str, Any] = {"records": records, "raw": [], "replay": {}, "ratios": {}, "processes": processes}
+    order = ["raw", *processes]
     for r in range(rounds):
-        order = ("raw", "replay") if r % 2 == 0 else ("replay", "raw")
-        rates = {}
-        for what in order:
+        rates: dict[Any, float] = {}
+        for what in order if r % 2 == 0 else reversed(order):
             if what == "raw":
                 rates[what] = raw_aiokafka(kafka, topics, records)
+                figures["raw"].append(rates[what])
             else:
-                out = work / f"round{r}.csv"
-                rates[what] = records / replay_run(broker, topics, out)
+                out = work / f"round{r}-{what}.csv"
+                rates[what] = records / replay_run(broker, topics, out, int(what))
                 figures["windows"] = check_windows(out, table)
-            figures[what].append(rates[what])
+                first = work / f"round0-{processes[0]}.csv"
+                if first.exists() and out != first and first.read_text() != out.read_text():
+                    raise RuntimeError(f"the replay with {what} processes wrote another table than with {processes[0]}")
+                figures["replay"].setdefault(str(what), []).append(rates[what])
             print(f"round {r + 1}/{rounds}: {what}: {rates[what]:,.0f} records/s", file=sys.stderr)
-        figures["ratios"].append(rates["replay"] / rates["raw"])
-    figures["replay_over_raw"] = statistics.median(figures["ratios"])
+        for n in processes:
+            figures["ratios"].setdefault(str(n), []).append(rates[n] / rates["raw"])
+    figures["replay_over_raw"] = {n: statistics.median(ratios) for n, ratios in figures["ratios"].items()}
     return figures
 
 
 def table_rows(figures: dict[str, Any]) -> list[tuple[str, str]]:
     """The figures as the docs' table shows them."""
-    return [
-        (
-            f"replay of {figures['records']:,} records (`replay --out`, whole process)",
-            f"{statistics.median(figures['replay']):,.0f} records/s; raw aiokafka read "
-            f"{statistics.median(figures['raw']):,.0f} records/s (medians of rounds)",
-        ),
-        ("**replay / raw aiokafka read** (target >= 0.3)", f"{figures['replay_over_raw']:.3f}"),
-        ("replayed windows checked against the data", f"{figures['windows']}, all equal"),
-    ]
+    rows = [("raw aiokafka read of the replayed topics", f"{statistics.median(figures['raw']):,.0f} records/s")]
+    for n, rates in figures["replay"].items():
+        rows.append(
+            (
+                f"replay of {figures['records']:,} records, {n} process(es) (`replay --out`, whole run)",
+                f"{statistics.median(rates):,.0f} records/s (median of rounds)",
+            )
+        )
+    for n, ratio in figures["replay_over_raw"].items():
+        rows.append((f"**replay, {n} process(es) / raw aiokafka read** (target >= 0.3)", f"{ratio:.3f}"))
+    rows.append(("replayed windows checked against the data", f"{figures['windows']}, all equal, every table alike"))
+    return rows
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="inference/label pairs (default 100000)")
     parser.add_argument("--rounds", type=int, default=2, help="rounds of both reads (default 2)")
+    parser.add_argument(
+        "--processes",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=(1, os.cpu_count() or 1),
+        help="the replay's --processes of each run (default 1 and this machine's cores)",
+    )
     parser.add_argument("--broker", help="Kafka URL (default: an embedded tansu)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--seed", type=int, default=1)
@@ -125,7 +142,7 @@ def main() -> int:
     with services(args) as (broker, _):
         topics = fresh_topics(connection(broker), uuid.uuid4().hex[:8])
         produce(connection(broker), topics, pairs, args.seed)
-        figures = runs(broker, topics, table, 2 * len(pairs), args.rounds)
+        figures = runs(broker, topics, table, 2 * len(pairs), args.rounds, args.processes)
     print(docs_table.table(f"### Replay ({figures['records']:,} records, {args.rounds} rounds)", table_rows(figures)))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
