@@ -116,6 +116,7 @@ def test_every_command_fails_with_one_line_and_its_exit_code(tmp_path: Path, lis
         Case(["replay", "--broker", closed], exits.USAGE, "no Kafka broker answers"),
         Case(["replay", "--out", str(tmp_path / "no" / "dir.csv")], exits.USAGE, "does not exist"),
         Case(["replay", "--plot", "chart.gif"], exits.USAGE, ".png or .html"),
+        Case(["replay", "--processes", "0"], exits.USAGE, "must be > 0"),
         Case(["ingest", "tabel"], exits.USAGE, "did you mean table?"),
         Case(["ingest", "table", "missing.csv", "--event-id-column", "id", "--broker", closed], 2, "--label-column"),
         Case(["sink", "webhook", "http://127.0.0.1:1/", "--max-attempts", "-1"], exits.USAGE, "must be >= 0"),

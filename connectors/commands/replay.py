@@ -26,6 +26,8 @@ SETTINGS = ("kafka", "inputs", "models", "windows", "limits", "capture")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The span, the outputs and the settings of the recomputation."""
+    from connectors.options import positive_int
+
     parser.add_argument(
         "--from",
         dest="from_time",
@@ -62,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--processes",
-        type=_processes,
+        type=positive_int,
         default=1,
         metavar="N",
         help="share the input partitions among N processes (p mod N), each reading and joining its own, the "
@@ -70,16 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(each window's counts may go to another window of its model); default 1",
     )
     Settings.add_arguments(parser, SETTINGS)
-
-
-def _processes(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
-    return n
 
 
 def run(args: argparse.Namespace) -> int:
