@@ -498,11 +498,14 @@ def batch_at_freshness(pairs: list[tuple[str, bytes, bytes]], classes: int, fres
 
 
 # -- freshness ---------------------------------------------------------------------------------------
-def freshness_pairs(n: int) -> list[tuple[bytes, bytes, bytes]]:
-    """(key, inference, label) of the freshness run, encoded before its clock starts."""
+def freshness_pairs(n: int, start: float, pairs_per_s: float) -> list[tuple[bytes, bytes, bytes]]:
+    """(key, inference, label) of the freshness run, encoded before its clock starts. Each inference
+    is timed when it is due to be produced (from `start`, wall clock), as a live endpoint's: its
+    label, timed by its Kafka record (no `label_time`), then falls in the inference's window's
+    grace, as live labels do (timed in the past, every pair would be late)."""
     pairs = []
     for i in range(n):
-        key, t = f"f{i}", T0 + 1 + i * EVENT_STEP_S
+        key, t = f"f{i}", start + i / pairs_per_s
         inference = {"event_id": key, "model": "m", "inference_time": t, "prediction": i % 2, "probability": 0.6}
         label = {"event_id": key, "label": (i // 2) % 2}
         pairs.append((key.encode(), json.dumps(inference).encode(), json.dumps(label).encode()))
@@ -582,7 +585,9 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
         producer.send(
             topics[0],
             key=b"warm",
-            value=json.dumps({"event_id": "warm", "model": "m", "inference_time": T0, "prediction": 0}).encode(),
+            value=json.dumps(
+                {"event_id": "warm", "model": "m", "inference_time": time.time(), "prediction": 0}
+            ).encode(),
         )
         producer.flush()
         deadline = time.perf_counter() + 120
@@ -592,7 +597,8 @@ def freshness(broker: str, redis_url: str, pairs_per_s: float, seconds: float, l
             time.sleep(0.2)
         producer.close()
         n = int(pairs_per_s * seconds)
-        sent = asyncio.run(paced_pairs(kafka, topics, freshness_pairs(n), pairs_per_s))
+        pairs = freshness_pairs(n, time.time() + 0.5, pairs_per_s)  # production starts within 0.5 s
+        sent = asyncio.run(paced_pairs(kafka, topics, pairs, pairs_per_s))
         deadline = time.perf_counter() + 30
         while (not records or records[-1][1] < n - 50) and time.perf_counter() < deadline:
             time.sleep(0.1)
