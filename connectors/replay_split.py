@@ -20,7 +20,6 @@ import math
 import multiprocessing
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -32,9 +31,7 @@ from connectors.progress import progress as progress_bar
 from stream.core.catalog import Catalog
 from stream.core.contract import RollingDue
 from stream.core.engine import BatchReport, Engine
-from stream.core.reading import Reader, event_ids
 from stream.core.state import StepResult
-from stream.core.step import Step
 from stream.errors import InputError, TruthstreamError
 from stream.settings import Settings
 from stream.stores.memory import MemoryStore
@@ -74,23 +71,11 @@ async def _serve(conn: Connection, settings: Settings, catalog: Catalog, share: 
         cursors = [Cursor(TopicPartition(t, p), position, from_ms=from_ms) for t, p, position, from_ms in share]
         starts = {c.tp: c.position for c in cursors}
         store = JoinStore(settings.segment_cap)
-        config = settings.core()
-        engine = Engine(config, catalog, store, partitions)
+        engine = Engine(settings.core(), catalog, store, partitions)
         mine, swept = {p for _, p, _, _ in share}, -math.inf
         for batch in merged(consumer, cursors, progress=False):
-            wall_clock = time.time()
-            reader = Reader(config, catalog, wall_clock, partitions)
-            by_partition: dict[int, list[Any]] = {}
-            for record in batch:
-                by_partition.setdefault(record.partition, []).append(raw(record, settings.side_of(record.topic)))
-            for p, group in by_partition.items():
-                reads = [reader.read(m) for m in group]
-                store.run(
-                    p,
-                    event_ids(reads),
-                    {(m.topic, m.partition) for m in group},
-                    _step(config, catalog, group, reads, wall_clock, partitions),
-                )
+            messages = [raw(record, settings.side_of(record.topic)) for record in batch]
+            await store.transact(engine.jobs(messages, time.time()))  # the engine's own steps, joins kept here
             now = swept
             while conn.poll():
                 now = max(now, conn.recv())
@@ -103,12 +88,6 @@ async def _serve(conn: Connection, settings: Settings, catalog: Catalog, share: 
         conn.send(("done", 0, store.results, 0))
     finally:
         consumer.close()
-
-
-def _step(
-    config: Any, catalog: Catalog, group: list[Any], reads: list[Any], wall_clock: float, partitions: int
-) -> Callable[[Any], StepResult]:
-    return lambda view: Step(config, catalog, view, wall_clock, partitions).run(group, reads)
 
 
 class Split:

@@ -1,10 +1,9 @@
 """Drives the pure core over a state store: the same engine serves the worker and replay.
 
-Per batch: load the state the batch touches, run the core step, apply the result
-atomically (with the input offsets, so a batch seen again after a crash changes
-nothing), expire what timed out, then close every window the stream's event
-time has passed: the store seals it, the core evaluates it, the store claims its
-records for the outbox (see `contract`). The engine drives; the store never calls back.
+Per batch: load the state the batch touches, run the core step, apply the result atomically (with
+the input offsets, so a batch seen again after a crash changes nothing), expire what timed out,
+then close every window the stream's event time has passed: the store seals it, the core evaluates
+it, the store claims its records for the outbox (see `contract`). The store never calls back.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from stream.core.contract import (
 )
 from stream.core.dataquality.window import drifted_note, name_drifted, window_quality
 from stream.core.outputs import PROVISIONAL_KIND, accounting_record, evaluate, provisional_record, window_doc
-from stream.core.reading import Reader, event_ids
+from stream.core.reading import Read, Reader, event_ids
 from stream.core.records import REGRESSION, SEP, RawMessage
 from stream.core.state import METRICS, VIOLATION, Output, StateView, StepResult, sweep_horizon, widen
 from stream.core.step import Step
@@ -82,12 +81,8 @@ class Engine:
             report.provisional, report.closed_windows = await self._publish_due(await self.read_stream_time())
             report.queued = report.closed_windows + report.provisional
             return report
-        by_partition: dict[int, list[RawMessage]] = {}
-        for msg in messages:
-            by_partition.setdefault(msg.partition, []).append(msg)
-        # A partition's join entries, offsets and window parts are a unit of their own (one Redis
-        # hash slot): each partition's messages are one transaction (a store runs them together).
-        done = await self.store.transact([self._job(p, group, wall_clock) for p, group in by_partition.items()])
+        jobs = self.jobs(messages, wall_clock)
+        done = await self.store.transact(jobs)
         counted: set[str] = set()
         rolling: dict[str, RollingDue] = {}
         for result, due in done.results:
@@ -114,7 +109,7 @@ class Engine:
         # close until more input came). The expiry sweep moves no watermark: one read serves both.
         clock = done.clock or await self.store.clock()
         now = report.stream_time = self.stream_time_of(clock)
-        counted |= await self.expire(set(by_partition), now, report.outcomes, clock)
+        counted |= await self.expire({job.partition for job in jobs}, now, report.outcomes, clock)
         report.provisional, report.closed_windows = await self._publish_due(now)
         report.queued += report.closed_windows + report.provisional
         if counted:
@@ -122,16 +117,21 @@ class Engine:
             report.queued += report.accounting_records
         return report
 
-    def _job(self, partition: int, messages: list[RawMessage], wall_clock: float) -> Job:
-        """The core step over one partition's messages, as one store transaction."""
-        reader = Reader(self.config, self.catalog, wall_clock, self.partitions)
-        reads = [reader.read(m) for m in messages]  # once, whatever times the store runs the step
-        return Job(
-            partition,
-            event_ids(reads),
-            {(m.topic, m.partition) for m in messages},
-            lambda view: Step(self.config, self.catalog, view, wall_clock, self.partitions).run(messages, reads),
-        )
+    def jobs(self, messages: list[RawMessage], wall_clock: float) -> list[Job]:
+        """The core step over a batch, one store transaction per input partition (its state is one Redis
+        hash slot); each message is read here, once, however many times the store runs the step."""
+        by_partition: dict[int, list[RawMessage]] = {}
+        for msg in messages:
+            by_partition.setdefault(msg.partition, []).append(msg)
+        reader, out = Reader(self.config, self.catalog, wall_clock, self.partitions), []
+        for partition, group in by_partition.items():
+            reads = [reader.read(m) for m in group]
+            inputs = {(m.topic, m.partition) for m in group}
+            out.append(Job(partition, event_ids(reads), inputs, partial(self._step, group, reads, wall_clock)))
+        return out
+
+    def _step(self, messages: list[RawMessage], reads: list[Read], wall_clock: float, view: StateView) -> StepResult:
+        return Step(self.config, self.catalog, view, wall_clock, self.partitions).run(messages, reads)
 
     async def read_stream_time(self) -> float:
         """The stream time (see `stream_time`), from the clock read from the store now."""

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from collections import Counter, deque
-from typing import Any
+from typing import Any, TypeVar
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.contract import (
@@ -33,6 +33,8 @@ from stream.core.records import Joined
 from stream.core.segments import admit
 from stream.core.state import UNATTRIBUTED, JoinEntry, Output, StateView, StepResult
 from stream.core.windows import WindowKey
+
+Part = TypeVar("Part")
 
 
 class MemoryStore:
@@ -96,7 +98,7 @@ class MemoryStore:
     def apply(self, partition: int, result: StepResult) -> list[RollingDue]:
         """Apply a step's changes to one partition's state."""
         self.apply_joins(partition, result)
-        return self.apply_windows(partition, result)
+        return self._apply_windows(partition, result)
 
     def apply_joins(self, partition: int, result: StepResult) -> None:
         """Apply a step's changes to one partition's join state: its entries, their expiry index, the
@@ -116,9 +118,10 @@ class MemoryStore:
         self.watermarks.update(result.watermarks)
         self.checkpoints.update(result.checkpoints)
 
-    def apply_windows(self, partition: int, result: StepResult) -> list[RollingDue]:
-        """Apply the rest of a step's changes: window parts, counters, watermarks, the outbox (a split
-        replay's processes apply the joins of their partitions, its parent the rest)."""
+    def _apply_windows(self, partition: int, result: StepResult) -> list[RollingDue]:
+        """Apply the rest of a step's changes: window parts, counters, the outbox (a split replay's
+        processes apply only the joins of their partitions; its parent applies their results whole,
+        without entries)."""
         late = [key for key in result.windows if self._past(key, self.sealed_through)]
         if late:  # their windows closed: the pairs are counted late, never lost (as the Redis store does)
             result.closed_late(late)
@@ -148,7 +151,6 @@ class MemoryStore:
         counters = self.counters.setdefault(partition, {})
         for model, counts in result.counters.items():
             counters.setdefault(model, Counter()).update(counts)
-        self.watermarks.update(result.watermarks)  # again: `apply_windows` alone serves a replay's parent
         self.outbox.extend(result.outputs)
         due = []
         for model_version, samples in result.rolling.items():
@@ -260,7 +262,7 @@ class MemoryStore:
             if key in self.listed and fresh and key in self.unopened:
                 unopened = _in_order(self.unopened[key])
                 parts = [*_in_order(self.windows.get(key, {})), *unopened]
-                quality = [part for _, part in sorted(self.quality.get(key, {}).items())]
+                quality = _in_order(self.quality.get(key, {}))
                 out.append(SealedWindow(key, merge_parts(unopened[0].resolution, parts), quality=quality))
         return out
 
@@ -352,6 +354,6 @@ class MemoryStore:
         del self.outbox[:count]
 
 
-def _in_order(parts: dict[int, WindowAggregate]) -> list[WindowAggregate]:
-    """A window's parts in partition order."""
+def _in_order(parts: dict[int, Part]) -> list[Part]:
+    """A window's parts (counters, data-quality parts) in partition order."""
     return [part for _, part in sorted(parts.items())]
