@@ -11,10 +11,13 @@ fetched again.
 
 from __future__ import annotations
 
+import asyncio
+import heapq
 import json
 import logging
+import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +35,7 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 500
 STALL_POLLS = 60  # 30 s of empty fetches below the partition's high watermark: the broker went away
+STALL_S = STALL_POLLS * POLL_MS / 1000
 FETCH_WAIT_MS = 100  # how long the broker holds an empty fetch: the cost of confirming a partition's end
 
 
@@ -143,41 +147,94 @@ def _fill(consumer: KafkaConsumer, cursor: Cursor, max_records: int) -> None:
     )
 
 
-def merged(
-    consumer: KafkaConsumer,
+async def merged(
+    kafka: KafkaConnection,
     partitions: list[Cursor],
     desc: str = "reading",
     batch_size: int = 5000,
     progress: bool = True,
-) -> Iterator[list[ConsumerRecord]]:
+) -> AsyncIterator[list[ConsumerRecord]]:
     """Every record of the cursors' partitions to their ends, in batches merged across partitions
     by timestamp, with a progress bar on stderr. The caller may stop early.
 
     The merge hands records to the core in about the order they were produced, which is what
-    a live worker saw (it matters for labels without `label_time`). Only one fetch's worth of
-    records is buffered per partition.
+    a live worker saw (it matters for labels without `label_time`). The records are fetched by
+    aiokafka (record batches decoded in C, every partition's fetches in flight at once), a record
+    merged when every partition still being read has one buffered; a partition is at its end when
+    a fetch found nothing at its position and that fetch's high watermark is not above it.
     """
-    live = list(partitions)
-    batch: list[ConsumerRecord] = []
-    starts = {c.tp: c.position for c in live}
-    with progress_bar(desc, "records", enabled=progress) as bar:
-        while live:
-            for cursor in live:
-                if not cursor.buffer and not cursor.done:
-                    _fill(consumer, cursor, batch_size)
-                    bar.update(len(cursor.buffer))
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition as AioPartition
+
+    consumer = AIOKafkaConsumer(
+        **kafka.require_reachable().aiokafka(),
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=FETCH_WAIT_MS,
+    )
+    await consumer.start()
+    try:
+        live = [c for c in partitions if not c.done]
+        tps = {c.tp: AioPartition(c.tp.topic, c.tp.partition) for c in partitions}
+        consumer.assign([tps[c.tp] for c in live])
+        for c in live:
+            consumer.seek(tps[c.tp], c.position)
+        starts = {c.tp: c.position for c in partitions}
+        stalled = {c.tp: time.monotonic() for c in live}  # when each partition last moved
+        order = {c.tp: i for i, c in enumerate(partitions)}
+        batch: list[ConsumerRecord] = []
+        with progress_bar(desc, "records", enabled=progress) as bar:
+            while live := [c for c in live if c.buffer or not c.done]:
+                if dry := [c for c in live if not c.buffer]:
+                    # an empty fetch does not end a getmany: twice the broker's wait sees one come back
+                    fetched = await consumer.getmany(*(tps[c.tp] for c in dry), timeout_ms=2 * FETCH_WAIT_MS)
+                    for c in dry:
+                        await _take(consumer, tps[c.tp], c, fetched.get(tps[c.tp], []), stalled)
+                        bar.update(len(c.buffer))
                     # The ends as the fetches report them (offsets: transaction markers count too).
-                    bar.total = sum(max(0, (c.end or c.position) - starts[c.tp]) for c in partitions)
-            live = [c for c in live if c.buffer or not c.done]
-            # Every partition still being read has a record buffered: emit the oldest until one runs dry.
-            while live and all(c.buffer for c in live):
-                oldest = min(live, key=lambda c: c.buffer[0].timestamp)
-                batch.append(oldest.buffer.popleft())
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-    if batch:
-        yield batch
+                    bar.total = sum(max(0, (c.end or c.position) - starts[c.tp]) for c in partitions) or None
+                    continue
+                # Every partition still being read has a record buffered: emit the oldest until one runs
+                # dry. The heap holds each one's oldest (timestamp, its place in `partitions`, cursor).
+                heads = [(c.buffer[0].timestamp, order[c.tp], c) for c in live]
+                heapq.heapify(heads)
+                while True:
+                    _, i, c = heads[0]
+                    batch.append(c.buffer.popleft())
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                    if not c.buffer:
+                        break
+                    heapq.heapreplace(heads, (c.buffer[0].timestamp, i, c))
+        if batch:
+            yield batch
+    finally:
+        await consumer.stop()
+
+
+async def _take(
+    consumer: Any, tp: Any, cursor: Cursor, records: list[Any], stalled: dict[TopicPartition, float]
+) -> None:
+    """One partition's share of a fetch into its buffer; or, when it brought nothing, whether the
+    partition is at its end (the fetch's high watermark) or the broker stopped answering."""
+    cursor.end = consumer.highwater(tp)
+    if records:
+        stalled[cursor.tp] = time.monotonic()
+        cursor.position = records[-1].offset + 1
+        cursor.buffer.extend(r for r in records if cursor.from_ms is None or r.timestamp >= cursor.from_ms)
+        return
+    # An empty fetch can also have stepped over transaction markers: take the consumer's position.
+    cursor.position = max(cursor.position, await consumer.position(tp))
+    if cursor.end is not None and cursor.position >= cursor.end:
+        cursor.done = True
+        return
+    if time.monotonic() - stalled[cursor.tp] > STALL_S:
+        raise InputError(
+            f"{cursor.tp.topic}[{cursor.tp.partition}]: the broker stopped returning records at offset "
+            f"{cursor.position}, below the end it reports ({cursor.end}); nothing was computed from a partial read"
+        )
 
 
 def read_topic(kafka: KafkaConnection, topic: str) -> Iterator[dict[str, Any]]:
@@ -189,10 +246,14 @@ def read_records(kafka: KafkaConnection, topic: str) -> Iterator[ConsumerRecord]
     """Every record of a topic, to the end the fetches find."""
     consumer = span_consumer(kafka)
     try:
-        for batch in merged(consumer, cursors(consumer, topic), progress=False):
-            yield from batch
+        start = cursors(consumer, topic)
     finally:
         consumer.close()
+
+    async def read() -> list[ConsumerRecord]:
+        return [r async for batch in merged(kafka, start, progress=False) for r in batch]
+
+    yield from asyncio.run(read())
 
 
 def raw(record: ConsumerRecord, side: Side) -> RawMessage:

@@ -139,7 +139,7 @@ def _single(
     engine = Engine(settings.core(), catalog, store, partitions)
 
     async def run() -> None:
-        for batch in merged(consumer, inputs, desc="replaying"):
+        async for batch in merged(settings.kafka(), inputs, desc="replaying"):
             if copy is not None:
                 copy(batch)
             result.messages += len(batch)

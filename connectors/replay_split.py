@@ -26,7 +26,7 @@ from typing import Any
 
 from kafka import TopicPartition
 
-from connectors.kafka_span import Cursor, merged, raw, span_consumer
+from connectors.kafka_span import Cursor, merged, raw
 from connectors.progress import progress as progress_bar
 from stream.core.catalog import Catalog
 from stream.core.contract import RollingDue
@@ -66,28 +66,24 @@ def serve(conn: Connection, settings: Settings, catalog: Catalog, share: Share, 
 
 
 async def _serve(conn: Connection, settings: Settings, catalog: Catalog, share: Share, partitions: int) -> None:
-    consumer = span_consumer(settings.kafka())
-    try:
-        cursors = [Cursor(TopicPartition(t, p), position, from_ms=from_ms) for t, p, position, from_ms in share]
-        starts = {c.tp: c.position for c in cursors}
-        store = JoinStore(settings.segment_cap)
-        engine = Engine(settings.core(), catalog, store, partitions)
-        mine, swept = {p for _, p, _, _ in share}, -math.inf
-        for batch in merged(consumer, cursors, progress=False):
-            messages = [raw(record, settings.side_of(record.topic)) for record in batch]
-            await store.transact(engine.jobs(messages, time.time()))  # the engine's own steps, joins kept here
-            now = swept
-            while conn.poll():
-                now = max(now, conn.recv())
-            if now > swept:  # the stream's time moved: expire what it passed, as the engine does
-                await engine.expire(mine, now, Counter())
-                swept = now
-            total = sum(max(0, (c.end or c.position) - starts[c.tp]) for c in cursors)
-            conn.send(("batch", len(batch), store.results, total))
-            store.results = []
-        conn.send(("done", 0, store.results, 0))
-    finally:
-        consumer.close()
+    cursors = [Cursor(TopicPartition(t, p), position, from_ms=from_ms) for t, p, position, from_ms in share]
+    starts = {c.tp: c.position for c in cursors}
+    store = JoinStore(settings.segment_cap)
+    engine = Engine(settings.core(), catalog, store, partitions)
+    mine, swept = {p for _, p, _, _ in share}, -math.inf
+    async for batch in merged(settings.kafka(), cursors, progress=False):
+        messages = [raw(record, settings.side_of(record.topic)) for record in batch]
+        await store.transact(engine.jobs(messages, time.time()))  # the engine's own steps, joins kept here
+        now = swept
+        while conn.poll():
+            now = max(now, conn.recv())
+        if now > swept:  # the stream's time moved: expire what it passed, as the engine does
+            await engine.expire(mine, now, Counter())
+            swept = now
+        total = sum(max(0, (c.end or c.position) - starts[c.tp]) for c in cursors)
+        conn.send(("batch", len(batch), store.results, total))
+        store.results = []
+    conn.send(("done", 0, store.results, 0))
 
 
 class Split:

@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything, then replay (or republish) and write the outputs; nothing is written on error."""
+    import logging
+
+    if args.log_level != "debug":  # the reading consumer's connection and assignment lines are noise here
+        logging.getLogger("aiokafka").setLevel(logging.WARNING)
     from connectors.options import time_option
     from stream.errors import ConfigError
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
 from stream.core.aggregate import WindowAggregate
 from stream.core.records import BINARY, MULTICLASS, Probabilities
@@ -113,6 +112,8 @@ def fit_calibration(aggregate: WindowAggregate) -> tuple[Calibration, dict[str, 
     """An isotonic calibration fitted on a labelled aggregate's score histogram, and the Brier
     score of the raw and of the calibrated scores on the same data (the second is optimistic:
     it is measured where it was fitted)."""
+    from scipy.optimize import isotonic_regression  # half a second to import: only fitting needs it
+
     scores, negatives, positives = aggregate.score_histogram()
     order = np.argsort(scores)
     scores, negatives, positives = scores[order], negatives[order].astype(float), positives[order].astype(float)
