@@ -20,6 +20,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,8 @@ class Replay:
     inference_times: tuple[float, float] | None = None  # earliest and latest inference time read
     read_from: float | None = None  # the record time reading started at (None: the topics' beginning)
     quality: list[dict[str, Any]] = field(default_factory=list)  # data-quality records of the span
+    processes: int = 1  # the processes that read and joined the records
+    seconds: float = 0.0  # from the first offset lookup to the last window closed
 
 
 @dataclass(frozen=True)
@@ -102,31 +105,31 @@ def replay(
     span = Span.of(from_s, to_s, settings.window_seconds)
     lead = settings.max_future_seconds
     read_from = None if span.start is None or not math.isfinite(lead) else span.start - lead
-    consumer = span_consumer(settings.kafka())
-    try:
-        from_ms = None if read_from is None else int(read_from * 1000)
-        needed_ms = None if span.start is None else int(span.start * 1000)
+    started = time.perf_counter()
+    from_ms = None if read_from is None else int(read_from * 1000)
+    needed_ms = None if span.start is None else int(span.start * 1000)
+    # closed before reading: its thread gone, the split replay's processes can be forked (see `Split`)
+    with closing(span_consumer(settings.kafka())) as consumer:
         inputs = cursors(consumer, settings.inference_topic, from_ms, needed_ms)
         partitions = len(inputs)
         inputs += cursors(consumer, settings.label_topic, from_ms, needed_ms)
-        result = Replay(read_from=read_from)
-        final = None if span.end is None else span.end + settings.label_grace
-        if processes > 1 and partitions > 1 and copy is None:
-            store = _split(settings, catalog, inputs, partitions, processes, result, span, final)
-        else:
-            store = _single(settings, catalog, consumer, inputs, partitions, result, span, final, copy)
-        result.open_windows = sum(1 for key in store.windows if span.contains(key.start))
-        if not result.records and not result.open_windows and not span.overlaps(result.inference_times):
-            raise InputError(_uncovered(settings, span, result, consumer, inputs))
-        return result
-    finally:
-        consumer.close()
+    result = Replay(read_from=read_from)
+    final = None if span.end is None else span.end + settings.label_grace
+    if processes > 1 and partitions > 1 and copy is None:
+        result.processes = min(processes, partitions)
+        store = _split(settings, catalog, inputs, partitions, result.processes, result, span, final)
+    else:
+        store = _single(settings, catalog, inputs, partitions, result, span, final, copy)
+    result.seconds = time.perf_counter() - started
+    result.open_windows = sum(1 for key in store.windows if span.contains(key.start))
+    if not result.records and not result.open_windows and not span.overlaps(result.inference_times):
+        raise InputError(_uncovered(settings, span, result, inputs))
+    return result
 
 
 def _single(
     settings: Settings,
     catalog: Catalog,
-    consumer: Any,
     inputs: list[Cursor],
     partitions: int,
     result: Replay,
@@ -202,7 +205,7 @@ async def _collect(store: StateStore, result: Replay, span: Span) -> None:
         await store.confirm_outbox(len(pending))
 
 
-def _uncovered(settings: Settings, span: Span, result: Replay, consumer: Any, inputs: list[Cursor]) -> str:
+def _uncovered(settings: Settings, span: Span, result: Replay, inputs: list[Cursor]) -> str:
     """Why nothing was found: what the topics hold instead."""
     topics = f"{settings.inference_topic}/{settings.label_topic}"
     if result.inference_times is not None:
@@ -214,7 +217,8 @@ def _uncovered(settings: Settings, span: Span, result: Replay, consumer: Any, in
         )
     if result.messages:
         return f"no inference in {topics} could be read ({result.messages} records, all refused or labels)"
-    newest = [r.timestamp for c in inputs if c.position > 0 and (r := record_at(consumer, c.tp, c.position - 1))]
+    with closing(span_consumer(settings.kafka())) as consumer:
+        newest = [r.timestamp for c in inputs if c.position > 0 and (r := record_at(consumer, c.tp, c.position - 1))]
     if not newest:
         return f"no records in {topics}"
     return (

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import os
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -99,7 +101,7 @@ class Split:
             shares.setdefault(c.tp.partition % processes, []).append(
                 (c.tp.topic, c.tp.partition, c.position, c.from_ms)
             )
-        context = multiprocessing.get_context("spawn")  # a fork would copy the parent's consumer threads
+        context = multiprocessing.get_context(start_method())
         self.children: dict[Connection, Any] = {}
         for share in shares.values():
             mine, theirs = context.Pipe()
@@ -146,6 +148,20 @@ class Split:
             if child.is_alive():
                 child.terminate()
             child.join(5)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a `taskset` or a container's cpuset)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def start_method() -> str:
+    """How the processes start: forked, with this process's modules loaded (an import of the core
+    costs each spawned process seconds), unless a thread is running here (a client's, a server's),
+    which a fork would copy in whatever state it is: then spawned."""
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return "fork"
+    return "spawn"
 
 
 def progress(desc: str) -> Any:

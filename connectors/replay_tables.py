@@ -174,10 +174,16 @@ def quality_summary(records: list[dict[str, Any]]) -> list[str]:
     return ["", *lines] if lines else []
 
 
+def _rate(result: Replay) -> str:
+    """How fast the replay went, and on how many processes."""
+    rate = f"{result.messages / result.seconds:,.0f} records/s, " if result.seconds > 0 else ""
+    return f"{rate}{result.processes} process{'es' if result.processes > 1 else ''}"
+
+
 def summary(windows: pd.DataFrame, violations: pd.DataFrame, result: Replay) -> str:
     """A short text report: windows, violations per metric (per constraints file), worst windows."""
     lines = [
-        f"replayed {result.messages} records: {len(windows)} closed windows"
+        f"replayed {result.messages} records in {result.seconds:.1f} s ({_rate(result)}): {len(windows)} closed windows"
         f" ({windows['model'].nunique() if not windows.empty else 0} models), "
         f"{result.open_windows} still open at the end of the span, {result.dead_letters} dead letters"
     ]

@@ -65,11 +65,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--processes",
         type=positive_int,
-        default=1,
         metavar="N",
         help="share the input partitions among N processes (p mod N), each reading and joining its own, the "
         "windows closed in this one: the same windows, violations, segments and change events on N cores "
-        "(each window's counts may go to another window of its model); default 1",
+        "(each window's counts may go to another window of its model); default: the cores this command may "
+        "use, 1 with --to-topic",
     )
     Settings.add_arguments(parser, SETTINGS)
 
@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | None, to_s: float | None) -> int:
     from connectors.charts import panels, write_chart
     from connectors.replay import replay
+    from connectors.replay_split import usable_cores
     from connectors.replay_tables import (
         rejudge,
         segments_frame,
@@ -124,7 +125,7 @@ def _recompute(args: argparse.Namespace, settings: Settings, from_s: float | Non
     catalog = settings.catalog()
     primary = Path(settings.constraints).name if settings.constraints else "constraints"
     compare = settings.catalog(args.compare) if args.compare else None
-    result = replay(settings, catalog, from_s, to_s, processes=args.processes)
+    result = replay(settings, catalog, from_s, to_s, processes=args.processes or usable_cores())
     if not result.records:
         raise InputError(_no_window(settings, result))
     if args.model:
