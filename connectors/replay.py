@@ -37,6 +37,7 @@ from stream.core.timefmt import format_time, parse_time
 from stream.errors import InputError
 from stream.settings import Settings
 from stream.stores.memory import MemoryStore
+from stream.worker.runtime import collections_rare
 
 
 @dataclass
@@ -115,11 +116,12 @@ def replay(
         inputs += cursors(consumer, settings.label_topic, from_ms, needed_ms)
     result = Replay(read_from=read_from)
     final = None if span.end is None else span.end + settings.label_grace
-    if processes > 1 and partitions > 1 and copy is None:
-        result.processes = min(processes, partitions)
-        store = _split(settings, catalog, inputs, partitions, result.processes, result, span, final)
-    else:
-        store = _single(settings, catalog, inputs, partitions, result, span, final, copy)
+    with collections_rare():  # as in the worker: a batch allocates tens of thousands of objects
+        if processes > 1 and partitions > 1 and copy is None:
+            result.processes = min(processes, partitions)
+            store = _split(settings, catalog, inputs, partitions, result.processes, result, span, final)
+        else:
+            store = _single(settings, catalog, inputs, partitions, result, span, final, copy)
     result.seconds = time.perf_counter() - started
     result.open_windows = sum(1 for key in store.windows if span.contains(key.start))
     if not result.records and not result.open_windows and not span.overlaps(result.inference_times):

@@ -37,6 +37,7 @@ from stream.core.state import StepResult
 from stream.errors import InputError, TruthstreamError
 from stream.settings import Settings
 from stream.stores.memory import MemoryStore
+from stream.worker.runtime import collect_garbage_rarely
 
 Share = list[tuple[str, int, int, int | None]]  # (topic, partition, position, from_ms) of each cursor
 
@@ -58,6 +59,7 @@ class JoinStore(MemoryStore):
 def serve(conn: Connection, settings: Settings, catalog: Catalog, share: Share, partitions: int) -> None:
     """A replay process's main: read the share's partitions to their ends, sending each batch's results."""
     try:
+        collect_garbage_rarely()
         asyncio.run(_serve(conn, settings, catalog, share, partitions))
     except TruthstreamError as exc:
         conn.send(("error", str(exc), [], 0))

@@ -104,8 +104,10 @@ class Reader:
             self._check_key(msg, inferences[0].event_id, len(inferences))
             model = inferences[0].model
             baseline = self.catalog.quality(model)
-            rows = instance_rows(doc, baseline, capture, len(inferences)) if baseline else None
             keys = self.catalog.segment_keys(model)
+            if not baseline and not keys:  # no segments, no data quality: nothing more to read
+                return Read([Instance(inference) for inference in inferences])
+            rows = instance_rows(doc, baseline, capture, len(inferences)) if baseline else None
             read = Read()
             for i, (inference, d) in enumerate(zip(inferences, docs)):
                 segments = encode_segments(segment_values(d, keys)) if keys else ""

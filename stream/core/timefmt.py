@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+_NAIVE_EPOCH = datetime(1970, 1, 1)
+_SECOND = timedelta(seconds=1)
 
 
 def _iso_seconds(text: str) -> float:
-    """Epoch seconds of ISO-8601 text; without an offset it is UTC. Raises ValueError."""
+    """Epoch seconds of ISO-8601 text; without an offset it is UTC. Raises ValueError.
+
+    >>> _iso_seconds("2025-11-24T16:00:01.230") == _iso_seconds("2025-11-24T16:00:01.230Z") == 1764000001.23
+    True
+    """
     parsed = datetime.fromisoformat(text)
     try:
-        return (parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)).timestamp()
+        if parsed.tzinfo is not None:
+            return parsed.timestamp()
+        # what `replace(tzinfo=UTC).timestamp()` computes (microseconds over 10**6, correctly
+        # rounded), in a third of its time: a naive time is the common case of plain records
+        return (parsed - _NAIVE_EPOCH) / _SECOND
     except OverflowError:
         raise ValueError("time is out of range") from None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Young objects are collected once per this many allocations (Python's default: 700). A batch
 # allocates tens of thousands of short-lived objects that reference counting frees; collecting
@@ -27,3 +29,15 @@ def collect_garbage_rarely() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
+
+
+@contextmanager
+def collections_rare() -> Iterator[None]:
+    """Young objects collected as rarely as in the worker while the block runs (a replay in a
+    program of its own), the collector's thresholds as they were afterwards."""
+    before = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 from connectors import notebook
 from connectors.kafka_span import cursors, span_consumer
 from connectors.replay import replay
+from connectors.replay_split import usable_cores
 from connectors.republish import republish
 from stream.constraint_files import load_catalog
 from stream.core.catalog import Catalog
@@ -24,7 +26,7 @@ from stream.core.timefmt import format_time
 from stream.errors import InputError
 from stream.settings import Settings
 from tests.factories import T0, inference
-from tests.integration.conftest import Deployment, tumbling
+from tests.integration.conftest import PARTITIONS, Deployment, tumbling
 from tests.integration.test_worker import produce
 from tests.integration.workload import arrival_order, expected_windows, workload
 
@@ -126,6 +128,9 @@ def test_replay_equals_the_live_worker_and_tries_other_thresholds(deployment: De
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "8 closed windows (1 models)" in done.stdout
+    # by default on every core this test may use (forked: the command runs no thread by then)
+    used = re.search(r"replayed \d+ records in [\d.]+ s \([\d,]+ records/s, (\d+) process", done.stdout)
+    assert used is not None and int(used[1]) == min(usable_cores(), PARTITIONS), done.stdout
     windows = pd.read_csv(out)
     violations = pd.read_csv(tmp_path / "windows.violations.csv")
     expected = expected_windows(pairs, WINDOW)
