@@ -27,7 +27,10 @@ INFERENCE: Side = "inference"
 LABEL: Side = "label"
 
 
-@dataclass(frozen=True, slots=True)
+# The records below are made for every message and instance, so they are not frozen: a frozen
+# dataclass sets each field through object.__setattr__, four times the cost of its __init__ here.
+# They are values all the same (never changed once made, hashed by their fields).
+@dataclass(slots=True, unsafe_hash=True)
 class RawMessage:
     """One message as read from Kafka, before any decoding; `side` says which input it came from."""
 
@@ -43,7 +46,7 @@ class RawMessage:
 Probabilities = tuple[tuple[str, float], ...]  # (canonical class, probability) pairs
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Inference:
     """A validated prediction: the class predicted and, for binary models, the positive-class score
     (for multiclass models, the probability of each class, when the record carried them)."""
@@ -57,7 +60,7 @@ class Inference:
     probabilities: Probabilities | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Label:
     """A validated ground-truth label; `time` is the label's own time when it carried one."""
 
@@ -66,7 +69,7 @@ class Label:
     time: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Joined:
     """An inference matched with its label: one sample for the metrics."""
 
