@@ -20,7 +20,7 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import aclosing, closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,16 +144,18 @@ def _single(
     engine = Engine(settings.core(), catalog, store, partitions)
 
     async def run() -> None:
-        async for batch in merged(settings.kafka(), inputs, desc="replaying"):
-            if copy is not None:
-                copy(batch)
-            result.messages += len(batch)
-            report = await engine.process([raw(r, settings.side_of(r.topic)) for r in batch], time.time())
-            result.dead_letters += report.dead_letters
-            result.inference_times = widen(result.inference_times, report.inference_times)
-            await _collect(store, result, span)
-            if final is not None and report.stream_time >= final:
-                return  # every window of the span is closed: later records cannot change them
+        # closed when the span is: the reading consumer stops at once, not when the loop ends
+        async with aclosing(merged(settings.kafka(), inputs, desc="replaying")) as batches:
+            async for batch in batches:
+                if copy is not None:
+                    copy(batch)
+                result.messages += len(batch)
+                report = await engine.process([raw(r, settings.side_of(r.topic)) for r in batch], time.time())
+                result.dead_letters += report.dead_letters
+                result.inference_times = widen(result.inference_times, report.inference_times)
+                await _collect(store, result, span)
+                if final is not None and report.stream_time >= final:
+                    return  # every window of the span is closed: later records cannot change them
 
     asyncio.run(run())
     return store

@@ -6,4 +6,4 @@ them; `connectors` (the commands and the outside world) depends on this package,
 the other way round.
 """
 
-__version__ = "0.5.1"
+__version__ = "0.5.2"

@@ -20,7 +20,7 @@ def _iso_seconds(text: str) -> float:
         if parsed.tzinfo is not None:
             return parsed.timestamp()
         # what `replace(tzinfo=UTC).timestamp()` computes (microseconds over 10**6, correctly
-        # rounded), in a third of its time: a naive time is the common case of plain records
+        # rounded), in a third of its time (many producers send their times without an offset)
         return (parsed - _NAIVE_EPOCH) / _SECOND
     except OverflowError:
         raise ValueError("time is out of range") from None
