@@ -87,7 +87,8 @@ async def _serve(conn: Connection, settings: Settings, catalog: Catalog, share: 
         total = sum(max(0, (c.end or c.position) - starts[c.tp]) for c in cursors)
         conn.send(("batch", len(batch), store.results, total))
         store.results = []
-    conn.send(("done", 0, store.results, 0))
+    # where each partition's reading ended: the parent's cursors say so, as one process's do
+    conn.send(("done", 0, store.results, {(c.tp.topic, c.tp.partition): c.position for c in cursors}))
 
 
 class Split:
@@ -97,6 +98,7 @@ class Split:
         self, settings: Settings, catalog: Catalog, inputs: list[Cursor], partitions: int, processes: int
     ) -> None:
         self.store = MemoryStore(segment_cap=settings.segment_cap)
+        self.inputs = inputs
         self.engine = Engine(settings.core(), catalog, self.store, partitions)
         shares: dict[int, Share] = {}
         for c in inputs:
@@ -126,9 +128,12 @@ class Split:
                     raise InputError(f"a replay process ended unexpectedly (exit code {child.exitcode})") from None
                 if kind == "error":
                     raise InputError(n)
-                totals[conn] = total or totals.get(conn, 0)
-                if kind == "done":
+                if kind == "done":  # its last results, and where each of its partitions' reading ended
+                    for c in self.inputs:
+                        c.position = total.get((c.tp.topic, c.tp.partition), c.position)
                     del live[conn]  # type: ignore[arg-type]
+                else:
+                    totals[conn] = total or totals.get(conn, 0)
                 yield n, results, sum(totals.values())
 
     async def apply(self, results: list[tuple[int, StepResult]]) -> BatchReport:
